@@ -1,0 +1,28 @@
+//! The production store: Postgres through sqlx, migrations in `migrations/postgres`.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::StoreResult;
+
+pub struct PostgresCatalogStore {
+    pool: PgPool,
+}
+
+impl PostgresCatalogStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Self::ensure_catalog_row(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+super::sql::impl_catalog_store!(
+    PostgresCatalogStore,
+    sqlx::Postgres,
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+);

@@ -1,0 +1,596 @@
+//! The SQL both stores share. Postgres and SQLite accept the same statements here (`$n`
+//! placeholders, `RETURNING`, `ON CONFLICT`), so the implementation is written once, as a macro
+//! instantiated for each concrete sqlx database: no generic trait bounds, one copy of every rule.
+
+use std::collections::HashMap;
+
+use crate::catalog::model::{Attendee, Event, ModelType, ObjectKind, Removal, Resource};
+
+pub(super) const RESOURCE_COLUMNS: &str = "id, friendly_name, deployment_name, model_type, \
+    endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key";
+pub(super) const EVENT_COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time_zone, \
+    max_token_cap, daily_request_cap, organizer_name, organizer_email, active";
+pub(super) const ATTENDEE_COLUMNS: &str = "event_id, user_id, key_hash, active, created_at_ms";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ResourceRow {
+    id: String,
+    friendly_name: String,
+    deployment_name: String,
+    model_type: String,
+    endpoint_url: String,
+    region: String,
+    use_managed_identity: bool,
+    identity_client_id: Option<String>,
+    active: bool,
+    encrypted_key: Option<Vec<u8>>,
+}
+
+impl ResourceRow {
+    pub(super) fn into_resource(self) -> Result<Resource, sqlx::Error> {
+        let model_type = ModelType::parse(&self.model_type).ok_or_else(|| {
+            sqlx::Error::Decode(
+                format!("unknown model_type '{}' in resources", self.model_type).into(),
+            )
+        })?;
+        Ok(Resource {
+            id: self.id,
+            friendly_name: self.friendly_name,
+            deployment_name: self.deployment_name,
+            model_type,
+            endpoint_url: self.endpoint_url,
+            region: self.region,
+            use_managed_identity: self.use_managed_identity,
+            identity_client_id: self.identity_client_id,
+            active: self.active,
+            encrypted_key: self.encrypted_key,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    id: String,
+    name: String,
+    starts_at_ms: i64,
+    ends_at_ms: i64,
+    time_zone: String,
+    max_token_cap: i64,
+    daily_request_cap: i64,
+    organizer_name: String,
+    organizer_email: String,
+    active: bool,
+}
+
+impl EventRow {
+    pub(super) fn into_event(self, resource_ids: Vec<String>) -> Event {
+        Event {
+            id: self.id,
+            name: self.name,
+            starts_at_ms: self.starts_at_ms,
+            ends_at_ms: self.ends_at_ms,
+            time_zone: self.time_zone,
+            max_token_cap: u32::try_from(self.max_token_cap).unwrap_or(u32::MAX),
+            daily_request_cap: u32::try_from(self.daily_request_cap).unwrap_or(u32::MAX),
+            organizer_name: self.organizer_name,
+            organizer_email: self.organizer_email,
+            active: self.active,
+            resource_ids,
+        }
+    }
+}
+
+/// Joins event rows with their (ordered) resource links.
+pub(super) fn assemble_events(rows: Vec<EventRow>, links: Vec<(String, String)>) -> Vec<Event> {
+    let mut by_event: HashMap<String, Vec<String>> = HashMap::new();
+    for (event_id, resource_id) in links {
+        by_event.entry(event_id).or_default().push(resource_id);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let ids = by_event.remove(&row.id).unwrap_or_default();
+            row.into_event(ids)
+        })
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AttendeeRow {
+    event_id: String,
+    user_id: String,
+    key_hash: Vec<u8>,
+    active: bool,
+    created_at_ms: i64,
+}
+
+impl From<AttendeeRow> for Attendee {
+    fn from(row: AttendeeRow) -> Self {
+        Attendee {
+            event_id: row.event_id,
+            user_id: row.user_id,
+            key_hash: row.key_hash,
+            active: row.active,
+            created_at_ms: row.created_at_ms,
+        }
+    }
+}
+
+pub(super) fn removals_from_rows(rows: Vec<(String, String)>) -> Vec<Removal> {
+    rows.into_iter()
+        .filter_map(|(kind, id)| ObjectKind::parse(&kind).map(|kind| Removal { kind, id }))
+        .collect()
+}
+
+pub(super) fn version_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Implements `CatalogStore` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+/// `$snapshot_sql` starts a read transaction at a consistent snapshot (dialect-specific).
+macro_rules! impl_catalog_store {
+    ($store:ty, $db:ty, $snapshot_sql:expr) => {
+        use $crate::catalog::model::{Attendee, CatalogChanges, Event, ObjectKind, Resource};
+        use $crate::catalog::store::sql::{
+            ATTENDEE_COLUMNS, AttendeeRow, EVENT_COLUMNS, EventRow, RESOURCE_COLUMNS, ResourceRow,
+            assemble_events, removals_from_rows, version_u64,
+        };
+        use $crate::catalog::store::{CatalogStore, StoreError};
+
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+
+        impl $store {
+            async fn ensure_catalog_row(pool: &sqlx::Pool<$db>) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO catalog_meta (singleton, catalog_id, version) VALUES (1, $1, 0) \
+                     ON CONFLICT (singleton) DO NOTHING",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+
+            /// Takes the next version. Always the first statement of a write transaction: it
+            /// locks the version row, so writers are serialised in version order.
+            async fn bump(tx: &mut Tx<'_>) -> StoreResult<i64> {
+                let (v,): (i64,) = sqlx::query_as(
+                    "UPDATE catalog_meta SET version = version + 1 WHERE singleton = 1 RETURNING version",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(v)
+            }
+
+            async fn tombstone(tx: &mut Tx<'_>, kind: ObjectKind, id: &str, v: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO removals (kind, id, version) VALUES ($1, $2, $3) \
+                     ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version",
+                )
+                .bind(kind.as_str())
+                .bind(id)
+                .bind(v)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn event_exists(tx: &mut Tx<'_>, id: &str) -> StoreResult<bool> {
+                let found: Option<(String,)> = sqlx::query_as("SELECT id FROM events WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(found.is_some())
+            }
+
+            async fn write_event_links(tx: &mut Tx<'_>, event: &Event) -> StoreResult<()> {
+                sqlx::query("DELETE FROM event_resources WHERE event_id = $1")
+                    .bind(&event.id)
+                    .execute(&mut **tx)
+                    .await?;
+                for (position, resource_id) in event.resource_ids.iter().enumerate() {
+                    let found: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM resources WHERE id = $1")
+                            .bind(resource_id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                    if found.is_none() {
+                        return Err(StoreError::UnknownResource(resource_id.clone()));
+                    }
+                    sqlx::query(
+                        "INSERT INTO event_resources (event_id, resource_id, position) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&event.id)
+                    .bind(resource_id)
+                    .bind(position as i64)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn resources_where(
+                executor: &mut <$db as sqlx::Database>::Connection,
+                filter: &str,
+                arg: Option<i64>,
+                id: Option<&str>,
+            ) -> StoreResult<Vec<Resource>> {
+                let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources {filter} ORDER BY friendly_name, id");
+                let mut query = sqlx::query_as::<_, ResourceRow>(sqlx::AssertSqlSafe(sql));
+                if let Some(v) = arg {
+                    query = query.bind(v);
+                }
+                if let Some(id) = id {
+                    query = query.bind(id.to_string());
+                }
+                let rows = query.fetch_all(&mut *executor).await?;
+                Ok(rows.into_iter().map(ResourceRow::into_resource).collect::<Result<_, _>>()?)
+            }
+
+            async fn events_where(
+                executor: &mut <$db as sqlx::Database>::Connection,
+                filter: &str,
+                arg: Option<i64>,
+                id: Option<&str>,
+            ) -> StoreResult<Vec<Event>> {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events e {filter} ORDER BY starts_at_ms, id");
+                let mut query = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql));
+                let links_sql = format!(
+                    "SELECT er.event_id, er.resource_id FROM event_resources er \
+                     JOIN events e ON e.id = er.event_id {filter} ORDER BY er.event_id, er.position"
+                );
+                let mut links_query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(links_sql));
+                if let Some(v) = arg {
+                    query = query.bind(v);
+                    links_query = links_query.bind(v);
+                }
+                if let Some(id) = id {
+                    query = query.bind(id.to_string());
+                    links_query = links_query.bind(id.to_string());
+                }
+                let rows = query.fetch_all(&mut *executor).await?;
+                let links = links_query.fetch_all(&mut *executor).await?;
+                Ok(assemble_events(rows, links))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl CatalogStore for $store {
+            async fn catalog_id(&self) -> StoreResult<String> {
+                let (id,): (String,) =
+                    sqlx::query_as("SELECT catalog_id FROM catalog_meta WHERE singleton = 1")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(id)
+            }
+
+            async fn current_version(&self) -> StoreResult<u64> {
+                let (v,): (i64,) =
+                    sqlx::query_as("SELECT version FROM catalog_meta WHERE singleton = 1")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(version_u64(v))
+            }
+
+            async fn changes_since(&self, since: u64) -> StoreResult<CatalogChanges> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(sql) = $snapshot_sql {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                let (catalog_id, current): (String, i64) = sqlx::query_as(
+                    "SELECT catalog_id, version FROM catalog_meta WHERE singleton = 1",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let current_u = version_u64(current);
+                let full = since == 0 || since > current_u;
+                let mut changes = CatalogChanges {
+                    catalog_id,
+                    version: current_u,
+                    full,
+                    ..Default::default()
+                };
+                if !full && since == current_u {
+                    return Ok(changes);
+                }
+                let after = if full { 0 } else { since as i64 };
+                changes.resources =
+                    Self::resources_where(&mut *tx, "WHERE version > $1", Some(after), None).await?;
+                changes.events =
+                    Self::events_where(&mut *tx, "WHERE e.version > $1", Some(after), None).await?;
+                let attendees_sql = format!(
+                    "SELECT {ATTENDEE_COLUMNS} FROM attendees WHERE version > $1 ORDER BY event_id, user_id"
+                );
+                changes.attendees = sqlx::query_as::<_, AttendeeRow>(sqlx::AssertSqlSafe(attendees_sql))
+                    .bind(after)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(Attendee::from)
+                    .collect();
+                if !full {
+                    let rows: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT kind, id FROM removals WHERE version > $1 ORDER BY version",
+                    )
+                    .bind(after)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    changes.removals = removals_from_rows(rows);
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+
+            async fn create_resource(&self, r: &Resource) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                sqlx::query(
+                    "INSERT INTO resources (id, friendly_name, deployment_name, model_type, endpoint_url, \
+                     region, use_managed_identity, identity_client_id, active, encrypted_key, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&r.id)
+                .bind(&r.friendly_name)
+                .bind(&r.deployment_name)
+                .bind(r.model_type.as_str())
+                .bind(&r.endpoint_url)
+                .bind(&r.region)
+                .bind(r.use_managed_identity)
+                .bind(&r.identity_client_id)
+                .bind(r.active)
+                .bind(&r.encrypted_key)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn update_resource(&self, r: &Resource) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                let done = sqlx::query(
+                    "UPDATE resources SET friendly_name = $2, deployment_name = $3, model_type = $4, \
+                     endpoint_url = $5, region = $6, use_managed_identity = $7, identity_client_id = $8, \
+                     active = $9, encrypted_key = $10, version = $11 WHERE id = $1",
+                )
+                .bind(&r.id)
+                .bind(&r.friendly_name)
+                .bind(&r.deployment_name)
+                .bind(r.model_type.as_str())
+                .bind(&r.endpoint_url)
+                .bind(&r.region)
+                .bind(r.use_managed_identity)
+                .bind(&r.identity_client_id)
+                .bind(r.active)
+                .bind(&r.encrypted_key)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { kind: "resource", id: r.id.clone() });
+                }
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn delete_resource(&self, id: &str) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                let users: Vec<(String,)> = sqlx::query_as(
+                    "SELECT e.name FROM event_resources er JOIN events e ON e.id = er.event_id \
+                     WHERE er.resource_id = $1 ORDER BY e.name",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !users.is_empty() {
+                    let names: Vec<String> = users.into_iter().map(|(n,)| format!("'{n}'")).collect();
+                    return Err(StoreError::Conflict(format!(
+                        "resource '{id}' is used by event {}: remove it from the event first",
+                        names.join(", ")
+                    )));
+                }
+                let done = sqlx::query("DELETE FROM resources WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { kind: "resource", id: id.to_string() });
+                }
+                Self::tombstone(&mut tx, ObjectKind::Resource, id, v).await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn get_resource(&self, id: &str) -> StoreResult<Option<Resource>> {
+                let mut conn = self.pool.acquire().await?;
+                let mut found =
+                    Self::resources_where(&mut *conn, "WHERE id = $1", None, Some(id)).await?;
+                Ok(found.pop())
+            }
+
+            async fn list_resources(&self) -> StoreResult<Vec<Resource>> {
+                let mut conn = self.pool.acquire().await?;
+                Self::resources_where(&mut *conn, "", None, None).await
+            }
+
+            async fn create_event(&self, e: &Event) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                sqlx::query(
+                    "INSERT INTO events (id, name, starts_at_ms, ends_at_ms, time_zone, max_token_cap, \
+                     daily_request_cap, organizer_name, organizer_email, active, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&e.id)
+                .bind(&e.name)
+                .bind(e.starts_at_ms)
+                .bind(e.ends_at_ms)
+                .bind(&e.time_zone)
+                .bind(i64::from(e.max_token_cap))
+                .bind(i64::from(e.daily_request_cap))
+                .bind(&e.organizer_name)
+                .bind(&e.organizer_email)
+                .bind(e.active)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_event_links(&mut tx, e).await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn update_event(&self, e: &Event) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                let done = sqlx::query(
+                    "UPDATE events SET name = $2, starts_at_ms = $3, ends_at_ms = $4, time_zone = $5, \
+                     max_token_cap = $6, daily_request_cap = $7, organizer_name = $8, \
+                     organizer_email = $9, active = $10, version = $11 WHERE id = $1",
+                )
+                .bind(&e.id)
+                .bind(&e.name)
+                .bind(e.starts_at_ms)
+                .bind(e.ends_at_ms)
+                .bind(&e.time_zone)
+                .bind(i64::from(e.max_token_cap))
+                .bind(i64::from(e.daily_request_cap))
+                .bind(&e.organizer_name)
+                .bind(&e.organizer_email)
+                .bind(e.active)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { kind: "event", id: e.id.clone() });
+                }
+                Self::write_event_links(&mut tx, e).await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn delete_event(&self, id: &str) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                sqlx::query("DELETE FROM attendees WHERE event_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM event_resources WHERE event_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM events WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { kind: "event", id: id.to_string() });
+                }
+                Self::tombstone(&mut tx, ObjectKind::Event, id, v).await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
+                let mut conn = self.pool.acquire().await?;
+                let mut found = Self::events_where(&mut *conn, "WHERE e.id = $1", None, Some(id)).await?;
+                Ok(found.pop())
+            }
+
+            async fn list_events(&self) -> StoreResult<Vec<Event>> {
+                let mut conn = self.pool.acquire().await?;
+                Self::events_where(&mut *conn, "", None, None).await
+            }
+
+            async fn add_attendee(&self, a: &Attendee) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                if !Self::event_exists(&mut tx, &a.event_id).await? {
+                    return Err(StoreError::NotFound { kind: "event", id: a.event_id.clone() });
+                }
+                let existing: Option<(String,)> = sqlx::query_as(
+                    "SELECT user_id FROM attendees WHERE event_id = $1 AND user_id = $2",
+                )
+                .bind(&a.event_id)
+                .bind(&a.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if existing.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "attendee '{}' already has a key for this event (keys are shown only once; \
+                         deactivate it and register the attendee under a new user_id to issue another)",
+                        a.user_id
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO attendees (event_id, user_id, key_hash, active, created_at_ms, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&a.event_id)
+                .bind(&a.user_id)
+                .bind(&a.key_hash)
+                .bind(a.active)
+                .bind(a.created_at_ms)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(version_u64(v))
+            }
+
+            async fn list_attendees(&self, event_id: &str) -> StoreResult<Vec<Attendee>> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::event_exists(&mut tx, event_id).await? {
+                    return Err(StoreError::NotFound { kind: "event", id: event_id.to_string() });
+                }
+                let sql = format!(
+                    "SELECT {ATTENDEE_COLUMNS} FROM attendees WHERE event_id = $1 ORDER BY created_at_ms, user_id"
+                );
+                let rows = sqlx::query_as::<_, AttendeeRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(event_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(rows.into_iter().map(Attendee::from).collect())
+            }
+
+            async fn set_attendee_active(
+                &self,
+                event_id: &str,
+                user_id: &str,
+                active: bool,
+            ) -> StoreResult<(u64, Attendee)> {
+                let mut tx = self.pool.begin().await?;
+                let v = Self::bump(&mut tx).await?;
+                if !Self::event_exists(&mut tx, event_id).await? {
+                    return Err(StoreError::NotFound { kind: "event", id: event_id.to_string() });
+                }
+                let done = sqlx::query(
+                    "UPDATE attendees SET active = $3, version = $4 WHERE event_id = $1 AND user_id = $2",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .bind(active)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { kind: "attendee", id: user_id.to_string() });
+                }
+                let sql = format!(
+                    "SELECT {ATTENDEE_COLUMNS} FROM attendees WHERE event_id = $1 AND user_id = $2"
+                );
+                let row = sqlx::query_as::<_, AttendeeRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(event_id)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok((version_u64(v), Attendee::from(row)))
+            }
+        }
+    };
+}
+
+pub(crate) use impl_catalog_store;

@@ -1,0 +1,70 @@
+//! The gRPC server: `EdgeService` (edge credential), `CatalogService` (catalog-reader credential),
+//! gRPC health and reflection.
+
+pub mod auth;
+pub mod catalog_service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiproxy_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::catalog::service::Catalog;
+use crate::secrets::Secret;
+use crate::sync::edges::EdgeRegistry;
+use crate::sync::server::EdgeSyncService;
+use auth::BearerToken;
+use catalog_service::CatalogReadService;
+
+pub struct GrpcCredentials {
+    pub edge_token: Secret,
+    pub catalog_token: Secret,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    catalog: Arc<Catalog>,
+    edges: EdgeRegistry,
+    credentials: GrpcCredentials,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::edge_service_server::EdgeServiceServer<EdgeSyncService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::catalog_service_server::CatalogServiceServer<CatalogReadService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let edge_service = pb::edge_service_server::EdgeServiceServer::with_interceptor(
+        EdgeSyncService::new(catalog.clone(), edges),
+        BearerToken::new(credentials.edge_token, "edge token (AIPROXY_EDGE_TOKEN)"),
+    );
+    let catalog_service = pb::catalog_service_server::CatalogServiceServer::with_interceptor(
+        CatalogReadService::new(catalog),
+        BearerToken::new(
+            credentials.catalog_token,
+            "catalog token (AIPROXY_CATALOG_TOKEN)",
+        ),
+    );
+
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(addr = ?local, "gRPC listening (EdgeService, CatalogService, health, reflection)");
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(edge_service)
+        .add_service(catalog_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

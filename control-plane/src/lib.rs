@@ -1,0 +1,101 @@
+//! AI Proxy control plane. It owns the catalog (Postgres, or SQLite in the embedded mode), serves
+//! the admin API, and streams the catalog to the edge fleet over gRPC (`EdgeService.Sync`). Edges
+//! never reach the database: everything they need arrives on that stream.
+//!
+//! Layout: `catalog` (types, rules, stores), `secrets` (encryption, key hashing), `sync` (the edge
+//! stream), `grpc` (the gRPC server and the read-only catalog service), `admin` (HTTP API),
+//! `bootstrap` (secrets for the embedded mode), `config`.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod catalog;
+pub mod config;
+pub mod grpc;
+pub mod secrets;
+pub mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::catalog::service::Catalog;
+use crate::config::Config;
+use crate::sync::ChangeFeed;
+use crate::sync::edges::EdgeRegistry;
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.allow_insecure_upstreams {
+        tracing::warn!(
+            "AIPROXY_ALLOW_INSECURE_UPSTREAMS=true: plain http:// upstream endpoints are accepted; use this only for local mocks and tests"
+        );
+    }
+    let secrets = bootstrap::resolve(&config)?;
+    let store = catalog::store::open(&config.database_url)
+        .await
+        .with_context(|| "opening the catalog database (AIPROXY_DATABASE_URL)")?;
+    let feed = ChangeFeed::new();
+    feed.notify(store.current_version().await?);
+    let poller = feed.spawn_poller(
+        store.clone(),
+        Duration::from_millis(config.change_poll_ms.max(50)),
+    );
+    let catalog = Arc::new(Catalog::new(
+        store,
+        Arc::new(secrets.cipher),
+        config.allow_insecure_upstreams,
+        feed,
+    ));
+    let edges = EdgeRegistry::default();
+
+    let grpc_listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding AIPROXY_GRPC_ADDR {}", config.grpc_addr))?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("binding AIPROXY_ADMIN_ADDR {}", config.admin_addr))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let grpc = tokio::spawn(grpc::serve(
+        grpc_listener,
+        catalog.clone(),
+        edges.clone(),
+        grpc::GrpcCredentials {
+            edge_token: secrets.edge_token,
+            catalog_token: secrets.catalog_token,
+        },
+        stopped(stop_rx.clone()),
+    ));
+    let admin_state = admin::AdminState {
+        catalog,
+        edges,
+        admin_token: secrets.admin_token,
+    };
+    tracing::info!(addr = %config.admin_addr, "admin API listening");
+    let admin = tokio::spawn({
+        let shutdown = stopped(stop_rx);
+        async move {
+            axum::serve(admin_listener, admin::router(admin_state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    });
+
+    tokio::select! {
+        _ = shutdown => {}
+        r = &mut Box::pin(async { grpc.await }) => { r??; }
+    }
+    let _ = stop_tx.send(true);
+    poller.abort();
+    admin.await??;
+    Ok(())
+}

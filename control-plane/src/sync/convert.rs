@@ -1,0 +1,73 @@
+//! Catalog rows to wire messages. `ResourceInfo`/`EventInfo` never carry a secret; only
+//! `EdgeResource` (edge stream) adds the decrypted upstream key.
+
+use aiproxy_proto::v1 as pb;
+
+use crate::catalog::model::{Attendee, Event, ObjectKind, Removal, Resource};
+use crate::secrets::KeyCipher;
+
+pub fn resource_info(r: &Resource) -> pb::ResourceInfo {
+    pb::ResourceInfo {
+        id: r.id.clone(),
+        friendly_name: r.friendly_name.clone(),
+        deployment_name: r.deployment_name.clone(),
+        model_type: r.model_type.as_str().to_string(),
+        endpoint_url: r.endpoint_url.clone(),
+        region: r.region.clone(),
+        use_managed_identity: r.use_managed_identity,
+        identity_client_id: r.identity_client_id.clone().unwrap_or_default(),
+        active: r.active,
+        has_key: r.encrypted_key.is_some(),
+    }
+}
+
+pub fn edge_resource(r: &Resource, cipher: &KeyCipher) -> pb::EdgeResource {
+    let api_key = match &r.encrypted_key {
+        Some(sealed) => cipher.decrypt(sealed).unwrap_or_else(|e| {
+            tracing::error!(resource = %r.id, error = %e, "upstream key cannot be decrypted; the edge gets none");
+            String::new()
+        }),
+        None => String::new(),
+    };
+    pb::EdgeResource {
+        info: Some(resource_info(r)),
+        api_key,
+    }
+}
+
+pub fn event_info(e: &Event) -> pb::EventInfo {
+    pb::EventInfo {
+        id: e.id.clone(),
+        name: e.name.clone(),
+        starts_at_ms: e.starts_at_ms,
+        ends_at_ms: e.ends_at_ms,
+        time_zone: e.time_zone.clone(),
+        max_token_cap: e.max_token_cap,
+        daily_request_cap: e.daily_request_cap,
+        organizer_name: e.organizer_name.clone(),
+        organizer_email: e.organizer_email.clone(),
+        active: e.active,
+        resource_ids: e.resource_ids.clone(),
+    }
+}
+
+pub fn edge_attendee(a: &Attendee) -> pb::EdgeAttendee {
+    pb::EdgeAttendee {
+        event_id: a.event_id.clone(),
+        user_id: a.user_id.clone(),
+        key_hash: a.key_hash.clone(),
+        active: a.active,
+    }
+}
+
+pub fn removal(r: &Removal) -> pb::Removal {
+    let kind = match r.kind {
+        ObjectKind::Resource => pb::ObjectKind::Resource,
+        ObjectKind::Event => pb::ObjectKind::Event,
+        ObjectKind::Attendee => pb::ObjectKind::Attendee,
+    };
+    pb::Removal {
+        kind: kind as i32,
+        id: r.id.clone(),
+    }
+}

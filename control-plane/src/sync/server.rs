@@ -1,0 +1,174 @@
+//! `EdgeService.Sync`: one session per edge stream. The edge says Hello with the catalog it holds;
+//! the session answers at once (full snapshot, or the delta since that version), then pushes every
+//! later change and records the edge's ACK/NACK. A NACK makes the next update a full snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiproxy_proto::v1 as pb;
+use pb::edge_message::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::edges::EdgeRegistry;
+use crate::catalog::model::CatalogChanges;
+use crate::catalog::service::Catalog;
+
+pub struct EdgeSyncService {
+    catalog: Arc<Catalog>,
+    edges: EdgeRegistry,
+}
+
+impl EdgeSyncService {
+    pub fn new(catalog: Arc<Catalog>, edges: EdgeRegistry) -> Self {
+        Self { catalog, edges }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::edge_service_server::EdgeService for EdgeSyncService {
+    type SyncStream = ReceiverStream<Result<pb::SyncUpdate, Status>>;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<pb::EdgeMessage>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(pb::EdgeMessage {
+                message: Some(Message::Hello(hello)),
+            }) => hello,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message on Sync must be Hello",
+                ));
+            }
+        };
+        if hello.edge_id.trim().is_empty() {
+            return Err(Status::invalid_argument("Hello.edge_id must not be empty"));
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let session = SyncSession {
+            catalog: self.catalog.clone(),
+            edges: self.edges.clone(),
+            edge_id: hello.edge_id.clone(),
+            outbound: tx,
+        };
+        tokio::spawn(session.run(hello, inbound));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct SyncSession {
+    catalog: Arc<Catalog>,
+    edges: EdgeRegistry,
+    edge_id: String,
+    outbound: mpsc::Sender<Result<pb::SyncUpdate, Status>>,
+}
+
+impl SyncSession {
+    async fn run(self, hello: pb::Hello, mut inbound: Streaming<pb::EdgeMessage>) {
+        let edge_id = self.edge_id.clone();
+        tracing::info!(edge = %edge_id, region = %hello.region, held = hello.version, "edge connected");
+        self.edges.connected(
+            &edge_id,
+            &hello.region,
+            &hello.software_version,
+            hello.version,
+        );
+        let mut changes_rx = self.catalog.change_feed().subscribe();
+        let store = self.catalog.store().clone();
+
+        let catalog_id = match store.catalog_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = self
+                    .outbound
+                    .send(Err(Status::unavailable(format!(
+                        "catalog unavailable: {e}"
+                    ))))
+                    .await;
+                self.edges.disconnected(&edge_id);
+                return;
+            }
+        };
+        // A version of another catalog (or none) means the edge needs everything.
+        let mut held = if hello.catalog_id == catalog_id {
+            hello.version
+        } else {
+            0
+        };
+        let mut first = true;
+        loop {
+            match store.changes_since(held).await {
+                Ok(changes) => {
+                    if first || changes.full || !changes.is_empty() {
+                        let update = self.build_update(held, changes, &catalog_id);
+                        let version = update.version;
+                        if self.outbound.send(Ok(update)).await.is_err() {
+                            break;
+                        }
+                        self.edges.sent(&edge_id, version);
+                        held = version;
+                        first = false;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(edge = %edge_id, error = %e, "could not read catalog changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = changes_rx.changed() => if changed.is_err() { break },
+                message = inbound.message() => match message {
+                    Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
+                        self.edges.acked(&edge_id, ack.version);
+                    }
+                    Ok(Some(pb::EdgeMessage { message: Some(Message::Nack(nack)) })) => {
+                        tracing::warn!(edge = %edge_id, version = nack.version, error = %nack.error, "edge rejected an update; sending a full snapshot");
+                        self.edges.nacked(&edge_id, &nack.error);
+                        held = 0;
+                        // Do not spin if the edge keeps rejecting.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                },
+                _ = self.outbound.closed() => break,
+            }
+        }
+        tracing::info!(edge = %edge_id, "edge disconnected");
+        self.edges.disconnected(&edge_id);
+    }
+
+    fn build_update(&self, base: u64, changes: CatalogChanges, catalog_id: &str) -> pb::SyncUpdate {
+        let cipher = self.catalog.cipher();
+        pb::SyncUpdate {
+            version: changes.version,
+            nonce: uuid::Uuid::new_v4().to_string(),
+            full: changes.full,
+            base_version: if changes.full { 0 } else { base },
+            catalog_id: catalog_id.to_string(),
+            resources: changes
+                .resources
+                .iter()
+                .map(|r| convert::edge_resource(r, cipher))
+                .collect(),
+            events: changes.events.iter().map(convert::event_info).collect(),
+            attendees: changes
+                .attendees
+                .iter()
+                .map(convert::edge_attendee)
+                .collect(),
+            removals: changes.removals.iter().map(convert::removal).collect(),
+            key_hash_secret: if changes.full {
+                self.catalog.key_hasher().secret().to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! AI Proxy edge: a stateless HTTP proxy. It holds the catalog in memory (received from the
+//! control plane over `EdgeService.Sync`) and never calls a database, a cache or Entra ID; its only
+//! network hop per request is the upstream.
+//!
+//! Layout: `config`, `state` (snapshot + upstream client), `snapshot` (immutable catalog and how
+//! updates build the next one), `sync` (the stream client), `server` (HTTP accept loop), `proxy`
+//! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers).
+
+pub mod body;
+pub mod config;
+pub mod proxy;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod sync;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::EdgeConfig;
+use crate::state::EdgeState;
+use crate::sync::{SyncClient, SyncSettings};
+
+/// Runs an edge until `shutdown` resolves.
+pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let state = Arc::new(EdgeState::new(&config)?);
+    let settings = SyncSettings {
+        control_plane_url: config.control_plane_url.clone(),
+        edge_token: config.resolved_edge_token()?,
+        edge_id: config.resolved_edge_id(),
+        region: config.region.clone(),
+    };
+    tracing::info!(edge = %settings.edge_id, region = %settings.region, control_plane = %settings.control_plane_url, "edge starting");
+    let sync = tokio::spawn(SyncClient::new(settings, state.clone()).run());
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding AIPROXY_LISTEN_ADDR {}", config.listen_addr))?;
+    tracing::info!(addr = %config.listen_addr, "edge listening");
+    let result = server::serve(listener, state, shutdown).await;
+    sync.abort();
+    result
+}

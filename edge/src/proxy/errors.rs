@@ -1,0 +1,55 @@
+//! Client-facing errors: `{"error":{"code":"<status name>","message":…,"status":<int>}}` with a
+//! message a person can act on. Never includes a key or token.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use crate::body::{EdgeBody, full};
+
+#[derive(Debug)]
+pub struct ProxyError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ProxyError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn into_response(self) -> Response<EdgeBody> {
+        json_response(
+            self.status,
+            &json!({"error": {
+                "code": self.status.canonical_reason().unwrap_or("Error"),
+                "message": self.message,
+                "status": self.status.as_u16(),
+            }}),
+        )
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<EdgeBody> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

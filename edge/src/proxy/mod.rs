@@ -1,0 +1,181 @@
+//! The request pipeline, in the order every proxied request goes through it:
+//! authenticate → resolve route → check policy → choose upstream → authorise upstream →
+//! forward and stream back. Each phase lives in its own module; this one only sequences them.
+
+pub mod client_auth;
+pub mod errors;
+pub mod policy;
+pub mod routes;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::body::{EdgeBody, full, stream};
+use crate::snapshot::{CatalogSnapshot, UpstreamResource};
+use crate::state::EdgeState;
+use crate::upstream::{UpstreamError, auth, headers, pool};
+use errors::{ProxyError, json_response};
+use routes::Route;
+
+pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
+    match serve(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn serve(
+    state: &EdgeState,
+    request: Request<Incoming>,
+) -> Result<Response<EdgeBody>, ProxyError> {
+    let snapshot = state.snapshot();
+    let path = request.uri().path().to_string();
+    let route = routes::resolve(request.method(), &path);
+    match route {
+        Route::Healthz => Ok(Response::new(full("ok"))),
+        Route::Readyz => Ok(readiness(&snapshot)),
+        Route::Unknown => Err(ProxyError::not_found(format!("No route for {path}"))),
+        Route::MethodNotAllowed => Err(ProxyError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not supported on {path}", request.method()),
+        )),
+        Route::Deployment {
+            deployment,
+            operation,
+        } => {
+            if !snapshot.loaded {
+                return Err(not_ready());
+            }
+            let caller = client_auth::authenticate(
+                &snapshot,
+                request.headers(),
+                Utc::now().timestamp_millis(),
+            )?;
+            let (parts, body) = request.into_parts();
+            let body = if caller.event.max_token_cap > 0 && is_json(&parts.headers) {
+                let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
+                policy::check_token_cap(&value, caller.event.max_token_cap)?;
+                full(bytes)
+            } else {
+                stream(body)
+            };
+            let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
+            let path = format!("/openai/deployments/{deployment}/{operation}");
+            forward(state, upstream, &path, parts, body).await
+        }
+        Route::OpenAiV1 { operation } => {
+            if !snapshot.loaded {
+                return Err(not_ready());
+            }
+            let caller = client_auth::authenticate(
+                &snapshot,
+                request.headers(),
+                Utc::now().timestamp_millis(),
+            )?;
+            let (parts, body) = request.into_parts();
+            let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
+            policy::check_token_cap(&value, caller.event.max_token_cap)?;
+            let deployment = policy::model_of(&value)?;
+            let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
+            let path = format!("/openai/v1/{operation}");
+            forward(state, upstream, &path, parts, full(bytes)).await
+        }
+    }
+}
+
+fn readiness(snapshot: &CatalogSnapshot) -> Response<EdgeBody> {
+    let status = if snapshot.loaded {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({"ready": snapshot.loaded, "catalog_version": snapshot.version}),
+    )
+}
+
+fn not_ready() -> ProxyError {
+    ProxyError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This edge has not received its catalog from the control plane yet; retry shortly.",
+    )
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+}
+
+fn choose(
+    state: &EdgeState,
+    snapshot: &CatalogSnapshot,
+    event_id: &str,
+    deployment: &str,
+) -> Result<Arc<UpstreamResource>, ProxyError> {
+    let members = snapshot.pool(event_id, deployment).ok_or_else(|| {
+        let available = snapshot.deployment_names(event_id);
+        ProxyError::not_found(format!(
+            "Deployment '{deployment}' not found for this event. Available deployments are: {}",
+            if available.is_empty() {
+                "(none)".to_string()
+            } else {
+                available.join(", ")
+            }
+        ))
+    })?;
+    Ok(pool::choose(members, &state.region, state.next_round_robin()).clone())
+}
+
+async fn forward(
+    state: &EdgeState,
+    upstream: Arc<UpstreamResource>,
+    path: &str,
+    parts: http::request::Parts,
+    body: EdgeBody,
+) -> Result<Response<EdgeBody>, ProxyError> {
+    let target = match parts.uri.query() {
+        Some(query) => format!("{}{path}?{query}", upstream.origin),
+        None => format!("{}{path}", upstream.origin),
+    };
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| ProxyError::bad_request("The request path or query string is not valid"))?;
+    let mut upstream_headers = headers::for_upstream(parts.headers);
+    auth::authorize(&upstream, &mut upstream_headers)
+        .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream_headers;
+
+    let response = state
+        .upstream
+        .send(request)
+        .await
+        .map_err(|e| upstream_failure(&upstream, e))?;
+    let (mut parts, body) = response.into_parts();
+    parts.headers = headers::for_client(parts.headers);
+    Ok(Response::from_parts(parts, stream(body)))
+}
+
+fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {
+    let status = match error {
+        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    tracing::warn!(resource = %upstream.id, %error, "upstream call failed");
+    ProxyError::new(
+        status,
+        format!(
+            "Upstream '{}' ({}) failed: {error}",
+            upstream.friendly_name, upstream.origin
+        ),
+    )
+}

@@ -1,0 +1,222 @@
+//! Building the next snapshot from the current one and a `SyncUpdate`. A full update replaces
+//! everything; a delta applies only on top of the exact version it was made from. Any problem
+//! leaves the current snapshot untouched (the caller NACKs).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aiproxy_proto::v1 as pb;
+use aws_lc_rs::hmac;
+
+use super::{AttendeeEntry, CatalogSnapshot, UpstreamResource};
+
+impl CatalogSnapshot {
+    pub fn apply(&self, update: pb::SyncUpdate) -> Result<CatalogSnapshot, String> {
+        let mut next = if update.full {
+            if update.key_hash_secret.is_empty() {
+                return Err("full snapshot without key_hash_secret".into());
+            }
+            CatalogSnapshot {
+                key_hash_secret: update.key_hash_secret.clone(),
+                ..Default::default()
+            }
+        } else {
+            if !self.loaded {
+                return Err("delta received before any full snapshot".into());
+            }
+            if update.base_version != self.version || update.catalog_id != self.catalog_id {
+                return Err(format!(
+                    "delta from version {} of catalog {} does not apply to version {} of catalog {}",
+                    update.base_version, update.catalog_id, self.version, self.catalog_id
+                ));
+            }
+            CatalogSnapshot {
+                key_hash_secret: self.key_hash_secret.clone(),
+                resources: self.resources.clone(),
+                events: self.events.clone(),
+                attendees: self.attendees.clone(),
+                ..Default::default()
+            }
+        };
+        if update.version < self.version && !update.full {
+            return Err(format!(
+                "update version {} is older than the held {}",
+                update.version, self.version
+            ));
+        }
+
+        for resource in update.resources {
+            let upstream = upstream_resource(resource)?;
+            next.resources
+                .insert(upstream.id.clone(), Arc::new(upstream));
+        }
+        for event in update.events {
+            next.events.insert(event.id.clone(), Arc::new(event));
+        }
+        for attendee in update.attendees {
+            next.attendees.insert(
+                (attendee.event_id.clone(), attendee.user_id.clone()),
+                attendee,
+            );
+        }
+        for removal in update.removals {
+            match pb::ObjectKind::try_from(removal.kind) {
+                Ok(pb::ObjectKind::Resource) => {
+                    next.resources.remove(&removal.id);
+                }
+                Ok(pb::ObjectKind::Event) => {
+                    next.events.remove(&removal.id);
+                    next.attendees
+                        .retain(|(event_id, _), _| *event_id != removal.id);
+                }
+                Ok(pb::ObjectKind::Attendee) => {
+                    if let Some((event_id, user_id)) = removal.id.split_once('/') {
+                        next.attendees
+                            .remove(&(event_id.to_string(), user_id.to_string()));
+                    }
+                }
+                _ => return Err(format!("removal of unknown kind {}", removal.kind)),
+            }
+        }
+
+        next.loaded = true;
+        next.version = update.version;
+        next.catalog_id = update.catalog_id;
+        next.key_hasher = Some(hmac::Key::new(hmac::HMAC_SHA256, &next.key_hash_secret));
+        next.rebuild_indexes();
+        Ok(next)
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.by_key_hash = self
+            .attendees
+            .values()
+            .map(|a| {
+                (
+                    a.key_hash.clone(),
+                    AttendeeEntry {
+                        event_id: a.event_id.clone(),
+                        user_id: a.user_id.clone(),
+                        active: a.active,
+                    },
+                )
+            })
+            .collect();
+        let mut deployments: HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>> =
+            HashMap::new();
+        for event in self.events.values() {
+            let pools = deployments.entry(event.id.clone()).or_default();
+            for rid in &event.resource_ids {
+                if let Some(r) = self.resources.get(rid)
+                    && r.active
+                    && r.model_type == "foundry-model"
+                {
+                    pools
+                        .entry(r.deployment_name.clone())
+                        .or_default()
+                        .push(r.clone());
+                }
+            }
+        }
+        self.deployments = deployments;
+    }
+}
+
+fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, String> {
+    let info = resource.info.ok_or("resource without info")?;
+    let uri: http::Uri = info
+        .endpoint_url
+        .parse()
+        .map_err(|_| format!("resource {} has an invalid endpoint_url", info.id))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("resource {} endpoint_url is not absolute", info.id));
+    };
+    Ok(UpstreamResource {
+        origin: format!("{scheme}://{authority}"),
+        id: info.id,
+        friendly_name: info.friendly_name,
+        deployment_name: info.deployment_name,
+        model_type: info.model_type,
+        endpoint_url: info.endpoint_url,
+        region: info.region,
+        use_managed_identity: info.use_managed_identity,
+        active: info.active,
+        api_key: Some(resource.api_key).filter(|k| !k.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(id: &str, deployment: &str) -> pb::EdgeResource {
+        pb::EdgeResource {
+            info: Some(pb::ResourceInfo {
+                id: id.into(),
+                friendly_name: id.into(),
+                deployment_name: deployment.into(),
+                model_type: "foundry-model".into(),
+                endpoint_url: "https://x.openai.azure.com".into(),
+                active: true,
+                has_key: true,
+                ..Default::default()
+            }),
+            api_key: "k".into(),
+        }
+    }
+
+    fn full(version: u64) -> pb::SyncUpdate {
+        pb::SyncUpdate {
+            version,
+            full: true,
+            catalog_id: "c1".into(),
+            key_hash_secret: vec![7; 32],
+            resources: vec![resource("r1", "gpt")],
+            events: vec![pb::EventInfo {
+                id: "e1".into(),
+                resource_ids: vec!["r1".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn full_then_delta_builds_pools_and_removes() {
+        let s = CatalogSnapshot::default().apply(full(3)).unwrap();
+        assert!(s.loaded);
+        assert_eq!(s.pool("e1", "gpt").unwrap().len(), 1);
+        let delta = pb::SyncUpdate {
+            version: 4,
+            base_version: 3,
+            catalog_id: "c1".into(),
+            removals: vec![pb::Removal {
+                kind: pb::ObjectKind::Event as i32,
+                id: "e1".into(),
+            }],
+            ..Default::default()
+        };
+        let s2 = s.apply(delta).unwrap();
+        assert!(s2.pool("e1", "gpt").is_none());
+        assert_eq!(s2.version, 4);
+    }
+
+    #[test]
+    fn delta_on_the_wrong_base_is_rejected() {
+        let s = CatalogSnapshot::default().apply(full(3)).unwrap();
+        let delta = pb::SyncUpdate {
+            version: 6,
+            base_version: 5,
+            catalog_id: "c1".into(),
+            ..Default::default()
+        };
+        assert!(s.apply(delta).is_err());
+        let unloaded = CatalogSnapshot::default();
+        let delta = pb::SyncUpdate {
+            version: 1,
+            base_version: 0,
+            ..Default::default()
+        };
+        assert!(unloaded.apply(delta).is_err());
+    }
+}
