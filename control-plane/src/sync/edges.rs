@@ -14,6 +14,8 @@ pub struct EdgeStatus {
     pub software_version: String,
     pub connected: bool,
     pub connected_at: String,
+    /// The version the edge said it held when it connected (0: it had nothing).
+    pub hello_version: u64,
     pub version_sent: u64,
     pub version_acked: u64,
     pub last_nack: Option<String>,
@@ -40,6 +42,7 @@ impl EdgeRegistry {
                     software_version: software_version.to_string(),
                     connected: true,
                     connected_at: Utc::now().to_rfc3339(),
+                    hello_version: held,
                     version_sent: 0,
                     version_acked: held,
                     last_nack: None,

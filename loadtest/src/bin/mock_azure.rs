@@ -1,0 +1,41 @@
+//! `mock-azure`: the mock Azure OpenAI upstream as a standalone server, for manual runs and demos.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Mock Azure OpenAI upstream (loopback only)")]
+struct Args {
+    /// Listen address (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+    /// Require this api-key on every request (default: accept any).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Content chunks per streamed chat completion.
+    #[arg(long, default_value_t = 4)]
+    stream_chunks: usize,
+    /// Milliseconds between streamed chunks.
+    #[arg(long, default_value_t = 50)]
+    stream_delay_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = MockConfig {
+        auth: args
+            .api_key
+            .map(ExpectedAuth::ApiKey)
+            .unwrap_or(ExpectedAuth::Any),
+        stream_chunks: args.stream_chunks,
+        stream_chunk_delay: Duration::from_millis(args.stream_delay_ms),
+    };
+    let mock = MockAzure::start_on(args.listen, config).await?;
+    println!("mock Azure OpenAI listening on {}", mock.endpoint());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! A mock Azure OpenAI upstream on loopback: chat completions (JSON, and SSE with a configurable
+//! pause between chunks and a final usage chunk), completions, embeddings, the v1 API, and a
+//! generic answer for the other deployment operations. It checks the credential it was told to
+//! expect and records what it saw, so tests can assert what the proxy sent.
+
+mod openai;
+
+pub use openai::MOCK_REPLY;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub type MockBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// The credential the mock accepts.
+#[derive(Debug, Clone)]
+pub enum ExpectedAuth {
+    /// Any request passes (benchmarks).
+    Any,
+    /// `api-key: <key>`; an `Authorization` header is refused too, so a forwarded client
+    /// credential cannot go unnoticed.
+    ApiKey(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub auth: ExpectedAuth,
+    /// Content chunks in a streamed chat completion.
+    pub stream_chunks: usize,
+    /// Pause before each chunk after the first.
+    pub stream_chunk_delay: Duration,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            auth: ExpectedAuth::Any,
+            stream_chunks: 4,
+            stream_chunk_delay: Duration::from_millis(0),
+        }
+    }
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+pub struct MockStats {
+    pub requests: AtomicU64,
+    pub rejected_auth: AtomicU64,
+    pub streams_started: AtomicU64,
+    pub streams_finished: AtomicU64,
+    by_path: Mutex<HashMap<String, u64>>,
+    recent: Mutex<VecDeque<RecordedRequest>>,
+}
+
+const RECENT_KEPT: usize = 256;
+
+impl MockStats {
+    pub fn count_for(&self, path: &str) -> u64 {
+        self.by_path.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// The most recent request whose path is `path`.
+    pub fn last_request(&self, path: &str) -> Option<RecordedRequest> {
+        self.recent
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.path == path)
+            .cloned()
+    }
+
+    pub fn recent_requests(&self) -> Vec<RecordedRequest> {
+        self.recent.lock().unwrap().iter().cloned().collect()
+    }
+
+    fn record(&self, request: RecordedRequest, keep_body: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_path
+            .lock()
+            .unwrap()
+            .entry(request.path.clone())
+            .or_default() += 1;
+        let mut recent = self.recent.lock().unwrap();
+        if recent.len() == RECENT_KEPT {
+            recent.pop_front();
+        }
+        let request = if keep_body {
+            request
+        } else {
+            RecordedRequest {
+                body: Bytes::new(),
+                ..request
+            }
+        };
+        recent.push_back(request);
+    }
+}
+
+/// A running mock; stops when dropped.
+pub struct MockAzure {
+    pub addr: SocketAddr,
+    pub stats: Arc<MockStats>,
+    task: JoinHandle<()>,
+}
+
+impl MockAzure {
+    pub async fn start(config: MockConfig) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("address"), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(MockStats::default());
+        let shared = Arc::new((config, stats.clone()));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                handle(&shared.0, &shared.1, request).await,
+                            )
+                        }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, stats, task })
+    }
+
+    /// `http://127.0.0.1:<port>`: what a catalog resource's endpoint_url points at.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for MockAzure {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    config: &MockConfig,
+    stats: &Arc<MockStats>,
+    request: Request<Incoming>,
+) -> Response<MockBody> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let recorded = RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    stats.record(recorded, body.len() <= 64 * 1024);
+    if let Err(message) = check_auth(&config.auth, &parts.headers) {
+        stats.rejected_auth.fetch_add(1, Ordering::Relaxed);
+        return json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": {"code": "401", "message": message}}),
+        );
+    }
+    openai::answer(config, stats, &parts, &body).await
+}
+
+fn check_auth(expected: &ExpectedAuth, headers: &HeaderMap) -> Result<(), String> {
+    match expected {
+        ExpectedAuth::Any => Ok(()),
+        ExpectedAuth::ApiKey(key) => {
+            if headers.contains_key(http::header::AUTHORIZATION) {
+                return Err(
+                    "unexpected Authorization header: this resource uses an API key".into(),
+                );
+            }
+            match headers.get("api-key").and_then(|v| v.to_str().ok()) {
+                Some(k) if k == key => Ok(()),
+                Some(_) => Err(
+                    "Access denied due to invalid subscription key or wrong API endpoint.".into(),
+                ),
+                None => Err("missing api-key header".into()),
+            }
+        }
+    }
+}
+
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<MockBody> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
+    response
+        .headers_mut()
+        .insert("x-mock-upstream", "azure-openai".parse().unwrap());
+    response
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> MockBody {
+    http_body_util::Full::new(bytes.into()).boxed_unsync()
+}

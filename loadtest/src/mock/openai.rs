@@ -1,0 +1,188 @@
+//! The Azure OpenAI surface of the mock.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{MockBody, MockConfig, MockStats, json};
+
+/// Text the mock streams back, split into `stream_chunks` pieces.
+pub const MOCK_REPLY: &str = "Hello from the mock Azure OpenAI upstream.";
+
+pub async fn answer(
+    config: &MockConfig,
+    stats: &Arc<MockStats>,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Response<MockBody> {
+    let path = parts.uri.path();
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (deployment, operation) = if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        match rest.split_once('/') {
+            Some((d, op)) => (d.to_string(), op),
+            None => return not_found(path),
+        }
+    } else if let Some(op) = path.strip_prefix("/openai/v1/") {
+        let model = parsed
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        (model, op)
+    } else {
+        return not_found(path);
+    };
+    match operation {
+        "chat/completions" | "extensions/chat/completions" => {
+            if parsed.get("stream").and_then(Value::as_bool) == Some(true) {
+                let include_usage = parsed
+                    .pointer("/stream_options/include_usage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                stream_chat(config, stats, deployment, include_usage)
+            } else {
+                json(StatusCode::OK, &chat_completion(&deployment))
+            }
+        }
+        "completions" => json(
+            StatusCode::OK,
+            &json!({
+                "id": "cmpl-mock", "object": "text_completion", "created": now(), "model": deployment,
+                "choices": [{"index": 0, "text": MOCK_REPLY, "finish_reason": "stop", "logprobs": null}],
+                "usage": usage(),
+            }),
+        ),
+        "embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
+        "responses" => json(
+            StatusCode::OK,
+            &json!({
+                "id": "resp_mock", "object": "response", "created_at": now(), "status": "completed",
+                "model": deployment,
+                "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": MOCK_REPLY, "annotations": []}]}],
+                "usage": {"input_tokens": 5, "output_tokens": 8, "total_tokens": 13},
+            }),
+        ),
+        other => json(
+            StatusCode::OK,
+            &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": body.len()}),
+        ),
+    }
+}
+
+fn not_found(path: &str) -> Response<MockBody> {
+    json(
+        StatusCode::NOT_FOUND,
+        &json!({"error": {"code": "404", "message": format!("mock has no {path}")}}),
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn usage() -> Value {
+    json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13})
+}
+
+fn chat_completion(deployment: &str) -> Value {
+    json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": now(), "model": deployment,
+        "system_fingerprint": null,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                     "message": {"role": "assistant", "content": MOCK_REPLY}}],
+        "usage": usage(),
+    })
+}
+
+fn embeddings(deployment: &str, request: &Value) -> Value {
+    let inputs = match request.get("input") {
+        Some(Value::Array(items)) => items.len().max(1),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(
+            |i| json!({"object": "embedding", "index": i, "embedding": [0.0125, -0.25, 0.5, 0.75]}),
+        )
+        .collect();
+    json!({"object": "list", "data": data, "model": deployment, "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+}
+
+fn chunk(deployment: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now(), "model": deployment,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+    })
+}
+
+fn stream_chat(
+    config: &MockConfig,
+    stats: &Arc<MockStats>,
+    deployment: String,
+    include_usage: bool,
+) -> Response<MockBody> {
+    let pieces = split_reply(config.stream_chunks.max(1));
+    let mut events: Vec<Value> = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let delta = if i == 0 {
+            json!({"role": "assistant", "content": piece})
+        } else {
+            json!({"content": piece})
+        };
+        events.push(chunk(&deployment, delta, None));
+    }
+    events.push(chunk(&deployment, json!({}), Some("stop")));
+    if include_usage {
+        events.push(json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now(), "model": deployment,
+            "choices": [], "usage": usage(),
+        }));
+    }
+    let delay = config.stream_chunk_delay;
+    stats.streams_started.fetch_add(1, Ordering::Relaxed);
+    let stats = stats.clone();
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let frame = Frame::data(Bytes::from(format!("data: {event}\n\n")));
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
+            .await;
+        // Counted once the last byte has been handed to hyper.
+        stats.streams_finished.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut response = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        "text/event-stream; charset=utf-8".parse().unwrap(),
+    );
+    headers.insert(http::header::CACHE_CONTROL, "no-cache".parse().unwrap());
+    headers.insert("x-mock-upstream", "azure-openai".parse().unwrap());
+    headers.insert("apim-request-id", "mock-request-id".parse().unwrap());
+    response
+}
+
+fn split_reply(n: usize) -> Vec<String> {
+    let words: Vec<&str> = MOCK_REPLY.split_inclusive(' ').collect();
+    let per = words.len().div_ceil(n);
+    words.chunks(per.max(1)).map(|c| c.concat()).collect()
+}

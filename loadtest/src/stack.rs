@@ -1,0 +1,485 @@
+//! The real system on loopback for end-to-end tests and benchmarks: the `aiproxy-control-plane`
+//! and `aiproxy-edge` binaries as child processes (so fault tests really kill them), each in its
+//! own temporary data dir with logs kept beside it, and an admin API client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// Where the workspace binaries are: `$AIPROXY_BIN_DIR`, else beside the running test or bench
+/// executable (`target/<profile>`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("AIPROXY_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("path of the running executable");
+            let mut dir = exe.parent().expect("executable folder").to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A loopback address nobody listens on right now.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// A scratch folder removed on drop (logs are printed first if the test failed).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(label: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("aiproxy-{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "log") {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("--- last lines of {} ---", path.display());
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Variables that could point a child at a real Azure credential: never inherited.
+const AZURE_VARIABLES: [&str; 8] = [
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+];
+
+fn command(binary: &str, log: &Path) -> Command {
+    let mut cmd = Command::new(bin_path(binary));
+    for var in AZURE_VARIABLES {
+        cmd.env_remove(var);
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open child log");
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("AIPROXY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+    )
+    .stdin(Stdio::null())
+    .stdout(log_file.try_clone().expect("log handle"))
+    .stderr(log_file)
+    .kill_on_drop(true);
+    cmd
+}
+
+async fn wait_for(url: &str, what: &str, timeout: Duration) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not become ready at {url} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct ControlPlaneOptions {
+    /// Defaults to an embedded SQLite file in the scratch dir.
+    pub database_url: Option<String>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// A control-plane process. Keeps its ports, tokens and data dir across `kill`/`restart`.
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub admin_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub admin_token: String,
+    pub edge_token: String,
+    options: ControlPlaneOptions,
+    dir: Arc<ScratchDir>,
+}
+
+impl ControlPlane {
+    pub async fn start() -> Self {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    pub async fn start_with(options: ControlPlaneOptions) -> Self {
+        let mut cp = Self {
+            child: None,
+            admin_addr: free_addr(),
+            grpc_addr: free_addr(),
+            admin_token: format!("adm_test_{}", uuid::Uuid::new_v4().simple()),
+            edge_token: format!("edg_test_{}", uuid::Uuid::new_v4().simple()),
+            options,
+            dir: Arc::new(ScratchDir::new("cp")),
+        };
+        cp.spawn().await;
+        cp
+    }
+
+    async fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let database_url = self
+            .options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("aiproxy.db").display()));
+        let mut cmd = command("aiproxy-control-plane", &dir.join("control-plane.log"));
+        cmd.env("AIPROXY_DATABASE_URL", database_url)
+            .env("AIPROXY_DATA_DIR", dir)
+            .env("AIPROXY_GRPC_ADDR", self.grpc_addr.to_string())
+            .env("AIPROXY_ADMIN_ADDR", self.admin_addr.to_string())
+            .env("AIPROXY_ADMIN_TOKEN", &self.admin_token)
+            .env("AIPROXY_EDGE_TOKEN", &self.edge_token)
+            .env("AIPROXY_ALLOW_INSECURE_UPSTREAMS", "true")
+            .env("AIPROXY_CHANGE_POLL_MS", "200");
+        for (k, v) in &self.options.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start aiproxy-control-plane"));
+        wait_for(
+            &format!("http://{}/healthz", self.admin_addr),
+            "the control plane",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// SIGKILL: no graceful shutdown, streams cut as by a crash.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill the control plane");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin {
+            http: reqwest::Client::new(),
+            base: format!("http://{}/admin/api/v1", self.admin_addr),
+            token: self.admin_token.clone(),
+        }
+    }
+}
+
+/// An edge process connected to a control plane.
+pub struct Edge {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    _dir: ScratchDir,
+}
+
+impl Edge {
+    pub async fn start(cp: &ControlPlane, region: &str) -> Self {
+        Self::start_with_token(cp, region, &cp.edge_token, true).await
+    }
+
+    /// `wait_ready: false` for edges that are expected never to get a catalog.
+    pub async fn start_with_token(
+        cp: &ControlPlane,
+        region: &str,
+        token: &str,
+        wait_ready: bool,
+    ) -> Self {
+        let dir = ScratchDir::new("edge");
+        let addr = free_addr();
+        let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
+        cmd.current_dir(dir.path())
+            .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
+            .env("AIPROXY_LISTEN_ADDR", addr.to_string())
+            .env("AIPROXY_REGION", region)
+            .env("AIPROXY_EDGE_TOKEN", token)
+            .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()));
+        let child = cmd.spawn().expect("start aiproxy-edge");
+        let edge = Self {
+            child: Some(child),
+            addr,
+            _dir: dir,
+        };
+        let what = "the edge (/readyz)";
+        if wait_ready {
+            wait_for(
+                &format!("{}/readyz", edge.url()),
+                what,
+                Duration::from_secs(30),
+            )
+            .await;
+        } else {
+            wait_for(
+                &format!("{}/healthz", edge.url()),
+                what,
+                Duration::from_secs(30),
+            )
+            .await;
+        }
+        edge
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `<edge>/api/v1`: what SDKs use as their endpoint.
+    pub fn api_base(&self) -> String {
+        format!("{}/api/v1", self.url())
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill the edge");
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("edge.log")).unwrap_or_default()
+    }
+}
+
+/// Admin API client.
+#[derive(Clone)]
+pub struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("admin API reachable");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    async fn created(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.post(path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {value}");
+        value
+    }
+
+    /// Creates a resource; returns its id.
+    pub async fn create_resource(&self, body: Value) -> String {
+        self.created("/resources", body).await["id"]
+            .as_str()
+            .expect("resource id")
+            .to_string()
+    }
+
+    pub async fn create_event(&self, body: Value) -> String {
+        self.created("/events", body).await["id"]
+            .as_str()
+            .expect("event id")
+            .to_string()
+    }
+
+    /// Registers an attendee; returns their key.
+    pub async fn add_attendee(&self, event_id: &str, user_id: &str) -> String {
+        let v = self
+            .created(
+                &format!("/events/{event_id}/attendees"),
+                json!({"user_id": user_id}),
+            )
+            .await;
+        v["api_key"].as_str().expect("api_key").to_string()
+    }
+
+    /// An event open from yesterday to tomorrow exposing `resource_ids`, and one attendee's key.
+    pub async fn open_event(&self, resource_ids: &[String]) -> (String, String) {
+        let event_id = self
+            .create_event(json!({
+                "name": "Test hackathon",
+                "starts_at": rfc3339_from_now(-86_400),
+                "ends_at": rfc3339_from_now(86_400),
+                "time_zone": "Europe/Paris",
+                "organizer_name": "Ada",
+                "organizer_email": "ada@example.com",
+                "resource_ids": resource_ids,
+            }))
+            .await;
+        let key = self.add_attendee(&event_id, "attendee-1").await;
+        (event_id, key)
+    }
+
+    /// Polls `/edges` until `edges` connected edges have ACKed the catalog's current version.
+    pub async fn wait_edges_acked(&self, edges: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, status) = self.get("/edges").await;
+            let current = status["catalog_version"].as_u64().unwrap_or(u64::MAX);
+            let list = status["edges"].as_array().cloned().unwrap_or_default();
+            let caught_up = list
+                .iter()
+                .filter(|e| e["connected"] == true && e["version_acked"].as_u64() >= Some(current))
+                .count();
+            if caught_up >= edges {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edges did not ACK version {current} in {timeout:?}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// RFC 3339 (UTC) of now plus `offset_secs`.
+pub fn rfc3339_from_now(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The upstream key the standard scenario's resource carries and its mock expects.
+pub const UPSTREAM_KEY: &str = "upstream-key-for-tests";
+/// The `api-version` clients send in tests.
+pub const API_VERSION: &str = "2024-10-21";
+
+/// The common end-to-end setup: a mock upstream expecting `UPSTREAM_KEY`, a control plane with a
+/// `gpt-4o` foundry-model resource on it, an open event exposing it, one attendee, one edge.
+pub struct Scenario {
+    pub mock: crate::mock::MockAzure,
+    pub cp: ControlPlane,
+    pub edge: Edge,
+    pub admin: Admin,
+    pub resource_id: String,
+    pub event_id: String,
+    pub key: String,
+}
+
+impl Scenario {
+    pub async fn start(mut mock_config: crate::mock::MockConfig) -> Self {
+        mock_config.auth = crate::mock::ExpectedAuth::ApiKey(UPSTREAM_KEY.into());
+        let mock = crate::mock::MockAzure::start(mock_config)
+            .await
+            .expect("start the mock upstream");
+        let cp = ControlPlane::start().await;
+        let admin = cp.admin();
+        let resource_id = admin
+            .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))
+            .await;
+        let (event_id, key) = admin.open_event(std::slice::from_ref(&resource_id)).await;
+        let edge = Edge::start(&cp, "").await;
+        Self {
+            mock,
+            cp,
+            edge,
+            admin,
+            resource_id,
+            event_id,
+            key,
+        }
+    }
+
+    /// `POST <edge>/api/v1/openai/deployments/{deployment}/{operation}?api-version=…` with the key.
+    pub async fn call(&self, deployment: &str, operation: &str, body: Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/openai/deployments/{deployment}/{operation}?api-version={API_VERSION}",
+                self.edge.api_base()
+            ))
+            .header("api-key", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("edge reachable")
+    }
+}
+
+/// A `foundry-model` resource body for the admin API, keyed with `UPSTREAM_KEY`.
+pub fn model_resource(deployment: &str, endpoint: &str, region: &str) -> Value {
+    json!({
+        "friendly_name": format!("{deployment} ({region})"),
+        "deployment_name": deployment,
+        "model_type": "Foundry_Model",
+        "endpoint_url": endpoint,
+        "key": UPSTREAM_KEY,
+        "region": region,
+    })
+}
