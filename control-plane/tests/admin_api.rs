@@ -1,0 +1,383 @@
+//! The admin HTTP API, called in-process (`tower::ServiceExt::oneshot`) on an embedded store:
+//! auth, validation messages that name the field, write-only keys, 404/409, the OpenAPI document.
+
+use std::sync::Arc;
+
+use aiproxy_control_plane::admin::{self, AdminState, OPENAPI_JSON};
+use aiproxy_control_plane::catalog::service::Catalog;
+use aiproxy_control_plane::catalog::store::open;
+use aiproxy_control_plane::secrets::{KeyCipher, Secret};
+use aiproxy_control_plane::sync::ChangeFeed;
+use aiproxy_control_plane::sync::edges::EdgeRegistry;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "admin-test-token";
+
+struct Api {
+    router: Router,
+    catalog: Arc<Catalog>,
+    _dir: std::path::PathBuf,
+}
+
+async fn api(allow_insecure: bool) -> Api {
+    let dir = std::env::temp_dir().join(format!("aiproxy-admin-{}", uuid::Uuid::new_v4().simple()));
+    let store = open(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .unwrap();
+    let cipher = Arc::new(KeyCipher::from_raw([9; 32]));
+    let catalog = Arc::new(Catalog::new(
+        store,
+        cipher,
+        allow_insecure,
+        ChangeFeed::new(),
+    ));
+    let router = admin::router(AdminState {
+        catalog: catalog.clone(),
+        edges: EdgeRegistry::default(),
+        admin_token: Secret::new(TOKEN),
+    });
+    Api {
+        router,
+        catalog,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/admin/api/v1{path}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, body, Some(TOKEN)).await
+    }
+}
+
+fn resource() -> Value {
+    json!({
+        "friendly_name": "GPT-4o Sweden",
+        "deployment_name": "gpt-4o",
+        "model_type": "Foundry_Model",
+        "endpoint_url": "https://aoai-sweden.openai.azure.com/",
+        "key": "sk-upstream-secret",
+        "region": "swedencentral",
+    })
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_route_needs_the_admin_token() {
+    let api = api(false).await;
+    let (status, body) = api.call("GET", "/resources", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(message(&body).contains("Authorization: Bearer"));
+    let (status, _) = api.call("GET", "/events", None, Some("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call("GET", "/openapi.json", None, Some("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn resources_never_show_their_key() {
+    let api = api(false).await;
+    let (status, created) = api.send("POST", "/resources", Some(resource())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["model_type"], "foundry-model");
+    assert_eq!(
+        created["endpoint_url"],
+        "https://aoai-sweden.openai.azure.com"
+    );
+    assert_eq!(created["has_key"], true);
+    assert_eq!(
+        created["use_managed_identity"], false,
+        "managed identity is off by default"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (_, listed) = api.send("GET", "/resources", None).await;
+    let (_, got) = api.send("GET", &format!("/resources/{id}"), None).await;
+    for v in [&created, &listed, &got] {
+        assert!(
+            !v.to_string().contains("sk-upstream-secret"),
+            "key leaked: {v}"
+        );
+    }
+    // The key is stored encrypted.
+    let stored = api.catalog.store().get_resource(id).await.unwrap().unwrap();
+    let sealed = stored.encrypted_key.unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("sk-upstream"));
+    assert_eq!(
+        api.catalog.cipher().decrypt(&sealed).unwrap(),
+        "sk-upstream-secret"
+    );
+
+    // PUT without a key keeps it; the GET form can be sent back as is.
+    let mut edited = got.clone();
+    edited["friendly_name"] = json!("renamed");
+    let (status, updated) = api
+        .send("PUT", &format!("/resources/{id}"), Some(edited))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["has_key"], true);
+    assert_eq!(updated["friendly_name"], "renamed");
+}
+
+#[tokio::test]
+async fn key_is_required_unless_managed_identity() {
+    let api = api(false).await;
+    let mut body = resource();
+    body.as_object_mut().unwrap().remove("key");
+    let (status, err) = api.send("POST", "/resources", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["field"], "key");
+    assert!(message(&err).contains("use_managed_identity"), "{err}");
+
+    body["use_managed_identity"] = json!(true);
+    body["identity_client_id"] = json!("not-a-guid");
+    let (status, err) = api.send("POST", "/resources", Some(body.clone())).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("identity_client_id"))
+    );
+    body["identity_client_id"] = json!("11111111-2222-3333-4444-555555555555");
+    let (status, created) = api.send("POST", "/resources", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["has_key"], false);
+    assert_eq!(created["use_managed_identity"], true);
+}
+
+#[tokio::test]
+async fn invalid_input_names_the_field_and_the_expected_form() {
+    let api = api(false).await;
+    let cases = [
+        (
+            json!({"deployment_name": "d", "model_type": "foundry-model", "endpoint_url": "https://x", "key": "k"}),
+            "friendly_name",
+            "required",
+        ),
+        (
+            json!({"friendly_name": "f", "deployment_name": "d", "model_type": "gpt", "endpoint_url": "https://x", "key": "k"}),
+            "model_type",
+            "foundry-model, foundry-agent",
+        ),
+        (
+            json!({"friendly_name": "f", "deployment_name": "d", "model_type": "foundry-model", "endpoint_url": "http://x.example", "key": "k"}),
+            "endpoint_url",
+            "https://",
+        ),
+        (
+            json!({"friendly_name": "f", "deployment_name": "d", "model_type": "foundry-model", "endpoint_url": "https://x", "key": "k", "active": "yes"}),
+            "active",
+            "true or false",
+        ),
+        (
+            json!({"friendly_name": 3, "deployment_name": "d", "model_type": "foundry-model", "endpoint_url": "https://x", "key": "k"}),
+            "friendly_name",
+            "string",
+        ),
+    ];
+    for (body, field, hint) in cases {
+        let (status, err) = api.send("POST", "/resources", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        assert!(message(&err).starts_with(&format!("{field}: ")), "{err}");
+        assert!(message(&err).contains(hint), "{err}");
+    }
+    let (status, err) = api
+        .send("POST", "/resources", Some(json!({"frendly_name": "typo"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&err).contains("unknown field 'frendly_name'"),
+        "{err}"
+    );
+
+    let (status, err) = api
+        .send(
+            "POST",
+            "/events",
+            Some(json!({"name": "E", "starts_at": "tomorrow", "ends_at": "2026-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("starts_at"))
+    );
+    assert!(message(&err).contains("RFC 3339"));
+    let (_, err) = api.send("POST", "/events", Some(json!({"name": "E", "starts_at": "2026-01-02T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}))).await;
+    assert_eq!(err["error"]["field"], "ends_at");
+    let (_, err) = api.send("POST", "/events", Some(json!({"name": "E", "starts_at": "2026-01-01T09:00", "ends_at": "2026-01-01T17:00", "time_zone": "Paris"}))).await;
+    assert_eq!(err["error"]["field"], "time_zone");
+    let (_, err) = api.send("POST", "/events", Some(json!({"name": "E", "starts_at": "2026-01-01T09:00", "ends_at": "2026-01-01T17:00", "resource_ids": ["ghost"]}))).await;
+    assert_eq!(err["error"]["field"], "resource_ids");
+    assert!(message(&err).contains("ghost"));
+    let (_, err) = api.send("POST", "/events", Some(json!({"name": "E", "starts_at": "2026-01-01T09:00", "ends_at": "2026-01-01T17:00", "max_token_cap": -5}))).await;
+    assert_eq!(err["error"]["field"], "max_token_cap");
+    let (_, events) = api.send("GET", "/events", None).await;
+    assert_eq!(events, json!([]), "nothing was half-written");
+    let (status, err) = api.send("POST", "/resources", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&err).contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn http_endpoints_need_the_insecure_switch() {
+    let mut body = resource();
+    body["endpoint_url"] = json!("http://127.0.0.1:9100");
+    let (status, err) = api(false)
+        .await
+        .send("POST", "/resources", Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&err).contains("AIPROXY_ALLOW_INSECURE_UPSTREAMS"));
+    let (status, _) = api(true).await.send("POST", "/resources", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn events_read_local_times_in_their_zone_and_attendee_keys_show_once() {
+    let api = api(false).await;
+    let (_, r) = api.send("POST", "/resources", Some(resource())).await;
+    let rid = r["id"].as_str().unwrap();
+    let (status, e) = api
+        .send(
+            "POST",
+            "/events",
+            Some(json!({"name": "Spring hack", "starts_at": "2026-03-28T09:00:00", "ends_at": "2026-03-29T17:00:00",
+                        "time_zone": "Europe/Paris", "max_token_cap": 4096, "daily_request_cap": 500,
+                        "organizer_name": "Ada", "organizer_email": "ada@example.com", "resource_ids": [rid]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    // Clocks go forward on 29 March in Paris: +01:00 before, +02:00 after.
+    assert_eq!(e["starts_at"], "2026-03-28T09:00:00+01:00");
+    assert_eq!(e["ends_at"], "2026-03-29T17:00:00+02:00");
+    let eid = e["id"].as_str().unwrap();
+
+    let (status, err) = api.send("DELETE", &format!("/resources/{rid}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(message(&err).contains("Spring hack"), "{err}");
+
+    let (status, a) = api
+        .send(
+            "POST",
+            &format!("/events/{eid}/attendees"),
+            Some(json!({"user_id": "grace@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = a["api_key"].as_str().unwrap();
+    assert!(key.starts_with("aip_") && key.len() > 40);
+    let (status, _) = api
+        .send(
+            "POST",
+            &format!("/events/{eid}/attendees"),
+            Some(json!({"user_id": "grace@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, list) = api
+        .send("GET", &format!("/events/{eid}/attendees"), None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(
+        list[0].get("api_key").is_none() && !list.to_string().contains(key),
+        "the key is shown only once"
+    );
+    let (status, a) = api
+        .send(
+            "PUT",
+            &format!("/events/{eid}/attendees/grace@example.com"),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, a["active"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+
+    for path in [
+        format!("/events/nope"),
+        format!("/resources/nope"),
+        format!("/events/nope/attendees"),
+    ] {
+        let (status, _) = api.send("GET", &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = api
+        .send(
+            "PUT",
+            &format!("/events/{eid}/attendees/ghost"),
+            Some(json!({"active": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.send("DELETE", &format!("/events/{eid}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.send("DELETE", &format!("/resources/{rid}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_route() {
+    let api = api(false).await;
+    let (status, served) = api.send("GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    assert_eq!(served, doc);
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/resources", vec!["get", "post"]),
+        ("/resources/{id}", vec!["get", "put", "delete"]),
+        ("/events", vec!["get", "post"]),
+        ("/events/{id}", vec!["get", "put", "delete"]),
+        ("/events/{id}/attendees", vec!["get", "post"]),
+        ("/events/{id}/attendees/{user_id}", vec!["put"]),
+        ("/edges", vec!["get"]),
+        ("/openapi.json", vec!["get"]),
+    ] {
+        for m in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(m)).is_some(),
+                "{m} {path} missing from openapi.json"
+            );
+        }
+    }
+    assert_eq!(
+        paths.len(),
+        8,
+        "openapi.json documents a route the router does not have"
+    );
+}

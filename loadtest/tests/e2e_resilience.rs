@@ -1,0 +1,117 @@
+//! End to end, with faults: the control plane is killed (SIGKILL) and restarted under a serving
+//! edge; an edge with the wrong credential is refused.
+
+use std::time::{Duration, Instant};
+
+use aiproxy_loadtest::mock::MockConfig;
+use aiproxy_loadtest::stack::{Edge, Scenario};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn chat_body() -> Value {
+    json!({"messages": [{"role": "user", "content": "Hi"}]})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_serves_through_a_control_plane_crash_and_resumes_from_its_version() {
+    let mut s = Scenario::start(MockConfig::default()).await;
+    assert_eq!(
+        s.call("gpt-4o", "chat/completions", chat_body())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    s.admin.wait_edges_acked(1, Duration::from_secs(5)).await;
+    let (_, before) = s.admin.get("/edges").await;
+    let held = before["catalog_version"].as_u64().unwrap();
+
+    s.cp.kill().await;
+    assert!(
+        reqwest::get(format!("http://{}/healthz", s.cp.admin_addr))
+            .await
+            .is_err(),
+        "the control plane is really gone"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            s.call("gpt-4o", "chat/completions", chat_body())
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let ready = reqwest::get(format!("{}/readyz", s.edge.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "the last snapshot keeps the edge ready"
+    );
+
+    s.cp.restart().await;
+    // A change made after the restart reaches the edge over the re-established stream.
+    let key = s.admin.add_attendee(&s.event_id, "after-restart").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = reqwest::Client::new()
+            .post(format!(
+                "{}/openai/deployments/gpt-4o/chat/completions",
+                s.edge.api_base()
+            ))
+            .header("api-key", &key)
+            .json(&chat_body())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge never picked up the change made after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, after) = s.admin.get("/edges").await;
+    let edge = &after["edges"][0];
+    assert_eq!(
+        edge["hello_version"].as_u64(),
+        Some(held),
+        "the edge resumed from the version it held: {after}"
+    );
+    assert_eq!(
+        s.call("gpt-4o", "chat/completions", chat_body())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_with_the_wrong_token_gets_no_catalog() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let intruder = Edge::start_with_token(&s.cp, "", "edg_wrong_token", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready = reqwest::get(format!("{}/readyz", intruder.url()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/gpt-4o/chat/completions",
+            intruder.api_base()
+        ))
+        .header("api-key", &s.key)
+        .json(&chat_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let log = intruder.log();
+    assert!(
+        log.contains("invalid edge token"),
+        "the edge logs why it was refused: {log}"
+    );
+}
