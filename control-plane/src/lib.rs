@@ -90,12 +90,18 @@ pub async fn run(
         }
     });
 
-    tokio::select! {
-        _ = shutdown => {}
-        r = &mut Box::pin(async { grpc.await }) => { r??; }
-    }
+    let mut grpc = grpc;
+    let grpc_result = tokio::select! {
+        _ = shutdown => None,
+        // The gRPC server only returns early on a fatal error.
+        result = &mut grpc => Some(result),
+    };
     let _ = stop_tx.send(true);
     poller.abort();
     admin.await??;
+    match grpc_result {
+        Some(result) => result??,
+        None => grpc.await??,
+    }
     Ok(())
 }

@@ -328,12 +328,8 @@ async fn events_read_local_times_in_their_zone_and_attendee_keys_show_once() {
         (StatusCode::OK, json!(false))
     );
 
-    for path in [
-        format!("/events/nope"),
-        format!("/resources/nope"),
-        format!("/events/nope/attendees"),
-    ] {
-        let (status, _) = api.send("GET", &path, None).await;
+    for path in ["/events/nope", "/resources/nope", "/events/nope/attendees"] {
+        let (status, _) = api.send("GET", path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let (status, _) = api

@@ -96,3 +96,49 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
         latencies,
     }
 }
+
+/// Open loop: `total` requests sent at a fixed `rate` per second whatever the responses do, so
+/// both paths see the same offered load; each latency is measured from the moment it was sent.
+pub async fn run_at_rate(spec: LoadSpec, rate: u32) -> LoadResult {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let spec = Arc::new(spec);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(spec.total);
+    for i in 0..spec.total {
+        tokio::time::sleep_until((started + gap.mul_f64(i as f64)).into()).await;
+        let (client, spec) = (client.clone(), spec.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut request = Request::new(Full::new(spec.body.clone()));
+            *request.method_mut() = Method::POST;
+            *request.uri_mut() = spec.uri.clone();
+            *request.headers_mut() = spec.headers.clone();
+            let t0 = Instant::now();
+            match client.request(request).await {
+                Ok(r) if r.status().is_success() => {
+                    r.into_body().collect().await.ok().map(|_| t0.elapsed())
+                }
+                _ => None,
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(spec.total);
+    let mut failed = 0;
+    for task in tasks {
+        match task.await.expect("request task") {
+            Some(l) => latencies.push(l),
+            None => failed += 1,
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    LoadResult {
+        ok: latencies.len(),
+        failed,
+        elapsed,
+        latencies,
+    }
+}

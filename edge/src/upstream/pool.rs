@@ -10,18 +10,17 @@ pub fn choose<'a>(
     region: &str,
     turn: usize,
 ) -> &'a Arc<UpstreamResource> {
-    let local: Vec<&Arc<UpstreamResource>> = if region.is_empty() {
-        Vec::new()
+    let is_local =
+        |m: &&Arc<UpstreamResource>| !region.is_empty() && m.region.eq_ignore_ascii_case(region);
+    let local = members.iter().filter(is_local).count();
+    if local == 0 {
+        &members[turn % members.len()]
     } else {
         members
             .iter()
-            .filter(|m| m.region.eq_ignore_ascii_case(region))
-            .collect()
-    };
-    if local.is_empty() {
-        &members[turn % members.len()]
-    } else {
-        local[turn % local.len()]
+            .filter(is_local)
+            .nth(turn % local)
+            .expect("counted above")
     }
 }
 

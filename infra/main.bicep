@@ -1,0 +1,306 @@
+// AI Proxy on Azure Container Apps, deployed by `azd up`.
+//
+// One resource group holds everything. The primary region (`location`) gets the shared
+// state (Postgres, Redis), the container registry, monitoring and the public admin console.
+// Every region listed in `regions` gets a Container Apps environment with a control plane
+// (internal gRPC for its edges, at least two replicas) and an autoscaled edge app: edges only
+// reach a control plane in their own environment, so each region runs one, and all of them
+// share the primary region's Postgres and Redis.
+//
+// The proxy's one user-assigned identity is attached to every control plane (AZURE_CLIENT_ID);
+// edges get no identity. Its roles on your AI resources come from
+// scripts/setup-managed-identity-rbac.sh, or from the optional rbac* parameters below.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(48)
+@description('Name of the azd environment; names the resource group and seeds resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Primary region: Postgres, Redis, registry, monitoring and the public admin console.')
+param location string
+
+@description('Comma-separated regions that each get a control plane and an edge fleet (e.g. "swedencentral,eastus2"). The primary region is always one of them; empty means only it.')
+param regions string = ''
+
+@description('Control-plane image. azd fills it from SERVICE_CONTROL_PLANE_IMAGE_NAME after a deploy; empty deploys a placeholder until then.')
+param controlPlaneImage string = ''
+
+@description('Edge image. azd fills it from SERVICE_EDGE_IMAGE_NAME after a deploy; empty deploys a placeholder until then.')
+param edgeImage string = ''
+
+@minValue(2)
+@description('Control-plane replicas per region, at least two.')
+param controlPlaneMinReplicas int = 2
+
+@minValue(2)
+param controlPlaneMaxReplicas int = 4
+
+@minValue(1)
+@description('Edge replicas per region that stay up when idle (1 keeps the first request fast and the last-known-good snapshot warm).')
+param edgeMinReplicas int = 1
+
+@minValue(1)
+param edgeMaxReplicas int = 10
+
+@minValue(1)
+@description('Concurrent requests per edge replica before Container Apps adds one.')
+param edgeConcurrentRequests int = 100
+
+@description('RUST_LOG for both binaries.')
+param logLevel string = 'info'
+
+@description('Comma-separated CIDR ranges allowed to reach the admin console; empty allows any address (the console still requires its admin token).')
+param adminAllowedIpRanges string = ''
+
+@description('Send traces and logs through the Container Apps managed OpenTelemetry agent to Application Insights.')
+param enableManagedOpenTelemetry bool = true
+
+@description('Optional OTLP/gRPC endpoint of your own collector; set, it replaces the managed agent\'s endpoint in OTEL_EXPORTER_OTLP_ENDPOINT.')
+param otlpEndpoint string = ''
+
+@allowed(['Burstable', 'GeneralPurpose', 'MemoryOptimized'])
+param postgresTier string = 'Burstable'
+
+@description('Postgres compute size, e.g. Standard_B1ms (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
+param postgresSkuName string = 'Standard_B1ms'
+
+@minValue(32)
+param postgresStorageGb int = 32
+
+@description('Zone-redundant standby for Postgres (needs GeneralPurpose or MemoryOptimized).')
+param postgresHighAvailability bool = false
+
+@allowed(['Basic', 'Standard', 'Premium'])
+param redisSku string = 'Standard'
+
+@minValue(0)
+@maxValue(6)
+@description('Redis size within the SKU family: 0 = C0 (250 MB), 1 = C1 (1 GB), ...')
+param redisCapacity int = 0
+
+@description('Optional: comma-separated Azure OpenAI / AI Services account resource ids; the identity gets Cognitive Services OpenAI User on each.')
+param rbacOpenAiAccountIds string = ''
+
+@description('Optional: comma-separated Foundry hub account resource ids; the identity gets Cognitive Services OpenAI User on each.')
+param rbacFoundryHubIds string = ''
+
+@description('Optional: comma-separated Foundry project resource ids (.../accounts/<hub>/projects/<project>); the identity gets Azure AI User on each and Cognitive Services OpenAI User on its hub.')
+param rbacFoundryProjectIds string = ''
+
+@description('Optional: comma-separated Azure AI Search service resource ids; the identity gets Search Index Data Reader on each.')
+param rbacSearchServiceIds string = ''
+
+// Secrets: azd generates each one on the first `azd up`, keeps it in the environment's
+// .azure/<env>/config.json and passes it again on every provision. None is ever an output.
+
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('Bootstrap admin bearer token for the admin console and API.')
+param adminToken string
+
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('Credential edges present to the control plane.')
+param edgeToken string
+
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('Credential of the read-only CatalogService for other services.')
+param catalogToken string
+
+@secure()
+@minLength(32)
+@maxLength(32)
+@metadata({ azd: { type: 'generate', config: { length: 32, noSpecial: true } } })
+@description('32 random characters; their base64 is AIPROXY_ENCRYPTION_KEY (32 bytes for AES-256-GCM).')
+param encryptionKeySeed string
+
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 32, noSpecial: true, minLower: 2, minUpper: 2, minNumeric: 2 } } })
+@description('Postgres administrator password.')
+param postgresAdminPassword string
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+var primaryRegion = toLower(location)
+var regionList = union([primaryRegion], filter(map(split(regions, ','), r => toLower(trim(r))), r => !empty(r)))
+
+// Container app names only need to be unique within the resource group.
+var controlPlaneAppNames = map(regionList, r => take('ca-cp-${r}', 32))
+var edgeAppNames = map(regionList, r => take('ca-edge-${r}', 32))
+
+var postgresAdminUser = 'aiproxyadmin'
+var postgresDatabase = 'aiproxy'
+
+var roleOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd' // Cognitive Services OpenAI User
+var roleAzureAiUser = '53ca6127-db72-4e31-b599-04dc5da150b4' // Azure AI User
+var roleSearchIndexDataReader = '1407120a-92aa-4202-b7e9-c0e197c71c8f' // Search Index Data Reader
+
+var openAiAccountIds = filter(map(split(rbacOpenAiAccountIds, ','), id => trim(id)), id => !empty(id))
+var foundryProjectIds = filter(map(split(rbacFoundryProjectIds, ','), id => trim(id)), id => !empty(id))
+var foundryHubIds = union(
+  filter(map(split(rbacFoundryHubIds, ','), id => trim(id)), id => !empty(id)),
+  map(foundryProjectIds, id => join(take(split(id, '/'), 9), '/'))
+)
+var searchServiceIds = filter(map(split(rbacSearchServiceIds, ','), id => trim(id)), id => !empty(id))
+
+resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module registry 'modules/registry.bicep' = {
+  name: 'registry'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'cr${resourceToken}'
+  }
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'id-aiproxy-${resourceToken}'
+  }
+}
+
+module postgres 'modules/postgres.bicep' = {
+  name: 'postgres'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'psql-${resourceToken}'
+    administratorLogin: postgresAdminUser
+    administratorPassword: postgresAdminPassword
+    databaseName: postgresDatabase
+    tier: postgresTier
+    skuName: postgresSkuName
+    storageGb: postgresStorageGb
+    highAvailability: postgresHighAvailability
+  }
+}
+
+module redis 'modules/redis.bicep' = {
+  name: 'redis'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'redis-${resourceToken}'
+    sku: redisSku
+    capacity: redisCapacity
+  }
+}
+
+module regionStacks 'modules/region.bicep' = [
+  for (region, i) in regionList: {
+    name: 'region-${region}'
+    scope: rg
+    params: {
+      location: region
+      isPrimary: i == 0
+      tags: tags
+      containerAppsEnvironmentName: take('cae-${region}', 60)
+      controlPlaneAppName: controlPlaneAppNames[i]
+      edgeAppName: edgeAppNames[i]
+      logAnalyticsName: monitoring.outputs.logAnalyticsName
+      appInsightsName: monitoring.outputs.appInsightsName
+      enableManagedOpenTelemetry: enableManagedOpenTelemetry
+      otlpEndpoint: otlpEndpoint
+      registryName: registry.outputs.name
+      identityName: identity.outputs.name
+      redisName: redis.outputs.name
+      controlPlaneImage: controlPlaneImage
+      edgeImage: edgeImage
+      controlPlaneMinReplicas: controlPlaneMinReplicas
+      controlPlaneMaxReplicas: max(controlPlaneMaxReplicas, controlPlaneMinReplicas)
+      edgeMinReplicas: edgeMinReplicas
+      edgeMaxReplicas: max(edgeMaxReplicas, edgeMinReplicas)
+      edgeConcurrentRequests: edgeConcurrentRequests
+      logLevel: logLevel
+      adminAllowedIpRanges: filter(map(split(adminAllowedIpRanges, ','), c => trim(c)), c => !empty(c))
+      databaseUrl: 'postgres://${postgresAdminUser}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${postgresDatabase}?sslmode=require'
+      adminToken: adminToken
+      edgeToken: edgeToken
+      catalogToken: catalogToken
+      encryptionKey: base64(encryptionKeySeed)
+    }
+  }
+]
+
+// Optional role assignments for the proxy's identity (the RBAC script does the same).
+module openAiUserOnAccounts 'modules/roles/account-role.bicep' = [
+  for id in union(openAiAccountIds, foundryHubIds): {
+    name: 'rbac-openai-${uniqueString(id)}'
+    scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+    params: {
+      accountName: split(id, '/')[8]
+      principalId: identity.outputs.principalId
+      roleDefinitionId: roleOpenAiUser
+    }
+  }
+]
+
+module azureAiUserOnProjects 'modules/roles/project-role.bicep' = [
+  for id in foundryProjectIds: {
+    name: 'rbac-project-${uniqueString(id)}'
+    scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+    params: {
+      accountName: split(id, '/')[8]
+      projectName: split(id, '/')[10]
+      principalId: identity.outputs.principalId
+      roleDefinitionId: roleAzureAiUser
+    }
+  }
+]
+
+module searchReaderOnServices 'modules/roles/search-role.bicep' = [
+  for id in searchServiceIds: {
+    name: 'rbac-search-${uniqueString(id)}'
+    scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+    params: {
+      searchServiceName: split(id, '/')[8]
+      principalId: identity.outputs.principalId
+      roleDefinitionId: roleSearchIndexDataReader
+    }
+  }
+]
+
+// azd writes these to .azure/<env>/.env. No secret is among them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
+output AIPROXY_REGIONS_DEPLOYED string = join(regionList, ',')
+output AIPROXY_ADMIN_URL string = 'https://${regionStacks[0].outputs.controlPlaneFqdn}'
+// The OpenAI / Azure SDK endpoint per region (azd stores arrays as JSON).
+output AIPROXY_EDGE_URLS array = [for (region, i) in regionList: 'https://${regionStacks[i].outputs.edgeFqdn}/api/v1']
+output AIPROXY_IDENTITY_NAME string = identity.outputs.name
+output AIPROXY_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AIPROXY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AIPROXY_POSTGRES_HOST string = postgres.outputs.fqdn
+output AIPROXY_REDIS_HOST string = redis.outputs.hostName
+// The postdeploy hook rolls the images azd deployed to the primary apps out to these.
+output AIPROXY_SECONDARY_CONTROL_PLANE_APPS string = join(skip(controlPlaneAppNames, 1), ' ')
+output AIPROXY_SECONDARY_EDGE_APPS string = join(skip(edgeAppNames, 1), ' ')

@@ -1,0 +1,30 @@
+// Log Analytics (container logs of every region) and Application Insights (traces and logs
+// from the managed OpenTelemetry agent).
+param location string
+param tags object
+param logAnalyticsName string
+param appInsightsName string
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: tags
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: appInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+  }
+}
+
+output logAnalyticsName string = workspace.name
+output appInsightsName string = appInsights.name

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The offline infra checks must catch real mistakes in the real files.
+
+Each case copies the deployment files to a temporary tree, breaks one thing the way a person
+might, runs check_infra.py there and expects the matching check to fail. Prints one
+"ok - ..." / "not ok - ..." line per case for scripts/tests/run.sh.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COPIED = ["azure.yaml", "Dockerfile", "infra", "docs", "scripts", "control-plane/src", "edge/src"]
+
+
+def make_tree(root: Path) -> None:
+    for rel in COPIED:
+        src, dst = REPO / rel, root / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, symlinks=True)
+        elif src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def edit(root: Path, rel: str, old: str, new: str) -> None:
+    path = root / rel
+    text = path.read_text()
+    if old not in text:
+        raise AssertionError(f"{rel} no longer contains {old!r}: update this test")
+    path.write_text(text.replace(old, new, 1))
+
+
+def run_checker(root: Path) -> str:
+    result = subprocess.run([sys.executable, str(root / "scripts/tests/check_infra.py")],
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout + result.stderr
+
+
+CASES = [
+    ("an edge variable no binary reads", "infra/modules/region.bicep",
+     "  { name: 'AIPROXY_REGION', value: location }\n",
+     "  { name: 'AIPROXY_REGION', value: location }\n  { name: 'AIPROXY_EDGE_COLOUR', value: 'blue' }\n",
+     "not ok - every environment variable the Bicep sets is one the binaries read", "AIPROXY_EDGE_COLOUR"),
+    ("a control-plane variable only the edge reads", "infra/modules/region.bicep",
+     "  { name: 'AIPROXY_CREDENTIAL', value: 'managed-identity' }\n",
+     "  { name: 'AIPROXY_CREDENTIAL', value: 'managed-identity' }\n  { name: 'AIPROXY_EDGE_STATE_DIR', value: '/tmp' }\n",
+     "not ok - every environment variable the Bicep sets is one the binaries read", "AIPROXY_EDGE_STATE_DIR for the control-plane"),
+    ("a variable set outside the checked blocks", "infra/modules/region.bicep",
+     "          env: concat(edgeEnv, telemetryEnv)\n",
+     "          env: concat(edgeEnv, telemetryEnv, [{ name: 'AIPROXY_SNEAKY', value: 'x' }])\n",
+     "not ok - environment variables are set only in the checked blocks", "AIPROXY_SNEAKY"),
+    ("a Dockerfile variable no binary reads", "Dockerfile",
+     "ENV AIPROXY_LISTEN_ADDR=0.0.0.0:8080\n", "ENV AIPROXY_LISTEN_ADDR=0.0.0.0:8080 AIPROXY_EDGE_MOOD=calm\n",
+     "not ok - every environment variable the Dockerfile sets is one the binaries read", "AIPROXY_EDGE_MOOD"),
+    ("an unused module parameter", "infra/modules/redis.bicep",
+     "param capacity int\n", "param capacity int\nparam forgotten string = ''\n",
+     "not ok - every Bicep parameter is used", "param forgotten"),
+    ("an unused main parameter", "infra/main.bicep",
+     "param logLevel string = 'info'\n", "param logLevel string = 'info'\nparam spare int = 3\n",
+     "not ok - every Bicep parameter is used", "param spare"),
+    ("an unused variable", "infra/modules/region.bicep",
+     "var edgePort = 8080\n", "var edgePort = 8080\nvar metricsPort = 9090\n",
+     "not ok - every Bicep variable is used", "var metricsPort"),
+    ("a required module parameter not passed", "infra/main.bicep",
+     "      edgeConcurrentRequests: edgeConcurrentRequests\n", "",
+     "not ok - every module call passes exactly", "required param edgeConcurrentRequests"),
+    ("a module parameter the module does not declare", "infra/main.bicep",
+     "    name: 'redis-${resourceToken}'\n", "    name: 'redis-${resourceToken}'\n    shards: 2\n",
+     "not ok - every module call passes exactly", "passes shards"),
+    ("an output the module does not have", "infra/main.bicep",
+     "redis.outputs.hostName", "redis.outputs.host",
+     "not ok - every module call passes exactly", "has no output host"),
+    ("an identity on the edge", "infra/modules/region.bicep",
+     "  tags: union(tags, isPrimary ? { 'azd-service-name': 'edge' } : {})\n",
+     "  tags: union(tags, isPrimary ? { 'azd-service-name': 'edge' } : {})\n  identity: {\n    type: 'UserAssigned'\n  }\n",
+     "not ok - the control plane has the user-assigned identity", "edge container app has an identity"),
+    ("a system-assigned identity", "infra/modules/region.bicep",
+     "    type: 'UserAssigned'\n", "    type: 'SystemAssigned,UserAssigned'\n",
+     "not ok - the control plane has the user-assigned identity", "SystemAssigned"),
+    ("a secret as a plain value", "infra/modules/region.bicep",
+     "{ name: 'AIPROXY_ADMIN_TOKEN', secretRef: 'admin-token' }", "{ name: 'AIPROXY_ADMIN_TOKEN', value: adminToken }",
+     "not ok - secrets are generated by azd", "AIPROXY_ADMIN_TOKEN as a plain value"),
+    ("a secret as an output", "infra/main.bicep",
+     "output AZURE_LOCATION string = location\n", "output AZURE_LOCATION string = location\noutput LEAK string = adminToken\n",
+     "not ok - secrets are generated by azd", "output LEAK exposes"),
+    ("a secret azd does not generate", "infra/main.bicep",
+     "@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })\n@description('Credential edges present",
+     "@description('Credential edges present",
+     "not ok - secrets are generated by azd", "edgeToken is not generated"),
+    ("a wrong role id", "infra/main.bicep",
+     "var roleAzureAiUser = '53ca6127-db72-4e31-b599-04dc5da150b4'", "var roleAzureAiUser = 'b78c5d69-af96-48a3-bf8d-a8b4d589de94'",
+     "not ok - role ids match ROUTES.md", "roleAzureAiUser"),
+    ("a single control-plane replica allowed", "infra/main.bicep",
+     "@minValue(2)\n@description('Control-plane replicas", "@minValue(1)\n@description('Control-plane replicas",
+     "not ok - role ids match ROUTES.md", "controlPlaneMinReplicas"),
+    ("a service without a Dockerfile target", "azure.yaml",
+     "      target: edge\n", "      target: edge-proxy\n",
+     "not ok - every azure.yaml service builds a Dockerfile target", "no stage 'edge-proxy'"),
+    ("a service without a tagged app", "infra/modules/region.bicep",
+     "{ 'azd-service-name': 'edge' }", "{ 'azd-service-name': 'edges' }",
+     "not ok - every azure.yaml service builds a Dockerfile target", "service edge: no container app"),
+    ("a port that disagrees", "Dockerfile",
+     "AIPROXY_ADMIN_ADDR=0.0.0.0:8081", "AIPROXY_ADMIN_ADDR=0.0.0.0:9090",
+     "not ok - ports agree", "AIPROXY_ADMIN_ADDR"),
+    ("an image that runs as root", "Dockerfile",
+     "ENV AIPROXY_LISTEN_ADDR=0.0.0.0:8080\nUSER 10001:10001\n", "ENV AIPROXY_LISTEN_ADDR=0.0.0.0:8080\nUSER root\n",
+     "not ok - Dockerfile: two non-root targets", "stage edge runs as root"),
+    ("an azd variable the docs do not mention", "infra/main.parameters.json",
+     '"regions": { "value": "${AIPROXY_REGIONS=}" },', '"regions": { "value": "${AIPROXY_REGION_LIST=}" },',
+     "not ok - docs/deploying.md covers every azd variable", "AIPROXY_REGION_LIST"),
+]
+
+
+def main() -> int:
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        pristine = Path(tmp) / "pristine"
+        make_tree(pristine)
+        baseline = run_checker(pristine)
+        if "not ok" in baseline:
+            print("not ok - the unmodified files pass the checker (so each case below fails for its own reason)")
+            print("\n".join(f"#   {line}" for line in baseline.splitlines() if line.startswith(("not ok", "#   "))))
+            failed += 1
+        else:
+            print("ok - the unmodified files pass the checker (so each case below fails for its own reason)")
+        for number, (label, rel, old, new, expected_line, expected_detail) in enumerate(CASES):
+            root = Path(tmp) / f"case{number}"
+            make_tree(root)
+            name = "checker catches " + label
+            try:
+                edit(root, rel, old, new)
+                output = run_checker(root)
+            except (AssertionError, OSError, subprocess.SubprocessError) as error:
+                print(f"not ok - {name}\n#   {error}")
+                failed += 1
+                continue
+            # The failing check, followed (in its "#   " lines) by the expected detail.
+            m = re.search(re.escape(expected_line) + r"[^\n]*\n((?:#   [^\n]*\n)*)", output)
+            if m and expected_detail in m.group(1):
+                print(f"ok - {name}")
+            else:
+                failed += 1
+                print(f"not ok - {name}")
+                print(f"#   expected '{expected_line}' with '{expected_detail}'; the checker printed:")
+                print("\n".join(f"#     {line}" for line in output.splitlines() if not line.startswith("# ")))
+            shutil.rmtree(root, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
