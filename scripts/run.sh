@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --release --locked -p aiproxy-control-plane -p aiproxy-edge
+# The whole workspace, so features unify exactly as in the other builds (no second compile of shared crates).
+cargo build --release --locked --workspace --bins
 
 mkdir -p data
 export AIPROXY_DATABASE_URL="${AIPROXY_DATABASE_URL:-sqlite://./data/aiproxy.db}"

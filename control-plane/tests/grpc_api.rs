@@ -399,3 +399,22 @@ async fn health_and_reflection_are_served() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_catalog_is_sent_once_and_then_only_changes() {
+    let running = start().await;
+    let mut edge = open_sync(&running, EDGE_TOKEN, hello(0, "")).await.unwrap();
+    let snapshot = edge.next().await;
+    assert!(snapshot.full);
+    assert_eq!(snapshot.version, 0);
+    edge.ack(&snapshot).await;
+    // The ACK must not provoke the same empty snapshot again.
+    running.add_resource("gpt-4o").await;
+    let next = edge.next().await;
+    assert!(
+        !next.full,
+        "expected the delta, got another full snapshot of version {}",
+        next.version
+    );
+    assert_eq!(next.resources.len(), 1);
+}

@@ -95,7 +95,8 @@ impl pb::catalog_service_server::CatalogService for CatalogReadService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let mut since = request.into_inner().since_version;
+        // 0 asks for everything.
+        let mut since = Some(request.into_inner().since_version).filter(|v| *v > 0);
         let (tx, rx) = mpsc::channel(8);
         let catalog = self.catalog.clone();
         tokio::spawn(async move {
@@ -104,7 +105,7 @@ impl pb::catalog_service_server::CatalogService for CatalogReadService {
             loop {
                 match catalog.store().changes_since(since).await {
                     Ok(changes) if first || changes.full || !changes.is_empty() => {
-                        since = changes.version;
+                        since = Some(changes.version);
                         first = false;
                         let change = pb::CatalogChange {
                             version: changes.version,

@@ -94,24 +94,21 @@ impl SyncSession {
                 return;
             }
         };
-        // A version of another catalog (or none) means the edge needs everything.
-        let mut held = if hello.catalog_id == catalog_id {
-            hello.version
-        } else {
-            0
-        };
+        // Nothing held, or a version of another catalog, means the edge needs everything.
+        let mut held = (!hello.catalog_id.is_empty() && hello.catalog_id == catalog_id)
+            .then_some(hello.version);
         let mut first = true;
         loop {
             match store.changes_since(held).await {
                 Ok(changes) => {
                     if first || changes.full || !changes.is_empty() {
-                        let update = self.build_update(held, changes, &catalog_id);
+                        let update = self.build_update(held.unwrap_or(0), changes, &catalog_id);
                         let version = update.version;
                         if self.outbound.send(Ok(update)).await.is_err() {
                             break;
                         }
                         self.edges.sent(&edge_id, version);
-                        held = version;
+                        held = Some(version);
                         first = false;
                     }
                 }
@@ -130,7 +127,7 @@ impl SyncSession {
                     Ok(Some(pb::EdgeMessage { message: Some(Message::Nack(nack)) })) => {
                         tracing::warn!(edge = %edge_id, version = nack.version, error = %nack.error, "edge rejected an update; sending a full snapshot");
                         self.edges.nacked(&edge_id, &nack.error);
-                        held = 0;
+                        held = None;
                         // Do not spin if the edge keeps rejecting.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }

@@ -44,9 +44,9 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// version of another catalog gets a full snapshot.
     async fn catalog_id(&self) -> StoreResult<String>;
     async fn current_version(&self) -> StoreResult<u64>;
-    /// Everything with a version above `since`; everything (`full`) when `since` is 0 or newer than
-    /// the current version (the database was replaced).
-    async fn changes_since(&self, since: u64) -> StoreResult<CatalogChanges>;
+    /// Everything with a version above `since`; everything (`full`) when nothing is held (`None`)
+    /// or `since` is newer than the current version (the database was replaced).
+    async fn changes_since(&self, since: Option<u64>) -> StoreResult<CatalogChanges>;
 
     async fn create_resource(&self, resource: &Resource) -> StoreResult<u64>;
     async fn update_resource(&self, resource: &Resource) -> StoreResult<u64>;

@@ -271,7 +271,7 @@ macro_rules! impl_catalog_store {
                 Ok(version_u64(v))
             }
 
-            async fn changes_since(&self, since: u64) -> StoreResult<CatalogChanges> {
+            async fn changes_since(&self, since: Option<u64>) -> StoreResult<CatalogChanges> {
                 let mut tx = self.pool.begin().await?;
                 if let Some(sql) = $snapshot_sql {
                     sqlx::query(sql).execute(&mut *tx).await?;
@@ -282,17 +282,17 @@ macro_rules! impl_catalog_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let current_u = version_u64(current);
-                let full = since == 0 || since > current_u;
+                let full = since.is_none_or(|v| v > current_u);
                 let mut changes = CatalogChanges {
                     catalog_id,
                     version: current_u,
                     full,
                     ..Default::default()
                 };
-                if !full && since == current_u {
+                if !full && since == Some(current_u) {
                     return Ok(changes);
                 }
-                let after = if full { 0 } else { since as i64 };
+                let after = if full { 0 } else { since.unwrap_or(0) as i64 };
                 changes.resources =
                     Self::resources_where(&mut *tx, "WHERE version > $1", Some(after), None).await?;
                 changes.events =
