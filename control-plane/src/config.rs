@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
+use crate::identity::CredentialMode;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "aiproxy-control-plane",
@@ -47,6 +49,15 @@ pub struct Config {
     /// Admit plain http:// upstream endpoints (local mocks and tests only).
     #[arg(long, env = "AIPROXY_ALLOW_INSECURE_UPSTREAMS", default_value_t = false, action = ArgAction::Set)]
     pub allow_insecure_upstreams: bool,
+
+    /// Redis for the shared managed-identity token cache and mint locks (`redis://` or `rediss://`);
+    /// unset: an in-memory cache (one replica).
+    #[arg(long, env = "AIPROXY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Which credential mints managed-identity tokens: the DefaultAzureCredential chain, or one step.
+    #[arg(long, env = "AIPROXY_CREDENTIAL", value_enum, default_value = "chain")]
+    pub credential: CredentialMode,
 
     /// Where the embedded mode keeps its generated secrets; defaults to the SQLite file's folder.
     #[arg(long, env = "AIPROXY_DATA_DIR")]

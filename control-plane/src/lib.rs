@@ -11,8 +11,10 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod config;
 pub mod grpc;
+pub mod identity;
 pub mod secrets;
 pub mod sync;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,10 @@ use tokio::net::TcpListener;
 
 use crate::catalog::service::Catalog;
 use crate::config::Config;
+use crate::identity::TokenProvider;
 use crate::sync::ChangeFeed;
 use crate::sync::edges::EdgeRegistry;
+use crate::tokens::{BrokerSettings, MemoryTokenCache, RedisTokenCache, TokenBroker, TokenCache};
 
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
@@ -39,15 +43,42 @@ pub async fn run(
     let store = catalog::store::open(&config.database_url)
         .await
         .with_context(|| "opening the catalog database (AIPROXY_DATABASE_URL)")?;
+    let cipher = Arc::new(secrets.cipher);
+    let token_cache: Arc<dyn TokenCache> = match &config.redis_url {
+        Some(url) => {
+            let catalog_id = store.catalog_id().await?;
+            Arc::new(
+                RedisTokenCache::connect(url, cipher.clone(), &catalog_id)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => Arc::new(MemoryTokenCache::default()),
+    };
+    let broker = TokenBroker::new(
+        Arc::new(TokenProvider::new(config.credential, None)),
+        token_cache,
+        BrokerSettings::default(),
+    );
+    tracing::info!(
+        credential = config.credential.as_str(),
+        token_cache = if config.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
+        "managed identity: tokens are minted on first need"
+    );
     let feed = ChangeFeed::new();
     feed.notify(store.current_version().await?);
     let poller = feed.spawn_poller(
         store.clone(),
         Duration::from_millis(config.change_poll_ms.max(50)),
     );
+    let broker_task = broker.clone().spawn(store.clone(), feed.subscribe());
     let catalog = Arc::new(Catalog::new(
         store,
-        Arc::new(secrets.cipher),
+        cipher,
         config.allow_insecure_upstreams,
         feed,
     ));
@@ -69,6 +100,7 @@ pub async fn run(
         grpc_listener,
         catalog.clone(),
         edges.clone(),
+        broker.clone(),
         grpc::GrpcCredentials {
             edge_token: secrets.edge_token,
             catalog_token: secrets.catalog_token,
@@ -78,6 +110,7 @@ pub async fn run(
     let admin_state = admin::AdminState {
         catalog,
         edges,
+        tokens: broker,
         admin_token: secrets.admin_token,
     };
     tracing::info!(addr = %config.admin_addr, "admin API listening");
@@ -98,6 +131,7 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     poller.abort();
+    broker_task.abort();
     admin.await??;
     match grpc_result {
         Some(result) => result??,

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use aiproxy_control_plane::admin::{self, AdminState, OPENAPI_JSON};
 use aiproxy_control_plane::catalog::service::Catalog;
 use aiproxy_control_plane::catalog::store::open;
+use aiproxy_control_plane::identity::{CredentialMode, TokenProvider};
 use aiproxy_control_plane::secrets::{KeyCipher, Secret};
 use aiproxy_control_plane::sync::ChangeFeed;
 use aiproxy_control_plane::sync::edges::EdgeRegistry;
+use aiproxy_control_plane::tokens::{BrokerSettings, MemoryTokenCache, TokenBroker};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -39,6 +41,11 @@ async fn api(allow_insecure: bool) -> Api {
     let router = admin::router(AdminState {
         catalog: catalog.clone(),
         edges: EdgeRegistry::default(),
+        tokens: TokenBroker::new(
+            Arc::new(TokenProvider::new(CredentialMode::None, None)),
+            Arc::new(MemoryTokenCache::default()),
+            BrokerSettings::default(),
+        ),
         admin_token: Secret::new(TOKEN),
     });
     Api {

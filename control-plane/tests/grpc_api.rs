@@ -44,6 +44,8 @@ async fn start() -> Running {
         catalog_token: Some(CATALOG_TOKEN.into()),
         allow_insecure_upstreams: true,
         data_dir: Some(dir),
+        redis_url: None,
+        credential: aiproxy_control_plane::identity::CredentialMode::None,
         change_poll_ms: 1000,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -41,6 +41,10 @@ pub struct EdgeConfig {
     #[arg(long, env = "AIPROXY_UPSTREAM_TIMEOUT_SECS", default_value_t = 300)]
     pub upstream_timeout_secs: u64,
 
+    /// A managed-identity token is not used in its last this-many seconds (clock skew, request time).
+    #[arg(long, env = "AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", default_value_t = 60)]
+    pub token_expiry_margin_secs: u64,
+
     /// Largest JSON request body the edge reads to inspect (model, token caps), in bytes.
     #[arg(long, env = "AIPROXY_MAX_JSON_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_json_body_bytes: usize,

@@ -15,6 +15,8 @@ pub struct EdgeState {
     pub upstream: UpstreamClient,
     pub region: String,
     pub max_json_body_bytes: usize,
+    /// A managed-identity token is not used in its last `token_margin_ms`.
+    pub token_margin_ms: i64,
     round_robin: AtomicUsize,
 }
 
@@ -25,6 +27,7 @@ impl EdgeState {
             upstream: UpstreamClient::new(config.upstream_timeout())?,
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
+            token_margin_ms: config.token_expiry_margin_secs as i64 * 1000,
             round_robin: AtomicUsize::new(0),
         })
     }

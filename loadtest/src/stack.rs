@@ -179,7 +179,10 @@ impl ControlPlane {
             .env("AIPROXY_ADMIN_TOKEN", &self.admin_token)
             .env("AIPROXY_EDGE_TOKEN", &self.edge_token)
             .env("AIPROXY_ALLOW_INSECURE_UPSTREAMS", "true")
-            .env("AIPROXY_CHANGE_POLL_MS", "200");
+            .env("AIPROXY_CHANGE_POLL_MS", "200")
+            // Never a credential that could reach a real identity service: tests that need one
+            // pin managed-identity and point IDENTITY_ENDPOINT at a loopback fake.
+            .env("AIPROXY_CREDENTIAL", "none");
         for (k, v) in &self.options.extra_env {
             cmd.env(k, v);
         }

@@ -20,12 +20,14 @@ use axum::routing::{get, put};
 use crate::catalog::service::Catalog;
 use crate::secrets::Secret;
 use crate::sync::edges::EdgeRegistry;
+use crate::tokens::TokenBroker;
 use error::ApiError;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub catalog: Arc<Catalog>,
     pub edges: EdgeRegistry,
+    pub tokens: Arc<TokenBroker>,
     pub admin_token: Secret,
 }
 

@@ -11,6 +11,8 @@ use super::error::ApiError;
 use super::fields::Fields;
 use crate::catalog::model::{ModelType, Resource};
 use crate::catalog::service::{KeyChange, ResourceSpec};
+use crate::identity::{Scope, TokenKey};
+use crate::tokens::{TokenBroker, TokenStatus};
 
 const ACCEPTED: &[&str] = &[
     "friendly_name",
@@ -25,8 +27,10 @@ const ACCEPTED: &[&str] = &[
 ];
 const READ_ONLY: &[&str] = &["id", "has_key"];
 
-pub fn to_json(r: &Resource) -> Value {
-    json!({
+/// A resource as the API shows it: never the key; for managed-identity resources, the token's
+/// identity, scope, expiry and last error (never the token).
+pub fn to_json(r: &Resource, tokens: &TokenBroker) -> Value {
+    let mut out = json!({
         "id": r.id,
         "friendly_name": r.friendly_name,
         "deployment_name": r.deployment_name,
@@ -36,7 +40,38 @@ pub fn to_json(r: &Resource) -> Value {
         "use_managed_identity": r.use_managed_identity,
         "identity_client_id": r.identity_client_id,
         "active": r.active,
-        "has_key": r.encrypted_key.is_some(),
+                "has_key": r.encrypted_key.is_some(),
+    });
+    if r.use_managed_identity {
+        out["managed_identity"] = managed_identity_status(r, tokens);
+    }
+    out
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn managed_identity_status(r: &Resource, tokens: &TokenBroker) -> Value {
+    let Some(scope) = Scope::for_model_type(r.model_type) else {
+        return json!({"scope": null, "last_error": "no Entra ID scope is defined for this resource type"});
+    };
+    let key = TokenKey {
+        identity_client_id: r.identity_client_id.clone(),
+        scope,
+    };
+    let status = tokens.status(&key);
+    let get =
+        |f: fn(&TokenStatus) -> Option<Value>| status.as_ref().and_then(f).unwrap_or(Value::Null);
+    json!({
+        "identity": key.identity_label(),
+        "scope": scope.as_str(),
+        "token_expires_at": get(|s| s.expires_on_ms.and_then(rfc3339).map(Value::from)),
+        "credential": get(|s| s.source.clone().map(Value::from)),
+        "last_error": get(|s| s.last_error.clone().map(Value::from)),
+        "next_attempt_at": get(|s| s.next_attempt_ms.and_then(rfc3339).map(Value::from)),
+        "active": r.active,
     })
 }
 
@@ -76,7 +111,9 @@ pub async fn list(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> 
         .list_resources()
         .await
         .map_err(crate::catalog::service::CatalogError::from)?;
-    Ok(Json(Value::Array(all.iter().map(to_json).collect())))
+    Ok(Json(Value::Array(
+        all.iter().map(|r| to_json(r, &s.tokens)).collect(),
+    )))
 }
 
 pub async fn create(
@@ -84,14 +121,17 @@ pub async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let created = s.catalog.create_resource(parse_spec(&body, false)?).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&created))))
+    Ok((StatusCode::CREATED, Json(to_json(&created, &s.tokens))))
 }
 
 pub async fn get(
     State(s): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(to_json(&s.catalog.get_resource(&id).await?)))
+    Ok(Json(to_json(
+        &s.catalog.get_resource(&id).await?,
+        &s.tokens,
+    )))
 }
 
 pub async fn update(
@@ -103,7 +143,7 @@ pub async fn update(
         .catalog
         .update_resource(&id, parse_spec(&body, true)?)
         .await?;
-    Ok(Json(to_json(&updated)))
+    Ok(Json(to_json(&updated, &s.tokens)))
 }
 
 pub async fn delete(

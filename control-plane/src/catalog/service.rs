@@ -10,6 +10,7 @@ use super::endpoint::validate_endpoint;
 use super::model::{Attendee, Event, ModelType, Resource};
 use super::store::{CatalogStore, StoreError};
 use super::window::{parse_instant, parse_time_zone};
+use crate::identity::Scope;
 use crate::secrets::{KeyCipher, KeyHasher, random_token};
 use crate::sync::ChangeFeed;
 
@@ -157,6 +158,15 @@ impl Catalog {
             KeyChange::Set(key) => Some(self.cipher.encrypt(key.trim())),
             KeyChange::Clear => None,
         };
+        if spec.use_managed_identity && Scope::for_model_type(spec.model_type).is_none() {
+            return Err(CatalogError::invalid(
+                "use_managed_identity",
+                format!(
+                    "not available for {} resources (no Entra ID scope is defined for them); give a key instead",
+                    spec.model_type
+                ),
+            ));
+        }
         if encrypted_key.is_none() && !spec.use_managed_identity {
             return Err(CatalogError::invalid(
                 "key",

@@ -16,6 +16,7 @@ use crate::catalog::service::Catalog;
 use crate::secrets::Secret;
 use crate::sync::edges::EdgeRegistry;
 use crate::sync::server::EdgeSyncService;
+use crate::tokens::TokenBroker;
 use auth::BearerToken;
 use catalog_service::CatalogReadService;
 
@@ -28,6 +29,7 @@ pub async fn serve(
     listener: TcpListener,
     catalog: Arc<Catalog>,
     edges: EdgeRegistry,
+    tokens: Arc<TokenBroker>,
     credentials: GrpcCredentials,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -44,7 +46,7 @@ pub async fn serve(
         .build_v1()?;
 
     let edge_service = pb::edge_service_server::EdgeServiceServer::with_interceptor(
-        EdgeSyncService::new(catalog.clone(), edges),
+        EdgeSyncService::new(catalog.clone(), edges, tokens),
         BearerToken::new(credentials.edge_token, "edge token (AIPROXY_EDGE_TOKEN)"),
     );
     let catalog_service = pb::catalog_service_server::CatalogServiceServer::with_interceptor(

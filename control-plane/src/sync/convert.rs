@@ -4,6 +4,7 @@
 use aiproxy_proto::v1 as pb;
 
 use crate::catalog::model::{Attendee, Event, ObjectKind, Removal, Resource};
+use crate::identity::Scope;
 use crate::secrets::KeyCipher;
 
 pub fn resource_info(r: &Resource) -> pb::ResourceInfo {
@@ -29,9 +30,14 @@ pub fn edge_resource(r: &Resource, cipher: &KeyCipher) -> pb::EdgeResource {
         }),
         None => String::new(),
     };
+    let token_scope = match Scope::for_model_type(r.model_type) {
+        Some(scope) if r.use_managed_identity => scope.as_str().to_string(),
+        _ => String::new(),
+    };
     pb::EdgeResource {
         info: Some(resource_info(r)),
         api_key,
+        token_scope,
     }
 }
 

@@ -15,15 +15,21 @@ use super::convert;
 use super::edges::EdgeRegistry;
 use crate::catalog::model::CatalogChanges;
 use crate::catalog::service::Catalog;
+use crate::tokens::TokenBroker;
 
 pub struct EdgeSyncService {
     catalog: Arc<Catalog>,
     edges: EdgeRegistry,
+    tokens: Arc<TokenBroker>,
 }
 
 impl EdgeSyncService {
-    pub fn new(catalog: Arc<Catalog>, edges: EdgeRegistry) -> Self {
-        Self { catalog, edges }
+    pub fn new(catalog: Arc<Catalog>, edges: EdgeRegistry, tokens: Arc<TokenBroker>) -> Self {
+        Self {
+            catalog,
+            edges,
+            tokens,
+        }
     }
 }
 
@@ -53,6 +59,7 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         let session = SyncSession {
             catalog: self.catalog.clone(),
             edges: self.edges.clone(),
+            tokens: self.tokens.clone(),
             edge_id: hello.edge_id.clone(),
             outbound: tx,
         };
@@ -64,6 +71,7 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
 struct SyncSession {
     catalog: Arc<Catalog>,
     edges: EdgeRegistry,
+    tokens: Arc<TokenBroker>,
     edge_id: String,
     outbound: mpsc::Sender<Result<pb::SyncUpdate, Status>>,
 }
@@ -79,6 +87,8 @@ impl SyncSession {
             hello.version,
         );
         let mut changes_rx = self.catalog.change_feed().subscribe();
+        let mut tokens_rx = self.tokens.subscribe();
+        tokens_rx.borrow_and_update();
         let store = self.catalog.store().clone();
 
         let catalog_id = match store.catalog_id().await {
@@ -98,10 +108,11 @@ impl SyncSession {
         let mut held = (!hello.catalog_id.is_empty() && hello.catalog_id == catalog_id)
             .then_some(hello.version);
         let mut first = true;
+        let mut tokens_changed = false;
         loop {
             match store.changes_since(held).await {
                 Ok(changes) => {
-                    if first || changes.full || !changes.is_empty() {
+                    if first || tokens_changed || changes.full || !changes.is_empty() {
                         let update = self.build_update(held.unwrap_or(0), changes, &catalog_id);
                         let version = update.version;
                         if self.outbound.send(Ok(update)).await.is_err() {
@@ -110,6 +121,7 @@ impl SyncSession {
                         self.edges.sent(&edge_id, version);
                         held = Some(version);
                         first = false;
+                        tokens_changed = false;
                     }
                 }
                 Err(e) => {
@@ -119,7 +131,11 @@ impl SyncSession {
                 }
             }
             tokio::select! {
-                changed = changes_rx.changed() => if changed.is_err() { break },
+                                changed = changes_rx.changed() => if changed.is_err() { break },
+                changed = tokens_rx.changed() => match changed {
+                    Ok(()) => tokens_changed = true,
+                    Err(_) => break,
+                },
                 message = inbound.message() => match message {
                     Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
                         self.edges.acked(&edge_id, ack.version);
@@ -161,6 +177,9 @@ impl SyncSession {
                 .map(convert::edge_attendee)
                 .collect(),
             removals: changes.removals.iter().map(convert::removal).collect(),
+            // Every update carries the whole (small) token set, so a token never waits for a catalog change.
+            tokens_included: true,
+            tokens: self.tokens.edge_tokens(),
             key_hash_secret: if changes.full {
                 self.catalog.key_hasher().secret().to_vec()
             } else {

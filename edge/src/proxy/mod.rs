@@ -65,7 +65,7 @@ async fn serve(
             };
             let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
             let path = format!("/openai/deployments/{deployment}/{operation}");
-            forward(state, upstream, &path, parts, body).await
+            forward(state, &snapshot, upstream, &path, parts, body).await
         }
         Route::OpenAiV1 { operation } => {
             if !snapshot.loaded {
@@ -82,7 +82,7 @@ async fn serve(
             let deployment = policy::model_of(&value)?;
             let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
             let path = format!("/openai/v1/{operation}");
-            forward(state, upstream, &path, parts, full(bytes)).await
+            forward(state, &snapshot, upstream, &path, parts, full(bytes)).await
         }
     }
 }
@@ -135,6 +135,7 @@ fn choose(
 
 async fn forward(
     state: &EdgeState,
+    snapshot: &CatalogSnapshot,
     upstream: Arc<UpstreamResource>,
     path: &str,
     parts: http::request::Parts,
@@ -148,8 +149,14 @@ async fn forward(
         .parse()
         .map_err(|_| ProxyError::bad_request("The request path or query string is not valid"))?;
     let mut upstream_headers = headers::for_upstream(parts.headers);
-    auth::authorize(&upstream, &mut upstream_headers)
-        .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    auth::authorize(
+        &upstream,
+        snapshot,
+        Utc::now().timestamp_millis(),
+        state.token_margin_ms,
+        &mut upstream_headers,
+    )
+    .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method;
     *request.uri_mut() = uri;

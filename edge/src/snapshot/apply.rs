@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
 
-use super::{AttendeeEntry, CatalogSnapshot, UpstreamResource};
+use super::{AttendeeEntry, CatalogSnapshot, TokenEntry, UpstreamResource};
 
 impl CatalogSnapshot {
     pub fn apply(&self, update: pb::SyncUpdate) -> Result<CatalogSnapshot, String> {
@@ -35,9 +35,13 @@ impl CatalogSnapshot {
                 resources: self.resources.clone(),
                 events: self.events.clone(),
                 attendees: self.attendees.clone(),
+                tokens: self.tokens.clone(),
                 ..Default::default()
             }
         };
+        if update.tokens_included {
+            next.tokens = tokens(update.tokens)?;
+        }
         if update.version < self.version && !update.full {
             return Err(format!(
                 "update version {} is older than the held {}",
@@ -122,6 +126,27 @@ impl CatalogSnapshot {
     }
 }
 
+fn tokens(
+    tokens: Vec<pb::ManagedIdentityToken>,
+) -> Result<HashMap<(String, String), TokenEntry>, String> {
+    tokens
+        .into_iter()
+        .map(|t| {
+            let mut authorization =
+                http::HeaderValue::from_str(&format!("Bearer {}", t.access_token))
+                    .map_err(|_| format!("token for {} is not a valid header value", t.scope))?;
+            authorization.set_sensitive(true);
+            Ok((
+                (t.identity_client_id, t.scope),
+                TokenEntry {
+                    authorization,
+                    expires_on_ms: t.expires_on_ms,
+                },
+            ))
+        })
+        .collect()
+}
+
 fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, String> {
     let info = resource.info.ok_or("resource without info")?;
     let uri: http::Uri = info
@@ -140,6 +165,8 @@ fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, Str
         endpoint_url: info.endpoint_url,
         region: info.region,
         use_managed_identity: info.use_managed_identity,
+        identity_client_id: info.identity_client_id,
+        token_scope: resource.token_scope,
         active: info.active,
         api_key: Some(resource.api_key).filter(|k| !k.is_empty()),
     })
@@ -162,6 +189,7 @@ mod tests {
                 ..Default::default()
             }),
             api_key: "k".into(),
+            ..Default::default()
         }
     }
 

@@ -23,8 +23,20 @@ pub struct UpstreamResource {
     pub origin: String,
     pub region: String,
     pub use_managed_identity: bool,
+    /// Client id of the resource's user-assigned identity; empty for the proxy's own.
+    pub identity_client_id: String,
+    /// The scope of the managed-identity token this resource needs (empty: it uses a key).
+    pub token_scope: String,
     pub active: bool,
     pub api_key: Option<String>,
+}
+
+/// A managed-identity token the control plane minted, ready to put on a request.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    /// `Bearer <token>`, marked sensitive so it is never logged.
+    pub authorization: http::HeaderValue,
+    pub expires_on_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +60,8 @@ pub struct CatalogSnapshot {
     by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
     /// event id → deployment name → active `foundry-model` members of that pool.
     deployments: HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>>,
+    /// (identity client id, scope) → token.
+    tokens: HashMap<(String, String), TokenEntry>,
 }
 
 impl CatalogSnapshot {
@@ -79,6 +93,14 @@ impl CatalogSnapshot {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    /// The token for a managed-identity resource, if one is held (whatever its expiry).
+    pub fn token_for(&self, resource: &UpstreamResource) -> Option<&TokenEntry> {
+        self.tokens.get(&(
+            resource.identity_client_id.clone(),
+            resource.token_scope.clone(),
+        ))
     }
 
     pub fn resource_count(&self) -> usize {

@@ -38,6 +38,8 @@ mod tests {
             origin: String::new(),
             region: region.into(),
             use_managed_identity: false,
+            identity_client_id: String::new(),
+            token_scope: String::new(),
             active: true,
             api_key: Some("k".into()),
         })

@@ -1,0 +1,12 @@
+//! Managed-identity tokens: minted only here, one per (identity, scope), cached where every
+//! control-plane replica sees them (`redis_cache`; `cache::MemoryTokenCache` in the embedded mode),
+//! refreshed on a schedule (`refresh`) by the `broker`, which also hands them to the Sync streams.
+
+pub mod broker;
+pub mod cache;
+pub mod redis_cache;
+pub mod refresh;
+
+pub use broker::{BrokerSettings, TokenBroker, TokenSource, TokenStatus};
+pub use cache::{CachedToken, MemoryTokenCache, TokenCache};
+pub use redis_cache::RedisTokenCache;
