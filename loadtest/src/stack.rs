@@ -243,6 +243,21 @@ impl Edge {
         token: &str,
         wait_ready: bool,
     ) -> Self {
+        Self::launch(cp, region, token, wait_ready, &[]).await
+    }
+
+    /// An edge with extra environment (e.g. `AIPROXY_TOKEN_EXPIRY_MARGIN_SECS`).
+    pub async fn start_with_env(cp: &ControlPlane, region: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(cp, region, &cp.edge_token, true, env).await
+    }
+
+    async fn launch(
+        cp: &ControlPlane,
+        region: &str,
+        token: &str,
+        wait_ready: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = ScratchDir::new("edge");
         let addr = free_addr();
         let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
@@ -252,6 +267,9 @@ impl Edge {
             .env("AIPROXY_REGION", region)
             .env("AIPROXY_EDGE_TOKEN", token)
             .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().expect("start aiproxy-edge");
         let edge = Self {
             child: Some(child),
@@ -485,4 +503,28 @@ pub fn model_resource(deployment: &str, endpoint: &str, region: &str) -> Value {
         "key": UPSTREAM_KEY,
         "region": region,
     })
+}
+
+/// A fresh, empty Postgres database for one test (server from `AIPROXY_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`); returns its URL. Needs `psql` (scripts/test.sh
+/// installs the client with the server).
+pub fn create_postgres_database() -> String {
+    let admin_url = std::env::var("AIPROXY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("aiproxy_e2e_{}", uuid::Uuid::new_v4().simple());
+    let status = std::process::Command::new("psql")
+        .args([
+            admin_url.as_str(),
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .status()
+        .expect("psql is needed to create the test database");
+    assert!(
+        status.success(),
+        "could not create database {name} on {admin_url}"
+    );
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
+    format!("{base}/{name}")
 }

@@ -59,6 +59,14 @@ async fn request(
 
 fn error_text(e: &azure_core::Error) -> String {
     let mut text = e.to_string();
+    let status =
+        std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()).find_map(|e| {
+            e.downcast_ref::<azure_core::Error>()
+                .and_then(|e| e.http_status())
+        });
+    if let Some(status) = status {
+        text = format!("HTTP {}: {text}", u16::from(status));
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let more = s.to_string();

@@ -34,6 +34,9 @@ pub enum ExpectedAuth {
     /// `api-key: <key>`; an `Authorization` header is refused too, so a forwarded client
     /// credential cannot go unnoticed.
     ApiKey(String),
+    /// `Authorization: Bearer <token>` whose audience is this resource (e.g.
+    /// `https://cognitiveservices.azure.com`), and no `api-key`: a managed-identity resource.
+    Bearer { audience: String },
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +222,23 @@ fn check_auth(expected: &ExpectedAuth, headers: &HeaderMap) -> Result<(), String
                     "Access denied due to invalid subscription key or wrong API endpoint.".into(),
                 ),
                 None => Err("missing api-key header".into()),
+            }
+        }
+        ExpectedAuth::Bearer { audience } => {
+            if headers.contains_key("api-key") {
+                return Err(
+                    "unexpected api-key header: this resource uses a managed identity".into(),
+                );
+            }
+            let token = headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or("missing 'Authorization: Bearer' header")?;
+            match crate::identity::audience_of(token) {
+                Some(aud) if aud == *audience => Ok(()),
+                Some(aud) => Err(format!("token audience '{aud}' is not '{audience}'")),
+                None => Err("the bearer token is not a JWT".into()),
             }
         }
     }

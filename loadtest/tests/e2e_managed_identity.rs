@@ -1,0 +1,540 @@
+//! End to end, managed identity: the real control plane mints tokens from the fake App Service
+//! identity endpoint on loopback (never anything else: the stack strips every Azure variable and
+//! these tests set IDENTITY_ENDPOINT to the fake), edges send them as Bearer tokens, and the mock
+//! upstream checks each token's audience.
+
+use std::time::{Duration, Instant};
+
+use aiproxy_loadtest::identity::{FakeIdentityEndpoint, IdentityMode};
+use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
+use aiproxy_loadtest::stack::{
+    Admin, ControlPlane, ControlPlaneOptions, Edge, create_postgres_database, model_resource,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const COGNITIVE: &str = "https://cognitiveservices.azure.com";
+const AI_AZURE: &str = "https://ai.azure.com";
+const PROXY_CLIENT_ID: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const RESOURCE_CLIENT_ID: &str = "bbbbbbbb-0000-0000-0000-000000000002";
+
+fn mi_env(identity: &FakeIdentityEndpoint, mode: &str) -> Vec<(String, String)> {
+    vec![
+        ("AIPROXY_CREDENTIAL".into(), mode.into()),
+        ("IDENTITY_ENDPOINT".into(), identity.endpoint()),
+        ("IDENTITY_HEADER".into(), identity.header().into()),
+        ("AZURE_CLIENT_ID".into(), PROXY_CLIENT_ID.into()),
+    ]
+}
+
+async fn bearer_mock(audience: &str) -> MockAzure {
+    MockAzure::start(MockConfig {
+        auth: ExpectedAuth::Bearer {
+            audience: audience.into(),
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn mi_resource(
+    deployment: &str,
+    model_type: &str,
+    endpoint: &str,
+    client_id: Option<&str>,
+) -> Value {
+    json!({
+        "friendly_name": format!("{deployment} via managed identity"),
+        "deployment_name": deployment,
+        "model_type": model_type,
+        "endpoint_url": endpoint,
+        "use_managed_identity": true,
+        "identity_client_id": client_id,
+    })
+}
+
+async fn chat(edge: &Edge, key: &str, deployment: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21",
+            edge.api_base()
+        ))
+        .header("api-key", key)
+        .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Waits until the admin API shows a token for the resource; returns its status.
+async fn wait_token(admin: &Admin, resource_id: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, r) = admin.get(&format!("/resources/{resource_id}")).await;
+        if r["managed_identity"]["token_expires_at"].is_string() {
+            return r["managed_identity"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no token for {resource_id} within {timeout:?}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_identity_and_scope_gets_one_token_for_a_thousand_requests_through_two_edges() {
+    let identity = FakeIdentityEndpoint::start("identity-header-secret", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&identity, "chain"),
+        ..Default::default()
+    })
+    .await;
+    let admin = cp.admin();
+    let mi_upstream = bearer_mock(COGNITIVE).await;
+    let keyed_upstream = MockAzure::start(MockConfig {
+        auth: ExpectedAuth::ApiKey(aiproxy_loadtest::stack::UPSTREAM_KEY.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // One pool mixing a managed-identity member and a keyed one; a deployment on its own identity;
+    // and a Foundry agent resource, which needs the ai.azure.com scope.
+    let mi = admin
+        .create_resource(mi_resource(
+            "gpt-4o",
+            "Foundry_Model",
+            &mi_upstream.endpoint(),
+            None,
+        ))
+        .await;
+    let keyed = admin
+        .create_resource(model_resource("gpt-4o", &keyed_upstream.endpoint(), ""))
+        .await;
+    let own = admin
+        .create_resource(mi_resource(
+            "gpt-4o-mini",
+            "foundry-model",
+            &mi_upstream.endpoint(),
+            Some(RESOURCE_CLIENT_ID),
+        ))
+        .await;
+    let agent = admin
+        .create_resource(mi_resource(
+            "agents",
+            "Foundry_Agent",
+            "https://acct.services.ai.azure.com/api/projects/hack",
+            None,
+        ))
+        .await;
+    let (_, key) = admin
+        .open_event(&[mi.clone(), keyed.clone(), own.clone(), agent.clone()])
+        .await;
+
+    let status = wait_token(&admin, &mi, Duration::from_secs(10)).await;
+    assert_eq!(
+        status["scope"],
+        "https://cognitiveservices.azure.com/.default"
+    );
+    assert_eq!(
+        status["credential"], "ManagedIdentityCredential",
+        "{status}"
+    );
+    assert!(status["last_error"].is_null());
+    let agent_status = wait_token(&admin, &agent, Duration::from_secs(10)).await;
+    assert_eq!(agent_status["scope"], "https://ai.azure.com/.default");
+    let own_status = wait_token(&admin, &own, Duration::from_secs(10)).await;
+    assert_eq!(
+        own_status["identity"],
+        format!("user-assigned {RESOURCE_CLIENT_ID}")
+    );
+    let (_, listed) = admin.get("/resources").await;
+    assert!(
+        !listed.to_string().contains("eyJ"),
+        "the admin API never shows a token"
+    );
+
+    let edges = [Edge::start(&cp, "").await, Edge::start(&cp, "").await];
+    admin.wait_edges_acked(2, Duration::from_secs(5)).await;
+    // Tokens may follow the catalog by a moment; wait until both edges answer.
+    for edge in &edges {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while chat(edge, &key, "gpt-4o-mini").await.status() != StatusCode::OK {
+            assert!(Instant::now() < deadline, "edge never got the token");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let mut handles = Vec::new();
+    for worker in 0..10 {
+        let (url_a, url_b, key) = (edges[0].api_base(), edges[1].api_base(), key.clone());
+        handles.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut failures = Vec::new();
+            for i in 0..100 {
+                let base = if (worker + i) % 2 == 0 {
+                    &url_a
+                } else {
+                    &url_b
+                };
+                let deployment = if i % 3 == 0 { "gpt-4o-mini" } else { "gpt-4o" };
+                let r = http
+                    .post(format!(
+                        "{base}/openai/deployments/{deployment}/chat/completions"
+                    ))
+                    .header("api-key", &key)
+                    .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() != StatusCode::OK {
+                    failures.push(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+            }
+            failures
+        }));
+    }
+    for h in handles {
+        let failures = h.await.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    assert_eq!(
+        mi_upstream
+            .stats
+            .rejected_auth
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        keyed_upstream
+            .stats
+            .rejected_auth
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(
+        keyed_upstream
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the keyed pool member served too"
+    );
+    let seen = mi_upstream
+        .stats
+        .last_request("/openai/deployments/gpt-4o/chat/completions")
+        .unwrap();
+    assert!(seen.headers.get("api-key").is_none());
+
+    assert_eq!(
+        identity.count(Some(PROXY_CLIENT_ID), COGNITIVE),
+        1,
+        "{:?}",
+        identity.counts()
+    );
+    assert_eq!(
+        identity.count(Some(PROXY_CLIENT_ID), AI_AZURE),
+        1,
+        "{:?}",
+        identity.counts()
+    );
+    assert_eq!(
+        identity.count(Some(RESOURCE_CLIENT_ID), COGNITIVE),
+        1,
+        "{:?}",
+        identity.counts()
+    );
+    assert_eq!(identity.calls().len(), 3, "{:?}", identity.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_control_plane_replicas_sharing_redis_mint_once() {
+    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let mut env = mi_env(&identity, "managed-identity");
+    env.push((
+        "AIPROXY_REDIS_URL".into(),
+        std::env::var("AIPROXY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    ));
+    env.push((
+        "AIPROXY_ENCRYPTION_KEY".into(),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+    ));
+    let options = ControlPlaneOptions {
+        database_url: Some(create_postgres_database()),
+        extra_env: env,
+    };
+    let first = ControlPlane::start_with(options.clone()).await;
+    let upstream = bearer_mock(COGNITIVE).await;
+    let mi = first
+        .admin()
+        .create_resource(mi_resource(
+            "gpt-4o",
+            "foundry-model",
+            &upstream.endpoint(),
+            None,
+        ))
+        .await;
+    let (_, key) = first.admin().open_event(std::slice::from_ref(&mi)).await;
+    let first_status = wait_token(&first.admin(), &mi, Duration::from_secs(10)).await;
+
+    let second = ControlPlane::start_with(options).await;
+    let second_status = wait_token(&second.admin(), &mi, Duration::from_secs(10)).await;
+    assert_eq!(
+        second_status["token_expires_at"], first_status["token_expires_at"],
+        "the second replica adopted the shared token"
+    );
+
+    let edge_a = Edge::start(&first, "").await;
+    let edge_b = Edge::start(&second, "").await;
+    for edge in [&edge_a, &edge_b] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while chat(edge, &key, "gpt-4o").await.status() != StatusCode::OK {
+            assert!(
+                Instant::now() < deadline,
+                "edge never served the MI resource"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(identity.calls().len(), 1, "{:?}", identity.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_second_tokens_are_refreshed_before_expiry_without_a_failed_request() {
+    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&identity, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let upstream = bearer_mock(COGNITIVE).await;
+    let mi = cp
+        .admin()
+        .create_resource(mi_resource(
+            "gpt-4o",
+            "foundry-model",
+            &upstream.endpoint(),
+            None,
+        ))
+        .await;
+    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
+    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "10")]).await;
+
+    // Past the first refresh (~30 s) and past the first token's usable life (50 s).
+    let started = Instant::now();
+    let mut tokens_seen = std::collections::BTreeSet::new();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(56) {
+        let response = chat(&edge, &key, "gpt-4o").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "at {:?}: {}",
+            started.elapsed(),
+            response.text().await.unwrap_or_default()
+        );
+        requests += 1;
+        if let Some(seen) = upstream
+            .stats
+            .last_request("/openai/deployments/gpt-4o/chat/completions")
+        {
+            tokens_seen.insert(seen.headers["authorization"].to_str().unwrap().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tokens_seen.len() >= 2,
+        "a refreshed token was used ({requests} requests)"
+    );
+    let calls = identity.calls();
+    assert!(
+        (2..=3).contains(&calls.len()),
+        "refreshed at half-life, not more: {calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_identity_endpoint_backs_off_while_the_old_token_serves() {
+    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(24))
+        .await
+        .unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&identity, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let upstream = bearer_mock(COGNITIVE).await;
+    let mi = cp
+        .admin()
+        .create_resource(mi_resource(
+            "gpt-4o",
+            "foundry-model",
+            &upstream.endpoint(),
+            None,
+        ))
+        .await;
+    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
+    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let minted_at = Instant::now();
+    identity.set_mode(IdentityMode::Fail500);
+    let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "5")]).await;
+
+    // The refresh at half-life (~12 s) fails; the status says why; the old token keeps serving.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (_, r) = cp.admin().get(&format!("/resources/{mi}")).await;
+        if r["managed_identity"]["last_error"].is_string() {
+            break r["managed_identity"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed refresh never showed: {r}"
+        );
+        assert_eq!(chat(&edge, &key, "gpt-4o").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("the identity service is failing"),
+        "{status}"
+    );
+    assert!(status["next_attempt_at"].is_string(), "{status}");
+    assert!(
+        status["token_expires_at"].is_string(),
+        "the old token is still held"
+    );
+    while minted_at.elapsed() < Duration::from_secs(17) {
+        assert_eq!(chat(&edge, &key, "gpt-4o").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = identity.calls().iter().filter(|c| c.status == 500).count();
+    assert_eq!(
+        failed,
+        1,
+        "one failed attempt, then at least 30 s of backoff: {:?}",
+        identity.calls()
+    );
+
+    // Past expiry minus the margin the edge stops using it and says so.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let response = chat(&edge, &key, "gpt-4o").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'gpt-4o via managed identity'")
+            && message.contains("no managed-identity token is available"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edges_serve_managed_identity_requests_without_the_control_plane_until_the_margin() {
+    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&identity, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let upstream = bearer_mock(COGNITIVE).await;
+    let mi = cp
+        .admin()
+        .create_resource(mi_resource(
+            "gpt-4o",
+            "foundry-model",
+            &upstream.endpoint(),
+            None,
+        ))
+        .await;
+    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
+    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let minted_at = Instant::now();
+    let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "5")]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while chat(&edge, &key, "gpt-4o").await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cp.kill().await;
+    while minted_at.elapsed() < Duration::from_secs(13) {
+        assert_eq!(
+            chat(&edge, &key, "gpt-4o").await.status(),
+            StatusCode::OK,
+            "at {:?}",
+            minted_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(16).saturating_sub(minted_at.elapsed())).await;
+    let response = chat(&edge, &key, "gpt-4o").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no managed-identity token is available")
+    );
+    assert!(!edge.log().contains("eyJ"), "the edge never logs a token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_any_credential_key_resources_work_and_managed_identity_ones_say_why() {
+    let cp = ControlPlane::start().await; // the stack pins AIPROXY_CREDENTIAL=none
+    let admin = cp.admin();
+    let keyed_upstream = MockAzure::start(MockConfig {
+        auth: ExpectedAuth::ApiKey(aiproxy_loadtest::stack::UPSTREAM_KEY.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let keyed = admin
+        .create_resource(model_resource("gpt-4o", &keyed_upstream.endpoint(), ""))
+        .await;
+    let mi = admin
+        .create_resource(mi_resource(
+            "gpt-4o-mini",
+            "foundry-model",
+            "https://x.openai.azure.com",
+            None,
+        ))
+        .await;
+    let (_, key) = admin.open_event(&[keyed, mi.clone()]).await;
+    let edge = Edge::start(&cp, "").await;
+
+    assert_eq!(chat(&edge, &key, "gpt-4o").await.status(), StatusCode::OK);
+    let response = chat(&edge, &key, "gpt-4o-mini").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("Resource 'gpt-4o-mini via managed identity' uses managed identity and no managed-identity token is available"),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = admin.get(&format!("/resources/{mi}")).await;
+        if let Some(e) = r["managed_identity"]["last_error"].as_str() {
+            assert!(e.contains("AIPROXY_CREDENTIAL=none"), "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
