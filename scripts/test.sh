@@ -18,6 +18,8 @@ apt_install() {
 }
 
 ensure_postgres() {
+  # psql creates the per-test databases of the end-to-end tests.
+  command -v psql >/dev/null || apt_install postgresql-client
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "== installing PostgreSQL"

@@ -183,6 +183,34 @@ async fn key_is_required_unless_managed_identity() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["has_key"], false);
     assert_eq!(created["use_managed_identity"], true);
+    let status = &created["managed_identity"];
+    assert_eq!(
+        status["scope"],
+        "https://cognitiveservices.azure.com/.default"
+    );
+    assert_eq!(
+        status["identity"],
+        "user-assigned 11111111-2222-3333-4444-555555555555"
+    );
+    assert!(status["token_expires_at"].is_null(), "nothing minted yet");
+
+    let mut mcp = resource();
+    mcp["model_type"] = json!("mcp-server");
+    mcp["use_managed_identity"] = json!(true);
+    let (status, err) = api.send("POST", "/resources", Some(mcp)).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_managed_identity"))
+    );
+
+    let mut keyed = resource();
+    keyed["model_type"] = json!("Foundry_Agent");
+    keyed["endpoint_url"] = json!("https://acct.services.ai.azure.com/api/projects/p");
+    let (_, created) = api.send("POST", "/resources", Some(keyed)).await;
+    assert!(
+        created.get("managed_identity").is_none(),
+        "key resources have no managed-identity status"
+    );
 }
 
 #[tokio::test]
