@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs AI Proxy on the embedded defaults: the control plane (SQLite catalog under ./data,
-# in-memory token cache) and one edge, both built in release mode. Prints the admin token and
-# the URLs; Ctrl-C stops everything.
+# in-memory token cache) serving the admin console, and one edge, built in release mode. Prints the
+# admin token and the URLs; Ctrl-C stops everything.
 #
 #   scripts/run.sh
 #
 # Any AIPROXY_* variable you export is honoured (see the README's configuration table).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The admin console: built when it is missing or older than its sources.
+if [[ -f admin-web/package.json ]]; then
+  if [[ ! -f admin-web/dist/index.html ]] || [[ -n "$(find admin-web/src admin-web/index.html admin-web/package.json -newer admin-web/dist/index.html 2>/dev/null | head -n 1)" ]]; then
+    (cd admin-web && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && npm run build)
+  fi
+fi
 
 # The whole workspace, so features unify exactly as in the other builds (no second compile of shared crates).
 cargo build --release --locked --workspace --bins
@@ -46,6 +53,7 @@ admin_token="${AIPROXY_ADMIN_TOKEN:-$(cat data/admin.token)}"
 cat <<INFO
 
 AI Proxy is running (embedded mode: SQLite in ./data, in-memory token cache).
+    admin console  http://$admin_addr/   (sign in with the admin token)
   admin API      http://$admin_addr/admin/api/v1   (OpenAPI: /admin/api/v1/openapi.json)
   admin token    $admin_token
   edge (clients) http://$edge_addr/api/v1

@@ -63,6 +63,10 @@ pub struct Config {
     #[arg(long, env = "AIPROXY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The built admin console (`admin-web/dist`), served at `/`.
+    #[arg(long, env = "AIPROXY_ADMIN_WEB_DIR", default_value = "admin-web/dist")]
+    pub admin_web_dir: PathBuf,
+
     /// How often (ms) to re-read the catalog version, to pick up changes made by other replicas.
     #[arg(long, env = "AIPROXY_CHANGE_POLL_MS", default_value_t = 1000)]
     pub change_poll_ms: u64,

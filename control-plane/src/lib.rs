@@ -117,9 +117,12 @@ pub async fn run(
     let admin = tokio::spawn({
         let shutdown = stopped(stop_rx);
         async move {
-            axum::serve(admin_listener, admin::router(admin_state))
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                admin_listener,
+                admin::router_with_console(admin_state, &config.admin_web_dir),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
     });
 

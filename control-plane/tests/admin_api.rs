@@ -27,6 +27,10 @@ struct Api {
 }
 
 async fn api(allow_insecure: bool) -> Api {
+    new_api(allow_insecure).await
+}
+
+async fn new_api(allow_insecure: bool) -> Api {
     let dir = std::env::temp_dir().join(format!("aiproxy-admin-{}", uuid::Uuid::new_v4().simple()));
     let store = open(&format!("sqlite://{}", dir.join("c.db").display()))
         .await
@@ -411,4 +415,110 @@ async fn openapi_document_describes_every_route() {
         8,
         "openapi.json documents a route the router does not have"
     );
+}
+
+#[tokio::test]
+async fn foundry_agent_resources_need_the_project_endpoint() {
+    let api = api(false).await;
+    let mut agent = resource();
+    agent["model_type"] = json!("Foundry_Agent");
+    agent["use_managed_identity"] = json!(true);
+    agent.as_object_mut().unwrap().remove("key");
+    for wrong in [
+        "https://myhub.cognitiveservices.azure.com/",
+        "https://myhub.services.ai.azure.com",
+    ] {
+        agent["endpoint_url"] = json!(wrong);
+        let (status, err) = api.send("POST", "/resources", Some(agent.clone())).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("endpoint_url")),
+            "{wrong}"
+        );
+        assert!(
+            message(&err)
+                .contains("https://<account>.services.ai.azure.com/api/projects/<project>"),
+            "{err}"
+        );
+    }
+    agent["endpoint_url"] = json!("https://myhub.services.ai.azure.com/api/projects/hackathon");
+    let (status, created) = api.send("POST", "/resources", Some(agent.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["managed_identity"]["scope"],
+        "https://ai.azure.com/.default"
+    );
+
+    agent["endpoint_url"] = json!("http://127.0.0.1:9100/api/projects/local");
+    let (status, _) = api.send("POST", "/resources", Some(agent.clone())).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "plain http needs the insecure switch"
+    );
+    let insecure = new_api(true).await;
+    let (status, _) = insecure.send("POST", "/resources", Some(agent)).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a loopback project endpoint is fine for local mocks"
+    );
+}
+
+#[tokio::test]
+async fn the_console_is_served_at_the_root_with_client_side_routes() {
+    let api = api(false).await;
+    let web = api._dir.join("web");
+    std::fs::create_dir_all(web.join("assets")).unwrap();
+    std::fs::write(web.join("index.html"), "<html>console</html>").unwrap();
+    std::fs::write(web.join("assets/app.js"), "console.log(1)").unwrap();
+    let state = AdminState {
+        catalog: api.catalog.clone(),
+        edges: EdgeRegistry::default(),
+        tokens: TokenBroker::new(
+            Arc::new(TokenProvider::new(CredentialMode::None, None)),
+            Arc::new(MemoryTokenCache::default()),
+            BrokerSettings::default(),
+        ),
+        admin_token: Secret::new(TOKEN),
+    };
+    let router = admin::router_with_console(state.clone(), &web);
+    let get = |path: &'static str| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(
+        get("/").await,
+        (StatusCode::OK, "<html>console</html>".into())
+    );
+    assert_eq!(
+        get("/assets/app.js").await,
+        (StatusCode::OK, "console.log(1)".into())
+    );
+    assert_eq!(
+        get("/events/some-id").await,
+        (StatusCode::OK, "<html>console</html>".into()),
+        "client-side route"
+    );
+    let (status, body) = get("/admin/api/v1/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("openapi.json"),
+        "API paths never fall back to the console: {body}"
+    );
+
+    let bare = admin::router_with_console(state, &api._dir.join("missing"));
+    let response = bare
+        .oneshot(Request::builder().uri("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

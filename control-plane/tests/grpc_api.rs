@@ -45,6 +45,7 @@ async fn start() -> Running {
         allow_insecure_upstreams: true,
         data_dir: Some(dir),
         redis_url: None,
+        admin_web_dir: "admin-web/dist".into(),
         credential: aiproxy_control_plane::identity::CredentialMode::None,
         change_poll_ms: 1000,
     };

@@ -8,6 +8,7 @@ mod events;
 mod fields;
 mod resources;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use tower_http::services::{ServeDir, ServeFile};
 
 use crate::catalog::service::Catalog;
 use crate::secrets::Secret;
@@ -32,6 +34,25 @@ pub struct AdminState {
 }
 
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// The admin API, plus the console's static files from `web_dir` at `/` (client-side routes fall
+/// back to `index.html`).
+pub fn router_with_console(state: AdminState, web_dir: &Path) -> Router {
+    let index = web_dir.join("index.html");
+    if !index.exists() {
+        tracing::warn!(dir = %web_dir.display(), "admin console not built (no index.html): only the API is served; scripts/run.sh builds it");
+        return router(state).fallback(console_missing);
+    }
+    tracing::info!(dir = %web_dir.display(), "serving the admin console at /");
+    router(state).fallback_service(ServeDir::new(web_dir).fallback(ServeFile::new(index)))
+}
+
+async fn console_missing() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "The admin console is not built: run `npm ci && npm run build` in admin-web (scripts/run.sh does it), or use the API under /admin/api/v1",
+    )
+}
 
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
@@ -57,6 +78,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/edges", get(edges::list))
         .route("/openapi.json", get(openapi))
+        .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_token,
@@ -65,6 +87,16 @@ pub fn router(state: AdminState) -> Router {
         .nest("/admin/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!(
+            "No admin API route {}: see /admin/api/v1/openapi.json",
+            uri.path()
+        ),
+    )
 }
 
 async fn openapi() -> Response {

@@ -1,10 +1,12 @@
 //! Upstream endpoint rules: `https://` only, unless the operator allowed plain `http://` for local
-//! mocks and tests (`AIPROXY_ALLOW_INSECURE_UPSTREAMS`).
+//! mocks and tests (`AIPROXY_ALLOW_INSECURE_UPSTREAMS`); Foundry agents need their project endpoint.
+
+use axum::http::Uri;
 
 /// Checks an endpoint URL and returns it normalised (no trailing slash), or why it is refused.
 pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<String, String> {
     let trimmed = raw.trim().trim_end_matches('/');
-    let uri: http_uri::Uri = trimmed.parse().map_err(|_| {
+    let uri: Uri = trimmed.parse().map_err(|_| {
         "must be an absolute URL such as https://<name>.openai.azure.com".to_string()
     })?;
     let scheme = uri.scheme_str().unwrap_or("");
@@ -37,9 +39,43 @@ pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<String, Stri
     Ok(trimmed.to_string())
 }
 
-/// `http::Uri` is all the URL parsing needed here; re-exported under a clear name.
-mod http_uri {
-    pub use axum::http::Uri;
+const FOUNDRY_PROJECT_FORM: &str = "https://<account>.services.ai.azure.com/api/projects/<project>";
+
+/// A Foundry agent resource must point at the project endpoint; anything else answers 404 upstream.
+/// With `allow_insecure` (local mocks and tests) a loopback `http://127.0.0.1:<port>/api/projects/<p>`
+/// is accepted too. Takes an endpoint `validate_endpoint` already accepted.
+pub fn validate_foundry_project_endpoint(
+    endpoint: &str,
+    allow_insecure: bool,
+) -> Result<(), String> {
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|_| format!("must be the Foundry project endpoint, {FOUNDRY_PROJECT_FORM}"))?;
+    let host = uri.host().unwrap_or("");
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    let host_ok = match uri.scheme_str() {
+        Some("https") => host.ends_with(".services.ai.azure.com"),
+        Some("http") => allow_insecure && loopback,
+        _ => false,
+    };
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let path_ok =
+        matches!(segments.as_slice(), ["api", "projects", project] if !project.is_empty());
+    if host_ok && path_ok {
+        return Ok(());
+    }
+    let why = if host.ends_with(".cognitiveservices.azure.com")
+        || host.ends_with(".openai.azure.com")
+    {
+        format!("'{host}' is the account's Azure OpenAI address, which answers 404 to agent calls")
+    } else if !host_ok {
+        format!("'{host}' is not a Foundry services host")
+    } else {
+        "it lacks the /api/projects/<project> path".to_string()
+    };
+    Err(format!(
+        "a Foundry agent resource needs the project endpoint {FOUNDRY_PROJECT_FORM} (Foundry portal → project → Overview); {why}"
+    ))
 }
 
 #[cfg(test)]
@@ -59,6 +95,27 @@ mod tests {
         let err = validate_endpoint("http://127.0.0.1:9000", false).unwrap_err();
         assert!(err.contains("AIPROXY_ALLOW_INSECURE_UPSTREAMS"));
         assert!(validate_endpoint("http://127.0.0.1:9000", true).is_ok());
+    }
+
+    #[test]
+    fn foundry_agents_need_the_project_endpoint() {
+        use super::validate_foundry_project_endpoint as check;
+        assert!(check("https://hub.services.ai.azure.com/api/projects/hack", false).is_ok());
+        let err = check("https://hub.cognitiveservices.azure.com", false).unwrap_err();
+        assert!(
+            err.contains("https://<account>.services.ai.azure.com/api/projects/<project>"),
+            "{err}"
+        );
+        assert!(err.contains("404"), "{err}");
+        assert!(
+            check("https://hub.services.ai.azure.com", false)
+                .unwrap_err()
+                .contains("/api/projects/<project>")
+        );
+        assert!(check("https://hub.services.ai.azure.com/api/projects/a/b", false).is_err());
+        assert!(check("http://127.0.0.1:9100/api/projects/p", true).is_ok());
+        assert!(check("http://127.0.0.1:9100/api/projects/p", false).is_err());
+        assert!(check("http://10.0.0.5/api/projects/p", true).is_err());
     }
 
     #[test]

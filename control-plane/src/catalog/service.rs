@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::endpoint::validate_endpoint;
+use super::endpoint::{validate_endpoint, validate_foundry_project_endpoint};
 use super::model::{Attendee, Event, ModelType, Resource};
 use super::store::{CatalogStore, StoreError};
 use super::window::{parse_instant, parse_time_zone};
@@ -152,6 +152,10 @@ impl Catalog {
         }
         let endpoint_url = validate_endpoint(&spec.endpoint_url, self.allow_insecure_upstreams)
             .map_err(|m| CatalogError::invalid("endpoint_url", m))?;
+        if spec.model_type == ModelType::FoundryAgent {
+            validate_foundry_project_endpoint(&endpoint_url, self.allow_insecure_upstreams)
+                .map_err(|m| CatalogError::invalid("endpoint_url", m))?;
+        }
         let encrypted_key = match spec.key {
             KeyChange::Keep => existing_key,
             KeyChange::Set(key) if key.trim().is_empty() => None,

@@ -1,0 +1,124 @@
+// The admin API client: relative URLs on the console's own origin, the admin token as a bearer
+// header (never in a URL), and one error type that keeps the API's `field` so forms can show a
+// server-side refusal next to the input it concerns.
+
+import type {
+  AiEvent,
+  Attendee,
+  EventInput,
+  IssuedAttendee,
+  Resource,
+  ResourceInput,
+} from './types';
+
+export const API_BASE = '/admin/api/v1';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  /** The input the API refused, e.g. `endpoint_url`. */
+  readonly field?: string;
+
+  constructor(status: number, code: string, message: string, field?: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+
+  /** The message without the API's `field: ` prefix, for display next to that field. */
+  get fieldMessage(): string {
+    const prefix = this.field ? `${this.field}: ` : '';
+    return prefix && this.message.startsWith(prefix) ? this.message.slice(prefix.length) : this.message;
+  }
+}
+
+type Handler = () => void;
+let onUnauthorized: Handler | null = null;
+
+/** The session registers here: a 401 on an authenticated call ends the session. */
+export function setUnauthorizedHandler(handler: Handler | null): void {
+  onUnauthorized = handler;
+}
+
+let currentToken: string | null = null;
+
+export function setToken(token: string | null): void {
+  currentToken = token;
+}
+
+interface RequestOptions {
+  token?: string;
+  body?: unknown;
+  /** Whether a 401 ends the session (false while signing in). */
+  endsSession?: boolean;
+}
+
+export async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const token = options.token ?? currentToken;
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(`${API_BASE}${path}`, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch {
+    throw new ApiError(0, 'Unreachable', 'Cannot reach the control plane. Is it running, and is this page served by it?');
+  }
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  let payload: unknown = undefined;
+  if (text) {
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      payload = undefined;
+    }
+  }
+  if (!response.ok) {
+    const err = (payload as { error?: { code?: string; message?: string; field?: string } } | undefined)?.error;
+    const apiError = new ApiError(
+      response.status,
+      err?.code ?? response.statusText ?? 'Error',
+      err?.message ?? `The control plane answered HTTP ${response.status}.`,
+      err?.field,
+    );
+    if (response.status === 401 && options.endsSession !== false && onUnauthorized) onUnauthorized();
+    throw apiError;
+  }
+  return payload as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  /** Checks a token without touching the session: resolves when the API accepts it. */
+  checkToken: (token: string) =>
+    request<Resource[]>('GET', '/resources', { token, endsSession: false }).then(() => undefined),
+
+  listResources: () => request<Resource[]>('GET', '/resources'),
+  getResource: (id: string) => request<Resource>('GET', `/resources/${enc(id)}`),
+  createResource: (input: ResourceInput) => request<Resource>('POST', '/resources', { body: input }),
+  updateResource: (id: string, input: ResourceInput) =>
+    request<Resource>('PUT', `/resources/${enc(id)}`, { body: input }),
+  deleteResource: (id: string) => request<void>('DELETE', `/resources/${enc(id)}`),
+
+  listEvents: () => request<AiEvent[]>('GET', '/events'),
+  getEvent: (id: string) => request<AiEvent>('GET', `/events/${enc(id)}`),
+  createEvent: (input: EventInput) => request<AiEvent>('POST', '/events', { body: input }),
+  updateEvent: (id: string, input: EventInput) => request<AiEvent>('PUT', `/events/${enc(id)}`, { body: input }),
+  deleteEvent: (id: string) => request<void>('DELETE', `/events/${enc(id)}`),
+
+  listAttendees: (eventId: string) => request<Attendee[]>('GET', `/events/${enc(eventId)}/attendees`),
+  addAttendee: (eventId: string, userId: string) =>
+    request<IssuedAttendee>('POST', `/events/${enc(eventId)}/attendees`, { body: { user_id: userId } }),
+  setAttendeeActive: (eventId: string, userId: string, active: boolean) =>
+    request<Attendee>('PUT', `/events/${enc(eventId)}/attendees/${enc(userId)}`, { body: { active } }),
+};
