@@ -538,3 +538,61 @@ async fn without_any_credential_key_resources_work_and_managed_identity_ones_say
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_and_slow_identity_endpoints() {
+    let throttled = FakeIdentityEndpoint::start("hdr", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    throttled.set_mode(IdentityMode::Fail429);
+    let slow = FakeIdentityEndpoint::start("hdr", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    slow.set_mode(IdentityMode::Slow(Duration::from_secs(2)));
+    let cp_throttled = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&throttled, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let cp_slow = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&slow, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let body = mi_resource(
+        "gpt-4o",
+        "foundry-model",
+        "https://x.openai.azure.com",
+        None,
+    );
+    let throttled_id = cp_throttled.admin().create_resource(body.clone()).await;
+    let started = Instant::now();
+    let slow_id = cp_slow.admin().create_resource(body).await;
+
+    let status = wait_token(&cp_slow.admin(), &slow_id, Duration::from_secs(20)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the slow endpoint's token arrives when it answers"
+    );
+    assert!(status["last_error"].is_null(), "{status}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = cp_throttled
+            .admin()
+            .get(&format!("/resources/{throttled_id}"))
+            .await;
+        if let Some(error) = r["managed_identity"]["last_error"].as_str() {
+            assert!(error.contains("too many requests"), "{error}");
+            assert!(r["managed_identity"]["token_expires_at"].is_null());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        throttled.calls().len(),
+        1,
+        "a throttled mint is not retried before the back-off"
+    );
+}
