@@ -83,6 +83,47 @@ async fn wait_token(admin: &Admin, resource_id: &str, timeout: Duration) -> Valu
     }
 }
 
+/// A control plane minting from a fake identity endpoint (tokens of `lifetime`), one
+/// managed-identity `gpt-4o` resource on a bearer-checking mock, an open event and its key, with
+/// the first token already minted.
+struct MiSetup {
+    identity: FakeIdentityEndpoint,
+    cp: ControlPlane,
+    upstream: MockAzure,
+    mi: String,
+    key: String,
+}
+
+impl MiSetup {
+    async fn start(lifetime: Duration) -> Self {
+        let identity = FakeIdentityEndpoint::start("hdr", lifetime).await.unwrap();
+        let options = ControlPlaneOptions {
+            extra_env: mi_env(&identity, "managed-identity"),
+            ..Default::default()
+        };
+        let cp = ControlPlane::start_with(options).await;
+        let upstream = bearer_mock(COGNITIVE).await;
+        let mi = cp
+            .admin()
+            .create_resource(mi_resource(
+                "gpt-4o",
+                "foundry-model",
+                &upstream.endpoint(),
+                None,
+            ))
+            .await;
+        let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
+        wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+        Self {
+            identity,
+            cp,
+            upstream,
+            mi,
+            key,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_identity_and_scope_gets_one_token_for_a_thousand_requests_through_two_edges() {
     let identity = FakeIdentityEndpoint::start("identity-header-secret", Duration::from_secs(3600))
@@ -311,26 +352,13 @@ async fn two_control_plane_replicas_sharing_redis_mint_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sixty_second_tokens_are_refreshed_before_expiry_without_a_failed_request() {
-    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let cp = ControlPlane::start_with(ControlPlaneOptions {
-        extra_env: mi_env(&identity, "managed-identity"),
-        ..Default::default()
-    })
-    .await;
-    let upstream = bearer_mock(COGNITIVE).await;
-    let mi = cp
-        .admin()
-        .create_resource(mi_resource(
-            "gpt-4o",
-            "foundry-model",
-            &upstream.endpoint(),
-            None,
-        ))
-        .await;
-    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
-    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let MiSetup {
+        identity,
+        cp,
+        upstream,
+        mi: _mi,
+        key,
+    } = MiSetup::start(Duration::from_secs(60)).await;
     let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "10")]).await;
 
     // Past the first refresh (~30 s) and past the first token's usable life (50 s).
@@ -368,26 +396,13 @@ async fn sixty_second_tokens_are_refreshed_before_expiry_without_a_failed_reques
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_identity_endpoint_backs_off_while_the_old_token_serves() {
-    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(24))
-        .await
-        .unwrap();
-    let cp = ControlPlane::start_with(ControlPlaneOptions {
-        extra_env: mi_env(&identity, "managed-identity"),
-        ..Default::default()
-    })
-    .await;
-    let upstream = bearer_mock(COGNITIVE).await;
-    let mi = cp
-        .admin()
-        .create_resource(mi_resource(
-            "gpt-4o",
-            "foundry-model",
-            &upstream.endpoint(),
-            None,
-        ))
-        .await;
-    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
-    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let MiSetup {
+        identity,
+        cp,
+        upstream: _upstream,
+        mi,
+        key,
+    } = MiSetup::start(Duration::from_secs(24)).await;
     let minted_at = Instant::now();
     identity.set_mode(IdentityMode::Fail500);
     let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "5")]).await;
@@ -445,26 +460,13 @@ async fn failing_identity_endpoint_backs_off_while_the_old_token_serves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edges_serve_managed_identity_requests_without_the_control_plane_until_the_margin() {
-    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(20))
-        .await
-        .unwrap();
-    let mut cp = ControlPlane::start_with(ControlPlaneOptions {
-        extra_env: mi_env(&identity, "managed-identity"),
-        ..Default::default()
-    })
-    .await;
-    let upstream = bearer_mock(COGNITIVE).await;
-    let mi = cp
-        .admin()
-        .create_resource(mi_resource(
-            "gpt-4o",
-            "foundry-model",
-            &upstream.endpoint(),
-            None,
-        ))
-        .await;
-    let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
-    wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+    let MiSetup {
+        identity: _identity,
+        mut cp,
+        upstream: _upstream,
+        mi: _mi,
+        key,
+    } = MiSetup::start(Duration::from_secs(20)).await;
     let minted_at = Instant::now();
     let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "5")]).await;
     let deadline = Instant::now() + Duration::from_secs(5);

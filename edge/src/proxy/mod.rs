@@ -35,56 +35,49 @@ async fn serve(
     let snapshot = state.snapshot();
     let path = request.uri().path().to_string();
     let route = routes::resolve(request.method(), &path);
-    match route {
-        Route::Healthz => Ok(Response::new(full("ok"))),
-        Route::Readyz => Ok(readiness(&snapshot)),
-        Route::Unknown => Err(ProxyError::not_found(format!("No route for {path}"))),
-        Route::MethodNotAllowed => Err(ProxyError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} is not supported on {path}", request.method()),
-        )),
+    let (operation_path, deployment) = match route {
+        Route::Healthz => return Ok(Response::new(full("ok"))),
+        Route::Readyz => return Ok(readiness(&snapshot)),
+        Route::Unknown => return Err(ProxyError::not_found(format!("No route for {path}"))),
+        Route::MethodNotAllowed => {
+            return Err(ProxyError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not supported on {path}", request.method()),
+            ));
+        }
         Route::Deployment {
             deployment,
             operation,
-        } => {
-            if !snapshot.loaded {
-                return Err(not_ready());
-            }
-            let caller = client_auth::authenticate(
-                &snapshot,
-                request.headers(),
-                Utc::now().timestamp_millis(),
-            )?;
-            let (parts, body) = request.into_parts();
-            let body = if caller.event.max_token_cap > 0 && is_json(&parts.headers) {
-                let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
-                policy::check_token_cap(&value, caller.event.max_token_cap)?;
-                full(bytes)
-            } else {
-                stream(body)
-            };
-            let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
-            let path = format!("/openai/deployments/{deployment}/{operation}");
-            forward(state, &snapshot, upstream, &path, parts, body).await
-        }
-        Route::OpenAiV1 { operation } => {
-            if !snapshot.loaded {
-                return Err(not_ready());
-            }
-            let caller = client_auth::authenticate(
-                &snapshot,
-                request.headers(),
-                Utc::now().timestamp_millis(),
-            )?;
-            let (parts, body) = request.into_parts();
-            let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
-            policy::check_token_cap(&value, caller.event.max_token_cap)?;
-            let deployment = policy::model_of(&value)?;
-            let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
-            let path = format!("/openai/v1/{operation}");
-            forward(state, &snapshot, upstream, &path, parts, full(bytes)).await
-        }
+        } => (
+            format!("/openai/deployments/{deployment}/{operation}"),
+            Some(deployment),
+        ),
+        // The v1 API names the deployment in the body's `model`.
+        Route::OpenAiV1 { operation } => (format!("/openai/v1/{operation}"), None),
+    };
+    if !snapshot.loaded {
+        return Err(not_ready());
     }
+    let caller =
+        client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
+    let (parts, body) = request.into_parts();
+    // A JSON body is read (once) only when a rule needs it: the v1 `model`, or the token cap.
+    let needs_body =
+        deployment.is_none() || (caller.event.max_token_cap > 0 && is_json(&parts.headers));
+    let (body, model) = if needs_body {
+        let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
+        policy::check_token_cap(&value, caller.event.max_token_cap)?;
+        let model = match deployment {
+            Some(_) => None,
+            None => Some(policy::model_of(&value)?.to_string()),
+        };
+        (full(bytes), model)
+    } else {
+        (stream(body), None)
+    };
+    let deployment = deployment.or(model.as_deref()).unwrap_or_default();
+    let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
+    forward(state, &snapshot, upstream, &operation_path, parts, body).await
 }
 
 fn readiness(snapshot: &CatalogSnapshot) -> Response<EdgeBody> {

@@ -12,6 +12,19 @@ pub(super) const EVENT_COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time
     max_token_cap, daily_request_cap, organizer_name, organizer_email, active";
 pub(super) const ATTENDEE_COLUMNS: &str = "event_id, user_id, key_hash, active, created_at_ms";
 
+pub(super) const INSERT_RESOURCE: &str = "INSERT INTO resources (id, friendly_name, deployment_name, \
+    model_type, endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key, version) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(super) const UPDATE_RESOURCE: &str = "UPDATE resources SET friendly_name = $2, deployment_name = $3, \
+    model_type = $4, endpoint_url = $5, region = $6, use_managed_identity = $7, identity_client_id = $8, \
+    active = $9, encrypted_key = $10, version = $11 WHERE id = $1";
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, name, starts_at_ms, ends_at_ms, time_zone, \
+    max_token_cap, daily_request_cap, organizer_name, organizer_email, active, version) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(super) const UPDATE_EVENT: &str = "UPDATE events SET name = $2, starts_at_ms = $3, ends_at_ms = $4, \
+    time_zone = $5, max_token_cap = $6, daily_request_cap = $7, organizer_name = $8, organizer_email = $9, \
+    active = $10, version = $11 WHERE id = $1";
+
 #[derive(sqlx::FromRow)]
 pub(super) struct ResourceRow {
     id: String,
@@ -131,7 +144,8 @@ macro_rules! impl_catalog_store {
     ($store:ty, $db:ty, $snapshot_sql:expr) => {
         use $crate::catalog::model::{Attendee, CatalogChanges, Event, ObjectKind, Resource};
         use $crate::catalog::store::sql::{
-            ATTENDEE_COLUMNS, AttendeeRow, EVENT_COLUMNS, EventRow, RESOURCE_COLUMNS, ResourceRow,
+            ATTENDEE_COLUMNS, AttendeeRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, INSERT_RESOURCE,
+            RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE,
             assemble_events, removals_from_rows, version_u64,
         };
         use $crate::catalog::store::{CatalogStore, StoreError};
@@ -172,6 +186,44 @@ macro_rules! impl_catalog_store {
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
+            }
+
+            /// Runs `sql` (`INSERT_RESOURCE` or `UPDATE_RESOURCE`: same parameters) for `r` at version `v`.
+            async fn write_resource(tx: &mut Tx<'_>, sql: &'static str, r: &Resource, v: i64) -> StoreResult<u64> {
+                let done = sqlx::query(sql)
+                    .bind(&r.id)
+                    .bind(&r.friendly_name)
+                    .bind(&r.deployment_name)
+                    .bind(r.model_type.as_str())
+                    .bind(&r.endpoint_url)
+                    .bind(&r.region)
+                    .bind(r.use_managed_identity)
+                    .bind(&r.identity_client_id)
+                    .bind(r.active)
+                    .bind(&r.encrypted_key)
+                    .bind(v)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// Runs `sql` (`INSERT_EVENT` or `UPDATE_EVENT`: same parameters) for `e` at version `v`.
+            async fn write_event(tx: &mut Tx<'_>, sql: &'static str, e: &Event, v: i64) -> StoreResult<u64> {
+                let done = sqlx::query(sql)
+                    .bind(&e.id)
+                    .bind(&e.name)
+                    .bind(e.starts_at_ms)
+                    .bind(e.ends_at_ms)
+                    .bind(&e.time_zone)
+                    .bind(i64::from(e.max_token_cap))
+                    .bind(i64::from(e.daily_request_cap))
+                    .bind(&e.organizer_name)
+                    .bind(&e.organizer_email)
+                    .bind(e.active)
+                    .bind(v)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn event_exists(tx: &mut Tx<'_>, id: &str) -> StoreResult<bool> {
@@ -323,24 +375,7 @@ macro_rules! impl_catalog_store {
             async fn create_resource(&self, r: &Resource) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                sqlx::query(
-                    "INSERT INTO resources (id, friendly_name, deployment_name, model_type, endpoint_url, \
-                     region, use_managed_identity, identity_client_id, active, encrypted_key, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&r.id)
-                .bind(&r.friendly_name)
-                .bind(&r.deployment_name)
-                .bind(r.model_type.as_str())
-                .bind(&r.endpoint_url)
-                .bind(&r.region)
-                .bind(r.use_managed_identity)
-                .bind(&r.identity_client_id)
-                .bind(r.active)
-                .bind(&r.encrypted_key)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+                Self::write_resource(&mut tx, INSERT_RESOURCE, r, v).await?;
                 tx.commit().await?;
                 Ok(version_u64(v))
             }
@@ -348,25 +383,7 @@ macro_rules! impl_catalog_store {
             async fn update_resource(&self, r: &Resource) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                let done = sqlx::query(
-                    "UPDATE resources SET friendly_name = $2, deployment_name = $3, model_type = $4, \
-                     endpoint_url = $5, region = $6, use_managed_identity = $7, identity_client_id = $8, \
-                     active = $9, encrypted_key = $10, version = $11 WHERE id = $1",
-                )
-                .bind(&r.id)
-                .bind(&r.friendly_name)
-                .bind(&r.deployment_name)
-                .bind(r.model_type.as_str())
-                .bind(&r.endpoint_url)
-                .bind(&r.region)
-                .bind(r.use_managed_identity)
-                .bind(&r.identity_client_id)
-                .bind(r.active)
-                .bind(&r.encrypted_key)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
+                if Self::write_resource(&mut tx, UPDATE_RESOURCE, r, v).await? == 0 {
                     return Err(StoreError::NotFound { kind: "resource", id: r.id.clone() });
                 }
                 tx.commit().await?;
@@ -417,24 +434,7 @@ macro_rules! impl_catalog_store {
             async fn create_event(&self, e: &Event) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                sqlx::query(
-                    "INSERT INTO events (id, name, starts_at_ms, ends_at_ms, time_zone, max_token_cap, \
-                     daily_request_cap, organizer_name, organizer_email, active, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&e.id)
-                .bind(&e.name)
-                .bind(e.starts_at_ms)
-                .bind(e.ends_at_ms)
-                .bind(&e.time_zone)
-                .bind(i64::from(e.max_token_cap))
-                .bind(i64::from(e.daily_request_cap))
-                .bind(&e.organizer_name)
-                .bind(&e.organizer_email)
-                .bind(e.active)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+                Self::write_event(&mut tx, INSERT_EVENT, e, v).await?;
                 Self::write_event_links(&mut tx, e).await?;
                 tx.commit().await?;
                 Ok(version_u64(v))
@@ -443,25 +443,7 @@ macro_rules! impl_catalog_store {
             async fn update_event(&self, e: &Event) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                let done = sqlx::query(
-                    "UPDATE events SET name = $2, starts_at_ms = $3, ends_at_ms = $4, time_zone = $5, \
-                     max_token_cap = $6, daily_request_cap = $7, organizer_name = $8, \
-                     organizer_email = $9, active = $10, version = $11 WHERE id = $1",
-                )
-                .bind(&e.id)
-                .bind(&e.name)
-                .bind(e.starts_at_ms)
-                .bind(e.ends_at_ms)
-                .bind(&e.time_zone)
-                .bind(i64::from(e.max_token_cap))
-                .bind(i64::from(e.daily_request_cap))
-                .bind(&e.organizer_name)
-                .bind(&e.organizer_email)
-                .bind(e.active)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
+                if Self::write_event(&mut tx, UPDATE_EVENT, e, v).await? == 0 {
                     return Err(StoreError::NotFound { kind: "event", id: e.id.clone() });
                 }
                 Self::write_event_links(&mut tx, e).await?;
