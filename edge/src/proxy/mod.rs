@@ -4,6 +4,7 @@
 
 pub mod client_auth;
 pub mod errors;
+pub mod event_info;
 pub mod policy;
 pub mod routes;
 
@@ -28,6 +29,30 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     }
 }
 
+/// Where a proxied request goes: which kind of resource, named how, and the upstream path.
+struct Plan<'a> {
+    model_type: &'static str,
+    name: Name<'a>,
+    /// Appended to the resource's origin (Azure OpenAI) or to its whole endpoint (the others).
+    base: Base,
+    path: String,
+    /// The model inference API wants the model in `azureml-model-deployment`.
+    model_header: bool,
+}
+
+enum Name<'a> {
+    Path(&'a str),
+    /// The JSON body's `model`.
+    BodyModel,
+    /// `azureml-model-deployment`, else the event's only resource of the type.
+    HeaderOrOnly,
+}
+
+enum Base {
+    Origin,
+    Endpoint,
+}
+
 async fn serve(
     state: &EdgeState,
     request: Request<Incoming>,
@@ -35,7 +60,7 @@ async fn serve(
     let snapshot = state.snapshot();
     let path = request.uri().path().to_string();
     let route = routes::resolve(request.method(), &path);
-    let (operation_path, deployment) = match route {
+    let plan = match route {
         Route::Healthz => return Ok(Response::new(full("ok"))),
         Route::Readyz => return Ok(readiness(&snapshot)),
         Route::Unknown => return Err(ProxyError::not_found(format!("No route for {path}"))),
@@ -45,39 +70,132 @@ async fn serve(
                 format!("{} is not supported on {path}", request.method()),
             ));
         }
+        Route::EventPublic { event_id } => {
+            return if snapshot.loaded {
+                event_info::public(&snapshot, event_id)
+            } else {
+                Err(not_ready())
+            };
+        }
+        Route::EventInfo => None,
         Route::Deployment {
             deployment,
             operation,
-        } => (
-            format!("/openai/deployments/{deployment}/{operation}"),
-            Some(deployment),
-        ),
-        // The v1 API names the deployment in the body's `model`.
-        Route::OpenAiV1 { operation } => (format!("/openai/v1/{operation}"), None),
+        } => Some(Plan {
+            model_type: FOUNDRY_MODEL,
+            name: Name::Path(deployment),
+            base: Base::Origin,
+            path: format!("/openai/deployments/{deployment}/{operation}"),
+            model_header: false,
+        }),
+        Route::OpenAiV1 { operation } => Some(Plan {
+            model_type: FOUNDRY_MODEL,
+            name: Name::BodyModel,
+            base: Base::Origin,
+            path: format!("/openai/v1/{operation}"),
+            model_header: false,
+        }),
+        Route::Search { index, path } => Some(Plan {
+            model_type: AZURE_AI_SEARCH,
+            name: Name::Path(index),
+            base: Base::Endpoint,
+            path: path.to_string(),
+            model_header: false,
+        }),
+        Route::Inference { operation } => Some(Plan {
+            model_type: AI_INFERENCE,
+            name: if operation == "info" {
+                Name::HeaderOrOnly
+            } else {
+                Name::BodyModel
+            },
+            base: Base::Endpoint,
+            path: format!("/{operation}"),
+            model_header: true,
+        }),
+        Route::Mcp { name, rest } => Some(Plan {
+            model_type: MCP_SERVER,
+            name: Name::Path(name),
+            base: Base::Endpoint,
+            path: rest.to_string(),
+            model_header: false,
+        }),
     };
     if !snapshot.loaded {
         return Err(not_ready());
     }
     let caller =
         client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
+    let Some(plan) = plan else {
+        return Ok(event_info::for_caller(&snapshot, &caller));
+    };
     let (parts, body) = request.into_parts();
-    // A JSON body is read (once) only when a rule needs it: the v1 `model`, or the token cap.
-    let needs_body =
-        deployment.is_none() || (caller.event.max_token_cap > 0 && is_json(&parts.headers));
-    let (body, model) = if needs_body {
+    // A JSON body is read (once) only when a rule needs it: a `model` to route by, or the token cap
+    // on model calls. Everything else (uploads, search, MCP) streams through untouched.
+    let capped = caller.event.max_token_cap > 0
+        && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
+        && is_json(&parts.headers);
+    let by_body = matches!(plan.name, Name::BodyModel);
+    let (body, model) = if by_body || capped {
         let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
         policy::check_token_cap(&value, caller.event.max_token_cap)?;
-        let model = match deployment {
-            Some(_) => None,
-            None => Some(policy::model_of(&value)?.to_string()),
+        let model = if by_body {
+            Some(policy::model_of(&value)?.to_string())
+        } else {
+            None
         };
         (full(bytes), model)
     } else {
         (stream(body), None)
     };
-    let deployment = deployment.or(model.as_deref()).unwrap_or_default();
-    let upstream = choose(state, &snapshot, &caller.event.id, deployment)?;
-    forward(state, &snapshot, upstream, &operation_path, parts, body).await
+    let name = match plan.name {
+        Name::Path(name) => name.to_string(),
+        Name::BodyModel => model.unwrap_or_default(),
+        Name::HeaderOrOnly => inference_model(&snapshot, &caller.event.id, &parts.headers)?,
+    };
+    let upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
+    let base = match plan.base {
+        Base::Origin => upstream.origin.as_str(),
+        Base::Endpoint => upstream.endpoint_url.as_str(),
+    };
+    let url = format!("{base}{}", plan.path);
+    let model_header = plan.model_header.then_some(name.as_str());
+    forward(
+        state,
+        &snapshot,
+        upstream.clone(),
+        &url,
+        parts,
+        body,
+        model_header,
+    )
+    .await
+}
+
+const FOUNDRY_MODEL: &str = "foundry-model";
+const AZURE_AI_SEARCH: &str = "azure-ai-search";
+const AI_INFERENCE: &str = "ai-inference";
+const MCP_SERVER: &str = "mcp-server";
+
+/// `GET /info` names its model in `azureml-model-deployment`, or the event has only one.
+fn inference_model(
+    snapshot: &CatalogSnapshot,
+    event_id: &str,
+    headers: &http::HeaderMap,
+) -> Result<String, ProxyError> {
+    if let Some(model) = headers
+        .get("azureml-model-deployment")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Ok(model.to_string());
+    }
+    let capabilities = snapshot.capabilities(event_id);
+    match capabilities.get(AI_INFERENCE).map(Vec::as_slice) {
+        Some([only]) => Ok(only.clone()),
+        _ => Err(ProxyError::bad_request(
+            "Name the model in the azureml-model-deployment header: this event offers several (or none)",
+        )),
+    }
 }
 
 fn readiness(snapshot: &CatalogSnapshot) -> Response<EdgeBody> {
@@ -110,38 +228,57 @@ fn choose(
     state: &EdgeState,
     snapshot: &CatalogSnapshot,
     event_id: &str,
-    deployment: &str,
+    model_type: &str,
+    name: &str,
 ) -> Result<Arc<UpstreamResource>, ProxyError> {
-    let members = snapshot.pool(event_id, deployment).ok_or_else(|| {
-        let available = snapshot.deployment_names(event_id);
+    let members = snapshot.pool(event_id, model_type, name).ok_or_else(|| {
+        let capabilities = snapshot.capabilities(event_id);
+        let available = capabilities
+            .get(model_type)
+            .map(|n| n.join(", "))
+            .unwrap_or_default();
+        let available = if available.is_empty() {
+            "(none)".to_string()
+        } else {
+            available
+        };
+        let (what, plural) = match model_type {
+            AZURE_AI_SEARCH => ("Search index", "indexes"),
+            AI_INFERENCE => ("Model", "models"),
+            MCP_SERVER => ("MCP server", "MCP servers"),
+            _ => ("Deployment", "deployments"),
+        };
         ProxyError::not_found(format!(
-            "Deployment '{deployment}' not found for this event. Available deployments are: {}",
-            if available.is_empty() {
-                "(none)".to_string()
-            } else {
-                available.join(", ")
-            }
+            "{what} '{name}' not found for this event. Available {plural} are: {available}"
         ))
     })?;
     Ok(pool::choose(members, &state.region, state.next_round_robin()).clone())
 }
 
+/// Sends the request to `url` (+ the client's query string) with the resource's credential and
+/// streams the answer back.
 async fn forward(
     state: &EdgeState,
     snapshot: &CatalogSnapshot,
     upstream: Arc<UpstreamResource>,
-    path: &str,
+    url: &str,
     parts: http::request::Parts,
     body: EdgeBody,
+    model_header: Option<&str>,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let target = match parts.uri.query() {
-        Some(query) => format!("{}{path}?{query}", upstream.origin),
-        None => format!("{}{path}", upstream.origin),
+        Some(query) => format!("{url}?{query}"),
+        None => url.to_string(),
     };
     let uri: Uri = target
         .parse()
         .map_err(|_| ProxyError::bad_request("The request path or query string is not valid"))?;
     let mut upstream_headers = headers::for_upstream(parts.headers);
+    if let Some(model) = model_header {
+        let value = http::HeaderValue::from_str(model)
+            .map_err(|_| ProxyError::bad_request("model: not a valid name"))?;
+        upstream_headers.insert("azureml-model-deployment", value);
+    }
     auth::authorize(
         &upstream,
         snapshot,

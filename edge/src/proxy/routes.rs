@@ -16,6 +16,14 @@ pub const DEPLOYMENT_OPERATIONS: [&str; 7] = [
 /// Operations of the Azure OpenAI v1 API (`/openai/v1/…`), where the body's `model` picks the pool.
 pub const V1_OPERATIONS: [&str; 3] = ["chat/completions", "embeddings", "responses"];
 
+/// Operations of the Azure AI model inference API (`/…`), where the body's `model` picks the resource.
+pub const INFERENCE_OPERATIONS: [&str; 4] = [
+    "chat/completions",
+    "embeddings",
+    "images/embeddings",
+    "info",
+];
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Healthz,
@@ -29,8 +37,37 @@ pub enum Route<'a> {
     OpenAiV1 {
         operation: &'static str,
     },
+    /// `/api/v1/indexes/{index}/docs/search` or `/api/v1/indexes('{index}')/docs/search.post.search`;
+    /// `path` is what follows `/api/v1`, sent as is after the search service's endpoint.
+    Search {
+        index: &'a str,
+        path: &'a str,
+    },
+    /// `/api/v1/{chat/completions|embeddings|images/embeddings|info}` (model inference API)
+    Inference {
+        operation: &'static str,
+    },
+    /// `/api/v1/mcp/{name}[/{rest}]`; `rest` (with its leading `/`, or empty) follows the server's endpoint.
+    Mcp {
+        name: &'a str,
+        rest: &'a str,
+    },
+    /// `POST /api/v1/eventinfo`: what the caller's event offers.
+    EventInfo,
+    /// `GET /api/v1/event/{event_id}`: public registration information.
+    EventPublic {
+        event_id: &'a str,
+    },
     MethodNotAllowed,
     Unknown,
+}
+
+fn only<'a>(method: &Method, allowed: &[Method], route: Route<'a>) -> Route<'a> {
+    if allowed.contains(method) {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
 }
 
 pub fn resolve<'a>(method: &Method, path: &'a str) -> Route<'a> {
@@ -39,16 +76,62 @@ pub fn resolve<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/readyz" => return Route::Readyz,
         _ => {}
     }
-    let Some(rest) = path.strip_prefix("/api/v1/openai/") else {
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
         return Route::Unknown;
     };
-    let post_only = |route: Route<'a>| {
-        if method == Method::POST {
-            route
-        } else {
-            Route::MethodNotAllowed
+    let post = [Method::POST];
+    if let Some(openai) = rest.strip_prefix("openai/") {
+        return resolve_openai(method, openai);
+    }
+    if let Some(search) = rest.strip_prefix("indexes") {
+        return match search_index(search) {
+            Some(index) => only(
+                method,
+                &post,
+                Route::Search {
+                    index,
+                    path: &path["/api/v1".len()..],
+                },
+            ),
+            None => Route::Unknown,
+        };
+    }
+    if let Some(mcp) = rest.strip_prefix("mcp/") {
+        let (name, rest) = match mcp.find('/') {
+            Some(i) => (&mcp[..i], &mcp[i..]),
+            None => (mcp, ""),
+        };
+        if name.is_empty() {
+            return Route::Unknown;
         }
-    };
+        return only(
+            method,
+            &[Method::GET, Method::POST, Method::DELETE],
+            Route::Mcp { name, rest },
+        );
+    }
+    if rest == "eventinfo" {
+        return only(method, &post, Route::EventInfo);
+    }
+    if let Some(event_id) = rest
+        .strip_prefix("event/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    {
+        return only(method, &[Method::GET], Route::EventPublic { event_id });
+    }
+    match INFERENCE_OPERATIONS.iter().find(|op| **op == rest) {
+        Some(&"info") => only(
+            method,
+            &[Method::GET],
+            Route::Inference { operation: "info" },
+        ),
+        Some(op) => only(method, &post, Route::Inference { operation: op }),
+        None => Route::Unknown,
+    }
+}
+
+fn resolve_openai<'a>(method: &Method, rest: &'a str) -> Route<'a> {
+    let post = [Method::POST];
     if let Some(rest) = rest.strip_prefix("deployments/") {
         let Some((deployment, operation)) = rest.split_once('/') else {
             return Route::Unknown;
@@ -57,20 +140,34 @@ pub fn resolve<'a>(method: &Method, path: &'a str) -> Route<'a> {
             return Route::Unknown;
         }
         return match DEPLOYMENT_OPERATIONS.iter().find(|op| **op == operation) {
-            Some(op) => post_only(Route::Deployment {
-                deployment,
-                operation: op,
-            }),
+            Some(op) => only(
+                method,
+                &post,
+                Route::Deployment {
+                    deployment,
+                    operation: op,
+                },
+            ),
             None => Route::Unknown,
         };
     }
     if let Some(operation) = rest.strip_prefix("v1/") {
         return match V1_OPERATIONS.iter().find(|op| **op == operation) {
-            Some(op) => post_only(Route::OpenAiV1 { operation: op }),
+            Some(op) => only(method, &post, Route::OpenAiV1 { operation: op }),
             None => Route::Unknown,
         };
     }
     Route::Unknown
+}
+
+/// The index name of `/{index}/docs/search` or `('{index}')/docs/search.post.search`.
+fn search_index(rest: &str) -> Option<&str> {
+    if let Some(quoted) = rest.strip_prefix("('") {
+        let (index, tail) = quoted.split_once("')")?;
+        return (tail == "/docs/search.post.search" && !index.is_empty()).then_some(index);
+    }
+    let (index, tail) = rest.strip_prefix('/')?.split_once('/')?;
+    (tail == "docs/search" && !index.is_empty()).then_some(index)
 }
 
 #[cfg(test)]
@@ -124,5 +221,67 @@ mod tests {
             Route::Unknown
         );
         assert_eq!(resolve(&Method::GET, "/healthz"), Route::Healthz);
+    }
+
+    #[test]
+    fn resolves_search_inference_mcp_and_event_routes() {
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/indexes/products/docs/search"),
+            Route::Search {
+                index: "products",
+                path: "/indexes/products/docs/search"
+            }
+        );
+        assert_eq!(
+            resolve(
+                &Method::POST,
+                "/api/v1/indexes('products')/docs/search.post.search"
+            ),
+            Route::Search {
+                index: "products",
+                path: "/indexes('products')/docs/search.post.search"
+            }
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/indexes/products/docs"),
+            Route::Unknown
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/chat/completions"),
+            Route::Inference {
+                operation: "chat/completions"
+            }
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/info"),
+            Route::Inference { operation: "info" }
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/info"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/mcp/docs"),
+            Route::Mcp {
+                name: "docs",
+                rest: ""
+            }
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/mcp/docs/sse"),
+            Route::Mcp {
+                name: "docs",
+                rest: "/sse"
+            }
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/eventinfo"),
+            Route::EventInfo
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/event/e-1"),
+            Route::EventPublic { event_id: "e-1" }
+        );
+        assert_eq!(resolve(&Method::GET, "/api/v1/event/"), Route::Unknown);
     }
 }

@@ -106,23 +106,18 @@ impl CatalogSnapshot {
                 )
             })
             .collect();
-        let mut deployments: HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>> =
+        let mut pools: HashMap<String, HashMap<(String, String), Vec<Arc<UpstreamResource>>>> =
             HashMap::new();
         for event in self.events.values() {
-            let pools = deployments.entry(event.id.clone()).or_default();
+            let event_pools = pools.entry(event.id.clone()).or_default();
             for rid in &event.resource_ids {
-                if let Some(r) = self.resources.get(rid)
-                    && r.active
-                    && r.model_type == "foundry-model"
-                {
-                    pools
-                        .entry(r.deployment_name.clone())
-                        .or_default()
-                        .push(r.clone());
+                if let Some(r) = self.resources.get(rid).filter(|r| r.active) {
+                    let key = (r.model_type.clone(), r.deployment_name.clone());
+                    event_pools.entry(key).or_default().push(r.clone());
                 }
             }
         }
-        self.deployments = deployments;
+        self.pools = pools;
     }
 }
 
@@ -213,7 +208,7 @@ mod tests {
     fn full_then_delta_builds_pools_and_removes() {
         let s = CatalogSnapshot::default().apply(full(3)).unwrap();
         assert!(s.loaded);
-        assert_eq!(s.pool("e1", "gpt").unwrap().len(), 1);
+        assert_eq!(s.pool("e1", "foundry-model", "gpt").unwrap().len(), 1);
         let delta = pb::SyncUpdate {
             version: 4,
             base_version: 3,
@@ -225,7 +220,7 @@ mod tests {
             ..Default::default()
         };
         let s2 = s.apply(delta).unwrap();
-        assert!(s2.pool("e1", "gpt").is_none());
+        assert!(s2.pool("e1", "foundry-model", "gpt").is_none());
         assert_eq!(s2.version, 4);
     }
 

@@ -5,7 +5,7 @@
 
 mod apply;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
@@ -58,8 +58,8 @@ pub struct CatalogSnapshot {
     events: HashMap<String, Arc<pb::EventInfo>>,
     attendees: HashMap<(String, String), pb::EdgeAttendee>,
     by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
-    /// event id → deployment name → active `foundry-model` members of that pool.
-    deployments: HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>>,
+    /// event id → (model type, deployment name) → the active resources answering to that name.
+    pools: HashMap<String, HashMap<(String, String), Vec<Arc<UpstreamResource>>>>,
     /// (identity client id, scope) → token.
     tokens: HashMap<(String, String), TokenEntry>,
 }
@@ -75,24 +75,30 @@ impl CatalogSnapshot {
         self.events.get(id)
     }
 
-    /// The pool serving `deployment` for `event_id`, if any.
-    pub fn pool(&self, event_id: &str, deployment: &str) -> Option<&[Arc<UpstreamResource>]> {
-        self.deployments
+    /// The resources of `model_type` answering to `name` for `event_id` (a pool), if any.
+    pub fn pool(
+        &self,
+        event_id: &str,
+        model_type: &str,
+        name: &str,
+    ) -> Option<&[Arc<UpstreamResource>]> {
+        self.pools
             .get(event_id)
-            .and_then(|d| d.get(deployment))
+            .and_then(|pools| pools.get(&(model_type.to_string(), name.to_string())))
             .map(Vec::as_slice)
             .filter(|members| !members.is_empty())
     }
 
-    /// Deployment names an event exposes, sorted, for "not found" messages.
-    pub fn deployment_names(&self, event_id: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .deployments
-            .get(event_id)
-            .map(|d| d.keys().cloned().collect())
-            .unwrap_or_default();
-        names.sort();
-        names
+    /// What an event offers: model type → names, sorted (for `/eventinfo` and "not found" messages).
+    pub fn capabilities(&self, event_id: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (model_type, name) in self.pools.get(event_id).into_iter().flat_map(|p| p.keys()) {
+            out.entry(model_type.clone())
+                .or_default()
+                .push(name.clone());
+        }
+        out.values_mut().for_each(|names| names.sort());
+        out
     }
 
     /// The token for a managed-identity resource, if one is held (whatever its expiry).

@@ -96,7 +96,7 @@ mod tests {
         };
         let snapshot = CatalogSnapshot::default().apply(update).unwrap();
         let mi = snapshot
-            .pool("e", "gpt")
+            .pool("e", "foundry-model", "gpt")
             .unwrap()
             .iter()
             .find(|r| r.id == "mi")
@@ -114,7 +114,7 @@ mod tests {
         assert!(headers[AUTHORIZATION].is_sensitive());
         assert!(headers.get("api-key").is_none());
         let keyed = snapshot
-            .pool("e", "gpt")
+            .pool("e", "foundry-model", "gpt")
             .unwrap()
             .iter()
             .find(|r| r.id == "keyed")

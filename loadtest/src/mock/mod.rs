@@ -3,7 +3,9 @@
 //! generic answer for the other deployment operations. It checks the credential it was told to
 //! expect and records what it saw, so tests can assert what the proxy sent.
 
+mod mcp;
 mod openai;
+mod search;
 
 pub use openai::MOCK_REPLY;
 
@@ -204,7 +206,14 @@ async fn handle(
             &serde_json::json!({"error": {"code": "401", "message": message}}),
         );
     }
-    openai::answer(config, stats, &parts, &body).await
+    let path = parts.uri.path();
+    if path.starts_with("/indexes") {
+        search::answer(&parts, &body)
+    } else if path.starts_with("/mcp") {
+        mcp::answer(&parts, &body)
+    } else {
+        openai::answer(config, stats, &parts, &body).await
+    }
 }
 
 fn check_auth(expected: &ExpectedAuth, headers: &HeaderMap) -> Result<(), String> {

@@ -37,10 +37,30 @@ pub async fn answer(
             .unwrap_or("")
             .to_string();
         (model, op)
+    } else if let Some(op) = inference_operation(path) {
+        // The Azure AI model inference API: the model comes in a header.
+        match parts
+            .headers
+            .get("azureml-model-deployment")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(model) => (model.to_string(), op),
+            None => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": {"code": "400", "message": "missing azureml-model-deployment"}}),
+                );
+            }
+        }
     } else {
         return not_found(path);
     };
     match operation {
+        "info" => json(
+            StatusCode::OK,
+            &json!({"model_name": deployment, "model_type": "chat-completion", "model_provider_name": "MockProvider"}),
+        ),
+        "images/embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
         "chat/completions" | "extensions/chat/completions" => {
             if parsed.get("stream").and_then(Value::as_bool) == Some(true) {
                 let include_usage = parsed
@@ -76,6 +96,22 @@ pub async fn answer(
             &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": body.len()}),
         ),
     }
+}
+
+/// `/chat/completions`, `/embeddings`, `/images/embeddings`, `/info`, optionally under `/models`.
+fn inference_operation(path: &str) -> Option<&str> {
+    let op = path
+        .strip_prefix("/models")
+        .unwrap_or(path)
+        .strip_prefix('/')?;
+    [
+        "chat/completions",
+        "embeddings",
+        "images/embeddings",
+        "info",
+    ]
+    .into_iter()
+    .find(|o| *o == op)
 }
 
 fn not_found(path: &str) -> Response<MockBody> {
