@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
 
-use super::{AttendeeEntry, CatalogSnapshot, TokenEntry, UpstreamResource};
+use super::{AttendeeEntry, CatalogSnapshot, EventPools, TokenEntry, UpstreamResource};
 
 impl CatalogSnapshot {
     pub fn apply(&self, update: pb::SyncUpdate) -> Result<CatalogSnapshot, String> {
@@ -106,8 +106,7 @@ impl CatalogSnapshot {
                 )
             })
             .collect();
-        let mut pools: HashMap<String, HashMap<(String, String), Vec<Arc<UpstreamResource>>>> =
-            HashMap::new();
+        let mut pools: HashMap<String, EventPools> = HashMap::new();
         for event in self.events.values() {
             let event_pools = pools.entry(event.id.clone()).or_default();
             for rid in &event.resource_ids {

@@ -46,6 +46,9 @@ pub struct AttendeeEntry {
     pub active: bool,
 }
 
+/// (model type, name) → the active resources answering to that name in one event.
+pub type EventPools = HashMap<(String, String), Vec<Arc<UpstreamResource>>>;
+
 #[derive(Default)]
 pub struct CatalogSnapshot {
     /// False until a complete snapshot has arrived; the edge is not ready before.
@@ -59,7 +62,7 @@ pub struct CatalogSnapshot {
     attendees: HashMap<(String, String), pb::EdgeAttendee>,
     by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
     /// event id → (model type, deployment name) → the active resources answering to that name.
-    pools: HashMap<String, HashMap<(String, String), Vec<Arc<UpstreamResource>>>>,
+    pools: HashMap<String, EventPools>,
     /// (identity client id, scope) → token.
     tokens: HashMap<(String, String), TokenEntry>,
 }
