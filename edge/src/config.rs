@@ -33,6 +33,11 @@ pub struct EdgeConfig {
     #[arg(long, env = "AIPROXY_EDGE_TOKEN", hide_env_values = true)]
     pub edge_token: Option<String>,
 
+    /// Where to keep the last-known-good snapshot (sealed with a key derived from the edge token),
+    /// so a restart while the control plane is unreachable still serves. Unset: memory only.
+    #[arg(long, env = "AIPROXY_EDGE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+
     /// Name this edge reports to the control plane (default: $HOSTNAME, else random).
     #[arg(long, env = "AIPROXY_EDGE_ID")]
     pub edge_id: Option<String>,

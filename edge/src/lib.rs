@@ -26,10 +26,11 @@ use crate::sync::{SyncClient, SyncSettings};
 
 /// Runs an edge until `shutdown` resolves.
 pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let state = Arc::new(EdgeState::new(&config)?);
+    let edge_token = config.resolved_edge_token()?;
+    let state = Arc::new(EdgeState::new(&config, &edge_token)?);
     let settings = SyncSettings {
         control_plane_url: config.control_plane_url.clone(),
-        edge_token: config.resolved_edge_token()?,
+        edge_token,
         edge_id: config.resolved_edge_id(),
         region: config.region.clone(),
     };

@@ -8,10 +8,13 @@ use arc_swap::ArcSwap;
 
 use crate::config::EdgeConfig;
 use crate::snapshot::CatalogSnapshot;
+use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
 
 pub struct EdgeState {
     snapshot: ArcSwap<CatalogSnapshot>,
+    /// Where the last-known-good snapshot is kept, when `AIPROXY_EDGE_STATE_DIR` is set.
+    state_file: Option<SnapshotFile>,
     pub upstream: UpstreamClient,
     pub region: String,
     pub max_json_body_bytes: usize,
@@ -21,9 +24,28 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    pub fn new(config: &EdgeConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &EdgeConfig, edge_token: &str) -> anyhow::Result<Self> {
+        let state_file = config
+            .state_dir
+            .as_deref()
+            .map(|dir| SnapshotFile::new(dir, edge_token));
+        let initial = match state_file.as_ref().map(SnapshotFile::load) {
+            Some(Ok(Some(snapshot))) => {
+                tracing::info!(
+                    version = snapshot.version,
+                    "serving the last-known-good snapshot from disk until the control plane answers"
+                );
+                snapshot
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "ignoring the stored snapshot");
+                CatalogSnapshot::default()
+            }
+            _ => CatalogSnapshot::default(),
+        };
         Ok(Self {
-            snapshot: ArcSwap::from_pointee(CatalogSnapshot::default()),
+            snapshot: ArcSwap::from_pointee(initial),
+            state_file,
             upstream: UpstreamClient::new(config.upstream_timeout())?,
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
@@ -44,7 +66,13 @@ impl EdgeState {
             resources = next.resource_count(),
             "catalog snapshot applied"
         );
-        self.snapshot.store(Arc::new(next));
+        let next = Arc::new(next);
+        self.snapshot.store(next.clone());
+        if let Some(file) = &self.state_file
+            && let Err(e) = file.store(&next)
+        {
+            tracing::warn!(file = %file.path().display(), error = %e, "could not keep the last-known-good snapshot on disk");
+        }
         Ok(())
     }
 

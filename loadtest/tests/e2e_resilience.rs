@@ -115,3 +115,38 @@ async fn an_edge_with_the_wrong_token_gets_no_catalog() {
         "the edge logs why it was refused: {log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_restarted_while_the_control_plane_is_down_serves_its_stored_snapshot() {
+    let mut s = Scenario::start(MockConfig::default()).await;
+    let state = aiproxy_loadtest::stack::ScratchDir::new("edge-state");
+    let dir = state.path().to_string_lossy().into_owned();
+    let mut first = Edge::start_with_env(&s.cp, "", &[("AIPROXY_EDGE_STATE_DIR", &dir)]).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(5)).await;
+    first.kill().await;
+    s.cp.kill().await;
+
+    // No control plane: the new edge is ready from its stored snapshot and serves.
+    let second = Edge::start_with_env(&s.cp, "", &[("AIPROXY_EDGE_STATE_DIR", &dir)]).await;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/gpt-4o/chat/completions",
+            second.api_base()
+        ))
+        .header("api-key", &s.key)
+        .json(&chat_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        second.log().contains("last-known-good snapshot from disk"),
+        "{}",
+        second.log()
+    );
+    let stored = std::fs::read(state.path().join("snapshot.bin")).unwrap();
+    assert!(
+        !stored.windows(10).any(|w| w == b"upstream-k"),
+        "the stored snapshot is sealed"
+    );
+}

@@ -4,6 +4,7 @@
 //! the deployment pools derived from them.
 
 mod apply;
+pub mod persist;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -102,6 +103,57 @@ impl CatalogSnapshot {
         }
         out.values_mut().for_each(|names| names.sort());
         out
+    }
+
+    /// Everything this snapshot holds, as the full update that would rebuild it (for the state file).
+    pub fn to_full_update(&self) -> pb::SyncUpdate {
+        let resources = self
+            .resources
+            .values()
+            .map(|r| pb::EdgeResource {
+                info: Some(pb::ResourceInfo {
+                    id: r.id.clone(),
+                    friendly_name: r.friendly_name.clone(),
+                    deployment_name: r.deployment_name.clone(),
+                    model_type: r.model_type.clone(),
+                    endpoint_url: r.endpoint_url.clone(),
+                    region: r.region.clone(),
+                    use_managed_identity: r.use_managed_identity,
+                    identity_client_id: r.identity_client_id.clone(),
+                    active: r.active,
+                    has_key: r.api_key.is_some(),
+                }),
+                api_key: r.api_key.clone().unwrap_or_default(),
+                token_scope: r.token_scope.clone(),
+            })
+            .collect();
+        let tokens = self
+            .tokens
+            .iter()
+            .map(|((identity, scope), t)| pb::ManagedIdentityToken {
+                identity_client_id: identity.clone(),
+                scope: scope.clone(),
+                access_token: t
+                    .authorization
+                    .to_str()
+                    .unwrap_or("")
+                    .trim_start_matches("Bearer ")
+                    .to_string(),
+                expires_on_ms: t.expires_on_ms,
+            })
+            .collect();
+        pb::SyncUpdate {
+            version: self.version,
+            full: true,
+            catalog_id: self.catalog_id.clone(),
+            key_hash_secret: self.key_hash_secret.clone(),
+            resources,
+            events: self.events.values().map(|e| (**e).clone()).collect(),
+            attendees: self.attendees.values().cloned().collect(),
+            tokens_included: true,
+            tokens,
+            ..Default::default()
+        }
     }
 
     /// The token for a managed-identity resource, if one is held (whatever its expiry).
