@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. Starts (or installs, then starts) what the tests need: PostgreSQL on
-# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, the openai Python SDK; builds the
-# binaries the end-to-end tests launch; runs the deployment tests, then `cargo test --workspace`,
-# whose summary lines end the output.
+# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, the openai Python SDK, Chromium and
+# the admin console's npm packages; builds the binaries the end-to-end tests launch; runs the
+# deployment tests and the admin console's tests, then `cargo test --workspace`, whose summary
+# lines end the output.
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -69,6 +70,9 @@ bash scripts/tests/run.sh
 
 echo "== building the binaries the end-to-end tests launch"
 cargo build --locked --workspace --bins
+
+echo "== admin console (build, component tests, end to end in headless Chromium)"
+bash scripts/admin-web-test.sh
 
 echo "== cargo test"
 cargo test --locked --workspace

@@ -87,7 +87,10 @@ export async function request<T>(method: string, path: string, options: RequestO
     const apiError = new ApiError(
       response.status,
       err?.code ?? response.statusText ?? 'Error',
-      err?.message ?? `The control plane answered HTTP ${response.status}.`,
+      err?.message ??
+        (response.status >= 500
+          ? `The control plane answered HTTP ${response.status}: is it running and reachable?`
+          : `The control plane answered HTTP ${response.status}.`),
       err?.field,
     );
     if (response.status === 401 && options.endsSession !== false && onUnauthorized) onUnauthorized();

@@ -44,7 +44,8 @@ ensure_shellcheck() {
 SHELL_FILES=(
   scripts/setup-managed-identity-rbac.sh
   scripts/run.sh
-  scripts/test.sh
+    scripts/test.sh
+  scripts/admin-web-test.sh
   .ci/run
   infra/hooks/postdeploy.sh
   scripts/tests/run.sh
