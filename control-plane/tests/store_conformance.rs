@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use aiproxy_control_plane::catalog::model::{Attendee, Event, ModelType, ObjectKind, Resource};
+use aiproxy_control_plane::catalog::model::{
+    Attendee, Event, FoundryObject, ModelType, ObjectKind, Resource,
+};
 use aiproxy_control_plane::catalog::store::{CatalogStore, StoreError, open};
 use sqlx::Connection;
 
@@ -266,6 +268,58 @@ async fn attendees_are_unique_per_event_and_go_with_it(s: &dyn CatalogStore) {
     ));
 }
 
+async fn foundry_objects_are_owned_and_forgotten(s: &dyn CatalogStore) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let thread = FoundryObject {
+        kind: "thread".into(),
+        id: "thread_1".into(),
+        event_id: "e1".into(),
+        user_id: "u1".into(),
+        resource_id: "r-agent".into(),
+    };
+    let held = s.current_version().await.unwrap();
+    s.record_object(&thread).await.unwrap();
+    s.record_object(&thread).await.unwrap();
+    assert_eq!(
+        s.get_object("thread", "thread_1").await.unwrap(),
+        Some(thread.clone())
+    );
+    let mut stolen = thread.clone();
+    stolen.user_id = "u2".into();
+    assert!(matches!(
+        s.record_object(&stolen).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let delta = s.changes_since(Some(held)).await.unwrap();
+    assert_eq!(delta.objects, vec![thread.clone()]);
+
+    let held = s.current_version().await.unwrap();
+    s.forget_object("thread", "thread_1").await.unwrap();
+    assert!(s.get_object("thread", "thread_1").await.unwrap().is_none());
+    let delta = s.changes_since(Some(held)).await.unwrap();
+    assert_eq!(
+        (delta.removals[0].kind, delta.removals[0].id.as_str()),
+        (ObjectKind::FoundryObject, "thread/thread_1")
+    );
+    assert!(matches!(
+        s.forget_object("thread", "thread_1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let mut orphan = thread.clone();
+    orphan.event_id = "nope".into();
+    assert!(matches!(
+        s.record_object(&orphan).await,
+        Err(StoreError::NotFound { kind: "event", .. })
+    ));
+    s.record_object(&thread).await.unwrap();
+    s.delete_event("e1").await.unwrap();
+    assert!(
+        s.get_object("thread", "thread_1").await.unwrap().is_none(),
+        "objects go with their event"
+    );
+}
+
 async fn concurrent_writers_get_distinct_growing_versions(s: Arc<dyn CatalogStore>) {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -327,6 +381,13 @@ macro_rules! conformance {
             async fn attendees_are_unique_per_event_and_go_with_it() {
                 let t = $make().await;
                 super::attendees_are_unique_per_event_and_go_with_it(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn foundry_objects_are_owned_and_forgotten() {
+                let t = $make().await;
+                super::foundry_objects_are_owned_and_forgotten(&*t.store).await;
                 t.finish().await;
             }
 

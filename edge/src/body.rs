@@ -21,3 +21,18 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// Reads a whole (small) body, refusing more than `limit` bytes.
+pub async fn read_to_bytes(mut body: EdgeBody, limit: usize) -> Result<Bytes, String> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(format!("larger than {limit} bytes"));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}

@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod config;
+pub mod objects;
 pub mod proxy;
 pub mod server;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use aiproxy_proto::v1 as pb;
 use arc_swap::ArcSwap;
 
 use crate::config::EdgeConfig;
+use crate::objects::ObjectRegistry;
 use crate::snapshot::CatalogSnapshot;
 use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
@@ -16,6 +17,8 @@ pub struct EdgeState {
     /// Where the last-known-good snapshot is kept, when `AIPROXY_EDGE_STATE_DIR` is set.
     state_file: Option<SnapshotFile>,
     pub upstream: UpstreamClient,
+    /// Foundry object ownership, through the control plane.
+    pub objects: ObjectRegistry,
     pub region: String,
     pub max_json_body_bytes: usize,
     /// A managed-identity token is not used in its last `token_margin_ms`.
@@ -47,6 +50,7 @@ impl EdgeState {
             snapshot: ArcSwap::from_pointee(initial),
             state_file,
             upstream: UpstreamClient::new(config.upstream_timeout())?,
+            objects: ObjectRegistry::new(&config.control_plane_url, edge_token)?,
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
             token_margin_ms: config.token_expiry_margin_secs as i64 * 1000,

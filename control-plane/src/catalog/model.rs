@@ -89,12 +89,28 @@ pub struct Attendee {
     pub created_at_ms: i64,
 }
 
+/// A Foundry object (agent, thread, file, …) created through the proxy, and who created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundryObject {
+    pub kind: String,
+    pub id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub resource_id: String,
+}
+
+/// The id a forgotten Foundry object is known by in the change log.
+pub fn foundry_object_id(kind: &str, id: &str) -> String {
+    format!("{kind}/{id}")
+}
+
 /// Which kind of object a removal refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Resource,
     Event,
     Attendee,
+    FoundryObject,
 }
 
 impl ObjectKind {
@@ -103,6 +119,7 @@ impl ObjectKind {
             ObjectKind::Resource => "resource",
             ObjectKind::Event => "event",
             ObjectKind::Attendee => "attendee",
+            ObjectKind::FoundryObject => "foundry-object",
         }
     }
 
@@ -111,6 +128,7 @@ impl ObjectKind {
             "resource" => Some(ObjectKind::Resource),
             "event" => Some(ObjectKind::Event),
             "attendee" => Some(ObjectKind::Attendee),
+            "foundry-object" => Some(ObjectKind::FoundryObject),
             _ => None,
         }
     }
@@ -136,6 +154,7 @@ pub struct CatalogChanges {
     pub resources: Vec<Resource>,
     pub events: Vec<Event>,
     pub attendees: Vec<Attendee>,
+    pub objects: Vec<FoundryObject>,
     pub removals: Vec<Removal>,
 }
 
@@ -144,6 +163,7 @@ impl CatalogChanges {
         self.resources.is_empty()
             && self.events.is_empty()
             && self.attendees.is_empty()
+            && self.objects.is_empty()
             && self.removals.is_empty()
     }
 }

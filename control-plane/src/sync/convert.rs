@@ -3,7 +3,7 @@
 
 use aiproxy_proto::v1 as pb;
 
-use crate::catalog::model::{Attendee, Event, ObjectKind, Removal, Resource};
+use crate::catalog::model::{Attendee, Event, FoundryObject, ObjectKind, Removal, Resource};
 use crate::identity::Scope;
 use crate::secrets::KeyCipher;
 
@@ -66,11 +66,22 @@ pub fn edge_attendee(a: &Attendee) -> pb::EdgeAttendee {
     }
 }
 
+pub fn owned_object(o: &FoundryObject) -> pb::OwnedObject {
+    pb::OwnedObject {
+        kind: o.kind.clone(),
+        id: o.id.clone(),
+        event_id: o.event_id.clone(),
+        user_id: o.user_id.clone(),
+        resource_id: o.resource_id.clone(),
+    }
+}
+
 pub fn removal(r: &Removal) -> pb::Removal {
     let kind = match r.kind {
         ObjectKind::Resource => pb::ObjectKind::Resource,
         ObjectKind::Event => pb::ObjectKind::Event,
         ObjectKind::Attendee => pb::ObjectKind::Attendee,
+        ObjectKind::FoundryObject => pb::ObjectKind::FoundryObject,
     };
     pb::Removal {
         kind: kind as i32,

@@ -14,7 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use super::edges::EdgeRegistry;
 use crate::catalog::model::CatalogChanges;
-use crate::catalog::service::Catalog;
+use crate::catalog::model::FoundryObject;
+use crate::catalog::service::{Catalog, CatalogError};
 use crate::tokens::TokenBroker;
 
 pub struct EdgeSyncService {
@@ -36,6 +37,54 @@ impl EdgeSyncService {
 #[tonic::async_trait]
 impl pb::edge_service_server::EdgeService for EdgeSyncService {
     type SyncStream = ReceiverStream<Result<pb::SyncUpdate, Status>>;
+
+    async fn record_object(
+        &self,
+        request: Request<pb::OwnedObject>,
+    ) -> Result<Response<pb::ObjectAck>, Status> {
+        let o = request.into_inner();
+        let object = FoundryObject {
+            kind: o.kind,
+            id: o.id,
+            event_id: o.event_id,
+            user_id: o.user_id,
+            resource_id: o.resource_id,
+        };
+        let version = self
+            .catalog
+            .record_object(&object)
+            .await
+            .map_err(object_status)?;
+        Ok(Response::new(pb::ObjectAck { version }))
+    }
+
+    async fn forget_object(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::ObjectAck>, Status> {
+        let r = request.into_inner();
+        let version = self
+            .catalog
+            .forget_object(&r.kind, &r.id)
+            .await
+            .map_err(object_status)?;
+        Ok(Response::new(pb::ObjectAck { version }))
+    }
+
+    async fn lookup_object(
+        &self,
+        request: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::OwnedObject>, Status> {
+        let r = request.into_inner();
+        match self.catalog.store().get_object(&r.kind, &r.id).await {
+            Ok(Some(o)) => Ok(Response::new(convert::owned_object(&o))),
+            Ok(None) => Err(Status::not_found(format!(
+                "{} '{}' was not created through the proxy",
+                r.kind, r.id
+            ))),
+            Err(e) => Err(object_status(e.into())),
+        }
+    }
 
     async fn sync(
         &self,
@@ -65,6 +114,15 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         };
         tokio::spawn(session.run(hello, inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn object_status(e: CatalogError) -> Status {
+    match e {
+        CatalogError::NotFound { .. } => Status::not_found(e.to_string()),
+        CatalogError::Conflict(m) => Status::already_exists(m),
+        CatalogError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        CatalogError::Store(e) => Status::unavailable(format!("catalog unavailable: {e}")),
     }
 }
 
@@ -177,6 +235,7 @@ impl SyncSession {
                 .map(convert::edge_attendee)
                 .collect(),
             removals: changes.removals.iter().map(convert::removal).collect(),
+            objects: changes.objects.iter().map(convert::owned_object).collect(),
             // Every update carries the whole (small) token set, so a token never waits for a catalog change.
             tokens_included: true,
             tokens: self.tokens.edge_tokens(),

@@ -5,6 +5,7 @@
 pub mod client_auth;
 pub mod errors;
 pub mod event_info;
+pub mod foundry;
 pub mod policy;
 pub mod routes;
 
@@ -20,6 +21,7 @@ use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, pool};
 use errors::{ProxyError, json_response};
+use foundry::FoundryCall;
 use routes::Route;
 
 pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
@@ -54,12 +56,13 @@ enum Base {
 }
 
 async fn serve(
-    state: &EdgeState,
+    state: &Arc<EdgeState>,
     request: Request<Incoming>,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
     let path = request.uri().path().to_string();
     let route = routes::resolve(request.method(), &path);
+    let mut foundry_call = None;
     let plan = match route {
         Route::Healthz => return Ok(Response::new(full("ok"))),
         Route::Readyz => return Ok(readiness(&snapshot)),
@@ -78,6 +81,20 @@ async fn serve(
             };
         }
         Route::EventInfo => None,
+        Route::Foundry {
+            kind,
+            id,
+            nested,
+            path,
+        } => {
+            foundry_call = Some(FoundryCall {
+                kind,
+                id: id.map(str::to_string),
+                nested,
+                path: path.to_string(),
+            });
+            None
+        }
         Route::Deployment {
             deployment,
             operation,
@@ -127,7 +144,13 @@ async fn serve(
     let caller =
         client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
     let Some(plan) = plan else {
-        return Ok(event_info::for_caller(&snapshot, &caller));
+        return match foundry_call {
+            Some(call) => {
+                let (parts, body) = request.into_parts();
+                foundry::serve(state, snapshot.clone(), &caller, call, parts, stream(body)).await
+            }
+            None => Ok(event_info::for_caller(&snapshot, &caller)),
+        };
     };
     let (parts, body) = request.into_parts();
     // A JSON body is read (once) only when a rule needs it: a `model` to route by, or the token cap
@@ -139,6 +162,17 @@ async fn serve(
     let (body, model) = if by_body || capped {
         let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
         policy::check_token_cap(&value, caller.event.max_token_cap)?;
+        // A Responses call that names an agent goes to the Foundry Agent Service.
+        if plan.path == "/openai/v1/responses" && value.get("agent").is_some() {
+            let call = FoundryCall {
+                kind: "response",
+                id: None,
+                nested: false,
+                path: "/openai/v1/responses".into(),
+            };
+            return foundry::serve(state, snapshot.clone(), &caller, call, parts, full(bytes))
+                .await;
+        }
         let model = if by_body {
             Some(policy::model_of(&value)?.to_string())
         } else {

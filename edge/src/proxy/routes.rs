@@ -52,6 +52,16 @@ pub enum Route<'a> {
         name: &'a str,
         rest: &'a str,
     },
+    /// The Foundry Agent Service through the event's `foundry-agent` resource: `/agents…`,
+    /// `/assistants…`, `/threads…`, `/files…`, `/vector_stores…`, `/openai/v1/conversations…`,
+    /// `/openai/v1/responses/{id}…`. `kind`/`id` name the object the path addresses (none for a
+    /// collection); `path` (after `/api/v1`) is appended to the project endpoint.
+    Foundry {
+        kind: &'static str,
+        id: Option<&'a str>,
+        nested: bool,
+        path: &'a str,
+    },
     /// `POST /api/v1/eventinfo`: what the caller's event offers.
     EventInfo,
     /// `GET /api/v1/event/{event_id}`: public registration information.
@@ -80,6 +90,9 @@ pub fn resolve<'a>(method: &Method, path: &'a str) -> Route<'a> {
         return Route::Unknown;
     };
     let post = [Method::POST];
+    if let Some(route) = foundry(rest, &path["/api/v1".len()..]) {
+        return only(method, &[Method::GET, Method::POST, Method::DELETE], route);
+    }
     if let Some(openai) = rest.strip_prefix("openai/") {
         return resolve_openai(method, openai);
     }
@@ -158,6 +171,38 @@ fn resolve_openai<'a>(method: &Method, rest: &'a str) -> Route<'a> {
         };
     }
     Route::Unknown
+}
+
+/// Foundry Agent Service paths: the collection names the kind; the next segment (if any) the object.
+fn foundry<'a>(rest: &'a str, path: &'a str) -> Option<Route<'a>> {
+    const COLLECTIONS: [(&str, &str); 7] = [
+        ("agents", "agent"),
+        ("assistants", "agent"),
+        ("threads", "thread"),
+        ("files", "file"),
+        ("vector_stores", "vector_store"),
+        ("openai/v1/conversations", "conversation"),
+        ("openai/v1/responses", "response"),
+    ];
+    let (collection, kind) = COLLECTIONS
+        .iter()
+        .find(|(c, _)| rest == *c || rest.strip_prefix(c).is_some_and(|r| r.starts_with('/')))?;
+    let tail = &rest[collection.len()..];
+    let mut segments = tail.split('/').filter(|s| !s.is_empty());
+    let id = segments.next();
+    // `POST /openai/v1/responses` (no id) is the model API unless it names an agent: decided on the body.
+    if *kind == "response" && id.is_none() {
+        return None;
+    }
+    // `POST /threads/runs` creates a thread and a run: a collection call.
+    let id = id.filter(|id| !(*kind == "thread" && *id == "runs"));
+    let nested = id.is_some() && segments.next().is_some();
+    Some(Route::Foundry {
+        kind,
+        id,
+        nested,
+        path,
+    })
 }
 
 /// The index name of `/{index}/docs/search` or `('{index}')/docs/search.post.search`.
@@ -283,5 +328,61 @@ mod tests {
             Route::EventPublic { event_id: "e-1" }
         );
         assert_eq!(resolve(&Method::GET, "/api/v1/event/"), Route::Unknown);
+    }
+
+    #[test]
+    fn resolves_the_foundry_agent_routes() {
+        let foundry = |kind, id, nested, path| Route::Foundry {
+            kind,
+            id,
+            nested,
+            path,
+        };
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/assistants"),
+            foundry("agent", None, false, "/assistants")
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/threads/thread_1/messages"),
+            foundry(
+                "thread",
+                Some("thread_1"),
+                true,
+                "/threads/thread_1/messages"
+            )
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/threads/runs"),
+            foundry("thread", None, false, "/threads/runs")
+        );
+        assert_eq!(
+            resolve(&Method::DELETE, "/api/v1/files/file-1"),
+            foundry("file", Some("file-1"), false, "/files/file-1")
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/openai/v1/conversations/conv_1/items"),
+            foundry(
+                "conversation",
+                Some("conv_1"),
+                true,
+                "/openai/v1/conversations/conv_1/items"
+            )
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/openai/v1/responses/resp_1/cancel"),
+            foundry(
+                "response",
+                Some("resp_1"),
+                true,
+                "/openai/v1/responses/resp_1/cancel"
+            )
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/openai/v1/responses"),
+            Route::OpenAiV1 {
+                operation: "responses"
+            }
+        );
+        assert_eq!(resolve(&Method::GET, "/api/v1/agentsx"), Route::Unknown);
     }
 }

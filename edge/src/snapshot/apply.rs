@@ -35,6 +35,7 @@ impl CatalogSnapshot {
                 resources: self.resources.clone(),
                 events: self.events.clone(),
                 attendees: self.attendees.clone(),
+                objects: self.objects.clone(),
                 tokens: self.tokens.clone(),
                 ..Default::default()
             }
@@ -63,6 +64,10 @@ impl CatalogSnapshot {
                 attendee,
             );
         }
+        for object in update.objects {
+            next.objects
+                .insert((object.kind.clone(), object.id.clone()), object);
+        }
         for removal in update.removals {
             match pb::ObjectKind::try_from(removal.kind) {
                 Ok(pb::ObjectKind::Resource) => {
@@ -72,6 +77,12 @@ impl CatalogSnapshot {
                     next.events.remove(&removal.id);
                     next.attendees
                         .retain(|(event_id, _), _| *event_id != removal.id);
+                    next.objects.retain(|_, o| o.event_id != removal.id);
+                }
+                Ok(pb::ObjectKind::FoundryObject) => {
+                    if let Some((kind, id)) = removal.id.split_once('/') {
+                        next.objects.remove(&(kind.to_string(), id.to_string()));
+                    }
                 }
                 Ok(pb::ObjectKind::Attendee) => {
                     if let Some((event_id, user_id)) = removal.id.split_once('/') {

@@ -64,6 +64,8 @@ pub struct CatalogSnapshot {
     by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
     /// event id → (model type, deployment name) → the active resources answering to that name.
     pools: HashMap<String, EventPools>,
+    /// (kind, id) → the attendee who created that Foundry object through the proxy.
+    objects: HashMap<(String, String), pb::OwnedObject>,
     /// (identity client id, scope) → token.
     tokens: HashMap<(String, String), TokenEntry>,
 }
@@ -152,8 +154,14 @@ impl CatalogSnapshot {
             attendees: self.attendees.values().cloned().collect(),
             tokens_included: true,
             tokens,
+            objects: self.objects.values().cloned().collect(),
             ..Default::default()
         }
+    }
+
+    /// Who created a Foundry object, if this edge has heard of it.
+    pub fn object_owner(&self, kind: &str, id: &str) -> Option<&pb::OwnedObject> {
+        self.objects.get(&(kind.to_string(), id.to_string()))
     }
 
     /// The token for a managed-identity resource, if one is held (whatever its expiry).

@@ -3,6 +3,7 @@
 //! generic answer for the other deployment operations. It checks the credential it was told to
 //! expect and records what it saw, so tests can assert what the proxy sent.
 
+mod foundry;
 mod mcp;
 mod openai;
 mod search;
@@ -77,6 +78,8 @@ pub struct MockStats {
     pub streams_started: AtomicU64,
     pub streams_finished: AtomicU64,
     by_path: Mutex<HashMap<String, u64>>,
+    /// The objects of the mock Foundry project.
+    foundry: Mutex<foundry::FoundryObjects>,
     recent: Mutex<VecDeque<RecordedRequest>>,
 }
 
@@ -207,7 +210,9 @@ async fn handle(
         );
     }
     let path = parts.uri.path();
-    if path.starts_with("/indexes") {
+    if path.starts_with("/api/projects/") {
+        foundry::answer(&stats.foundry, &parts, &body)
+    } else if path.starts_with("/indexes") {
         search::answer(&parts, &body)
     } else if path.starts_with("/mcp") {
         mcp::answer(&parts, &body)

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::model::{Attendee, CatalogChanges, Event, Resource};
+use super::model::{Attendee, CatalogChanges, Event, FoundryObject, Resource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,6 +65,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// `Conflict` when the user already has a key for this event.
     async fn add_attendee(&self, attendee: &Attendee) -> StoreResult<u64>;
     async fn list_attendees(&self, event_id: &str) -> StoreResult<Vec<Attendee>>;
+    /// Records who created a Foundry object; `Conflict` if another attendee already owns that id.
+    async fn record_object(&self, object: &FoundryObject) -> StoreResult<u64>;
+    /// Forgets a deleted object; `NotFound` if it was never recorded.
+    async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64>;
+    async fn get_object(&self, kind: &str, id: &str) -> StoreResult<Option<FoundryObject>>;
+
     async fn set_attendee_active(
         &self,
         event_id: &str,
