@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Starts (or installs, then starts) what the tests need: PostgreSQL on
-# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, the openai Python SDK, Chromium and
+# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, the openai and azure-ai-agents Python
+# SDKs, Chromium and
 # the admin console's npm packages; builds the binaries the end-to-end tests launch; runs the
 # deployment tests and the admin console's tests, then `cargo test --workspace`, whose summary
 # lines end the output.
@@ -56,9 +57,9 @@ ensure_redis() {
 }
 
 ensure_python_sdks() {
-  if python3 -c 'import openai' 2>/dev/null; then return; fi
-  echo "== installing the openai Python SDK"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openai
+  if python3 -c 'import openai, azure.ai.agents' 2>/dev/null; then return; fi
+  echo "== installing the openai and azure-ai-agents Python SDKs"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openai azure-ai-agents
 }
 
 ensure_postgres
