@@ -211,6 +211,38 @@ async fn attendees_only_reach_their_own_objects_on_every_edge() {
         "file",
     );
 
+    let (_, store) = a
+        .call(
+            edge1,
+            &mine,
+            Method::POST,
+            "/vector_stores",
+            Some(json!({"name": "docs"})),
+        )
+        .await;
+    let store_id = store["id"].as_str().unwrap();
+    refused(
+        &a.call(
+            edge2,
+            &theirs,
+            Method::GET,
+            &format!("/vector_stores/{store_id}"),
+            None,
+        )
+        .await,
+        "vector store",
+    );
+    let (status, _) = a
+        .call(
+            edge2,
+            &mine,
+            Method::GET,
+            &format!("/vector_stores/{store_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
     // Conversations and agent responses (the newer API).
     let (_, conversation) = a
         .call(
