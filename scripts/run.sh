@@ -53,7 +53,7 @@ admin_token="${AIPROXY_ADMIN_TOKEN:-$(cat data/admin.token)}"
 cat <<INFO
 
 AI Proxy is running (embedded mode: SQLite in ./data, in-memory token cache).
-    admin console  http://$admin_addr/   (sign in with the admin token)
+  admin console  http://$admin_addr/   (sign in with the admin token)
   admin API      http://$admin_addr/admin/api/v1   (OpenAPI: /admin/api/v1/openapi.json)
   admin token    $admin_token
   edge (clients) http://$edge_addr/api/v1
