@@ -528,3 +528,17 @@ pub fn create_postgres_database() -> String {
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
     format!("{base}/{name}")
 }
+
+/// Repeats `attempt` every 50 ms until it returns true; panics with `what` after `timeout`. For
+/// changes that reach edges asynchronously (a new key, a token, an ownership record).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !attempt().await {
+        assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

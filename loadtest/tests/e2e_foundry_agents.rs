@@ -3,10 +3,10 @@
 //! attendees' objects (and objects never created through the proxy) are refused, lists show only
 //! the caller's objects with pagination that terminates, deleting forgets.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aiproxy_loadtest::mock::MockConfig;
-use aiproxy_loadtest::stack::{Edge, Scenario, UPSTREAM_KEY};
+use aiproxy_loadtest::stack::{Edge, Scenario, UPSTREAM_KEY, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -452,26 +452,18 @@ async fn streamed_runs_pass_through_and_their_thread_is_the_callers() {
         .unwrap()
         .to_string();
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, _) = a
-            .call(
-                &a.second_edge,
-                &mine,
-                Method::GET,
-                &format!("/threads/{thread_id}"),
-                None,
-            )
-            .await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the streamed run's thread was never recorded for its creator"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/threads/{thread_id}");
+    eventually(
+        "the streamed run's thread was never recorded for its creator",
+        Duration::from_secs(5),
+        || async {
+            a.call(&a.second_edge, &mine, Method::GET, &path, None)
+                .await
+                .0
+                == StatusCode::OK
+        },
+    )
+    .await;
     refused(
         &a.call(
             &a.second_edge,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use aiproxy_loadtest::identity::{FakeIdentityEndpoint, IdentityMode};
 use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
 use aiproxy_loadtest::stack::{
-    Admin, ControlPlane, ControlPlaneOptions, Edge, create_postgres_database, model_resource,
+    Admin, ControlPlane, ControlPlaneOptions, Edge, create_postgres_database, eventually,
+    model_resource,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -203,11 +204,12 @@ async fn each_identity_and_scope_gets_one_token_for_a_thousand_requests_through_
     admin.wait_edges_acked(2, Duration::from_secs(5)).await;
     // Tokens may follow the catalog by a moment; wait until both edges answer.
     for edge in &edges {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while chat(edge, &key, "gpt-4o-mini").await.status() != StatusCode::OK {
-            assert!(Instant::now() < deadline, "edge never got the token");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            "the edge never got the token",
+            Duration::from_secs(5),
+            || async { chat(edge, &key, "gpt-4o-mini").await.status() == StatusCode::OK },
+        )
+        .await;
     }
 
     let mut handles = Vec::new();
@@ -338,14 +340,12 @@ async fn two_control_plane_replicas_sharing_redis_mint_once() {
     let edge_a = Edge::start(&first, "").await;
     let edge_b = Edge::start(&second, "").await;
     for edge in [&edge_a, &edge_b] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while chat(edge, &key, "gpt-4o").await.status() != StatusCode::OK {
-            assert!(
-                Instant::now() < deadline,
-                "edge never served the MI resource"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            "the edge never served the MI resource",
+            Duration::from_secs(5),
+            || async { chat(edge, &key, "gpt-4o").await.status() == StatusCode::OK },
+        )
+        .await;
     }
     assert_eq!(identity.calls().len(), 1, "{:?}", identity.calls());
 }
@@ -469,11 +469,12 @@ async fn edges_serve_managed_identity_requests_without_the_control_plane_until_t
     } = MiSetup::start(Duration::from_secs(20)).await;
     let minted_at = Instant::now();
     let edge = Edge::start_with_env(&cp, "", &[("AIPROXY_TOKEN_EXPIRY_MARGIN_SECS", "5")]).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while chat(&edge, &key, "gpt-4o").await.status() != StatusCode::OK {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the edge never served the MI resource",
+        Duration::from_secs(5),
+        || async { chat(&edge, &key, "gpt-4o").await.status() == StatusCode::OK },
+    )
+    .await;
     cp.kill().await;
     while minted_at.elapsed() < Duration::from_secs(13) {
         assert_eq!(

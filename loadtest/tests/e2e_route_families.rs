@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aiproxy_loadtest::identity::FakeIdentityEndpoint;
 use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
-use aiproxy_loadtest::stack::{ControlPlane, ControlPlaneOptions, Edge, Scenario, UPSTREAM_KEY};
+use aiproxy_loadtest::stack::{
+    ControlPlane, ControlPlaneOptions, Edge, Scenario, UPSTREAM_KEY, eventually,
+};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -136,22 +138,21 @@ async fn search_with_managed_identity_uses_the_search_scope() {
         .await;
     let (_, key) = cp.admin().open_event(std::slice::from_ref(&id)).await;
     let edge = Edge::start(&cp, "").await;
-    let mut status = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..100 {
-        status = reqwest::Client::new()
-            .post(format!("{}/indexes/products/docs/search", edge.api_base()))
-            .header("api-key", &key)
-            .json(&json!({"search": "*"}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, StatusCode::OK);
+    let url = format!("{}/indexes/products/docs/search", edge.api_base());
+    eventually(
+        "the search call never succeeded with a managed-identity token",
+        Duration::from_secs(5),
+        || async {
+            let response = reqwest::Client::new()
+                .post(&url)
+                .header("api-key", &key)
+                .json(&json!({"search": "*"}))
+                .send()
+                .await;
+            response.is_ok_and(|r| r.status() == StatusCode::OK)
+        },
+    )
+    .await;
     assert_eq!(
         identity.count(None, "https://search.azure.com"),
         1,
