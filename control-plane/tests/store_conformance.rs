@@ -320,6 +320,57 @@ async fn foundry_objects_are_owned_and_forgotten(s: &dyn CatalogStore) {
     );
 }
 
+async fn request_leases_never_grant_past_the_daily_cap(s: Arc<dyn CatalogStore>) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    assert_eq!(
+        s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.lease_requests("e1", "u1", "2026-12-01", 3, 5)
+            .await
+            .unwrap(),
+        3,
+        "a new UTC day"
+    );
+    assert_eq!(
+        s.lease_requests("e1", "u2", "2026-11-30", 3, 5)
+            .await
+            .unwrap(),
+        3,
+        "per attendee"
+    );
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.lease_requests("e1", "u3", "2026-11-30", 1, 4)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        granted += t.await.unwrap();
+    }
+    assert_eq!(granted, 4, "concurrent leases add up to the cap exactly");
+}
+
 async fn concurrent_writers_get_distinct_growing_versions(s: Arc<dyn CatalogStore>) {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -381,6 +432,13 @@ macro_rules! conformance {
             async fn attendees_are_unique_per_event_and_go_with_it() {
                 let t = $make().await;
                 super::attendees_are_unique_per_event_and_go_with_it(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn request_leases_never_grant_past_the_daily_cap() {
+                let t = $make().await;
+                super::request_leases_never_grant_past_the_daily_cap(t.store.clone()).await;
                 t.finish().await;
             }
 

@@ -8,8 +8,9 @@
 
 pub mod body;
 pub mod config;
-pub mod objects;
+pub mod control_calls;
 pub mod proxy;
+pub mod quota;
 pub mod server;
 pub mod snapshot;
 pub mod state;

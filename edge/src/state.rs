@@ -7,7 +7,8 @@ use aiproxy_proto::v1 as pb;
 use arc_swap::ArcSwap;
 
 use crate::config::EdgeConfig;
-use crate::objects::ObjectRegistry;
+use crate::control_calls::ControlPlaneCalls;
+use crate::quota::RequestQuota;
 use crate::snapshot::CatalogSnapshot;
 use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
@@ -18,7 +19,9 @@ pub struct EdgeState {
     state_file: Option<SnapshotFile>,
     pub upstream: UpstreamClient,
     /// Foundry object ownership, through the control plane.
-    pub objects: ObjectRegistry,
+    pub control: ControlPlaneCalls,
+    /// Leases on the attendees' daily request allowance.
+    pub quota: RequestQuota,
     pub region: String,
     pub max_json_body_bytes: usize,
     /// A managed-identity token is not used in its last `token_margin_ms`.
@@ -50,7 +53,8 @@ impl EdgeState {
             snapshot: ArcSwap::from_pointee(initial),
             state_file,
             upstream: UpstreamClient::new(config.upstream_timeout())?,
-            objects: ObjectRegistry::new(&config.control_plane_url, edge_token)?,
+            control: ControlPlaneCalls::new(&config.control_plane_url, edge_token)?,
+            quota: RequestQuota::default(),
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
             token_margin_ms: config.token_expiry_margin_secs as i64 * 1000,

@@ -501,3 +501,57 @@ async fn events_accept_rfc3339_windows_from_any_offset() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_request_cap_holds_across_edges() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
+    event["daily_request_cap"] = json!(3);
+    s.admin.put(&format!("/events/{}", s.event_id), event).await;
+    let other_key = s.admin.add_attendee(&s.event_id, "attendee-2").await;
+    let second = Edge::start(&s.cp, "").await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(5)).await;
+
+    let call = |edge: &Edge, key: &str| {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/openai/deployments/gpt-4o/chat/completions",
+                edge.api_base()
+            ))
+            .header("api-key", key)
+            .json(&chat_body())
+            .send()
+    };
+    for edge in [&s.edge, &second, &s.edge] {
+        assert_eq!(call(edge, &s.key).await.unwrap().status(), StatusCode::OK);
+    }
+    for edge in [&second, &s.edge] {
+        let refused = call(edge, &s.key).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: i64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=86_400).contains(&retry_after),
+            "until UTC midnight: {retry_after}"
+        );
+        let (_, message) = error_message(refused).await;
+        assert_eq!(
+            message,
+            "The event daily request rate of 3 calls has been exceeded. Requests are disabled until UTC midnight."
+        );
+    }
+    assert_eq!(
+        call(&second, &other_key).await.unwrap().status(),
+        StatusCode::OK,
+        "the cap is per attendee"
+    );
+    assert_eq!(
+        s.mock
+            .stats
+            .count_for("/openai/deployments/gpt-4o/chat/completions"),
+        4
+    );
+}

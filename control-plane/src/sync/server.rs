@@ -71,6 +71,34 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         Ok(Response::new(pb::ObjectAck { version }))
     }
 
+    async fn lease_requests(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::Lease>, Status> {
+        let r = request.into_inner();
+        let event = self
+            .catalog
+            .get_event(&r.event_id)
+            .await
+            .map_err(object_status)?;
+        if event.daily_request_cap == 0 {
+            return Ok(Response::new(pb::Lease { granted: r.wanted }));
+        }
+        let granted = self
+            .catalog
+            .store()
+            .lease_requests(
+                &r.event_id,
+                &r.user_id,
+                &r.day,
+                r.wanted.max(1),
+                event.daily_request_cap,
+            )
+            .await
+            .map_err(|e| object_status(e.into()))?;
+        Ok(Response::new(pb::Lease { granted }))
+    }
+
     async fn lookup_object(
         &self,
         request: Request<pb::ObjectRef>,

@@ -10,6 +10,8 @@ use crate::body::{EdgeBody, full};
 pub struct ProxyError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<i64>,
 }
 
 impl ProxyError {
@@ -17,6 +19,7 @@ impl ProxyError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -32,15 +35,27 @@ impl ProxyError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    pub fn with_retry_after(mut self, secs: i64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn into_response(self) -> Response<EdgeBody> {
-        json_response(
+        let retry_after = self.retry_after;
+        let mut response = json_response(
             self.status,
             &json!({"error": {
                 "code": self.status.canonical_reason().unwrap_or("Error"),
                 "message": self.message,
                 "status": self.status.as_u16(),
             }}),
-        )
+        );
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }
 

@@ -75,7 +75,7 @@ async fn authorize_access(
     let owner = match known {
         Some(owner) => Some(owner),
         // Possibly created through another edge a moment ago: ask the control plane.
-        None => state.objects.lookup(kind, id).await.map_err(|e| {
+        None => state.control.lookup(kind, id).await.map_err(|e| {
             ProxyError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("Cannot check who owns this {kind} right now: {e}"),
@@ -107,7 +107,7 @@ pub async fn serve(
                 super::forward(state, snapshot, upstream, &url, parts, body, None).await?;
             if deleting
                 && response.status().is_success()
-                && let Err(e) = state.objects.forget(call.kind, id).await
+                && let Err(e) = state.control.forget(call.kind, id).await
             {
                 tracing::warn!(kind = call.kind, %e, "deleted upstream but the ownership record stays");
             }
@@ -179,7 +179,7 @@ async fn create(
         .ok()
         .and_then(|v| v.get(field)?.as_str().map(str::to_string))
         && let Err(e) = state
-            .objects
+            .control
             .record(pb::OwnedObject { id, ..template })
             .await
     {
@@ -213,7 +213,7 @@ fn record_from_stream(
                     };
                     let state = state.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = state.objects.record(object).await {
+                        if let Err(e) = state.control.record(object).await {
                             tracing::warn!(%e, "created upstream (streamed) but not recorded");
                         }
                     });

@@ -143,6 +143,21 @@ async fn serve(
     }
     let caller =
         client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
+    if (plan.is_some() || foundry_call.is_some())
+        && let Err(reached) = state
+            .quota
+            .take(&state.control, &caller.event, &caller.user_id)
+            .await
+    {
+        return Err(ProxyError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "The event daily request rate of {} calls has been exceeded. Requests are disabled until UTC midnight.",
+                reached.cap
+            ),
+        )
+        .with_retry_after(reached.retry_after_secs));
+    }
     let Some(plan) = plan else {
         return match foundry_call {
             Some(call) => {

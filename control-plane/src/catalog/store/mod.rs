@@ -71,6 +71,17 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64>;
     async fn get_object(&self, kind: &str, id: &str) -> StoreResult<Option<FoundryObject>>;
 
+    /// Takes up to `wanted` requests from an attendee's allowance of `cap` for `day`; returns how
+    /// many were granted (0 once the cap is reached). Atomic across replicas.
+    async fn lease_requests(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        day: &str,
+        wanted: u32,
+        cap: u32,
+    ) -> StoreResult<u32>;
+
     async fn set_attendee_active(
         &self,
         event_id: &str,

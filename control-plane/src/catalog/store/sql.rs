@@ -648,6 +648,32 @@ macro_rules! impl_catalog_store {
                 Ok(row.map(FoundryObject::from))
             }
 
+            async fn lease_requests(
+                &self,
+                event_id: &str,
+                user_id: &str,
+                day: &str,
+                wanted: u32,
+                cap: u32,
+            ) -> StoreResult<u32> {
+                // One atomic increment: concurrent leases serialise on the row, and each is granted
+                // what was left before its own increment (the counter may pass the cap; grants never do).
+                let (used,): (i64,) = sqlx::query_as(
+                    "INSERT INTO request_counts (event_id, user_id, day, used) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (event_id, user_id, day) DO UPDATE SET used = request_counts.used + $4 \
+                     RETURNING used",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .bind(day)
+                .bind(i64::from(wanted))
+                .fetch_one(&self.pool)
+                .await?;
+                let before = used - i64::from(wanted);
+                let left = (i64::from(cap) - before).max(0);
+                Ok(u32::try_from(left.min(i64::from(wanted))).unwrap_or(0))
+            }
+
             async fn set_attendee_active(
                 &self,
                 event_id: &str,

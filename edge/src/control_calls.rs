@@ -1,6 +1,7 @@
-//! Foundry object ownership across the fleet: an edge records each object an attendee creates with
-//! the control plane (synchronously, before answering), forgets it when deleted, and asks the control
-//! plane about an object its snapshot does not know yet (created through another edge a moment ago).
+//! The few calls an edge makes to the control plane besides the Sync stream, for state shared by the
+//! fleet: Foundry object ownership (record each object an attendee creates, synchronously, before
+//! answering; forget it when deleted; look up one the snapshot does not know yet) and leases on the
+//! attendees' daily request allowance.
 
 use std::time::Duration;
 
@@ -9,14 +10,14 @@ use aiproxy_proto::v1::edge_service_client::EdgeServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-pub struct ObjectRegistry {
+pub struct ControlPlaneCalls {
     channel: Channel,
     authorization: MetadataValue<tonic::metadata::Ascii>,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl ObjectRegistry {
+impl ControlPlaneCalls {
     /// Connects lazily: nothing is dialled until the first call.
     pub fn new(control_plane_url: &str, edge_token: &str) -> anyhow::Result<Self> {
         let mut endpoint = Endpoint::from_shared(control_plane_url.to_string())?
@@ -63,6 +64,28 @@ impl ObjectRegistry {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
             Err(s) => Err(s.message().to_string()),
         }
+    }
+
+    /// Up to `wanted` requests of an attendee's allowance for `day` (UTC, YYYY-MM-DD).
+    pub async fn lease_requests(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        day: &str,
+        wanted: u32,
+    ) -> Result<u32, String> {
+        let mut client = EdgeServiceClient::new(self.channel.clone());
+        let request = pb::LeaseRequest {
+            event_id: event_id.into(),
+            user_id: user_id.into(),
+            day: day.into(),
+            wanted,
+        };
+        client
+            .lease_requests(self.request(request))
+            .await
+            .map(|r| r.into_inner().granted)
+            .map_err(|s| s.message().to_string())
     }
 
     /// `Ok(None)` when the control plane has no record of it.
