@@ -12,6 +12,7 @@ use crate::quota::RequestQuota;
 use crate::snapshot::CatalogSnapshot;
 use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
+use crate::upstream::health::PoolHealth;
 
 pub struct EdgeState {
     snapshot: ArcSwap<CatalogSnapshot>,
@@ -22,6 +23,8 @@ pub struct EdgeState {
     pub control: ControlPlaneCalls,
     /// Leases on the attendees' daily request allowance.
     pub quota: RequestQuota,
+    /// Pool members left out after 429s and failures.
+    pub health: PoolHealth,
     pub region: String,
     pub max_json_body_bytes: usize,
     /// A managed-identity token is not used in its last `token_margin_ms`.
@@ -55,6 +58,7 @@ impl EdgeState {
             upstream: UpstreamClient::new(config.upstream_timeout())?,
             control: ControlPlaneCalls::new(&config.control_plane_url, edge_token)?,
             quota: RequestQuota::default(),
+            health: PoolHealth::default(),
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
             token_margin_ms: config.token_expiry_margin_secs as i64 * 1000,

@@ -555,3 +555,47 @@ async fn the_daily_request_cap_holds_across_edges() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_pool_member_is_left_out_and_the_request_moves_on() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let throttled = MockAzure::start(MockConfig {
+        auth: aiproxy_loadtest::mock::ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
+        fail_with: Some(429),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The throttled member is in the edge's own region, so it is tried first.
+    let local = s
+        .admin
+        .create_resource(model_resource("gpt-4o", &throttled.endpoint(), "eastus"))
+        .await;
+    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
+    event["resource_ids"] = json!([s.resource_id, local]);
+    s.admin.put(&format!("/events/{}", s.event_id), event).await;
+    let edge = Edge::start(&s.cp, "eastus").await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(5)).await;
+
+    let path = "/openai/deployments/gpt-4o/chat/completions";
+    for _ in 0..5 {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", edge.api_base()))
+            .header("api-key", &s.key)
+            .json(&chat_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the request moved on to the healthy member"
+        );
+    }
+    assert_eq!(
+        throttled.stats.count_for(path),
+        1,
+        "left out after its 429 (Retry-After: 30)"
+    );
+    assert_eq!(s.mock.stats.count_for(path), 5);
+}

@@ -56,7 +56,12 @@ fn agent_resource(
     let members = snapshot
         .pool(event_id, FOUNDRY_AGENT, name)
         .ok_or_else(missing)?;
-    Ok(pool::choose(members, &state.region, state.next_round_robin()).clone())
+    Ok(
+        pool::choose(members, &state.region, state.next_round_robin(), |m| {
+            state.health.is_healthy(&m.id)
+        })
+        .clone(),
+    )
 }
 
 fn owned_by(owner: &pb::OwnedObject, caller: &Caller) -> bool {

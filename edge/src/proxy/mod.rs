@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::body::{EdgeBody, full, stream};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
-use crate::upstream::{UpstreamError, auth, headers, pool};
+use crate::upstream::{UpstreamError, auth, headers, health, pool};
 use errors::{ProxyError, json_response};
 use foundry::FoundryCall;
 use routes::Route;
@@ -174,7 +174,18 @@ async fn serve(
         && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
         && is_json(&parts.headers);
     let by_body = matches!(plan.name, Name::BodyModel);
-    let (body, model) = if by_body || capped {
+    // A JSON model call to a pool of several members is kept, so it can be replayed on another
+    // member if the first answers 429 or fails.
+    let several = match plan.name {
+        Name::Path(name) => snapshot
+            .pool(&caller.event.id, plan.model_type, name)
+            .is_some_and(|m| m.len() > 1),
+        _ => true,
+    };
+    let replayable = several
+        && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
+        && is_json(&parts.headers);
+    let (body, model, replay) = if by_body || capped || replayable {
         let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
         policy::check_token_cap(&value, caller.event.max_token_cap)?;
         // A Responses call that names an agent goes to the Foundry Agent Service.
@@ -193,23 +204,28 @@ async fn serve(
         } else {
             None
         };
-        (full(bytes), model)
+        let replay = replayable.then(|| bytes.clone());
+        (full(bytes), model, replay)
     } else {
-        (stream(body), None)
+        (stream(body), None, None)
     };
     let name = match plan.name {
         Name::Path(name) => name.to_string(),
         Name::BodyModel => model.unwrap_or_default(),
         Name::HeaderOrOnly => inference_model(&snapshot, &caller.event.id, &parts.headers)?,
     };
-    let upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
-    let base = match plan.base {
-        Base::Origin => upstream.origin.as_str(),
-        Base::Endpoint => upstream.endpoint_url.as_str(),
+    let url_for = |upstream: &UpstreamResource| {
+        let base = match plan.base {
+            Base::Origin => upstream.origin.as_str(),
+            Base::Endpoint => upstream.endpoint_url.as_str(),
+        };
+        format!("{base}{}", plan.path)
     };
-    let url = format!("{base}{}", plan.path);
     let model_header = plan.model_header.then_some(name.as_str());
-    forward(
+    let upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
+    let retry_parts = replay.as_ref().map(|_| copy_parts(&parts));
+    let url = url_for(&upstream);
+    let result = forward(
         state,
         &snapshot,
         upstream.clone(),
@@ -218,7 +234,55 @@ async fn serve(
         body,
         model_header,
     )
-    .await
+    .await;
+    let failed = match &result {
+        Ok(response) if health::trips(response.status()) => {
+            state.health.trip(
+                &upstream.id,
+                Some(response.status()),
+                Some(response.headers()),
+            );
+            true
+        }
+        Err(error)
+            if matches!(
+                error.status,
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) =>
+        {
+            state.health.trip(&upstream.id, None, None);
+            true
+        }
+        _ => false,
+    };
+    if failed && let (Some(bytes), Some(parts)) = (replay, retry_parts) {
+        let next = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
+        if next.id != upstream.id && state.health.is_healthy(&next.id) {
+            tracing::info!(from = %upstream.id, to = %next.id, "retrying on another pool member");
+            let url = url_for(&next);
+            return forward(
+                state,
+                &snapshot,
+                next,
+                &url,
+                parts,
+                full(bytes),
+                model_header,
+            )
+            .await;
+        }
+    }
+    result
+}
+
+/// The request line and headers again, for a replay (the body is kept separately).
+fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
 }
 
 const FOUNDRY_MODEL: &str = "foundry-model";
@@ -301,7 +365,12 @@ fn choose(
             "{what} '{name}' not found for this event. Available {plural} are: {available}"
         ))
     })?;
-    Ok(pool::choose(members, &state.region, state.next_round_robin()).clone())
+    Ok(
+        pool::choose(members, &state.region, state.next_round_robin(), |m| {
+            state.health.is_healthy(&m.id)
+        })
+        .clone(),
+    )
 }
 
 /// Sends the request to `url` (+ the client's query string) with the resource's credential and

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod headers;
+pub mod health;
 pub mod pool;
 
 use std::time::Duration;

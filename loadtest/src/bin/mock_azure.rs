@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(ExpectedAuth::Any),
         stream_chunks: args.stream_chunks,
         stream_chunk_delay: Duration::from_millis(args.stream_delay_ms),
+        ..Default::default()
     };
     let mock = MockAzure::start_on(args.listen, config).await?;
     println!("mock Azure OpenAI listening on {}", mock.endpoint());

@@ -49,6 +49,9 @@ pub struct MockConfig {
     pub stream_chunks: usize,
     /// Pause before each chunk after the first.
     pub stream_chunk_delay: Duration,
+    /// Answer every (authenticated) request with this status and `Retry-After: 30`: a throttled or
+    /// failing upstream.
+    pub fail_with: Option<u16>,
 }
 
 impl Default for MockConfig {
@@ -57,6 +60,7 @@ impl Default for MockConfig {
             auth: ExpectedAuth::Any,
             stream_chunks: 4,
             stream_chunk_delay: Duration::from_millis(0),
+            fail_with: None,
         }
     }
 }
@@ -208,6 +212,16 @@ async fn handle(
             StatusCode::UNAUTHORIZED,
             &serde_json::json!({"error": {"code": "401", "message": message}}),
         );
+    }
+    if let Some(status) = config.fail_with.and_then(|s| StatusCode::from_u16(s).ok()) {
+        let mut response = json(
+            status,
+            &serde_json::json!({"error": {"code": status.as_u16().to_string(), "message": "mock failure"}}),
+        );
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, "30".parse().unwrap());
+        return response;
     }
     let path = parts.uri.path();
     if path.starts_with("/api/projects/") {
