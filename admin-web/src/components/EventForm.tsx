@@ -1,17 +1,16 @@
-import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useEffect, useState } from 'react';
 import { Link } from 'react-router-dom';
 import type { EventInput, Resource } from '../types';
 import {
-  fieldErrorsFrom,
   modelTypeLabel,
   toEventInput,
   validateEvent,
   type EventField,
   type EventFormValues,
-  type FieldErrors,
 } from '../validation';
 import { browserTimeZone, formatInZone, isValidTimeZone, offsetLabel, timeZones, zonedToInstant } from '../time';
-import { CheckboxField, SelectField, TextField, focusFirstError } from './fields';
+import { CheckboxField, SelectField, TextField } from './fields';
+import { useValidatedForm } from './useValidatedForm';
 import { ActiveBadge, AuthBadge, ErrorBanner } from './ui';
 
 const FIELD_ORDER: readonly EventField[] = [
@@ -56,51 +55,18 @@ interface Props {
 }
 
 export function EventForm({ initial, resources, submitLabel = 'Save', onSubmit, onCancel }: Props) {
-  const [values, setValues] = useState<EventFormValues>(initial);
-  const [errors, setErrors] = useState<FieldErrors<EventField>>({});
-  const [general, setGeneral] = useState<string | null>(null);
-  const [attempted, setAttempted] = useState(false);
-  const [submitting, setSubmitting] = useState(false);
-  const form = useRef<HTMLFormElement>(null);
+  const { values, errors, general, submitting, form, update, submit } = useValidatedForm({
+    initial,
+    fieldOrder: FIELD_ORDER,
+    validate: validateEvent,
+    toInput: toEventInput,
+    onSubmit,
+  });
   const now = useNow();
-
-  function update(patch: Partial<EventFormValues>) {
-    const next = { ...values, ...patch };
-    setValues(next);
-    if (attempted) setErrors(validateEvent(next));
-    else {
-      const cleared = { ...errors };
-      for (const k of Object.keys(patch)) delete cleared[k as EventField];
-      setErrors(cleared);
-    }
-  }
 
   function toggleResource(id: string, on: boolean) {
     const ids = values.resource_ids.filter((r) => r !== id);
     update({ resource_ids: on ? [...ids, id] : ids });
-  }
-
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setAttempted(true);
-    setGeneral(null);
-    const found = validateEvent(values);
-    setErrors(found);
-    if (Object.keys(found).length) {
-      focusFirstError(form.current, FIELD_ORDER, found);
-      return;
-    }
-    setSubmitting(true);
-    try {
-      await onSubmit(toEventInput(values));
-    } catch (err) {
-      const { fieldErrors, general: message } = fieldErrorsFrom(err, FIELD_ORDER);
-      setErrors(fieldErrors);
-      setGeneral(message);
-      focusFirstError(form.current, FIELD_ORDER, fieldErrors);
-    } finally {
-      setSubmitting(false);
-    }
   }
 
   const zones = timeZones();

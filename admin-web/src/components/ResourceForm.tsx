@@ -1,20 +1,18 @@
-import { useRef, useState, type FormEvent } from 'react';
 import type { ModelType, ResourceInput } from '../types';
 import {
   KEY_NOT_USED,
   MI_NOT_AVAILABLE,
   MODEL_TYPES,
   FOUNDRY_AGENT_ENDPOINT_FORM,
-  fieldErrorsFrom,
   managedIdentityAvailable,
   toResourceInput,
   validateResource,
-  type FieldErrors,
   type ResourceField,
   type ResourceFormContext,
   type ResourceFormValues,
 } from '../validation';
-import { CheckboxField, SelectField, TextField, focusFirstError } from './fields';
+import { CheckboxField, SelectField, TextField } from './fields';
+import { useValidatedForm } from './useValidatedForm';
 import { ErrorBanner } from './ui';
 
 const FIELD_ORDER: readonly ResourceField[] = [
@@ -54,49 +52,15 @@ interface Props {
 }
 
 export function ResourceForm({ initial, context, submitLabel = 'Save', onSubmit, onCancel }: Props) {
-  const [values, setValues] = useState<ResourceFormValues>(initial);
-  const [errors, setErrors] = useState<FieldErrors<ResourceField>>({});
-  const [general, setGeneral] = useState<string | null>(null);
-  const [attempted, setAttempted] = useState(false);
-  const [submitting, setSubmitting] = useState(false);
-  const form = useRef<HTMLFormElement>(null);
-
-  function update(patch: Partial<ResourceFormValues>) {
-    const next = { ...values, ...patch };
-    if (patch.model_type && !managedIdentityAvailable(patch.model_type)) next.use_managed_identity = false;
-    setValues(next);
-    if (attempted) {
-      // Once the admin has tried to save, the client-side rules follow every change.
-      setErrors(validateResource(next, context));
-    } else {
-      const cleared = { ...errors };
-      for (const k of Object.keys(patch)) delete cleared[k as ResourceField];
-      setErrors(cleared);
-    }
-  }
-
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setAttempted(true);
-    setGeneral(null);
-    const found = validateResource(values, context);
-    setErrors(found);
-    if (Object.keys(found).length) {
-      focusFirstError(form.current, FIELD_ORDER, found);
-      return;
-    }
-    setSubmitting(true);
-    try {
-      await onSubmit(toResourceInput(values, context));
-    } catch (err) {
-      const { fieldErrors, general: message } = fieldErrorsFrom(err, FIELD_ORDER);
-      setErrors(fieldErrors);
-      setGeneral(message);
-      focusFirstError(form.current, FIELD_ORDER, fieldErrors);
-    } finally {
-      setSubmitting(false);
-    }
-  }
+  const { values, errors, general, submitting, form, update, submit } = useValidatedForm({
+    initial,
+    fieldOrder: FIELD_ORDER,
+    validate: (v: ResourceFormValues) => validateResource(v, context),
+    toInput: (v: ResourceFormValues) => toResourceInput(v, context),
+    onSubmit,
+    normalize: (next: ResourceFormValues, patch: Partial<ResourceFormValues>) =>
+      patch.model_type && !managedIdentityAvailable(patch.model_type) ? { ...next, use_managed_identity: false } : next,
+  });
 
   const mi = values.use_managed_identity;
   const miAvailable = managedIdentityAvailable(values.model_type);
