@@ -75,7 +75,7 @@ async fn authorize_access(
     caller: &Caller,
     kind: &str,
     id: &str,
-) -> Result<(), ProxyError> {
+) -> Result<pb::OwnedObject, ProxyError> {
     let known = snapshot.object_owner(kind, id).cloned();
     let owner = match known {
         Some(owner) => Some(owner),
@@ -88,7 +88,7 @@ async fn authorize_access(
         })?,
     };
     match owner {
-        Some(owner) if owned_by(&owner, caller) => Ok(()),
+        Some(owner) if owned_by(&owner, caller) => Ok(owner),
         _ => Err(unauthorized(kind)),
     }
 }
@@ -102,11 +102,21 @@ pub async fn serve(
     body: EdgeBody,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = &*snapshot;
-    let upstream = agent_resource(state, snapshot, &caller.event.id)?;
-    let url = format!("{}{}", upstream.endpoint_url, call.path);
     match call.id.as_deref() {
         Some(id) => {
-            authorize_access(state, snapshot, caller, call.kind, id).await?;
+            let owner = authorize_access(state, snapshot, caller, call.kind, id).await?;
+            // A response made through the model API lives on that model's resource.
+            let (upstream, url) = match snapshot
+                .resource(&owner.resource_id)
+                .filter(|r| r.model_type == "foundry-model")
+            {
+                Some(model) => (model.clone(), format!("{}{}", model.origin, call.path)),
+                None => {
+                    let agent = agent_resource(state, snapshot, &caller.event.id)?;
+                    let url = format!("{}{}", agent.endpoint_url, call.path);
+                    (agent, url)
+                }
+            };
             let deleting = parts.method == Method::DELETE && !call.nested;
             let response =
                 super::forward(state, snapshot, upstream, &url, parts, body, None).await?;
@@ -118,10 +128,15 @@ pub async fn serve(
             }
             Ok(response)
         }
-        None if parts.method == Method::GET => {
-            list_owned(state, snapshot, caller, &upstream, &url, parts, call.kind).await
+        None => {
+            let upstream = agent_resource(state, snapshot, &caller.event.id)?;
+            let url = format!("{}{}", upstream.endpoint_url, call.path);
+            if parts.method == Method::GET {
+                list_owned(state, snapshot, caller, &upstream, &url, parts, call.kind).await
+            } else {
+                create(state, snapshot, caller, upstream, &url, parts, body, call).await
+            }
         }
-        None => create(state, snapshot, caller, upstream, &url, parts, body, call).await,
     }
 }
 
@@ -135,8 +150,9 @@ fn id_field(call: &FoundryCall) -> &'static str {
     }
 }
 
+/// Forwards a create call and records the new object against the caller.
 #[allow(clippy::too_many_arguments)]
-async fn create(
+pub(super) async fn create(
     state: &Arc<EdgeState>,
     snapshot: &CatalogSnapshot,
     caller: &Caller,

@@ -223,6 +223,18 @@ async fn serve(
     };
     let model_header = plan.model_header.then_some(name.as_str());
     let upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
+    if plan.path == "/openai/v1/responses" {
+        // Responses are stored upstream and read back by id: record them like Foundry objects, so
+        // `GET /openai/v1/responses/{id}` finds this resource and only its creator reads it.
+        let url = url_for(&upstream);
+        let call = FoundryCall {
+            kind: "response",
+            id: None,
+            nested: false,
+            path: plan.path.clone(),
+        };
+        return foundry::create(state, &snapshot, &caller, upstream, &url, parts, body, call).await;
+    }
     let retry_parts = replay.as_ref().map(|_| copy_parts(&parts));
     let url = url_for(&upstream);
     let result = forward(

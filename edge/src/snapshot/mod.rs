@@ -159,6 +159,10 @@ impl CatalogSnapshot {
         }
     }
 
+    pub fn resource(&self, id: &str) -> Option<&Arc<UpstreamResource>> {
+        self.resources.get(id)
+    }
+
     /// Who created a Foundry object, if this edge has heard of it.
     pub fn object_owner(&self, kind: &str, id: &str) -> Option<&pb::OwnedObject> {
         self.objects.get(&(kind.to_string(), id.to_string()))

@@ -81,16 +81,17 @@ pub async fn answer(
             }),
         ),
         "embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
-        "responses" => json(
-            StatusCode::OK,
-            &json!({
-                "id": "resp_mock", "object": "response", "created_at": now(), "status": "completed",
-                "model": deployment,
-                "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
-                            "content": [{"type": "output_text", "text": MOCK_REPLY, "annotations": []}]}],
-                "usage": {"input_tokens": 5, "output_tokens": 8, "total_tokens": 13},
-            }),
-        ),
+        "responses" => {
+            let id = format!(
+                "resp_mock_{}",
+                RESPONSE_SERIAL.fetch_add(1, Ordering::Relaxed)
+            );
+            json(StatusCode::OK, &response_object(&id, &deployment))
+        }
+        other if other.starts_with("responses/") => {
+            let id = other.trim_start_matches("responses/");
+            json(StatusCode::OK, &response_object(id, &deployment))
+        }
         other => json(
             StatusCode::OK,
             &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": body.len()}),
@@ -112,6 +113,17 @@ fn inference_operation(path: &str) -> Option<&str> {
     ]
     .into_iter()
     .find(|o| *o == op)
+}
+
+static RESPONSE_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn response_object(id: &str, model: &str) -> Value {
+    json!({
+        "id": id, "object": "response", "created_at": now(), "status": "completed", "model": model,
+        "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": MOCK_REPLY, "annotations": []}]}],
+        "usage": {"input_tokens": 5, "output_tokens": 8, "total_tokens": 13},
+    })
 }
 
 fn not_found(path: &str) -> Response<MockBody> {

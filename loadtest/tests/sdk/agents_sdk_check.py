@@ -63,6 +63,12 @@ agents.delete_agent(agent.id)
 responses = OpenAI(base_url=base + "/openai/v1", api_key=key)
 reply = responses.responses.create(model="gpt-4o", input="Hi")
 assert reply.output_text, reply
+assert responses.responses.retrieve(reply.id).output_text == reply.output_text
+try:
+    OpenAI(base_url=base + "/openai/v1", api_key=other_key).responses.retrieve(reply.id)
+    raise SystemExit("another attendee could read the response")
+except Exception as e:  # openai.PermissionDeniedError
+    assert "Unauthorized access to response." in str(e), e
 agent_reply = responses.responses.create(
     input="Hi", extra_body={"agent": {"name": "helper", "type": "agent_reference"}}
 )
