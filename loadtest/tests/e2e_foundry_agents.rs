@@ -168,6 +168,36 @@ async fn attendees_only_reach_their_own_objects_on_every_edge() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Another attendee's agent cannot be run, even on one's own thread.
+    let (_, their_thread) = a
+        .call(edge1, &theirs, Method::POST, "/threads", Some(json!({})))
+        .await;
+    let their_thread = their_thread["id"].as_str().unwrap().to_string();
+    refused(
+        &a.call(
+            edge1,
+            &theirs,
+            Method::POST,
+            &format!("/threads/{their_thread}/runs"),
+            Some(json!({"assistant_id": id})),
+        )
+        .await,
+        "agent",
+    );
+    let (status, _) = a
+        .call(
+            edge1,
+            &mine,
+            Method::POST,
+            &format!("/threads/{thread_id}/runs"),
+            Some(json!({"assistant_id": id})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the owner runs their agent on their thread"
+    );
     let (status, messages) = a
         .call(
             edge1,
@@ -177,9 +207,10 @@ async fn attendees_only_reach_their_own_objects_on_every_edge() {
             None,
         )
         .await;
+    // The user's message and the reply of the run above.
     assert_eq!(
         (status, messages["data"].as_array().unwrap().len()),
-        (StatusCode::OK, 1)
+        (StatusCode::OK, 2)
     );
 
     // Files: the upload streams through; the file is the uploader's.
@@ -425,10 +456,19 @@ async fn lists_show_only_the_callers_objects_and_paging_ends() {
 async fn streamed_runs_pass_through_and_their_thread_is_the_callers() {
     let a = Agents::start().await;
     let (mine, theirs) = (a.s.key.clone(), a.other_key.clone());
+    let (_, agent) = a
+        .call(
+            &a.s.edge,
+            &mine,
+            Method::POST,
+            "/assistants",
+            Some(json!({"name": "runner"})),
+        )
+        .await;
     let response = reqwest::Client::new()
         .post(format!("{}/threads/runs?{API}", a.s.edge.api_base()))
         .header("api-key", &mine)
-        .json(&json!({"assistant_id": "asst_x", "stream": true, "thread": {"messages": [{"role": "user", "content": "hi"}]}}))
+        .json(&json!({"assistant_id": agent["id"], "stream": true, "thread": {"messages": [{"role": "user", "content": "hi"}]}}))
         .send()
         .await
         .unwrap();

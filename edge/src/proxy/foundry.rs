@@ -102,6 +102,7 @@ pub async fn serve(
     body: EdgeBody,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = &*snapshot;
+    let body = check_agent_in_run(state, snapshot, caller, &call, &parts, body).await?;
     match call.id.as_deref() {
         Some(id) => {
             let owner = authorize_access(state, snapshot, caller, call.kind, id).await?;
@@ -138,6 +139,34 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// A run names the agent that runs it in its body (`assistant_id` / `agent_id`): that agent must be
+/// the caller's too, or an attendee could run another's agent on their own thread.
+async fn check_agent_in_run(
+    state: &EdgeState,
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    call: &FoundryCall,
+    parts: &http::request::Parts,
+    body: EdgeBody,
+) -> Result<EdgeBody, ProxyError> {
+    let creates_run =
+        parts.method == Method::POST && call.kind == "thread" && call.path.ends_with("/runs");
+    if !creates_run {
+        return Ok(body);
+    }
+    let bytes = read_to_bytes(body, state.max_json_body_bytes)
+        .await
+        .map_err(|e| ProxyError::bad_request(format!("The request body could not be read: {e}")))?;
+    let request: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))?;
+    for field in ["assistant_id", "agent_id"] {
+        if let Some(agent) = request.get(field).and_then(Value::as_str) {
+            authorize_access(state, snapshot, caller, "agent", agent).await?;
+        }
+    }
+    Ok(full(bytes))
 }
 
 /// The field of a create response that names the object to record.
