@@ -31,7 +31,18 @@ fn free() -> std::net::SocketAddr {
         .unwrap()
 }
 
+/// Starts a control plane in-process on fresh loopback ports; tries new ports if one was taken in
+/// the meantime (another process can grab a port between picking and binding it).
 async fn start() -> Running {
+    for _ in 0..3 {
+        if let Some(running) = try_start().await {
+            return running;
+        }
+    }
+    panic!("the control plane could not bind loopback ports three times");
+}
+
+async fn try_start() -> Option<Running> {
     let dir = std::env::temp_dir().join(format!("aiproxy-grpc-{}", uuid::Uuid::new_v4().simple()));
     let (grpc, admin) = (free(), free());
     let config = Config {
@@ -50,21 +61,29 @@ async fn start() -> Running {
         change_poll_ms: 1000,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(aiproxy_control_plane::run(config, async move {
+    let server = tokio::spawn(aiproxy_control_plane::run(config, async move {
         let _ = stopped.await;
     }));
     let admin_url = format!("http://{admin}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{admin_url}/healthz")).await.is_ok() {
-            break;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{admin_url}/healthz")).await.is_err() {
+        if server.is_finished() {
+            panic!(
+                "the control plane stopped while starting: {:?}",
+                server.await
+            );
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control plane did not start within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Running {
+    Some(Running {
         grpc: format!("http://{grpc}"),
         admin: admin_url,
         _stop: stop,
-    }
+    })
 }
 
 impl Running {

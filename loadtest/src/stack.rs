@@ -110,14 +110,19 @@ fn command(binary: &str, log: &Path) -> Command {
     cmd
 }
 
-async fn wait_for(url: &str, what: &str, timeout: Duration) {
+/// Waits until `url` answers 2xx. `false` when the process exited first (typically: the loopback
+/// port picked for it was taken meanwhile by another process), so the caller can retry elsewhere.
+async fn wait_for(url: &str, what: &str, timeout: Duration, child: &mut Child) -> bool {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(r) = http.get(url).send().await
             && r.status().is_success()
         {
-            return;
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
         }
         assert!(
             Instant::now() < deadline,
@@ -126,6 +131,9 @@ async fn wait_for(url: &str, what: &str, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Attempts at starting a process whose loopback port was taken between picking and binding.
+const START_ATTEMPTS: usize = 3;
 
 #[derive(Default, Clone)]
 pub struct ControlPlaneOptions {
@@ -160,11 +168,22 @@ impl ControlPlane {
             options,
             dir: Arc::new(ScratchDir::new("cp")),
         };
-        cp.spawn().await;
-        cp
+        for _ in 0..START_ATTEMPTS {
+            if cp.spawn().await {
+                return cp;
+            }
+            // A port was taken meanwhile: pick others.
+            cp.admin_addr = free_addr();
+            cp.grpc_addr = free_addr();
+        }
+        panic!(
+            "the control plane exited at start {START_ATTEMPTS} times; see its log in {}",
+            cp.dir.path().display()
+        );
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the process; `false` if it exited before answering.
+    async fn spawn(&mut self) -> bool {
         let dir = self.dir.path();
         let database_url = self
             .options
@@ -186,13 +205,17 @@ impl ControlPlane {
         for (k, v) in &self.options.extra_env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("start aiproxy-control-plane"));
-        wait_for(
-            &format!("http://{}/healthz", self.admin_addr),
+        let mut child = cmd.spawn().expect("start aiproxy-control-plane");
+        let url = format!("http://{}/healthz", self.admin_addr);
+        let started = wait_for(
+            &url,
             "the control plane",
             Duration::from_secs(30),
+            &mut child,
         )
         .await;
+        self.child = Some(child);
+        started
     }
 
     /// SIGKILL: no graceful shutdown, streams cut as by a crash.
@@ -202,9 +225,14 @@ impl ControlPlane {
         }
     }
 
+    /// Kills and starts it again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill().await;
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "the control plane exited at restart; see its log in {}",
+            self.dir.path().display()
+        );
     }
 
     pub fn grpc_url(&self) -> String {
@@ -259,40 +287,33 @@ impl Edge {
         env: &[(&str, &str)],
     ) -> Self {
         let dir = ScratchDir::new("edge");
-        let addr = free_addr();
-        let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
-        cmd.current_dir(dir.path())
-            .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
-            .env("AIPROXY_LISTEN_ADDR", addr.to_string())
-            .env("AIPROXY_REGION", region)
-            .env("AIPROXY_EDGE_TOKEN", token)
-            .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()));
-        for (k, v) in env {
-            cmd.env(k, v);
+        let path = if wait_ready { "readyz" } else { "healthz" };
+        for _ in 0..START_ATTEMPTS {
+            let addr = free_addr();
+            let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
+            cmd.current_dir(dir.path())
+                .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
+                .env("AIPROXY_LISTEN_ADDR", addr.to_string())
+                .env("AIPROXY_REGION", region)
+                .env("AIPROXY_EDGE_TOKEN", token)
+                .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("start aiproxy-edge");
+            let url = format!("http://{addr}/{path}");
+            if wait_for(&url, "the edge", Duration::from_secs(30), &mut child).await {
+                return Self {
+                    child: Some(child),
+                    addr,
+                    _dir: dir,
+                };
+            }
         }
-        let child = cmd.spawn().expect("start aiproxy-edge");
-        let edge = Self {
-            child: Some(child),
-            addr,
-            _dir: dir,
-        };
-        let what = "the edge (/readyz)";
-        if wait_ready {
-            wait_for(
-                &format!("{}/readyz", edge.url()),
-                what,
-                Duration::from_secs(30),
-            )
-            .await;
-        } else {
-            wait_for(
-                &format!("{}/healthz", edge.url()),
-                what,
-                Duration::from_secs(30),
-            )
-            .await;
-        }
-        edge
+        panic!(
+            "the edge exited at start {START_ATTEMPTS} times; see {}",
+            dir.path().join("edge.log").display()
+        );
     }
 
     pub fn url(&self) -> String {
