@@ -48,10 +48,9 @@ fn agent_resource(
     event_id: &str,
 ) -> Result<Arc<UpstreamResource>, ProxyError> {
     let missing = || ProxyError::not_found("No Foundry Agent deployment found for the event.");
-    let capabilities = snapshot.capabilities(event_id);
-    let name = capabilities
-        .get(FOUNDRY_AGENT)
-        .and_then(|names| names.first())
+    let name = *snapshot
+        .names(event_id, FOUNDRY_AGENT)
+        .first()
         .ok_or_else(missing)?;
     let members = snapshot
         .pool(event_id, FOUNDRY_AGENT, name)

@@ -314,9 +314,8 @@ fn inference_model(
     {
         return Ok(model.to_string());
     }
-    let capabilities = snapshot.capabilities(event_id);
-    match capabilities.get(AI_INFERENCE).map(Vec::as_slice) {
-        Some([only]) => Ok(only.clone()),
+    match snapshot.names(event_id, AI_INFERENCE).as_slice() {
+        [only] => Ok(only.to_string()),
         _ => Err(ProxyError::bad_request(
             "Name the model in the azureml-model-deployment header: this event offers several (or none)",
         )),
@@ -357,11 +356,7 @@ fn choose(
     name: &str,
 ) -> Result<Arc<UpstreamResource>, ProxyError> {
     let members = snapshot.pool(event_id, model_type, name).ok_or_else(|| {
-        let capabilities = snapshot.capabilities(event_id);
-        let available = capabilities
-            .get(model_type)
-            .map(|n| n.join(", "))
-            .unwrap_or_default();
+        let available = snapshot.names(event_id, model_type).join(", ");
         let available = if available.is_empty() {
             "(none)".to_string()
         } else {

@@ -219,6 +219,8 @@ mod tests {
         let s = CatalogSnapshot::default().apply(full(3)).unwrap();
         assert!(s.loaded);
         assert_eq!(s.pool("e1", "foundry-model", "gpt").unwrap().len(), 1);
+        assert_eq!(s.names("e1", "foundry-model"), ["gpt"]);
+        assert!(s.names("e1", "foundry-agent").is_empty());
         let delta = pb::SyncUpdate {
             version: 4,
             base_version: 3,

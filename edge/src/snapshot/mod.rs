@@ -95,6 +95,21 @@ impl CatalogSnapshot {
             .filter(|members| !members.is_empty())
     }
 
+    /// The names of an event's resources of `model_type`, sorted, without building the whole
+    /// capability map (this runs on the request path of the agent and inference routes).
+    pub fn names(&self, event_id: &str, model_type: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .pools
+            .get(event_id)
+            .into_iter()
+            .flat_map(|p| p.keys())
+            .filter(|(t, _)| t == model_type)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// What an event offers: model type → names, sorted (for `/eventinfo` and "not found" messages).
     pub fn capabilities(&self, event_id: &str) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
