@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser};
 
 use crate::identity::CredentialMode;
+use crate::ownership::RecordLifetimes;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -70,9 +71,26 @@ pub struct Config {
     /// How often (ms) to re-read the catalog version, to pick up changes made by other replicas.
     #[arg(long, env = "AIPROXY_CHANGE_POLL_MS", default_value_t = 1000)]
     pub change_poll_ms: u64,
+
+    /// Days a model response's ownership record lasts (Azure keeps stored responses 30 days);
+    /// 0: until the response is deleted through the proxy or its event is deleted.
+    #[arg(long, env = "AIPROXY_RESPONSE_RECORD_TTL_DAYS", default_value_t = 30)]
+    pub response_record_ttl_days: u32,
+
+    /// Days the ownership record of any other Foundry object (agent, thread, file, vector store,
+    /// conversation) lasts; 0: until the object is deleted through the proxy or its event is deleted.
+    #[arg(long, env = "AIPROXY_OBJECT_RECORD_TTL_DAYS", default_value_t = 0)]
+    pub object_record_ttl_days: u32,
 }
 
 impl Config {
+    pub fn record_lifetimes(&self) -> RecordLifetimes {
+        RecordLifetimes {
+            response_days: self.response_record_ttl_days,
+            other_days: self.object_record_ttl_days,
+        }
+    }
+
     /// Embedded mode: SQLite catalog; secrets that are not given are generated and kept on disk.
     pub fn is_embedded(&self) -> bool {
         self.database_url.starts_with("sqlite:")

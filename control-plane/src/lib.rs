@@ -2,9 +2,10 @@
 //! the admin API, and streams the catalog to the edge fleet over gRPC (`EdgeService.Sync`). Edges
 //! never reach the database: everything they need arrives on that stream.
 //!
-//! Layout: `catalog` (types, rules, stores), `secrets` (encryption, key hashing), `sync` (the edge
-//! stream), `grpc` (the gRPC server and the read-only catalog service), `admin` (HTTP API),
-//! `bootstrap` (secrets for the embedded mode), `config`.
+//! Layout: `catalog` (types, rules, stores), `ownership` (who created which Foundry object: not
+//! catalog state), `secrets` (encryption, key hashing), `sync` (the edge stream), `grpc` (the gRPC
+//! server and the read-only catalog service), `admin` (HTTP API), `bootstrap` (secrets for the
+//! embedded mode), `config`.
 
 pub mod admin;
 pub mod bootstrap;
@@ -12,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod grpc;
 pub mod identity;
+pub mod ownership;
 pub mod secrets;
 pub mod sync;
 pub mod tokens;
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 use crate::catalog::service::Catalog;
 use crate::config::Config;
 use crate::identity::TokenProvider;
+use crate::ownership::ObjectOwnership;
 use crate::sync::ChangeFeed;
 use crate::sync::edges::EdgeRegistry;
 use crate::tokens::{BrokerSettings, MemoryTokenCache, RedisTokenCache, TokenBroker, TokenCache};
@@ -71,11 +74,18 @@ pub async fn run(
     );
     let feed = ChangeFeed::new();
     feed.notify(store.current_version().await?);
+    feed.notify_forget(store.current_forget_seq().await?);
     let poller = feed.spawn_poller(
         store.clone(),
         Duration::from_millis(config.change_poll_ms.max(50)),
     );
     let broker_task = broker.clone().spawn(store.clone(), feed.subscribe());
+    let ownership = Arc::new(ObjectOwnership::new(
+        store.clone(),
+        feed.clone(),
+        config.record_lifetimes(),
+    ));
+    let upkeep = ownership.clone().spawn_upkeep(ownership::UPKEEP_EVERY);
     let catalog = Arc::new(Catalog::new(
         store,
         cipher,
@@ -98,9 +108,12 @@ pub async fn run(
 
     let grpc = tokio::spawn(grpc::serve(
         grpc_listener,
-        catalog.clone(),
-        edges.clone(),
-        broker.clone(),
+        grpc::GrpcState {
+            catalog: catalog.clone(),
+            ownership,
+            edges: edges.clone(),
+            tokens: broker.clone(),
+        },
         grpc::GrpcCredentials {
             edge_token: secrets.edge_token,
             catalog_token: secrets.catalog_token,
@@ -135,6 +148,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     poller.abort();
     broker_task.abort();
+    upkeep.abort();
     admin.await??;
     match grpc_result {
         Some(result) => result??,

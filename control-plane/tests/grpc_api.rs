@@ -1,189 +1,23 @@
 //! The gRPC surface, in-process on loopback: EdgeService.Sync (auth, snapshot, deltas, resume,
-//! ACK bookkeeping), CatalogService (no secrets, its own credential, Watch), health, reflection.
+//! ACK bookkeeping, chunked snapshots, the edge's last error), CatalogService (no secrets, its own
+//! credential, Watch), health, reflection. Ownership calls and forgets: `grpc_ownership.rs`.
+
+mod support;
 
 use std::time::Duration;
 
-use aiproxy_control_plane::config::Config;
+use aiproxy_control_plane::catalog::model::Event;
+use aiproxy_control_plane::catalog::store::open;
+use aiproxy_control_plane::sync::chunks::MAX_SYNC_MESSAGE_BYTES;
 use aiproxy_proto::v1 as pb;
 use pb::catalog_service_client::CatalogServiceClient;
 use pb::edge_message::Message;
 use pb::edge_service_client::EdgeServiceClient;
-use serde_json::{Value, json};
+use serde_json::Value;
+use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::Channel;
-
-const EDGE_TOKEN: &str = "edge-secret";
-const ADMIN_TOKEN: &str = "admin-secret";
-const CATALOG_TOKEN: &str = "catalog-secret";
-
-struct Running {
-    grpc: String,
-    admin: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn free() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Starts a control plane in-process on fresh loopback ports; tries new ports if one was taken in
-/// the meantime (another process can grab a port between picking and binding it).
-async fn start() -> Running {
-    for _ in 0..3 {
-        if let Some(running) = try_start().await {
-            return running;
-        }
-    }
-    panic!("the control plane could not bind loopback ports three times");
-}
-
-async fn try_start() -> Option<Running> {
-    let dir = std::env::temp_dir().join(format!("aiproxy-grpc-{}", uuid::Uuid::new_v4().simple()));
-    let (grpc, admin) = (free(), free());
-    let config = Config {
-        database_url: format!("sqlite://{}", dir.join("c.db").display()),
-        grpc_addr: grpc,
-        admin_addr: admin,
-        admin_token: Some(ADMIN_TOKEN.into()),
-        encryption_key: None,
-        edge_token: Some(EDGE_TOKEN.into()),
-        catalog_token: Some(CATALOG_TOKEN.into()),
-        allow_insecure_upstreams: true,
-        data_dir: Some(dir),
-        redis_url: None,
-        admin_web_dir: "admin-web/dist".into(),
-        credential: aiproxy_control_plane::identity::CredentialMode::None,
-        change_poll_ms: 1000,
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(aiproxy_control_plane::run(config, async move {
-        let _ = stopped.await;
-    }));
-    let admin_url = format!("http://{admin}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{admin_url}/healthz")).await.is_err() {
-        if server.is_finished() {
-            panic!(
-                "the control plane stopped while starting: {:?}",
-                server.await
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the control plane did not start within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Some(Running {
-        grpc: format!("http://{grpc}"),
-        admin: admin_url,
-        _stop: stop,
-    })
-}
-
-impl Running {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.grpc.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn admin_post(&self, path: &str, body: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("{}/admin/api/v1{path}", self.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn add_resource(&self, name: &str) -> String {
-        let r = self
-            .admin_post(
-                "/resources",
-                json!({"friendly_name": name, "deployment_name": name, "model_type": "foundry-model",
-                       "endpoint_url": "https://x.openai.azure.com", "key": "sk-secret-upstream"}),
-            )
-            .await;
-        r["id"].as_str().unwrap().to_string()
-    }
-}
-
-fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-struct EdgeStream {
-    tx: mpsc::Sender<pb::EdgeMessage>,
-    inbound: tonic::Streaming<pb::SyncUpdate>,
-}
-
-async fn open_sync(
-    running: &Running,
-    token: &str,
-    hello: pb::Hello,
-) -> Result<EdgeStream, tonic::Status> {
-    let (tx, rx) = mpsc::channel(8);
-    tx.send(pb::EdgeMessage {
-        message: Some(Message::Hello(hello)),
-    })
-    .await
-    .unwrap();
-    let mut client = EdgeServiceClient::new(running.channel().await);
-    let inbound = client
-        .sync(with_token(ReceiverStream::new(rx), token))
-        .await?
-        .into_inner();
-    Ok(EdgeStream { tx, inbound })
-}
-
-impl EdgeStream {
-    async fn next(&mut self) -> pb::SyncUpdate {
-        tokio::time::timeout(Duration::from_secs(5), self.inbound.message())
-            .await
-            .expect("an update within 5 s")
-            .unwrap()
-            .unwrap()
-    }
-
-    async fn ack(&self, update: &pb::SyncUpdate) {
-        let ack = pb::Ack {
-            version: update.version,
-            nonce: update.nonce.clone(),
-        };
-        self.tx
-            .send(pb::EdgeMessage {
-                message: Some(Message::Ack(ack)),
-            })
-            .await
-            .unwrap();
-    }
-}
-
-fn hello(version: u64, catalog_id: &str) -> pb::Hello {
-    pb::Hello {
-        edge_id: "edge-test".into(),
-        region: "swedencentral".into(),
-        version,
-        software_version: "test".into(),
-        catalog_id: catalog_id.into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_refuses_edges_without_the_edge_token() {
@@ -439,4 +273,123 @@ async fn an_empty_catalog_is_sent_once_and_then_only_changes() {
         next.version
     );
     assert_eq!(next.resources.len(), 1);
+}
+
+/// Puts an event with `count` attendees straight into the database in `dir` (one statement: the
+/// admin API would take minutes), stamped with the event's catalog version.
+async fn seed_attendees(dir: &std::path::Path, count: u32) {
+    let url = database_url(dir);
+    let store = open(&url).await.unwrap();
+    let version = store
+        .create_event(&Event {
+            id: "big-event".into(),
+            name: "Keynote".into(),
+            starts_at_ms: 1_700_000_000_000,
+            ends_at_ms: 2_000_000_000_000,
+            time_zone: "Europe/Paris".into(),
+            max_token_cap: 0,
+            daily_request_cap: 0,
+            organizer_name: String::new(),
+            organizer_email: String::new(),
+            active: true,
+            resource_ids: Vec::new(),
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO attendees (event_id, user_id, key_hash, active, created_at_ms, version) \
+         SELECT 'big-event', printf('attendee-%06d@example.com', i), randomblob(32), 1, 0, $2 FROM n",
+    )
+    .bind(i64::from(count))
+    .bind(version as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_larger_than_a_message_arrives_in_chunks_under_the_limit() {
+    const ATTENDEES: u32 = 100_000;
+    let dir = fresh_dir();
+    seed_attendees(&dir, ATTENDEES).await;
+    let running = start_on(&dir).await;
+
+    // The client keeps tonic's default 4 MiB receive limit: only chunks get through.
+    let mut edge = open_sync(&running, EDGE_TOKEN, hello(0, "")).await.unwrap();
+    let started = std::time::Instant::now();
+    let chunks = edge.next_chunks(Duration::from_secs(60)).await;
+    eprintln!(
+        "{ATTENDEES} attendees in {} chunks after {:?}",
+        chunks.len(),
+        started.elapsed()
+    );
+    let sizes: Vec<usize> = chunks.iter().map(prost::Message::encoded_len).collect();
+    assert!(
+        sizes.iter().sum::<usize>() > 4 * 1024 * 1024,
+        "the snapshot must outgrow one default message: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= MAX_SYNC_MESSAGE_BYTES),
+        "{sizes:?}"
+    );
+    let snapshot = reassemble(chunks);
+    assert!(snapshot.full && snapshot.reset_object_cache);
+    assert_eq!(snapshot.events.len(), 1);
+    let mut users: Vec<&str> = snapshot
+        .attendees
+        .iter()
+        .map(|a| a.user_id.as_str())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    assert_eq!(users.len(), ATTENDEES as usize, "every attendee, once");
+    assert!(snapshot.attendees.iter().all(|a| a.key_hash.len() == 32));
+
+    // One ACK for the whole update; the stream goes on with ordinary deltas.
+    edge.ack(&snapshot).await;
+    running.add_resource("gpt-4o").await;
+    let delta = edge.next_update().await;
+    assert!(!delta.full && !delta.reset_object_cache);
+    assert_eq!(delta.base_version, snapshot.version);
+    assert_eq!(delta.resources.len(), 1);
+    let edges = running.admin_get("/edges").await;
+    assert_eq!(
+        edges["edges"][0]["version_acked"].as_u64(),
+        Some(snapshot.version),
+        "{edges}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_edges_last_stream_error_is_shown_and_an_old_session_ending_late_changes_nothing() {
+    let running = start().await;
+    let mut first = open_sync(&running, EDGE_TOKEN, hello(0, "")).await.unwrap();
+    first.next().await;
+    let mut failed = hello(0, "");
+    failed.last_error = "stream error: h2 protocol error: connection reset".into();
+    let mut second = open_sync(&running, EDGE_TOKEN, failed).await.unwrap();
+    second.next().await;
+    // The old stream ends after the new one began (an edge that reconnected before the control
+    // plane noticed the first stream was gone).
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edges = running.admin_get("/edges").await;
+    let edge = &edges["edges"][0];
+    assert_eq!(edges["edges"].as_array().unwrap().len(), 1, "{edges}");
+    assert_eq!(edge["connected"], true, "{edges}");
+    assert_eq!(
+        edge["last_error"],
+        "stream error: h2 protocol error: connection reset"
+    );
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        running.admin_get("/edges").await["edges"][0]["connected"],
+        false
+    );
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aiproxy_control_plane::catalog::model::{
-    Attendee, Event, FoundryObject, ModelType, ObjectKind, Resource,
+    Attendee, Event, ForgetsSince, FoundryObject, ModelType, ObjectKind, Resource,
 };
 use aiproxy_control_plane::catalog::store::{CatalogStore, StoreError, open};
 use sqlx::Connection;
@@ -268,56 +268,303 @@ async fn attendees_are_unique_per_event_and_go_with_it(s: &dyn CatalogStore) {
     ));
 }
 
-async fn foundry_objects_are_owned_and_forgotten(s: &dyn CatalogStore) {
-    s.create_event(&event("e1", &[])).await.unwrap();
-    let thread = FoundryObject {
-        kind: "thread".into(),
-        id: "thread_1".into(),
-        event_id: "e1".into(),
-        user_id: "u1".into(),
+fn object(kind: &str, id: &str, event_id: &str, user: &str) -> FoundryObject {
+    FoundryObject {
+        kind: kind.into(),
+        id: id.into(),
+        event_id: event_id.into(),
+        user_id: user.into(),
         resource_id: "r-agent".into(),
-    };
-    let held = s.current_version().await.unwrap();
-    s.record_object(&thread).await.unwrap();
-    s.record_object(&thread).await.unwrap();
-    assert_eq!(
-        s.get_object("thread", "thread_1").await.unwrap(),
-        Some(thread.clone())
-    );
-    let mut stolen = thread.clone();
-    stolen.user_id = "u2".into();
-    assert!(matches!(
-        s.record_object(&stolen).await,
-        Err(StoreError::Conflict(_))
-    ));
-    let delta = s.changes_since(Some(held)).await.unwrap();
-    assert_eq!(delta.objects, vec![thread.clone()]);
+        created_at_ms: 1_000,
+        expires_at_ms: 0,
+        alias_of: String::new(),
+    }
+}
 
+fn refs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(kind, id)| (kind.to_string(), id.to_string()))
+        .collect()
+}
+
+fn ids(objects: &[FoundryObject]) -> Vec<&str> {
+    objects.iter().map(|o| o.id.as_str()).collect()
+}
+
+async fn ownership_records_are_all_or_nothing_and_take_no_catalog_version(s: &dyn CatalogStore) {
+    s.create_event(&event("e1", &[])).await.unwrap();
     let held = s.current_version().await.unwrap();
-    s.forget_object("thread", "thread_1").await.unwrap();
-    assert!(s.get_object("thread", "thread_1").await.unwrap().is_none());
-    let delta = s.changes_since(Some(held)).await.unwrap();
+    let mut first = object("thread", "thread_1", "e1", "u1");
+    first.expires_at_ms = 9_000;
+    let second = object("thread", "thread_2", "e1", "u1");
+    s.record_objects(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    s.record_objects(&[first.clone()]).await.unwrap();
+    s.record_objects(&[]).await.unwrap();
     assert_eq!(
-        (delta.removals[0].kind, delta.removals[0].id.as_str()),
-        (ObjectKind::FoundryObject, "thread/thread_1")
+        s.current_version().await.unwrap(),
+        held,
+        "records are not catalog"
+    );
+    let delta = s.changes_since(Some(held)).await.unwrap();
+    assert!(!delta.full && delta.is_empty());
+
+    let found = s
+        .lookup_objects(
+            &refs(&[
+                ("thread", "thread_2"),
+                ("thread", "thread_1"),
+                ("file", "thread_1"),
+            ]),
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![first.clone(), second.clone()],
+        "known ones only, every field kept"
+    );
+
+    let stolen = object("thread", "thread_1", "e1", "u2");
+    let innocent = object("thread", "thread_3", "e1", "u2");
+    assert!(matches!(
+        s.record_objects(&[innocent.clone(), stolen]).await,
+        Err(StoreError::Conflict(m)) if m.contains("thread_1")
+    ));
+    assert!(
+        s.lookup_objects(&refs(&[("thread", "thread_3")]), 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused batch records nothing"
     );
     assert!(matches!(
-        s.forget_object("thread", "thread_1").await,
-        Err(StoreError::NotFound { .. })
-    ));
-
-    let mut orphan = thread.clone();
-    orphan.event_id = "nope".into();
-    assert!(matches!(
-        s.record_object(&orphan).await,
+        s.record_objects(&[innocent.clone(), object("thread", "thread_4", "nope", "u2")])
+            .await,
         Err(StoreError::NotFound { kind: "event", .. })
     ));
-    s.record_object(&thread).await.unwrap();
+    assert!(
+        s.lookup_objects(&refs(&[("thread", "thread_3")]), 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     s.delete_event("e1").await.unwrap();
     assert!(
-        s.get_object("thread", "thread_1").await.unwrap().is_none(),
-        "objects go with their event"
+        s.lookup_objects(
+            &refs(&[("thread", "thread_1"), ("thread", "thread_2")]),
+            2_000
+        )
+        .await
+        .unwrap()
+        .is_empty(),
+        "records go with their event"
     );
+}
+
+async fn expired_records_count_as_absent_and_may_be_taken_over(s: &dyn CatalogStore) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let mut response = object("response", "resp_1", "e1", "u1");
+    response.expires_at_ms = 2_000;
+    let mut lasting = object("thread", "thread_1", "e1", "u1");
+    lasting.expires_at_ms = 0;
+    s.record_objects(&[response.clone(), lasting.clone()])
+        .await
+        .unwrap();
+    let wanted = refs(&[("response", "resp_1"), ("thread", "thread_1")]);
+    let lookup = |now| s.lookup_objects(&wanted, now);
+    assert_eq!(lookup(1_999).await.unwrap().len(), 2);
+    assert_eq!(
+        lookup(2_000).await.unwrap(),
+        vec![lasting.clone()],
+        "expired at its expiry"
+    );
+
+    let mut taken = object("response", "resp_1", "e1", "u2");
+    taken.created_at_ms = 2_500;
+    s.record_objects(&[taken.clone()]).await.unwrap();
+    assert_eq!(
+        lookup(3_000).await.unwrap(),
+        vec![taken.clone(), lasting.clone()]
+    );
+    let mut back = response.clone();
+    back.created_at_ms = 2_600;
+    assert!(matches!(
+        s.record_objects(&[back]).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let mut soon = object("response", "resp_2", "e1", "u1");
+    soon.expires_at_ms = 5_000;
+    s.record_objects(&[soon]).await.unwrap();
+    assert_eq!(s.purge_expired_objects(4_000).await.unwrap(), 0);
+    assert_eq!(s.purge_expired_objects(5_000).await.unwrap(), 1);
+    assert_eq!(
+        s.purge_expired_objects(1_000_000).await.unwrap(),
+        0,
+        "0 never expires"
+    );
+    assert_eq!(lookup(1_000_000).await.unwrap().len(), 2);
+}
+
+async fn forgetting_an_object_forgets_its_aliases_and_logs_an_invalidation(s: &dyn CatalogStore) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let held = s.current_version().await.unwrap();
+    assert_eq!(s.current_forget_seq().await.unwrap(), 0);
+    let mut alias = object("agent", "my-agent", "e1", "u1");
+    alias.alias_of = "asst_1".into();
+    s.record_objects(&[
+        object("agent", "asst_1", "e1", "u1"),
+        alias,
+        object("agent", "asst_2", "e1", "u1"),
+        object("thread", "asst_1", "e1", "u1"),
+    ])
+    .await
+    .unwrap();
+
+    assert_eq!(s.forget_object("agent", "asst_1").await.unwrap(), 1);
+    let left = s
+        .lookup_objects(
+            &refs(&[
+                ("agent", "asst_1"),
+                ("agent", "my-agent"),
+                ("agent", "asst_2"),
+                ("thread", "asst_1"),
+            ]),
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&left),
+        ["asst_2", "asst_1"],
+        "another kind with the same id stays"
+    );
+    assert_eq!(left[1].kind, "thread");
+    assert_eq!(
+        s.forgets_since(0).await.unwrap(),
+        ForgetsSince {
+            objects: refs(&[("agent", "asst_1"), ("agent", "my-agent")]),
+            seq: 1,
+            complete: true,
+        }
+    );
+    assert!(matches!(
+        s.forget_object("agent", "asst_1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        s.current_forget_seq().await.unwrap(),
+        1,
+        "a forget that finds nothing takes no number"
+    );
+
+    assert_eq!(s.forget_object("agent", "asst_2").await.unwrap(), 2);
+    let since_one = s.forgets_since(1).await.unwrap();
+    assert_eq!(
+        (since_one.objects, since_one.seq, since_one.complete),
+        (refs(&[("agent", "asst_2")]), 2, true)
+    );
+    let caught_up = s.forgets_since(2).await.unwrap();
+    assert!(caught_up.complete && caught_up.objects.is_empty());
+    assert_eq!(
+        s.current_version().await.unwrap(),
+        held,
+        "forgets are not catalog"
+    );
+
+    assert_eq!(s.prune_forgets(0).await.unwrap(), 0, "nothing that old");
+    let later = chrono::Utc::now().timestamp_millis() + 1;
+    assert_eq!(s.prune_forgets(later).await.unwrap(), 3);
+    assert!(
+        !s.forgets_since(0).await.unwrap().complete,
+        "pruned forgets are a gap"
+    );
+    assert!(!s.forgets_since(1).await.unwrap().complete);
+    assert!(s.forgets_since(2).await.unwrap().complete);
+    assert_eq!(
+        s.current_forget_seq().await.unwrap(),
+        2,
+        "pruning keeps the number"
+    );
+    let ahead = s.forgets_since(9).await.unwrap();
+    assert_eq!(
+        (ahead.seq, ahead.complete),
+        (2, false),
+        "a number of another database"
+    );
+}
+
+async fn attendee_lists_follow_creation_order_without_aliases_or_expired_records(
+    s: &dyn CatalogStore,
+) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let at = |id: &str, created: i64| {
+        let mut o = object("thread", id, "e1", "u1");
+        o.created_at_ms = created;
+        o
+    };
+    let mut expired = at("t_d", 300);
+    expired.expires_at_ms = 350;
+    let mut alias = at("t_alias", 400);
+    alias.alias_of = "t_a".into();
+    s.record_objects(&[
+        at("t_c", 200),
+        at("t_b", 200),
+        at("t_a", 100),
+        expired,
+        alias,
+        at("t_e", 500),
+        object("thread", "theirs", "e1", "u2"),
+        object("file", "file_1", "e1", "u1"),
+    ])
+    .await
+    .unwrap();
+    let list = |after: Option<&'static str>, descending: bool, limit: u32| {
+        s.list_owned_objects("e1", "u1", "thread", after, descending, limit, 1_000)
+    };
+    let (page, more) = list(None, false, 2).await.unwrap();
+    assert_eq!((ids(&page), more), (vec!["t_a", "t_b"], true));
+    let (page, more) = list(Some("t_b"), false, 2).await.unwrap();
+    assert_eq!(
+        (ids(&page), more),
+        (vec!["t_c", "t_e"], false),
+        "same time: by id"
+    );
+    let (page, more) = list(Some("t_e"), false, 2).await.unwrap();
+    assert_eq!((page.len(), more), (0, false));
+    let (page, more) = list(None, true, 10).await.unwrap();
+    assert_eq!(
+        (ids(&page), more),
+        (vec!["t_e", "t_c", "t_b", "t_a"], false)
+    );
+    let (page, more) = list(Some("t_c"), true, 1).await.unwrap();
+    assert_eq!((ids(&page), more), (vec!["t_b"], true));
+    let (page, _) = list(Some("t_d"), false, 10).await.unwrap();
+    assert_eq!(
+        ids(&page),
+        ["t_e"],
+        "an expired cursor still places the page"
+    );
+
+    for foreign in ["theirs", "t_alias", "file_1", "nothing"] {
+        assert!(
+            matches!(
+                list(Some(foreign), false, 10).await,
+                Err(StoreError::NotFound { .. })
+            ),
+            "{foreign} is not a cursor of u1's threads"
+        );
+    }
+    let (files, _) = s
+        .list_owned_objects("e1", "u1", "file", None, false, 10, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&files), ["file_1"]);
 }
 
 async fn request_leases_never_grant_past_the_daily_cap(s: Arc<dyn CatalogStore>) {
@@ -395,6 +642,41 @@ async fn concurrent_writers_get_distinct_growing_versions(s: Arc<dyn CatalogStor
     );
 }
 
+async fn concurrent_records_of_one_object_leave_one_owner(s: Arc<dyn CatalogStore>) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                // Overlapping batches in opposite orders: no deadlock, one owner per object.
+                let mut batch = vec![
+                    object("file", "file_1", "e1", &format!("u{i}")),
+                    object("file", "file_2", "e1", &format!("u{i}")),
+                ];
+                if i % 2 == 1 {
+                    batch.reverse();
+                }
+                match s.record_objects(&batch).await {
+                    Ok(()) => true,
+                    Err(StoreError::Conflict(_)) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for t in tasks {
+        recorded += usize::from(t.await.unwrap());
+    }
+    assert_eq!(recorded, 1, "exactly one batch wins");
+    let owners = s
+        .lookup_objects(&refs(&[("file", "file_1"), ("file", "file_2")]), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(owners.len(), 2);
+    assert_eq!(owners[0].user_id, owners[1].user_id);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:ident) => {
         mod $backend {
@@ -443,9 +725,42 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
-            async fn foundry_objects_are_owned_and_forgotten() {
+            async fn ownership_records_are_all_or_nothing_and_take_no_catalog_version() {
                 let t = $make().await;
-                super::foundry_objects_are_owned_and_forgotten(&*t.store).await;
+                super::ownership_records_are_all_or_nothing_and_take_no_catalog_version(&*t.store)
+                    .await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn expired_records_count_as_absent_and_may_be_taken_over() {
+                let t = $make().await;
+                super::expired_records_count_as_absent_and_may_be_taken_over(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn forgetting_an_object_forgets_its_aliases_and_logs_an_invalidation() {
+                let t = $make().await;
+                super::forgetting_an_object_forgets_its_aliases_and_logs_an_invalidation(&*t.store)
+                    .await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn attendee_lists_follow_creation_order_without_aliases_or_expired_records() {
+                let t = $make().await;
+                super::attendee_lists_follow_creation_order_without_aliases_or_expired_records(
+                    &*t.store,
+                )
+                .await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn concurrent_records_of_one_object_leave_one_owner() {
+                let t = $make().await;
+                super::concurrent_records_of_one_object_leave_one_owner(t.store.clone()).await;
                 t.finish().await;
             }
 

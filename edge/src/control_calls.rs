@@ -1,7 +1,7 @@
 //! The few calls an edge makes to the control plane besides the Sync stream, for state shared by the
 //! fleet: Foundry object ownership (record each object an attendee creates, synchronously, before
-//! answering; forget it when deleted; look up one the snapshot does not know yet) and leases on the
-//! attendees' daily request allowance.
+//! answering; forget it when deleted; look owners up in batches; list an attendee's objects) and
+//! leases on the attendees' daily request allowance.
 
 use std::time::Duration;
 
@@ -16,6 +16,17 @@ pub struct ControlPlaneCalls {
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ownership reads sit on the request path: refuse (503) rather than hang.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Another attendee owns one of the ids (or names).
+    #[error("{0}")]
+    Taken(String),
+    #[error("{0}")]
+    Failed(String),
+}
 
 impl ControlPlaneCalls {
     /// Connects lazily: nothing is dialled until the first call.
@@ -44,13 +55,19 @@ impl ControlPlaneCalls {
         request
     }
 
-    pub async fn record(&self, object: pb::OwnedObject) -> Result<(), String> {
+    /// Records new objects (all or none) before the edge answers the call that created them.
+    pub async fn record(&self, objects: Vec<pb::OwnedObject>) -> Result<(), RecordError> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        client
-            .record_object(self.request(object))
+        match client
+            .record_objects(self.request(pb::OwnedObjects { objects }))
             .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                Err(RecordError::Taken(s.message().to_string()))
+            }
+            Err(s) => Err(RecordError::Failed(s.message().to_string())),
+        }
     }
 
     pub async fn forget(&self, kind: &str, id: &str) -> Result<(), String> {
@@ -88,17 +105,34 @@ impl ControlPlaneCalls {
             .map_err(|s| s.message().to_string())
     }
 
-    /// `Ok(None)` when the control plane has no record of it.
-    pub async fn lookup(&self, kind: &str, id: &str) -> Result<Option<pb::OwnedObject>, String> {
+    /// The recorded, unexpired owners among `refs` (the others are not in the answer). Bounded by
+    /// a short deadline: a request waits at most that long before it is refused.
+    pub async fn lookup(&self, refs: Vec<pb::ObjectRef>) -> Result<Vec<pb::OwnedObject>, String> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        let reference = pb::ObjectRef {
-            kind: kind.to_string(),
-            id: id.to_string(),
-        };
-        match client.lookup_object(self.request(reference)).await {
-            Ok(response) => Ok(Some(response.into_inner())),
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-            Err(s) => Err(s.message().to_string()),
-        }
+        let mut request = self.request(pb::ObjectRefs { refs });
+        request.set_timeout(LOOKUP_TIMEOUT);
+        client
+            .lookup_objects(request)
+            .await
+            .map(|r| r.into_inner().objects)
+            .map_err(|s| s.message().to_string())
+    }
+
+    /// One page of an attendee's objects of one kind, and whether more follow.
+    pub async fn list_owned(
+        &self,
+        query: pb::OwnedObjectsQuery,
+    ) -> Result<(Vec<pb::OwnedObject>, bool), String> {
+        let mut client = EdgeServiceClient::new(self.channel.clone());
+        let mut request = self.request(query);
+        request.set_timeout(LOOKUP_TIMEOUT);
+        client
+            .list_owned_objects(request)
+            .await
+            .map(|r| {
+                let page = r.into_inner();
+                (page.objects, page.has_more)
+            })
+            .map_err(|s| s.message().to_string())
     }
 }

@@ -4,15 +4,19 @@
 //!
 //! Layout: `config`, `state` (snapshot + upstream client), `snapshot` (immutable catalog and how
 //! updates build the next one), `sync` (the stream client), `server` (HTTP accept loop), `proxy`
-//! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers).
+//! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers),
+//! `ownership` (who owns which Foundry object), `control_calls` (calls to the control plane
+//! besides Sync), `sse` (event-stream parsing).
 
 pub mod body;
 pub mod config;
 pub mod control_calls;
+pub mod ownership;
 pub mod proxy;
 pub mod quota;
 pub mod server;
 pub mod snapshot;
+pub mod sse;
 pub mod state;
 pub mod sync;
 pub mod upstream;

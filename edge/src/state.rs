@@ -1,26 +1,39 @@
 //! State shared by every request and the sync client: the current snapshot and the upstream client.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
 use arc_swap::ArcSwap;
 
 use crate::config::EdgeConfig;
 use crate::control_calls::ControlPlaneCalls;
+use crate::ownership::Ownership;
 use crate::quota::RequestQuota;
 use crate::snapshot::CatalogSnapshot;
 use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
 use crate::upstream::health::PoolHealth;
 
+/// How the Sync stream is doing, as `/readyz` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    pub connected: bool,
+    pub failures_in_a_row: u32,
+    /// Why the last stream failed; kept until a stream delivers an update again.
+    pub last_error: Option<String>,
+}
+
 pub struct EdgeState {
     snapshot: ArcSwap<CatalogSnapshot>,
     /// Where the last-known-good snapshot is kept, when `AIPROXY_EDGE_STATE_DIR` is set.
     state_file: Option<SnapshotFile>,
     pub upstream: UpstreamClient,
-    /// Foundry object ownership, through the control plane.
+    /// Calls to the control plane for shared state (ownership records, leases).
     pub control: ControlPlaneCalls,
+    /// Who owns which Foundry object: a bounded cache over the control plane's records.
+    pub ownership: Ownership,
+    sync: Mutex<SyncStatus>,
     /// Leases on the attendees' daily request allowance.
     pub quota: RequestQuota,
     /// Pool members left out after 429s and failures.
@@ -57,6 +70,11 @@ impl EdgeState {
             state_file,
             upstream: UpstreamClient::new(config.upstream_timeout())?,
             control: ControlPlaneCalls::new(&config.control_plane_url, edge_token)?,
+            ownership: Ownership::new(
+                config.ownership_cache_entries,
+                i64::try_from(config.ownership_negative_ttl_ms).unwrap_or(i64::MAX),
+            ),
+            sync: Mutex::new(SyncStatus::default()),
             quota: RequestQuota::default(),
             health: PoolHealth::default(),
             region: config.region.clone(),
@@ -72,7 +90,12 @@ impl EdgeState {
 
     /// Builds the next snapshot and swaps it in; on error the current one stays.
     pub fn apply_update(&self, update: pb::SyncUpdate) -> Result<(), String> {
-        let next = self.snapshot.load().apply(update)?;
+        let current = self.snapshot.load();
+        if current.unchanged_by(&update) {
+            // An ownership invalidation or the same tokens again: nothing to rebuild or store.
+            return Ok(());
+        }
+        let next = current.apply(update)?;
         tracing::info!(
             version = next.version,
             resources = next.resource_count(),
@@ -86,6 +109,15 @@ impl EdgeState {
             tracing::warn!(file = %file.path().display(), error = %e, "could not keep the last-known-good snapshot on disk");
         }
         Ok(())
+    }
+
+    pub fn sync_status(&self) -> SyncStatus {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The sync client reports each stream's start and end here (for `/readyz`).
+    pub fn set_sync_status(&self, update: impl FnOnce(&mut SyncStatus)) {
+        update(&mut self.sync.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     pub fn next_round_robin(&self) -> usize {

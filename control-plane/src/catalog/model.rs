@@ -89,28 +89,48 @@ pub struct Attendee {
     pub created_at_ms: i64,
 }
 
-/// A Foundry object (agent, thread, file, …) created through the proxy, and who created it.
+/// Who created a Foundry object (agent, thread, file, …) through the proxy. Not catalog state: it
+/// grows with what attendees do, so edges look records up on demand instead of holding them all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundryObject {
     pub kind: String,
     pub id: String,
     pub event_id: String,
     pub user_id: String,
+    /// The resource the object lives on upstream.
     pub resource_id: String,
+    /// Unix ms when it was recorded.
+    pub created_at_ms: i64,
+    /// Unix ms after which the record no longer counts; 0: never.
+    pub expires_at_ms: i64,
+    /// Non-empty for a second name of an object (an agent's name beside its id): the id it names.
+    pub alias_of: String,
 }
 
-/// The id a forgotten Foundry object is known by in the change log.
-pub fn foundry_object_id(kind: &str, id: &str) -> String {
-    format!("{kind}/{id}")
+impl FoundryObject {
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
 }
 
-/// Which kind of object a removal refers to.
+/// The forget invalidations after a sequence number (`OwnershipStore::forgets_since`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForgetsSince {
+    /// `(kind, id)` of every record forgotten, in sequence order.
+    pub objects: Vec<(String, String)>,
+    /// The sequence number this list brings the reader to (the current one).
+    pub seq: u64,
+    /// False when some forgets after the requested number are no longer kept (pruned, or another
+    /// database): the reader cannot know what it missed and must drop everything it cached.
+    pub complete: bool,
+}
+
+/// Which kind of catalog object a removal refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Resource,
     Event,
     Attendee,
-    FoundryObject,
 }
 
 impl ObjectKind {
@@ -119,7 +139,6 @@ impl ObjectKind {
             ObjectKind::Resource => "resource",
             ObjectKind::Event => "event",
             ObjectKind::Attendee => "attendee",
-            ObjectKind::FoundryObject => "foundry-object",
         }
     }
 
@@ -128,7 +147,6 @@ impl ObjectKind {
             "resource" => Some(ObjectKind::Resource),
             "event" => Some(ObjectKind::Event),
             "attendee" => Some(ObjectKind::Attendee),
-            "foundry-object" => Some(ObjectKind::FoundryObject),
             _ => None,
         }
     }
@@ -154,7 +172,6 @@ pub struct CatalogChanges {
     pub resources: Vec<Resource>,
     pub events: Vec<Event>,
     pub attendees: Vec<Attendee>,
-    pub objects: Vec<FoundryObject>,
     pub removals: Vec<Removal>,
 }
 
@@ -163,7 +180,6 @@ impl CatalogChanges {
         self.resources.is_empty()
             && self.events.is_empty()
             && self.attendees.is_empty()
-            && self.objects.is_empty()
             && self.removals.is_empty()
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::endpoint::{validate_endpoint, validate_foundry_project_endpoint};
-use super::model::{Attendee, Event, FoundryObject, ModelType, Resource};
+use super::model::{Attendee, Event, ModelType, Resource};
 use super::store::{CatalogStore, StoreError};
 use super::window::{parse_instant, parse_time_zone};
 use crate::identity::Scope;
@@ -328,19 +328,6 @@ impl Catalog {
         let version = self.store.add_attendee(&attendee).await?;
         self.changes.notify(version);
         Ok(IssuedAttendee { attendee, api_key })
-    }
-
-    /// Records who created a Foundry object (called by edges).
-    pub async fn record_object(&self, object: &FoundryObject) -> CatalogResult<u64> {
-        let version = self.store.record_object(object).await?;
-        self.changes.notify(version);
-        Ok(version)
-    }
-
-    pub async fn forget_object(&self, kind: &str, id: &str) -> CatalogResult<u64> {
-        let version = self.store.forget_object(kind, id).await?;
-        self.changes.notify(version);
-        Ok(version)
     }
 
     pub async fn set_attendee_active(

@@ -11,8 +11,10 @@ use std::time::Duration;
 use aiproxy_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::catalog::service::Catalog;
+use crate::ownership::ObjectOwnership;
 use crate::secrets::Secret;
 use crate::sync::edges::EdgeRegistry;
 use crate::sync::server::EdgeSyncService;
@@ -20,16 +22,26 @@ use crate::tokens::TokenBroker;
 use auth::BearerToken;
 use catalog_service::CatalogReadService;
 
+/// Largest EdgeService message either way. Sync updates are cut into 1 MiB chunks
+/// (`sync::chunks`) and ownership calls carry at most 1000 objects; this is the safety margin.
+pub const MAX_EDGE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct GrpcCredentials {
     pub edge_token: Secret,
     pub catalog_token: Secret,
 }
 
+/// What the gRPC services serve.
+pub struct GrpcState {
+    pub catalog: Arc<Catalog>,
+    pub ownership: Arc<ObjectOwnership>,
+    pub edges: EdgeRegistry,
+    pub tokens: Arc<TokenBroker>,
+}
+
 pub async fn serve(
     listener: TcpListener,
-    catalog: Arc<Catalog>,
-    edges: EdgeRegistry,
-    tokens: Arc<TokenBroker>,
+    state: GrpcState,
     credentials: GrpcCredentials,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -45,8 +57,21 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let edge_service = pb::edge_service_server::EdgeServiceServer::with_interceptor(
-        EdgeSyncService::new(catalog.clone(), edges, tokens),
+    let GrpcState {
+        catalog,
+        ownership,
+        edges,
+        tokens,
+    } = state;
+    let edge_service = InterceptedService::new(
+        pb::edge_service_server::EdgeServiceServer::new(EdgeSyncService::new(
+            catalog.clone(),
+            ownership,
+            edges,
+            tokens,
+        ))
+        .max_decoding_message_size(MAX_EDGE_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_EDGE_MESSAGE_BYTES),
         BearerToken::new(credentials.edge_token, "edge token (AIPROXY_EDGE_TOKEN)"),
     );
     let catalog_service = pb::catalog_service_server::CatalogServiceServer::with_interceptor(

@@ -1,5 +1,6 @@
 //! Catalog rows to wire messages. `ResourceInfo`/`EventInfo` never carry a secret; only
-//! `EdgeResource` (edge stream) adds the decrypted upstream key.
+//! `EdgeResource` (edge stream) adds the decrypted upstream key. Ownership records convert both
+//! ways: edges send them.
 
 use aiproxy_proto::v1 as pb;
 
@@ -66,13 +67,30 @@ pub fn edge_attendee(a: &Attendee) -> pb::EdgeAttendee {
     }
 }
 
-pub fn owned_object(o: &FoundryObject) -> pb::OwnedObject {
+pub fn owned_object(o: FoundryObject) -> pb::OwnedObject {
     pb::OwnedObject {
-        kind: o.kind.clone(),
-        id: o.id.clone(),
-        event_id: o.event_id.clone(),
-        user_id: o.user_id.clone(),
-        resource_id: o.resource_id.clone(),
+        kind: o.kind,
+        id: o.id,
+        event_id: o.event_id,
+        user_id: o.user_id,
+        resource_id: o.resource_id,
+        expires_at_ms: o.expires_at_ms,
+        created_at_ms: o.created_at_ms,
+        alias_of: o.alias_of,
+    }
+}
+
+/// An object as an edge reports it. Its times are the control plane's to set (`ownership`).
+pub fn foundry_object(o: pb::OwnedObject) -> FoundryObject {
+    FoundryObject {
+        kind: o.kind,
+        id: o.id,
+        event_id: o.event_id,
+        user_id: o.user_id,
+        resource_id: o.resource_id,
+        created_at_ms: 0,
+        expires_at_ms: 0,
+        alias_of: o.alias_of,
     }
 }
 
@@ -81,7 +99,6 @@ pub fn removal(r: &Removal) -> pb::Removal {
         ObjectKind::Resource => pb::ObjectKind::Resource,
         ObjectKind::Event => pb::ObjectKind::Event,
         ObjectKind::Attendee => pb::ObjectKind::Attendee,
-        ObjectKind::FoundryObject => pb::ObjectKind::FoundryObject,
     };
     pb::Removal {
         kind: kind as i32,

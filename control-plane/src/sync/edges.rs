@@ -1,11 +1,20 @@
-//! Which edges are connected, what version each holds and what it last said (ACK/NACK); shown by
-//! the admin API at `/admin/api/v1/edges`.
+//! Which edges are connected, what version each holds, what it last said (ACK/NACK) and why its
+//! previous stream ended; shown by the admin API at `/admin/api/v1/edges`.
+//!
+//! An edge that reconnects gets a new session before the old one has noticed its stream is gone.
+//! Each session therefore holds a handle (`EdgeSession`) stamped with a generation, and only the
+//! newest session of an edge id may change that edge's status: a late disconnect of an old session
+//! leaves the new one connected.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use aiproxy_proto::v1 as pb;
 use chrono::Utc;
 use serde::Serialize;
+
+/// Longest text kept from an edge (errors it reports): it is peer input, shown and logged.
+const MAX_REPORTED_TEXT: usize = 2048;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeStatus {
@@ -19,65 +28,165 @@ pub struct EdgeStatus {
     pub version_sent: u64,
     pub version_acked: u64,
     pub last_nack: Option<String>,
+    /// Why the edge's previous stream ended, as the edge reported it in its Hello.
+    pub last_error: Option<String>,
+}
+
+struct Entry {
+    status: EdgeStatus,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Edges {
+    by_id: HashMap<String, Entry>,
+    next_generation: u64,
 }
 
 #[derive(Clone, Default)]
 pub struct EdgeRegistry {
-    inner: Arc<Mutex<HashMap<String, EdgeStatus>>>,
+    inner: Arc<Mutex<Edges>>,
 }
 
 impl EdgeRegistry {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, EdgeStatus>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Edges) -> R) -> R {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
 
-    pub fn connected(&self, edge_id: &str, region: &str, software_version: &str, held: u64) {
-        self.with(|m| {
-            m.insert(
-                edge_id.to_string(),
-                EdgeStatus {
-                    edge_id: edge_id.to_string(),
-                    region: region.to_string(),
-                    software_version: software_version.to_string(),
-                    connected: true,
-                    connected_at: Utc::now().to_rfc3339(),
-                    hello_version: held,
-                    version_sent: 0,
-                    version_acked: held,
-                    last_nack: None,
-                },
-            );
+    /// Registers a new session for the edge that sent `hello`; it replaces any older session's
+    /// status. The edge counts as disconnected when the returned handle is dropped.
+    pub fn connected(&self, hello: &pb::Hello) -> EdgeSession {
+        let generation = self.with(|edges| {
+            edges.next_generation += 1;
+            let generation = edges.next_generation;
+            let status = EdgeStatus {
+                edge_id: hello.edge_id.clone(),
+                region: hello.region.clone(),
+                software_version: hello.software_version.clone(),
+                connected: true,
+                connected_at: Utc::now().to_rfc3339(),
+                hello_version: hello.version,
+                version_sent: 0,
+                version_acked: hello.version,
+                last_nack: None,
+                last_error: Some(bounded(&hello.last_error)).filter(|e| !e.is_empty()),
+            };
+            edges
+                .by_id
+                .insert(hello.edge_id.clone(), Entry { status, generation });
+            generation
         });
-    }
-
-    pub fn sent(&self, edge_id: &str, version: u64) {
-        self.with(|m| m.get_mut(edge_id).map(|s| s.version_sent = version));
-    }
-
-    pub fn acked(&self, edge_id: &str, version: u64) {
-        self.with(|m| {
-            m.get_mut(edge_id).map(|s| {
-                s.version_acked = version;
-                s.last_nack = None;
-            })
-        });
-    }
-
-    pub fn nacked(&self, edge_id: &str, error: &str) {
-        self.with(|m| {
-            m.get_mut(edge_id)
-                .map(|s| s.last_nack = Some(error.to_string()))
-        });
-    }
-
-    pub fn disconnected(&self, edge_id: &str) {
-        self.with(|m| m.get_mut(edge_id).map(|s| s.connected = false));
+        EdgeSession {
+            registry: self.clone(),
+            edge_id: hello.edge_id.clone(),
+            generation,
+        }
     }
 
     pub fn list(&self) -> Vec<EdgeStatus> {
-        let mut all: Vec<EdgeStatus> = self.with(|m| m.values().cloned().collect());
+        let mut all: Vec<EdgeStatus> =
+            self.with(|edges| edges.by_id.values().map(|e| e.status.clone()).collect());
         all.sort_by(|a, b| a.edge_id.cmp(&b.edge_id));
         all
+    }
+}
+
+/// One Sync session's hold on its edge's status.
+pub struct EdgeSession {
+    registry: EdgeRegistry,
+    edge_id: String,
+    generation: u64,
+}
+
+impl EdgeSession {
+    /// Applies `f` to the edge's status if this is still its newest session.
+    fn update(&self, f: impl FnOnce(&mut EdgeStatus)) {
+        self.registry.with(|edges| {
+            if let Some(entry) = edges.by_id.get_mut(&self.edge_id)
+                && entry.generation == self.generation
+            {
+                f(&mut entry.status);
+            }
+        });
+    }
+
+    pub fn sent(&self, version: u64) {
+        self.update(|s| s.version_sent = version);
+    }
+
+    pub fn acked(&self, version: u64) {
+        self.update(|s| {
+            s.version_acked = version;
+            s.last_nack = None;
+        });
+    }
+
+    pub fn nacked(&self, error: &str) {
+        let error = bounded(error);
+        self.update(|s| s.last_nack = Some(error));
+    }
+}
+
+impl Drop for EdgeSession {
+    fn drop(&mut self) {
+        self.update(|s| s.connected = false);
+    }
+}
+
+/// `text` cut to at most `MAX_REPORTED_TEXT` bytes, on a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_REPORTED_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_REPORTED_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(last_error: &str) -> pb::Hello {
+        pb::Hello {
+            edge_id: "edge-1".into(),
+            region: "swedencentral".into(),
+            version: 4,
+            software_version: "test".into(),
+            catalog_id: "c".into(),
+            last_error: last_error.into(),
+        }
+    }
+
+    #[test]
+    fn a_late_disconnect_of_an_old_session_leaves_the_new_one_connected() {
+        let registry = EdgeRegistry::default();
+        let old = registry.connected(&hello(""));
+        let new = registry.connected(&hello("stream reset"));
+        old.acked(99);
+        drop(old);
+        let status = &registry.list()[0];
+        assert!(status.connected);
+        assert_eq!(status.version_acked, 4, "the old session no longer writes");
+        new.sent(5);
+        new.acked(5);
+        assert_eq!(registry.list()[0].version_acked, 5);
+        drop(new);
+        assert!(!registry.list()[0].connected);
+    }
+
+    #[test]
+    fn the_previous_stream_error_is_kept_and_bounded() {
+        let registry = EdgeRegistry::default();
+        let _quiet = registry.connected(&hello(""));
+        assert_eq!(registry.list()[0].last_error, None);
+        let long = "é".repeat(MAX_REPORTED_TEXT);
+        let _failed = registry.connected(&hello(&long));
+        let kept = registry.list()[0].last_error.clone().unwrap();
+        assert!(kept.len() <= MAX_REPORTED_TEXT + '…'.len_utf8());
+        assert!(kept.starts_with("éé"));
     }
 }

@@ -1,10 +1,14 @@
-//! Catalog distribution to edges: the `EdgeService.Sync` stream (`server`), the conversion of
-//! catalog rows to wire messages (`convert`), the registry of connected edges (`edges`), and the
-//! change feed that wakes every stream when the catalog version moves.
+//! Catalog distribution to edges: the `EdgeService` gRPC service (`server`), one Sync stream's
+//! loop (`session`), the cutting of large updates into messages of bounded size (`chunks`), the
+//! conversion of catalog rows to wire messages (`convert`), the registry of connected edges
+//! (`edges`), and the change feed that wakes every stream when the catalog version or the forget
+//! sequence moves.
 
+pub mod chunks;
 pub mod convert;
 pub mod edges;
 pub mod server;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +17,13 @@ use tokio::sync::watch;
 
 use crate::catalog::store::CatalogStore;
 
-/// The latest catalog version this replica knows of. A hint only: streams always re-read the
-/// store by version, so a missed or coalesced notification loses nothing.
+/// The latest catalog version, and the latest forget sequence number (ownership records dropped,
+/// see `ownership`), this replica knows of. Hints only: streams always re-read the store by number,
+/// so a missed or coalesced notification loses nothing.
 #[derive(Clone)]
 pub struct ChangeFeed {
-    tx: Arc<watch::Sender<u64>>,
+    versions: Arc<watch::Sender<u64>>,
+    forgets: Arc<watch::Sender<u64>>,
 }
 
 impl Default for ChangeFeed {
@@ -26,30 +32,44 @@ impl Default for ChangeFeed {
     }
 }
 
+/// Raises the watched number to `to`; never lowers it.
+fn raise(tx: &watch::Sender<u64>, to: u64) {
+    tx.send_if_modified(|current| {
+        if to > *current {
+            *current = to;
+            true
+        } else {
+            false
+        }
+    });
+}
+
 impl ChangeFeed {
     pub fn new() -> Self {
         Self {
-            tx: Arc::new(watch::channel(0).0),
+            versions: Arc::new(watch::channel(0).0),
+            forgets: Arc::new(watch::channel(0).0),
         }
     }
 
     pub fn notify(&self, version: u64) {
-        self.tx.send_if_modified(|current| {
-            if version > *current {
-                *current = version;
-                true
-            } else {
-                false
-            }
-        });
+        raise(&self.versions, version);
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
+        self.versions.subscribe()
     }
 
-    /// Polls the store's version so that changes written by other control-plane replicas reach
-    /// this replica's edges too.
+    pub fn notify_forget(&self, seq: u64) {
+        raise(&self.forgets, seq);
+    }
+
+    pub fn subscribe_forgets(&self) -> watch::Receiver<u64> {
+        self.forgets.subscribe()
+    }
+
+    /// Polls the store's catalog version and forget sequence so that changes written by other
+    /// control-plane replicas reach this replica's edges too.
     pub fn spawn_poller(
         &self,
         store: Arc<dyn CatalogStore>,
@@ -65,7 +85,31 @@ impl ChangeFeed {
                     Ok(v) => feed.notify(v),
                     Err(e) => tracing::warn!(error = %e, "could not read the catalog version"),
                 }
+                match store.current_forget_seq().await {
+                    Ok(seq) => feed.notify_forget(seq),
+                    Err(e) => tracing::warn!(error = %e, "could not read the forget sequence"),
+                }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_only_moves_forward_and_keeps_versions_and_forgets_apart() {
+        let feed = ChangeFeed::new();
+        let mut versions = feed.subscribe();
+        let mut forgets = feed.subscribe_forgets();
+        feed.notify_forget(3);
+        assert!(!versions.has_changed().unwrap());
+        assert!(forgets.has_changed().unwrap());
+        assert_eq!(*forgets.borrow_and_update(), 3);
+        feed.notify_forget(2);
+        assert!(!forgets.has_changed().unwrap(), "a lower number is stale");
+        feed.notify(5);
+        assert_eq!(*versions.borrow_and_update(), 5);
     }
 }

@@ -1,7 +1,9 @@
 //! The request pipeline, in the order every proxied request goes through it:
-//! authenticate → resolve route → check policy → choose upstream → authorise upstream →
-//! forward and stream back. Each phase lives in its own module; this one only sequences them.
+//! canonicalise the path → resolve route → authenticate → check policy → authorise object
+//! references → choose upstream → authorise upstream → forward and stream back. Each phase lives
+//! in its own module; this one only sequences them.
 
+pub mod canonical;
 pub mod client_auth;
 pub mod errors;
 pub mod event_info;
@@ -17,11 +19,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::{EdgeBody, full, stream};
+use canonical::CanonicalPath;
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
 use errors::{ProxyError, json_response};
-use foundry::FoundryCall;
 use routes::Route;
 
 pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
@@ -60,17 +62,28 @@ async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
-    let path = request.uri().path().to_string();
-    let route = routes::resolve(request.method(), &path);
-    let mut foundry_call = None;
+    let canonical = CanonicalPath::parse(request.uri().path())
+        .map_err(|e| ProxyError::bad_request(e.to_string()))?;
+    let route = routes::resolve(request.method(), &canonical)
+        .map_err(|e| ProxyError::bad_request(e.to_string()))?;
+    let mut foundry_path = None;
     let plan = match route {
         Route::Healthz => return Ok(Response::new(full("ok"))),
-        Route::Readyz => return Ok(readiness(&snapshot)),
-        Route::Unknown => return Err(ProxyError::not_found(format!("No route for {path}"))),
+        Route::Readyz => return Ok(readiness(state, &snapshot)),
+        Route::Unknown => {
+            return Err(ProxyError::not_found(format!(
+                "No route for {}",
+                canonical::join(canonical.segments())
+            )));
+        }
         Route::MethodNotAllowed => {
             return Err(ProxyError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} is not supported on {path}", request.method()),
+                format!(
+                    "{} is not supported on {}",
+                    request.method(),
+                    canonical::join(canonical.segments())
+                ),
             ));
         }
         Route::EventPublic { event_id } => {
@@ -81,18 +94,8 @@ async fn serve(
             };
         }
         Route::EventInfo => None,
-        Route::Foundry {
-            kind,
-            id,
-            nested,
-            path,
-        } => {
-            foundry_call = Some(FoundryCall {
-                kind,
-                id: id.map(str::to_string),
-                nested,
-                path: path.to_string(),
-            });
+        Route::Foundry(path) => {
+            foundry_path = Some(path);
             None
         }
         Route::Deployment {
@@ -116,7 +119,7 @@ async fn serve(
             model_type: AZURE_AI_SEARCH,
             name: Name::Path(index),
             base: Base::Endpoint,
-            path: path.to_string(),
+            path,
             model_header: false,
         }),
         Route::Inference { operation } => Some(Plan {
@@ -134,7 +137,7 @@ async fn serve(
             model_type: MCP_SERVER,
             name: Name::Path(name),
             base: Base::Endpoint,
-            path: rest.to_string(),
+            path: rest,
             model_header: false,
         }),
     };
@@ -143,7 +146,7 @@ async fn serve(
     }
     let caller =
         client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
-    if (plan.is_some() || foundry_call.is_some())
+    if (plan.is_some() || foundry_path.is_some())
         && let Err(reached) = state
             .quota
             .take(&state.control, &caller.event, &caller.user_id)
@@ -159,17 +162,20 @@ async fn serve(
         .with_retry_after(reached.retry_after_secs));
     }
     let Some(plan) = plan else {
-        return match foundry_call {
-            Some(call) => {
+        return match foundry_path {
+            Some(path) => {
                 let (parts, body) = request.into_parts();
-                foundry::serve(state, snapshot.clone(), &caller, call, parts, stream(body)).await
+                let body = foundry::RequestBody::Unread(body);
+                foundry::serve(state, &snapshot, &caller, path, parts, body).await
             }
             None => Ok(event_info::for_caller(&snapshot, &caller)),
         };
     };
     let (parts, body) = request.into_parts();
-    // A JSON body is read (once) only when a rule needs it: a `model` to route by, or the token cap
-    // on model calls. Everything else (uploads, search, MCP) streams through untouched.
+    let responses = plan.path == "/openai/v1/responses";
+    // A JSON body is read (once) only when a rule needs it: a `model` to route by, the token cap
+    // on model calls, or the object references of a Responses call. Everything else (uploads,
+    // search, MCP) streams through untouched.
     let capped = caller.event.max_token_cap > 0
         && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
         && is_json(&parts.headers);
@@ -183,21 +189,28 @@ async fn serve(
         _ => true,
     };
     let replayable = several
+        && !responses
         && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
         && is_json(&parts.headers);
-    let (body, model, replay) = if by_body || capped || replayable {
+    let mut stored_on = Vec::new();
+    let mut stores_response = true;
+    let (body, model, replay) = if by_body || capped || replayable || responses {
         let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
         policy::check_token_cap(&value, caller.event.max_token_cap)?;
-        // A Responses call that names an agent goes to the Foundry Agent Service.
-        if plan.path == "/openai/v1/responses" && value.get("agent").is_some() {
-            let call = FoundryCall {
-                kind: "response",
-                id: None,
-                nested: false,
-                path: "/openai/v1/responses".into(),
-            };
-            return foundry::serve(state, snapshot.clone(), &caller, call, parts, full(bytes))
-                .await;
+        if responses {
+            // A Responses call that names an agent goes to the Foundry Agent Service.
+            if value.get("agent").is_some() {
+                let path = routes::FoundryPath {
+                    kind: foundry::ObjectKind::Response,
+                    id: None,
+                    below: Vec::new(),
+                    path: plan.path.clone(),
+                };
+                let body = foundry::RequestBody::Json(bytes, value);
+                return foundry::serve(state, &snapshot, &caller, path, parts, body).await;
+            }
+            stored_on = foundry::authorize_body(state, &caller, &value).await?;
+            stores_response = foundry::stores_object(&value);
         }
         let model = if by_body {
             Some(policy::model_of(&value)?.to_string())
@@ -214,6 +227,11 @@ async fn serve(
         Name::BodyModel => model.unwrap_or_default(),
         Name::HeaderOrOnly => inference_model(&snapshot, &caller.event.id, &parts.headers)?,
     };
+    if !canonical::is_deployment_name(&name) {
+        return Err(ProxyError::bad_request(
+            "model: letters, digits, '.', '_' and '-' only",
+        ));
+    }
     let url_for = |upstream: &UpstreamResource| {
         let base = match plan.base {
             Base::Origin => upstream.origin.as_str(),
@@ -222,18 +240,28 @@ async fn serve(
         format!("{base}{}", plan.path)
     };
     let model_header = plan.model_header.then_some(name.as_str());
-    let upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
-    if plan.path == "/openai/v1/responses" {
-        // Responses are stored upstream and read back by id: record them like Foundry objects, so
-        // `GET /openai/v1/responses/{id}` finds this resource and only its creator reads it.
+    let mut upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
+    if responses {
+        // Stored upstream and read back by id: recorded like Foundry objects, so
+        // `GET /openai/v1/responses/{id}` finds this resource and only its creator reads it. A
+        // continued response goes to the pool member that stores the one it continues.
+        if let Some(member) = stored_on.first().and_then(|id| {
+            snapshot
+                .pool(&caller.event.id, plan.model_type, &name)?
+                .iter()
+                .find(|m| m.id == *id)
+                .cloned()
+        }) {
+            upstream = member;
+        }
         let url = url_for(&upstream);
-        let call = FoundryCall {
-            kind: "response",
-            id: None,
-            nested: false,
-            path: plan.path.clone(),
+        let creation = foundry::Creation {
+            kind: foundry::ObjectKind::Response,
+            thread_and_run: false,
+            record: stores_response,
         };
-        return foundry::create(state, &snapshot, &caller, upstream, &url, parts, body, call).await;
+        return foundry::create(state, &snapshot, &caller, upstream, &url, parts, body, creation)
+            .await;
     }
     let retry_parts = replay.as_ref().map(|_| copy_parts(&parts));
     let url = url_for(&upstream);
@@ -322,15 +350,20 @@ fn inference_model(
     }
 }
 
-fn readiness(snapshot: &CatalogSnapshot) -> Response<EdgeBody> {
+/// Ready once a catalog is held (from the stream or the state file). A stream that keeps failing
+/// does not make the edge unready (it serves its last-known-good catalog), but says so here.
+fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody> {
     let status = if snapshot.loaded {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let sync = state.sync_status();
     json_response(
         status,
-        &json!({"ready": snapshot.loaded, "catalog_version": snapshot.version}),
+        &json!({"ready": snapshot.loaded, "catalog_version": snapshot.version,
+                "sync": {"connected": sync.connected, "failures_in_a_row": sync.failures_in_a_row,
+                         "last_error": sync.last_error}}),
     )
 }
 
@@ -427,7 +460,7 @@ async fn forward(
     Ok(Response::from_parts(parts, stream(body)))
 }
 
-fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {
+pub(crate) fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {
     let status = match error {
         UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,

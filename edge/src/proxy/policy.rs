@@ -9,6 +9,13 @@ use serde_json::Value;
 use super::errors::ProxyError;
 
 pub async fn read_json(body: Incoming, limit: usize) -> Result<(Bytes, Value), ProxyError> {
+    let bytes = read_bytes(body, limit).await?;
+    let value = parse_json(&bytes)?;
+    Ok((bytes, value))
+}
+
+/// The whole body, refused (413) past `limit` bytes.
+pub async fn read_bytes(body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
     let bytes = Limited::new(body, limit)
         .collect()
         .await
@@ -25,9 +32,11 @@ pub async fn read_json(body: Incoming, limit: usize) -> Result<(Bytes, Value), P
             }
         })?
         .to_bytes();
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))?;
-    Ok((bytes, value))
+    Ok(bytes)
+}
+
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ProxyError> {
+    serde_json::from_slice(bytes).map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))
 }
 
 /// The event's per-request token cap (0: none) against every field clients use to ask for tokens.

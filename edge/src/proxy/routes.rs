@@ -1,6 +1,11 @@
-//! The client routes (`/api/v1/…`, see shared/reference/ROUTES.md) and what each one targets.
+//! The client routes (`/api/v1/…`, see shared/reference/ROUTES.md) and what each one targets,
+//! decided on canonical segments (see `canonical`): literal segments match case-insensitively, as
+//! Azure's routing does, and every upstream path is rebuilt from validated segments.
 
 use http::Method;
+
+use super::canonical::{self, CanonicalPath, PathError, is_deployment_name, is_id};
+use super::foundry::ObjectKind;
 
 /// Operations under `/openai/deployments/{deployment}/`.
 pub const DEPLOYMENT_OPERATIONS: [&str; 7] = [
@@ -34,42 +39,148 @@ pub enum Route<'a> {
         operation: &'static str,
     },
     /// `/api/v1/openai/v1/{operation}`
-    OpenAiV1 {
-        operation: &'static str,
-    },
+    OpenAiV1 { operation: &'static str },
     /// `/api/v1/indexes/{index}/docs/search` or `/api/v1/indexes('{index}')/docs/search.post.search`;
-    /// `path` is what follows `/api/v1`, sent as is after the search service's endpoint.
-    Search {
-        index: &'a str,
-        path: &'a str,
-    },
+    /// `path` is the upstream path after the search service's endpoint.
+    Search { index: &'a str, path: String },
     /// `/api/v1/{chat/completions|embeddings|images/embeddings|info}` (model inference API)
-    Inference {
-        operation: &'static str,
-    },
-    /// `/api/v1/mcp/{name}[/{rest}]`; `rest` (with its leading `/`, or empty) follows the server's endpoint.
-    Mcp {
-        name: &'a str,
-        rest: &'a str,
-    },
-    /// The Foundry Agent Service through the event's `foundry-agent` resource: `/agents…`,
-    /// `/assistants…`, `/threads…`, `/files…`, `/vector_stores…`, `/openai/v1/conversations…`,
-    /// `/openai/v1/responses/{id}…`. `kind`/`id` name the object the path addresses (none for a
-    /// collection); `path` (after `/api/v1`) is appended to the project endpoint.
-    Foundry {
-        kind: &'static str,
-        id: Option<&'a str>,
-        nested: bool,
-        path: &'a str,
-    },
+    Inference { operation: &'static str },
+    /// `/api/v1/mcp/{name}[/{rest}]`; `rest` (re-encoded, with its leading `/`, or empty) follows
+    /// the server's endpoint.
+    Mcp { name: &'a str, rest: String },
+    /// The Foundry Agent Service (and stored model responses): see `FoundryPath`.
+    Foundry(FoundryPath<'a>),
     /// `POST /api/v1/eventinfo`: what the caller's event offers.
     EventInfo,
     /// `GET /api/v1/event/{event_id}`: public registration information.
-    EventPublic {
-        event_id: &'a str,
-    },
+    EventPublic { event_id: &'a str },
     MethodNotAllowed,
     Unknown,
+}
+
+/// A Foundry path: the collection names the kind, the next segment (if any) the object, and
+/// anything below it stays inside that object (`/threads/{id}/messages`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct FoundryPath<'a> {
+    pub kind: ObjectKind,
+    pub id: Option<&'a str>,
+    /// What follows the object (or the collection, for `/threads/runs`), canonical case.
+    pub below: Vec<&'a str>,
+    /// The upstream path after the project endpoint (or the model resource's origin).
+    pub path: String,
+}
+
+impl FoundryPath<'_> {
+    /// `POST /threads/runs`: creates a thread and runs it.
+    pub fn creates_thread_and_run(&self) -> bool {
+        self.kind == ObjectKind::Thread && self.id.is_none() && self.below == ["runs"]
+    }
+
+    /// The collection itself (create, list).
+    pub fn is_collection(&self) -> bool {
+        self.id.is_none() && self.below.is_empty()
+    }
+}
+
+/// What a request path means, or why it is refused (400) before anything else looks at it.
+pub fn resolve<'a>(method: &Method, path: &'a CanonicalPath) -> Result<Route<'a>, PathError> {
+    let segments: Vec<&str> = path.segments().iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        ["healthz"] => return Ok(Route::Healthz),
+        ["readyz"] => return Ok(Route::Readyz),
+        _ => {}
+    }
+    let rest = match segments.as_slice() {
+        [api, v1, rest @ ..] if eq(api, "api") && eq(v1, "v1") && !rest.is_empty() => rest,
+        _ => return Ok(Route::Unknown),
+    };
+    let any = [Method::GET, Method::POST, Method::DELETE];
+    if let Some(foundry) = foundry(rest)? {
+        return Ok(only(method, &any, Route::Foundry(foundry)));
+    }
+    let post = [Method::POST];
+    let route = match rest {
+        [openai, deployments, deployment, operation @ ..]
+            if eq(openai, "openai") && eq(deployments, "deployments") =>
+        {
+            if !is_deployment_name(deployment) {
+                return Err(invalid("the deployment name"));
+            }
+            match find_operation(&DEPLOYMENT_OPERATIONS, operation) {
+                Some(operation) => only(
+                    method,
+                    &post,
+                    Route::Deployment {
+                        deployment,
+                        operation,
+                    },
+                ),
+                None => Route::Unknown,
+            }
+        }
+        [openai, v1, operation @ ..] if eq(openai, "openai") && eq(v1, "v1") => {
+            match find_operation(&V1_OPERATIONS, operation) {
+                Some(operation) => only(method, &post, Route::OpenAiV1 { operation }),
+                None => Route::Unknown,
+            }
+        }
+        [indexes, index, docs, search] if eq(indexes, "indexes") => {
+            if !(eq(docs, "docs") && eq(search, "search")) {
+                return Ok(Route::Unknown);
+            }
+            if !is_id(index) {
+                return Err(invalid("the index name"));
+            }
+            let path = format!("/indexes/{index}/docs/search");
+            only(method, &post, Route::Search { index, path })
+        }
+        [quoted, docs, search] if starts_with(quoted, "indexes('") => {
+            let Some(index) = quoted["indexes('".len()..].strip_suffix("')") else {
+                return Ok(Route::Unknown);
+            };
+            if !(eq(docs, "docs") && eq(search, "search.post.search")) {
+                return Ok(Route::Unknown);
+            }
+            if !is_id(index) {
+                return Err(invalid("the index name"));
+            }
+            let path = format!("/indexes('{index}')/docs/search.post.search");
+            only(method, &post, Route::Search { index, path })
+        }
+        [mcp, name, below @ ..] if eq(mcp, "mcp") => only(
+            method,
+            &any,
+            Route::Mcp {
+                name,
+                rest: canonical::join(below),
+            },
+        ),
+        [eventinfo] if eq(eventinfo, "eventinfo") => only(method, &post, Route::EventInfo),
+        [event, event_id] if eq(event, "event") => {
+            if !is_id(event_id) {
+                return Err(invalid("the event id"));
+            }
+            only(method, &[Method::GET], Route::EventPublic { event_id })
+        }
+        operation => match find_operation(&INFERENCE_OPERATIONS, operation) {
+            Some("info") => only(method, &[Method::GET], Route::Inference { operation: "info" }),
+            Some(operation) => only(method, &post, Route::Inference { operation }),
+            None => Route::Unknown,
+        },
+    };
+    Ok(route)
+}
+
+fn eq(segment: &str, literal: &str) -> bool {
+    segment.eq_ignore_ascii_case(literal)
+}
+
+fn starts_with(segment: &str, prefix: &str) -> bool {
+    segment.len() >= prefix.len() && segment[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn invalid(what: &'static str) -> PathError {
+    PathError::not_an_id(what)
 }
 
 fn only<'a>(method: &Method, allowed: &[Method], route: Route<'a>) -> Route<'a> {
@@ -80,309 +191,259 @@ fn only<'a>(method: &Method, allowed: &[Method], route: Route<'a>) -> Route<'a> 
     }
 }
 
-pub fn resolve<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    match path {
-        "/healthz" => return Route::Healthz,
-        "/readyz" => return Route::Readyz,
-        _ => {}
-    }
-    let Some(rest) = path.strip_prefix("/api/v1/") else {
-        return Route::Unknown;
-    };
-    let post = [Method::POST];
-    if let Some(route) = foundry(rest, &path["/api/v1".len()..]) {
-        return only(method, &[Method::GET, Method::POST, Method::DELETE], route);
-    }
-    if let Some(openai) = rest.strip_prefix("openai/") {
-        return resolve_openai(method, openai);
-    }
-    if let Some(search) = rest.strip_prefix("indexes") {
-        return match search_index(search) {
-            Some(index) => only(
-                method,
-                &post,
-                Route::Search {
-                    index,
-                    path: &path["/api/v1".len()..],
-                },
-            ),
-            None => Route::Unknown,
-        };
-    }
-    if let Some(mcp) = rest.strip_prefix("mcp/") {
-        let (name, rest) = match mcp.find('/') {
-            Some(i) => (&mcp[..i], &mcp[i..]),
-            None => (mcp, ""),
-        };
-        if name.is_empty() {
-            return Route::Unknown;
-        }
-        return only(
-            method,
-            &[Method::GET, Method::POST, Method::DELETE],
-            Route::Mcp { name, rest },
-        );
-    }
-    if rest == "eventinfo" {
-        return only(method, &post, Route::EventInfo);
-    }
-    if let Some(event_id) = rest
-        .strip_prefix("event/")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-    {
-        return only(method, &[Method::GET], Route::EventPublic { event_id });
-    }
-    match INFERENCE_OPERATIONS.iter().find(|op| **op == rest) {
-        Some(&"info") => only(
-            method,
-            &[Method::GET],
-            Route::Inference { operation: "info" },
-        ),
-        Some(op) => only(method, &post, Route::Inference { operation: op }),
-        None => Route::Unknown,
-    }
-}
-
-fn resolve_openai<'a>(method: &Method, rest: &'a str) -> Route<'a> {
-    let post = [Method::POST];
-    if let Some(rest) = rest.strip_prefix("deployments/") {
-        let Some((deployment, operation)) = rest.split_once('/') else {
-            return Route::Unknown;
-        };
-        if deployment.is_empty() {
-            return Route::Unknown;
-        }
-        return match DEPLOYMENT_OPERATIONS.iter().find(|op| **op == operation) {
-            Some(op) => only(
-                method,
-                &post,
-                Route::Deployment {
-                    deployment,
-                    operation: op,
-                },
-            ),
-            None => Route::Unknown,
-        };
-    }
-    if let Some(operation) = rest.strip_prefix("v1/") {
-        return match V1_OPERATIONS.iter().find(|op| **op == operation) {
-            Some(op) => only(method, &post, Route::OpenAiV1 { operation: op }),
-            None => Route::Unknown,
-        };
-    }
-    Route::Unknown
-}
-
-/// Foundry Agent Service paths: the collection names the kind; the next segment (if any) the object.
-fn foundry<'a>(rest: &'a str, path: &'a str) -> Option<Route<'a>> {
-    const COLLECTIONS: [(&str, &str); 7] = [
-        ("agents", "agent"),
-        ("assistants", "agent"),
-        ("threads", "thread"),
-        ("files", "file"),
-        ("vector_stores", "vector_store"),
-        ("openai/v1/conversations", "conversation"),
-        ("openai/v1/responses", "response"),
-    ];
-    let (collection, kind) = COLLECTIONS
-        .iter()
-        .find(|(c, _)| rest == *c || rest.strip_prefix(c).is_some_and(|r| r.starts_with('/')))?;
-    let tail = &rest[collection.len()..];
-    let mut segments = tail.split('/').filter(|s| !s.is_empty());
-    let id = segments.next();
-    // `POST /openai/v1/responses` (no id) is the model API unless it names an agent: decided on the body.
-    if *kind == "response" && id.is_none() {
-        return None;
-    }
-    // `POST /threads/runs` creates a thread and a run: a collection call.
-    let id = id.filter(|id| !(*kind == "thread" && *id == "runs"));
-    let nested = id.is_some() && segments.next().is_some();
-    Some(Route::Foundry {
-        kind,
-        id,
-        nested,
-        path,
+/// The operation (`chat/completions`…) whose segments `segments` spell, ignoring case.
+fn find_operation(operations: &[&'static str], segments: &[&str]) -> Option<&'static str> {
+    operations.iter().copied().find(|op| {
+        let mut expected = op.split('/');
+        segments.iter().all(|s| expected.next().is_some_and(|e| eq(s, e)))
+            && expected.next().is_none()
+            && !segments.is_empty()
     })
 }
 
-/// The index name of `/{index}/docs/search` or `('{index}')/docs/search.post.search`.
-fn search_index(rest: &str) -> Option<&str> {
-    if let Some(quoted) = rest.strip_prefix("('") {
-        let (index, tail) = quoted.split_once("')")?;
-        return (tail == "/docs/search.post.search" && !index.is_empty()).then_some(index);
+/// Foundry collections: the path segments that name them, the kind of object they hold, and the
+/// upstream spelling.
+const COLLECTIONS: [(&[&str], ObjectKind); 7] = [
+    (&["assistants"], ObjectKind::Assistant),
+    (&["agents"], ObjectKind::Agent),
+    (&["threads"], ObjectKind::Thread),
+    (&["files"], ObjectKind::File),
+    (&["vector_stores"], ObjectKind::VectorStore),
+    (&["openai", "v1", "conversations"], ObjectKind::Conversation),
+    (&["openai", "v1", "responses"], ObjectKind::Response),
+];
+
+/// Literal segments below an object, in their canonical spelling (matched ignoring case); any
+/// other segment there must be an id.
+const NESTED_LITERALS: [&str; 14] = [
+    "messages",
+    "runs",
+    "steps",
+    "files",
+    "file_batches",
+    "content",
+    "versions",
+    "items",
+    "cancel",
+    "input_items",
+    "submit_tool_outputs",
+    "search",
+    "latest",
+    "containers",
+];
+
+fn foundry<'a>(rest: &[&'a str]) -> Result<Option<FoundryPath<'a>>, PathError> {
+    let Some((collection, kind)) = COLLECTIONS.iter().find(|(c, _)| {
+        rest.len() >= c.len() && c.iter().zip(rest).all(|(literal, s)| eq(s, literal))
+    }) else {
+        return Ok(None);
+    };
+    let tail = &rest[collection.len()..];
+    // `POST /openai/v1/responses` (no id) is the model API unless the body names an agent.
+    if *kind == ObjectKind::Response && tail.is_empty() {
+        return Ok(None);
     }
-    let (index, tail) = rest.strip_prefix('/')?.split_once('/')?;
-    (tail == "docs/search" && !index.is_empty()).then_some(index)
+    let (id, below) = match tail {
+        [] => (None, tail),
+        [runs, ..] if *kind == ObjectKind::Thread && eq(runs, "runs") => (None, tail),
+        [id, below @ ..] => {
+            if !is_id(id) {
+                return Err(PathError::not_an_id(kind.label()));
+            }
+            (Some(*id), below)
+        }
+    };
+    let below = below
+        .iter()
+        .map(|segment| {
+            if let Some(literal) = NESTED_LITERALS.iter().find(|l| eq(segment, l)) {
+                Ok(*literal)
+            } else if is_id(segment) {
+                Ok(*segment)
+            } else {
+                Err(PathError::not_an_id("a nested object"))
+            }
+        })
+        .collect::<Result<Vec<&str>, _>>()?;
+    let mut path = String::new();
+    for segment in collection.iter().copied().chain(id).chain(below.iter().copied()) {
+        path.push('/');
+        path.push_str(segment);
+    }
+    Ok(Some(FoundryPath {
+        kind: *kind,
+        id,
+        below,
+        path,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn route(method: Method, path: &str) -> Route<'static> {
+        let canonical = Box::leak(Box::new(CanonicalPath::parse(path).unwrap()));
+        resolve(&method, canonical).unwrap()
+    }
+
+    fn refused(method: Method, path: &str) -> bool {
+        match CanonicalPath::parse(path) {
+            Err(_) => true,
+            Ok(canonical) => resolve(&method, &canonical).is_err(),
+        }
+    }
+
     #[test]
     fn resolves_the_openai_routes() {
         assert_eq!(
-            resolve(
-                &Method::POST,
-                "/api/v1/openai/deployments/gpt-4o/chat/completions"
-            ),
+            route(Method::POST, "/api/v1/openai/deployments/gpt-4o/chat/completions"),
             Route::Deployment {
                 deployment: "gpt-4o",
                 operation: "chat/completions"
             }
         );
         assert_eq!(
-            resolve(
-                &Method::POST,
-                "/api/v1/openai/deployments/whisper/audio/transcriptions"
-            ),
+            route(Method::POST, "/API/V1/OpenAI/Deployments/gpt-4o/Chat/Completions/"),
+            Route::Deployment {
+                deployment: "gpt-4o",
+                operation: "chat/completions"
+            }
+        );
+        assert_eq!(
+            route(Method::POST, "/api/v1/openai/deployments/whisper/audio/transcriptions"),
             Route::Deployment {
                 deployment: "whisper",
                 operation: "audio/transcriptions"
             }
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/openai/v1/responses"),
+            route(Method::POST, "/api/v1/openai/v1/responses"),
             Route::OpenAiV1 {
                 operation: "responses"
             }
         );
         assert_eq!(
-            resolve(
-                &Method::GET,
-                "/api/v1/openai/deployments/gpt/chat/completions"
-            ),
+            route(Method::GET, "/api/v1/openai/deployments/gpt/chat/completions"),
             Route::MethodNotAllowed
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/openai/deployments/gpt/other"),
+            route(Method::POST, "/api/v1/openai/deployments/gpt/other"),
             Route::Unknown
         );
-        assert_eq!(
-            resolve(
-                &Method::POST,
-                "/api/v1/openai/deployments//chat/completions"
-            ),
-            Route::Unknown
-        );
-        assert_eq!(resolve(&Method::GET, "/healthz"), Route::Healthz);
+        assert!(refused(
+            Method::POST,
+            "/api/v1/openai/deployments//chat/completions"
+        ));
+        assert_eq!(route(Method::GET, "/healthz"), Route::Healthz);
     }
 
     #[test]
     fn resolves_search_inference_mcp_and_event_routes() {
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/indexes/products/docs/search"),
+            route(Method::POST, "/api/v1/indexes/products/docs/search"),
             Route::Search {
                 index: "products",
-                path: "/indexes/products/docs/search"
+                path: "/indexes/products/docs/search".into()
             }
         );
         assert_eq!(
-            resolve(
-                &Method::POST,
-                "/api/v1/indexes('products')/docs/search.post.search"
-            ),
+            route(Method::POST, "/api/v1/indexes('products')/docs/search.post.search"),
             Route::Search {
                 index: "products",
-                path: "/indexes('products')/docs/search.post.search"
+                path: "/indexes('products')/docs/search.post.search".into()
             }
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/indexes/products/docs"),
+            route(Method::POST, "/api/v1/indexes/products/docs"),
             Route::Unknown
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/chat/completions"),
+            route(Method::POST, "/api/v1/chat/completions"),
             Route::Inference {
                 operation: "chat/completions"
             }
         );
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/info"),
+            route(Method::GET, "/api/v1/info"),
             Route::Inference { operation: "info" }
         );
+        assert_eq!(route(Method::POST, "/api/v1/info"), Route::MethodNotAllowed);
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/info"),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(
-            resolve(&Method::POST, "/api/v1/mcp/docs"),
+            route(Method::POST, "/api/v1/mcp/docs"),
             Route::Mcp {
                 name: "docs",
-                rest: ""
+                rest: String::new()
             }
         );
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/mcp/docs/sse"),
+            route(Method::GET, "/api/v1/mcp/docs/sse"),
             Route::Mcp {
                 name: "docs",
-                rest: "/sse"
+                rest: "/sse".into()
             }
         );
+        assert!(refused(Method::GET, "/api/v1/mcp/docs/../../x"));
+        assert_eq!(route(Method::POST, "/api/v1/eventinfo"), Route::EventInfo);
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/eventinfo"),
-            Route::EventInfo
-        );
-        assert_eq!(
-            resolve(&Method::GET, "/api/v1/event/e-1"),
+            route(Method::GET, "/api/v1/event/e-1"),
             Route::EventPublic { event_id: "e-1" }
         );
-        assert_eq!(resolve(&Method::GET, "/api/v1/event/"), Route::Unknown);
+        assert_eq!(route(Method::GET, "/api/v1/event"), Route::Unknown);
+    }
+
+    fn foundry(kind: ObjectKind, id: Option<&'static str>, below: &[&'static str], path: &str) -> Route<'static> {
+        Route::Foundry(FoundryPath {
+            kind,
+            id,
+            below: below.to_vec(),
+            path: path.into(),
+        })
     }
 
     #[test]
     fn resolves_the_foundry_agent_routes() {
-        let foundry = |kind, id, nested, path| Route::Foundry {
-            kind,
-            id,
-            nested,
-            path,
-        };
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/assistants"),
-            foundry("agent", None, false, "/assistants")
+            route(Method::POST, "/api/v1/assistants"),
+            foundry(ObjectKind::Assistant, None, &[], "/assistants")
         );
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/threads/thread_1/messages"),
-            foundry(
-                "thread",
-                Some("thread_1"),
-                true,
-                "/threads/thread_1/messages"
-            )
+            route(Method::GET, "/api/v1/Threads/thread_1/Messages/"),
+            foundry(ObjectKind::Thread, Some("thread_1"), &["messages"], "/threads/thread_1/messages")
+        );
+        for path in ["/api/v1/threads/runs", "/api/v1/threads/Runs/", "/api/v1/THREADS/runs"] {
+            let Route::Foundry(p) = route(Method::POST, path) else { panic!("{path}") };
+            assert!(p.creates_thread_and_run(), "{path}");
+            assert_eq!(p.path, "/threads/runs");
+        }
+        assert_eq!(
+            route(Method::DELETE, "/api/v1/files/file-1"),
+            foundry(ObjectKind::File, Some("file-1"), &[], "/files/file-1")
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/threads/runs"),
-            foundry("thread", None, false, "/threads/runs")
+            route(Method::GET, "/api/v1/openai/v1/conversations/conv_1/items"),
+            foundry(ObjectKind::Conversation, Some("conv_1"), &["items"], "/openai/v1/conversations/conv_1/items")
         );
         assert_eq!(
-            resolve(&Method::DELETE, "/api/v1/files/file-1"),
-            foundry("file", Some("file-1"), false, "/files/file-1")
+            route(Method::POST, "/api/v1/openai/v1/responses/resp_1/cancel"),
+            foundry(ObjectKind::Response, Some("resp_1"), &["cancel"], "/openai/v1/responses/resp_1/cancel")
         );
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/openai/v1/conversations/conv_1/items"),
-            foundry(
-                "conversation",
-                Some("conv_1"),
-                true,
-                "/openai/v1/conversations/conv_1/items"
-            )
-        );
-        assert_eq!(
-            resolve(&Method::POST, "/api/v1/openai/v1/responses/resp_1/cancel"),
-            foundry(
-                "response",
-                Some("resp_1"),
-                true,
-                "/openai/v1/responses/resp_1/cancel"
-            )
-        );
-        assert_eq!(
-            resolve(&Method::POST, "/api/v1/openai/v1/responses"),
+            route(Method::POST, "/api/v1/openai/v1/responses"),
             Route::OpenAiV1 {
                 operation: "responses"
             }
         );
-        assert_eq!(resolve(&Method::GET, "/api/v1/agentsx"), Route::Unknown);
+        assert_eq!(route(Method::GET, "/api/v1/agentsx"), Route::Unknown);
+        for path in [
+            "/api/v1/assistants/asst_1/../asst_2",
+            "/api/v1/assistants/asst_1/..",
+            "/api/v1/threads/runs/../../assistants/asst_2",
+            "/api/v1/openai/v1/responses/resp_1/../../deployments/x/chat/completions",
+            "/api/v1/assistants/asst.1",
+            "/api/v1/threads/thread_1/runs/run%201",
+        ] {
+            assert!(refused(Method::GET, path), "{path}");
+        }
     }
 }

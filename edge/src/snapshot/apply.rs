@@ -35,7 +35,6 @@ impl CatalogSnapshot {
                 resources: self.resources.clone(),
                 events: self.events.clone(),
                 attendees: self.attendees.clone(),
-                objects: self.objects.clone(),
                 tokens: self.tokens.clone(),
                 ..Default::default()
             }
@@ -64,10 +63,6 @@ impl CatalogSnapshot {
                 attendee,
             );
         }
-        for object in update.objects {
-            next.objects
-                .insert((object.kind.clone(), object.id.clone()), object);
-        }
         for removal in update.removals {
             match pb::ObjectKind::try_from(removal.kind) {
                 Ok(pb::ObjectKind::Resource) => {
@@ -77,12 +72,6 @@ impl CatalogSnapshot {
                     next.events.remove(&removal.id);
                     next.attendees
                         .retain(|(event_id, _), _| *event_id != removal.id);
-                    next.objects.retain(|_, o| o.event_id != removal.id);
-                }
-                Ok(pb::ObjectKind::FoundryObject) => {
-                    if let Some((kind, id)) = removal.id.split_once('/') {
-                        next.objects.remove(&(kind.to_string(), id.to_string()));
-                    }
                 }
                 Ok(pb::ObjectKind::Attendee) => {
                     if let Some((event_id, user_id)) = removal.id.split_once('/') {
@@ -100,6 +89,30 @@ impl CatalogSnapshot {
         next.key_hasher = Some(hmac::Key::new(hmac::HMAC_SHA256, &next.key_hash_secret));
         next.rebuild_indexes();
         Ok(next)
+    }
+
+    /// A delta that changes no catalog entry and brings the tokens already held.
+    pub fn unchanged_by(&self, update: &pb::SyncUpdate) -> bool {
+        let same_tokens = !update.tokens_included
+            || (update.tokens.len() == self.tokens.len()
+                && update.tokens.iter().all(|t| {
+                    self.tokens
+                        .get(&(t.identity_client_id.clone(), t.scope.clone()))
+                        .is_some_and(|held| {
+                            held.expires_on_ms == t.expires_on_ms
+                                && held.authorization.as_bytes().get(7..) == Some(t.access_token.as_bytes())
+                        })
+                }));
+        self.loaded
+            && !update.full
+            && update.version == self.version
+            && update.base_version == self.version
+            && update.catalog_id == self.catalog_id
+            && update.resources.is_empty()
+            && update.events.is_empty()
+            && update.attendees.is_empty()
+            && update.removals.is_empty()
+            && same_tokens
     }
 
     fn rebuild_indexes(&mut self) {

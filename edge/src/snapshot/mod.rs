@@ -64,8 +64,6 @@ pub struct CatalogSnapshot {
     by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
     /// event id → (model type, deployment name) → the active resources answering to that name.
     pools: HashMap<String, EventPools>,
-    /// (kind, id) → the attendee who created that Foundry object through the proxy.
-    objects: HashMap<(String, String), pb::OwnedObject>,
     /// (identity client id, scope) → token.
     tokens: HashMap<(String, String), TokenEntry>,
 }
@@ -169,7 +167,6 @@ impl CatalogSnapshot {
             attendees: self.attendees.values().cloned().collect(),
             tokens_included: true,
             tokens,
-            objects: self.objects.values().cloned().collect(),
             ..Default::default()
         }
     }
@@ -178,9 +175,13 @@ impl CatalogSnapshot {
         self.resources.get(id)
     }
 
-    /// Who created a Foundry object, if this edge has heard of it.
-    pub fn object_owner(&self, kind: &str, id: &str) -> Option<&pb::OwnedObject> {
-        self.objects.get(&(kind.to_string(), id.to_string()))
+    /// A resource `event_id` exposes and that is active (where that event's objects may be reached).
+    pub fn event_resource(&self, event_id: &str, resource_id: &str) -> Option<&Arc<UpstreamResource>> {
+        let event = self.events.get(event_id)?;
+        if !event.resource_ids.iter().any(|id| id == resource_id) {
+            return None;
+        }
+        self.resources.get(resource_id).filter(|r| r.active)
     }
 
     /// The token for a managed-identity resource, if one is held (whatever its expiry).

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
+use super::chunks::ChunkAssembler;
 use crate::state::EdgeState;
 
 #[derive(Clone)]
@@ -34,19 +35,41 @@ impl SyncClient {
         Self { settings, state }
     }
 
-    /// Runs forever: one stream at a time, reconnecting after any failure.
+    /// Runs forever: one stream at a time, reconnecting after any failure. A stream that keeps
+    /// failing is reported (log, `/readyz`, and to the control plane in the next Hello), so a
+    /// frozen catalog never goes unnoticed.
     pub async fn run(self) {
         let mut backoff = INITIAL_BACKOFF;
+        let mut last_error: Option<String> = None;
         loop {
-            match self.stream_once().await {
-                Ok(received) => {
+            let mut received = false;
+            let outcome = self.stream_once(last_error.as_deref(), &mut received).await;
+            if received {
+                backoff = INITIAL_BACKOFF;
+            }
+            last_error = match outcome {
+                Ok(()) => {
                     tracing::warn!("sync stream ended; reconnecting");
-                    if received {
-                        backoff = INITIAL_BACKOFF;
-                    }
+                    None
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, url = %self.settings.control_plane_url, "sync with the control plane failed; serving the last snapshot");
+                Err(e) => Some(format!("{e:#}")),
+            };
+            self.state.set_sync_status(|status| {
+                status.connected = false;
+                if received {
+                    status.failures_in_a_row = 0;
+                }
+                if let Some(error) = &last_error {
+                    status.failures_in_a_row += 1;
+                    status.last_error = Some(error.clone());
+                }
+            });
+            if let Some(error) = &last_error {
+                let failures = self.state.sync_status().failures_in_a_row;
+                if failures >= 3 {
+                    tracing::error!(%error, failures, url = %self.settings.control_plane_url, "sync keeps failing; serving a catalog that no longer follows the control plane");
+                } else {
+                    tracing::warn!(%error, url = %self.settings.control_plane_url, "sync with the control plane failed; serving the last snapshot");
                 }
             }
             tokio::time::sleep(with_jitter(backoff)).await;
@@ -54,8 +77,8 @@ impl SyncClient {
         }
     }
 
-    /// One stream's life. Returns whether any update arrived (then backoff starts over).
-    async fn stream_once(&self) -> anyhow::Result<bool> {
+    /// One stream's life; `received` tells whether any update arrived (then backoff starts over).
+    async fn stream_once(&self, last_error: Option<&str>, received: &mut bool) -> anyhow::Result<()> {
         let mut endpoint = Endpoint::from_shared(self.settings.control_plane_url.clone())?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(15))
@@ -76,6 +99,7 @@ impl SyncClient {
                 version: if held.loaded { held.version } else { 0 },
                 software_version: env!("CARGO_PKG_VERSION").to_string(),
                 catalog_id: held.catalog_id.clone(),
+                last_error: last_error.unwrap_or_default().to_string(),
             })),
         })
         .await?;
@@ -89,12 +113,26 @@ impl SyncClient {
         request.metadata_mut().insert("authorization", auth);
         let mut inbound = client.sync(request).await?.into_inner();
 
-        let mut received = false;
-        while let Some(update) = inbound.message().await? {
-            received = true;
-            let version = update.version;
-            let nonce = update.nonce.clone();
-            let reply = match self.state.apply_update(update) {
+        let mut chunks = ChunkAssembler::default();
+        while let Some(chunk) = inbound.message().await? {
+            let version = chunk.version;
+            let nonce = chunk.nonce.clone();
+            let reply = match chunks.push(chunk) {
+                Ok(None) => continue,
+                Ok(Some(update)) => {
+                    if !*received {
+                        *received = true;
+                        self.state.set_sync_status(|status| {
+                            status.connected = true;
+                            status.failures_in_a_row = 0;
+                            status.last_error = None;
+                        });
+                    }
+                    self.apply(update)
+                }
+                Err(error) => Err(error),
+            };
+            let reply = match reply {
                 Ok(()) => Message::Ack(pb::Ack { version, nonce }),
                 Err(error) => {
                     tracing::warn!(version, %error, "rejected a catalog update; keeping the current snapshot");
@@ -115,7 +153,19 @@ impl SyncClient {
                 break;
             }
         }
-        Ok(received)
+        Ok(())
+    }
+
+    /// Ownership invalidations first (they hold whatever becomes of the catalog part), then the
+    /// catalog and tokens.
+    fn apply(&self, mut update: pb::SyncUpdate) -> Result<(), String> {
+        if update.reset_object_cache {
+            self.state.ownership.clear();
+        }
+        self.state
+            .ownership
+            .forget_refs(&std::mem::take(&mut update.forgotten_objects));
+        self.state.apply_update(update)
     }
 }
 

@@ -33,10 +33,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Client request headers as they may go upstream: no hop-by-hop, no client credentials, no Host
-/// (the client sets the upstream's).
+/// (the client sets the upstream's), no Content-Length (the body the edge sends may not be the
+/// client's: the upstream client sets it from the body it actually sends).
 pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::AUTHORIZATION);
     headers.remove("api-key");
     headers

@@ -6,7 +6,12 @@
 //! (and a tombstone for each removal) with it, so `changes_since(v)` is a plain `version > v` read.
 //! The version row is written first in each transaction, which serialises writers: versions are
 //! handed out in commit order and a reader never misses a row with a lower version.
+//!
+//! Foundry object ownership records live in the same database but outside the catalog version
+//! (`OwnershipStore`, SQL in `ownership_sql.rs`): they grow with traffic, so edges look them up on
+//! demand rather than receiving them on the Sync stream.
 
+mod ownership_sql;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -18,7 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::model::{Attendee, CatalogChanges, Event, FoundryObject, Resource};
+use super::model::{Attendee, CatalogChanges, Event, ForgetsSince, FoundryObject, Resource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,7 +44,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait CatalogStore: Send + Sync + 'static {
+pub trait CatalogStore: OwnershipStore + Send + Sync + 'static {
     /// The catalog's identity: a random id made when the database was created. An edge holding a
     /// version of another catalog gets a full snapshot.
     async fn catalog_id(&self) -> StoreResult<String>;
@@ -65,11 +70,6 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// `Conflict` when the user already has a key for this event.
     async fn add_attendee(&self, attendee: &Attendee) -> StoreResult<u64>;
     async fn list_attendees(&self, event_id: &str) -> StoreResult<Vec<Attendee>>;
-    /// Records who created a Foundry object; `Conflict` if another attendee already owns that id.
-    async fn record_object(&self, object: &FoundryObject) -> StoreResult<u64>;
-    /// Forgets a deleted object; `NotFound` if it was never recorded.
-    async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64>;
-    async fn get_object(&self, kind: &str, id: &str) -> StoreResult<Option<FoundryObject>>;
 
     /// Takes up to `wanted` requests from an attendee's allowance of `cap` for `day`; returns how
     /// many were granted (0 once the cap is reached). Atomic across replicas.
@@ -88,6 +88,50 @@ pub trait CatalogStore: Send + Sync + 'static {
         user_id: &str,
         active: bool,
     ) -> StoreResult<(u64, Attendee)>;
+}
+
+/// Who created which Foundry object. No method here takes a catalog version; a record goes with its
+/// event (`delete_event`) or when it expires. "Expired" means `expires_at_ms` is set and not after
+/// the time given; expired records count as absent everywhere and may be taken over.
+#[async_trait]
+pub trait OwnershipStore: Send + Sync + 'static {
+    /// Records every object, or none: `Conflict` if any `(kind, id)` belongs to another attendee
+    /// (unexpired), `NotFound` if an event is gone. Recording again for the same attendee changes
+    /// nothing. The records are written as given: the caller sets `created_at_ms` (the record time,
+    /// also the "now" that decides whether an existing record has expired) and `expires_at_ms`.
+    async fn record_objects(&self, objects: &[FoundryObject]) -> StoreResult<()>;
+    /// Deletes the record `(kind, id)` and the aliases naming it, and logs a forget invalidation
+    /// for each; returns the forget sequence number taken. `NotFound` if nothing was recorded.
+    async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64>;
+    /// The unexpired records among `refs` (`(kind, id)` pairs); unknown ones are left out.
+    async fn lookup_objects(
+        &self,
+        refs: &[(String, String)],
+        now_ms: i64,
+    ) -> StoreResult<Vec<FoundryObject>>;
+    /// One attendee's unexpired records of one kind, aliases left out, ordered by
+    /// `(created_at_ms, id)` (reversed when `descending`), after the record `after_id` (which must
+    /// be one of that attendee's, else `NotFound`). Returns up to `limit` records and whether more
+    /// follow.
+    #[allow(clippy::too_many_arguments)]
+    async fn list_owned_objects(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        kind: &str,
+        after_id: Option<&str>,
+        descending: bool,
+        limit: u32,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<FoundryObject>, bool)>;
+    /// Deletes the records expired at `now_ms`; returns how many.
+    async fn purge_expired_objects(&self, now_ms: i64) -> StoreResult<u64>;
+    /// The forget sequence number: moves on every forget, never goes back.
+    async fn current_forget_seq(&self) -> StoreResult<u64>;
+    /// The forgets after sequence number `seq`.
+    async fn forgets_since(&self, seq: u64) -> StoreResult<ForgetsSince>;
+    /// Drops forget invalidations logged before `older_than_ms`; returns how many.
+    async fn prune_forgets(&self, older_than_ms: i64) -> StoreResult<u64>;
 }
 
 /// Opens (and migrates) the store `AIPROXY_DATABASE_URL` names.

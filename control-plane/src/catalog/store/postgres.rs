@@ -26,3 +26,5 @@ super::sql::impl_catalog_store!(
     sqlx::Postgres,
     Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 );
+
+super::ownership_sql::impl_ownership_store!(PostgresCatalogStore, sqlx::Postgres, "BEGIN");

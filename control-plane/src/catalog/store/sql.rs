@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::catalog::model::{
-    Attendee, Event, FoundryObject, ModelType, ObjectKind, Removal, Resource,
-};
+use crate::catalog::model::{Attendee, Event, ModelType, ObjectKind, Removal, Resource};
 
 pub(super) const RESOURCE_COLUMNS: &str = "id, friendly_name, deployment_name, model_type, \
     endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key";
@@ -130,29 +128,6 @@ impl From<AttendeeRow> for Attendee {
     }
 }
 
-pub(super) const OBJECT_COLUMNS: &str = "kind, id, event_id, user_id, resource_id";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct FoundryObjectRow {
-    kind: String,
-    id: String,
-    event_id: String,
-    user_id: String,
-    resource_id: String,
-}
-
-impl From<FoundryObjectRow> for FoundryObject {
-    fn from(row: FoundryObjectRow) -> Self {
-        FoundryObject {
-            kind: row.kind,
-            id: row.id,
-            event_id: row.event_id,
-            user_id: row.user_id,
-            resource_id: row.resource_id,
-        }
-    }
-}
-
 pub(super) fn removals_from_rows(rows: Vec<(String, String)>) -> Vec<Removal> {
     rows.into_iter()
         .filter_map(|(kind, id)| ObjectKind::parse(&kind).map(|kind| Removal { kind, id }))
@@ -167,13 +142,11 @@ pub(super) fn version_u64(v: i64) -> u64 {
 /// `$snapshot_sql` starts a read transaction at a consistent snapshot (dialect-specific).
 macro_rules! impl_catalog_store {
     ($store:ty, $db:ty, $snapshot_sql:expr) => {
-                use $crate::catalog::model::{
-            Attendee, CatalogChanges, Event, FoundryObject, ObjectKind, Resource, foundry_object_id,
-        };
+        use $crate::catalog::model::{Attendee, CatalogChanges, Event, ObjectKind, Resource};
         use $crate::catalog::store::sql::{
             ATTENDEE_COLUMNS, AttendeeRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, INSERT_RESOURCE,
-            RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE,
-                        FoundryObjectRow, OBJECT_COLUMNS, assemble_events, removals_from_rows, version_u64,
+            RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE, assemble_events,
+            removals_from_rows, version_u64,
         };
         use $crate::catalog::store::{CatalogStore, StoreError};
 
@@ -386,15 +359,6 @@ macro_rules! impl_catalog_store {
                     .into_iter()
                     .map(Attendee::from)
                     .collect();
-                                let objects_sql =
-                    format!("SELECT {OBJECT_COLUMNS} FROM foundry_objects WHERE version > $1 ORDER BY kind, id");
-                changes.objects = sqlx::query_as::<_, FoundryObjectRow>(sqlx::AssertSqlSafe(objects_sql))
-                    .bind(after)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(FoundryObject::from)
-                    .collect();
                 if !full {
                     let rows: Vec<(String, String)> = sqlx::query_as(
                         "SELECT kind, id FROM removals WHERE version > $1 ORDER BY version",
@@ -490,7 +454,8 @@ macro_rules! impl_catalog_store {
             async fn delete_event(&self, id: &str) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                                sqlx::query("DELETE FROM foundry_objects WHERE event_id = $1")
+                // Ownership records go with their event.
+                sqlx::query("DELETE FROM foundry_objects WHERE event_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -575,77 +540,6 @@ macro_rules! impl_catalog_store {
                     .await?;
                 tx.commit().await?;
                 Ok(rows.into_iter().map(Attendee::from).collect())
-            }
-
-            async fn record_object(&self, o: &FoundryObject) -> StoreResult<u64> {
-                let mut tx = self.pool.begin().await?;
-                let v = Self::bump(&mut tx).await?;
-                if !Self::event_exists(&mut tx, &o.event_id).await? {
-                    return Err(StoreError::NotFound { kind: "event", id: o.event_id.clone() });
-                }
-                let owner: Option<(String, String)> = sqlx::query_as(
-                    "SELECT event_id, user_id FROM foundry_objects WHERE kind = $1 AND id = $2",
-                )
-                .bind(&o.kind)
-                .bind(&o.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match owner {
-                    Some((event_id, user_id)) if event_id == o.event_id && user_id == o.user_id => {
-                        // Recorded already (a retry): nothing changes.
-                        return Ok(version_u64(v - 1));
-                    }
-                    Some(_) => {
-                        return Err(StoreError::Conflict(format!("{} '{}' belongs to another attendee", o.kind, o.id)));
-                    }
-                    None => {}
-                }
-                sqlx::query(
-                    "INSERT INTO foundry_objects (kind, id, event_id, user_id, resource_id, created_at_ms, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&o.kind)
-                .bind(&o.id)
-                .bind(&o.event_id)
-                .bind(&o.user_id)
-                .bind(&o.resource_id)
-                .bind(chrono::Utc::now().timestamp_millis())
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM removals WHERE kind = $1 AND id = $2")
-                    .bind(ObjectKind::FoundryObject.as_str())
-                    .bind(foundry_object_id(&o.kind, &o.id))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(version_u64(v))
-            }
-
-            async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64> {
-                let mut tx = self.pool.begin().await?;
-                let v = Self::bump(&mut tx).await?;
-                let done = sqlx::query("DELETE FROM foundry_objects WHERE kind = $1 AND id = $2")
-                    .bind(kind)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound { kind: "object", id: foundry_object_id(kind, id) });
-                }
-                Self::tombstone(&mut tx, ObjectKind::FoundryObject, &foundry_object_id(kind, id), v).await?;
-                tx.commit().await?;
-                Ok(version_u64(v))
-            }
-
-            async fn get_object(&self, kind: &str, id: &str) -> StoreResult<Option<FoundryObject>> {
-                let sql = format!("SELECT {OBJECT_COLUMNS} FROM foundry_objects WHERE kind = $1 AND id = $2");
-                let row = sqlx::query_as::<_, FoundryObjectRow>(sqlx::AssertSqlSafe(sql))
-                    .bind(kind)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(FoundryObject::from))
             }
 
             async fn lease_requests(

@@ -35,3 +35,6 @@ impl SqliteCatalogStore {
 
 // A SQLite read transaction in WAL mode already reads one consistent snapshot.
 super::sql::impl_catalog_store!(SqliteCatalogStore, sqlx::Sqlite, None::<&str>);
+
+// Ownership writes may read first: take the write lock up front (see `ownership_sql.rs`).
+super::ownership_sql::impl_ownership_store!(SqliteCatalogStore, sqlx::Sqlite, "BEGIN IMMEDIATE");

@@ -1,0 +1,286 @@
+//! Creating an object: forward the call, then record the new object against the caller before
+//! the caller learns its id. A JSON answer is read (bounded), recorded, then sent; a streamed
+//! answer (SSE) passes event by event, held back only until the event that names the object
+//! (`thread.created`, `response.created`: the expected event type and JSON path, never a text
+//! search) is parsed and recorded. If the record cannot be written the caller is told and the
+//! object is deleted upstream, so no one holds an object the proxy does not know.
+
+use std::sync::Arc;
+
+use aiproxy_proto::v1 as pb;
+use bytes::Bytes;
+use chrono::Utc;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{ObjectKind, base_of};
+use crate::body::{BoxError, EdgeBody, full, read_to_bytes};
+use crate::control_calls::RecordError;
+use crate::ownership::Owner;
+use crate::proxy::client_auth::Caller;
+use crate::proxy::errors::ProxyError;
+use crate::snapshot::{CatalogSnapshot, UpstreamResource};
+use crate::sse::{SseEvent, SseParser};
+use crate::state::EdgeState;
+use crate::upstream::{auth, headers};
+
+/// What a create call makes.
+pub struct Creation {
+    pub kind: ObjectKind,
+    /// `POST /threads/runs`: the answer is a run; the thread it created is what gets recorded.
+    pub thread_and_run: bool,
+    /// False for `store: false` responses, which upstream does not keep.
+    pub record: bool,
+}
+
+/// Longest stretch of a stream held back while waiting for the event that names the object.
+const HELD_LIMIT: usize = 1024 * 1024;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn create(
+    state: &Arc<EdgeState>,
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    upstream: Arc<UpstreamResource>,
+    url: &str,
+    parts: http::request::Parts,
+    body: EdgeBody,
+    creation: Creation,
+) -> Result<Response<EdgeBody>, ProxyError> {
+    let pending = PendingRecord {
+        state: state.clone(),
+        kind: creation.kind,
+        thread_and_run: creation.thread_and_run,
+        owner: Owner {
+            event_id: caller.event.id.clone(),
+            user_id: caller.user_id.clone(),
+            resource_id: upstream.id.clone(),
+            expires_at_ms: 0,
+        },
+        upstream: upstream.clone(),
+        query: parts.uri.query().map(str::to_string),
+        client_headers: parts.headers.clone(),
+    };
+    let response = super::super::forward(state, snapshot, upstream, url, parts, body, None).await?;
+    if !creation.record || !response.status().is_success() {
+        return Ok(response);
+    }
+    let streaming = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (parts, body) = response.into_parts();
+    if streaming {
+        return Ok(Response::from_parts(parts, pending.record_from_stream(body)));
+    }
+    let bytes = read_to_bytes(body, state.max_json_body_bytes)
+        .await
+        .map_err(|e| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("The Foundry answer could not be read: {e}"),
+            )
+        })?;
+    let answer: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "The upstream answered a create call with something other than JSON",
+        )
+    })?;
+    let id_field = if creation.thread_and_run { "thread_id" } else { "id" };
+    let Some(id) = answer.get(id_field).and_then(Value::as_str) else {
+        return Err(ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("The upstream's answer names no {id_field}"),
+        ));
+    };
+    let name = answer.get("name").and_then(Value::as_str);
+    pending.record(id, name).await?;
+    Ok(Response::from_parts(parts, full(bytes)))
+}
+
+/// Everything needed to record (or roll back) the object a call is creating.
+struct PendingRecord {
+    state: Arc<EdgeState>,
+    kind: ObjectKind,
+    thread_and_run: bool,
+    owner: Owner,
+    upstream: Arc<UpstreamResource>,
+    query: Option<String>,
+    client_headers: http::HeaderMap,
+}
+
+impl PendingRecord {
+    fn kind_recorded(&self) -> ObjectKind {
+        if self.thread_and_run {
+            ObjectKind::Thread
+        } else {
+            self.kind
+        }
+    }
+
+    /// Records `id` (and a named agent's name beside it); on failure deletes it upstream.
+    async fn record(&self, id: &str, name: Option<&str>) -> Result<(), ProxyError> {
+        let kind = self.kind_recorded();
+        let record = |id: &str, alias_of: &str| pb::OwnedObject {
+            kind: kind.as_str().to_string(),
+            id: id.to_string(),
+            event_id: self.owner.event_id.clone(),
+            user_id: self.owner.user_id.clone(),
+            resource_id: self.owner.resource_id.clone(),
+            alias_of: alias_of.to_string(),
+            ..Default::default()
+        };
+        let mut objects = vec![record(id, "")];
+        if kind == ObjectKind::Agent
+            && let Some(name) = name.filter(|n| *n != id)
+        {
+            objects.push(record(name, id));
+        }
+        match self.state.control.record(objects).await {
+            Ok(()) => {
+                let now = Utc::now().timestamp_millis();
+                self.state
+                    .ownership
+                    .remember((kind, id.to_string()), self.owner.clone(), now);
+                if kind == ObjectKind::Agent
+                    && let Some(name) = name
+                {
+                    self.state
+                        .ownership
+                        .remember((kind, name.to_string()), self.owner.clone(), now);
+                }
+                Ok(())
+            }
+            Err(RecordError::Taken(message)) => {
+                tracing::warn!(kind = kind.as_str(), %message, "created upstream under an id or name another attendee holds");
+                Err(ProxyError::new(StatusCode::CONFLICT, format!(
+                    "The {} was created upstream under a name or id that belongs to another attendee; choose another name.",
+                    kind.label()
+                )))
+            }
+            Err(RecordError::Failed(message)) => {
+                tracing::warn!(kind = kind.as_str(), %message, "could not record a new object; deleting it upstream");
+                self.roll_back(id).await;
+                Err(ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The {} could not be recorded for you, so it was not kept; retry shortly.",
+                        kind.label()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Best effort: deletes an object the proxy could not record.
+    async fn roll_back(&self, id: &str) {
+        let kind = self.kind_recorded();
+        let target = match &self.query {
+            Some(query) => format!("{}{}/{id}?{query}", base_of(&self.upstream), kind.collection()),
+            None => format!("{}{}/{id}", base_of(&self.upstream), kind.collection()),
+        };
+        let Ok(uri) = target.parse::<Uri>() else {
+            return;
+        };
+        let mut upstream_headers = headers::for_upstream(self.client_headers.clone());
+        upstream_headers.remove(http::header::CONTENT_TYPE);
+        let snapshot = self.state.snapshot();
+        if auth::authorize(
+            &self.upstream,
+            &snapshot,
+            Utc::now().timestamp_millis(),
+            self.state.token_margin_ms,
+            &mut upstream_headers,
+        )
+        .is_err()
+        {
+            return;
+        }
+        let mut request = Request::new(full(Bytes::new()));
+        *request.method_mut() = Method::DELETE;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = upstream_headers;
+        match self.state.upstream.send(request).await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), "rolling back an unrecorded object failed")
+            }
+            Err(e) => tracing::warn!(%e, "rolling back an unrecorded object failed"),
+        }
+    }
+
+    /// The id of the created object, if `event` is the one that names it.
+    fn id_in(&self, event: &SseEvent) -> Option<String> {
+        let pointer = match (self.kind, event.event.as_str()) {
+            (ObjectKind::Thread, "thread.created") if self.thread_and_run => "/id",
+            (ObjectKind::Thread, "thread.run.created") if self.thread_and_run => "/thread_id",
+            (ObjectKind::Response, "response.created") => "/response/id",
+            (_, _) => return None,
+        };
+        let data: Value = serde_json::from_str(&event.data).ok()?;
+        data.pointer(pointer)?.as_str().map(str::to_string)
+    }
+
+    /// Passes the stream through, holding it back only until the object is recorded.
+    fn record_from_stream(self, mut body: EdgeBody) -> EdgeBody {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+        tokio::spawn(async move {
+            let mut parser = SseParser::new(HELD_LIMIT);
+            let mut held: Vec<Frame<Bytes>> = Vec::new();
+            let mut recorded = false;
+            while let Some(frame) = body.frame().await {
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if recorded {
+                    if tx.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let found = match frame.data_ref().map(|data| parser.push(data)) {
+                    Some(Ok(events)) => events.iter().find_map(|e| self.id_in(e)),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Ok(error_event(&e.to_string()))).await;
+                        return;
+                    }
+                    None => None,
+                };
+                held.push(frame);
+                let Some(id) = found else { continue };
+                if let Err(e) = self.record(&id, None).await {
+                    let _ = tx.send(Ok(error_event(&e.message))).await;
+                    return;
+                }
+                recorded = true;
+                for frame in held.drain(..) {
+                    if tx.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // The stream ended without naming an object (an upstream error event): pass it on.
+            for frame in held {
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
+    }
+}
+
+fn error_event(message: &str) -> Frame<Bytes> {
+    let data = json!({"error": {"code": "proxy_error", "message": message}});
+    Frame::data(Bytes::from(format!("event: error\ndata: {data}\n\n")))
+}

@@ -1,0 +1,314 @@
+//! The Foundry Agent Service through the event's `foundry-agent` resources (and responses stored
+//! on model resources), with attendees kept apart. Attendees of an event share one project
+//! upstream, so this module is the only wall between them:
+//! - the object a path names, and every object a body references (`references`), must have been
+//!   created through the proxy by the caller (`crate::ownership`); anything else is 403;
+//! - a call on an object goes to the resource the object lives on, and only while the caller's
+//!   event still exposes that resource;
+//! - every object created is recorded before the caller gets its id (`create`), and lists show
+//!   only the caller's objects, paged from the records (`lists`).
+
+mod create;
+mod lists;
+mod references;
+
+pub use crate::ownership::ObjectKind;
+pub use create::{Creation, create};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::client_auth::Caller;
+use super::errors::ProxyError;
+use super::policy;
+use super::routes::FoundryPath;
+use crate::body::{EdgeBody, full};
+use crate::ownership::{ObjectKey, Owner};
+use crate::snapshot::{CatalogSnapshot, UpstreamResource};
+use crate::state::EdgeState;
+use crate::upstream::pool;
+use references::Reference;
+
+const FOUNDRY_AGENT: &str = "foundry-agent";
+const FOUNDRY_MODEL: &str = "foundry-model";
+
+/// A request body as it reaches this module: still unread, or read and parsed already (a
+/// Responses call whose `agent` sent it here).
+pub enum RequestBody {
+    Unread(Incoming),
+    Json(Bytes, Value),
+}
+
+pub fn unauthorized(kind: ObjectKind) -> ProxyError {
+    ProxyError::new(
+        StatusCode::FORBIDDEN,
+        format!("Unauthorized access to {}.", kind.label()),
+    )
+}
+
+fn owned_by(owner: &Owner, caller: &Caller) -> bool {
+    owner.event_id == caller.event.id && owner.user_id == caller.user_id
+}
+
+pub async fn serve(
+    state: &Arc<EdgeState>,
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    path: FoundryPath<'_>,
+    parts: http::request::Parts,
+    body: RequestBody,
+) -> Result<Response<EdgeBody>, ProxyError> {
+    let (body, json) = read_body(state, &parts, &path, body).await?;
+    let references = match &json {
+        Some(value) => references::collect(value)?,
+        None => Vec::new(),
+    };
+    // `POST /agents` names the agent it creates: a name another attendee holds is theirs.
+    let new_agent_name = (path.kind == ObjectKind::Agent && path.is_collection())
+        .then(|| json.as_ref()?.get("name")?.as_str())
+        .flatten();
+    let path_object = path.id.map(|id| (path.kind, id));
+    let checked = authorize(state, caller, path_object, &references, new_agent_name).await?;
+
+    if let Some(owner) = &checked.path_owner {
+        let upstream = available_resource(snapshot, caller, &owner.resource_id)
+            .ok_or_else(|| gone(path.kind))?;
+        let url = format!("{}{}", base_of(&upstream), path.path);
+        let deleting = parts.method == Method::DELETE && path.below.is_empty();
+        let response = super::forward(state, snapshot, upstream, &url, parts, body, None).await?;
+        if deleting && response.status().is_success() {
+            let id = path.id.unwrap_or_default();
+            state.ownership.forget(&(path.kind, id.to_string()));
+            if let Err(e) = state.control.forget(path.kind.as_str(), id).await {
+                tracing::warn!(kind = path.kind.as_str(), %e, "deleted upstream but the ownership record stays");
+            }
+        }
+        return Ok(response);
+    }
+    let upstream = match single_resource(snapshot, caller, &checked.reference_resources) {
+        Some(upstream) => upstream,
+        None => agent_resource(state, snapshot, &caller.event.id)?,
+    };
+    let base = base_of(&upstream).to_string();
+    match parts.method {
+        Method::GET if path.is_collection() => {
+            lists::list(state, snapshot, caller, path.kind, &parts).await
+        }
+        Method::POST if path.is_collection() || path.creates_thread_and_run() => {
+            let url = format!("{base}{}", path.path);
+            let creation = Creation {
+                kind: path.kind,
+                thread_and_run: path.creates_thread_and_run(),
+                record: json.as_ref().is_none_or(stores_object),
+            };
+            create(state, snapshot, caller, upstream, &url, parts, body, creation).await
+        }
+        _ => Err(ProxyError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not supported on {}", parts.method, path.path),
+        )),
+    }
+}
+
+/// The references in a model call's body (a Responses call's `previous_response_id`,
+/// `conversation`, files, vector stores), authorised for the caller; returns the resources the
+/// referenced objects live on, so a continued response goes where the earlier one is stored.
+pub async fn authorize_body(
+    state: &EdgeState,
+    caller: &Caller,
+    body: &Value,
+) -> Result<Vec<String>, ProxyError> {
+    let references = references::collect(body)?;
+    if references.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(authorize(state, caller, None, &references, None)
+        .await?
+        .reference_resources)
+}
+
+/// `store: false` asks upstream not to keep the object (Responses): nothing to record.
+pub fn stores_object(body: &Value) -> bool {
+    body.get("store").and_then(Value::as_bool) != Some(false)
+}
+
+/// POST bodies are JSON whatever the content type claims (so a reference cannot hide behind
+/// `text/plain`), except file uploads, which stream through. GET and DELETE carry no body upstream.
+async fn read_body(
+    state: &EdgeState,
+    parts: &http::request::Parts,
+    path: &FoundryPath<'_>,
+    body: RequestBody,
+) -> Result<(EdgeBody, Option<Value>), ProxyError> {
+    let incoming = match body {
+        RequestBody::Json(bytes, value) => return Ok((full(bytes), Some(value))),
+        RequestBody::Unread(incoming) => incoming,
+    };
+    if parts.method != Method::POST {
+        return Ok((full(Bytes::new()), None));
+    }
+    if path.kind == ObjectKind::File && path.is_collection() {
+        return Ok((crate::body::stream(incoming), None));
+    }
+    let bytes = policy::read_bytes(incoming, state.max_json_body_bytes).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((full(bytes), None));
+    }
+    let value = policy::parse_json(&bytes)?;
+    Ok((full(bytes), Some(value)))
+}
+
+/// What authorisation found out: the owner of the object in the path, and the resources the
+/// referenced objects live on.
+struct Checked {
+    path_owner: Option<Arc<Owner>>,
+    reference_resources: Vec<String>,
+}
+
+/// One batched ownership look-up for the path's object, every body reference and a new agent's
+/// name; any that is not the caller's refuses the whole call.
+async fn authorize(
+    state: &EdgeState,
+    caller: &Caller,
+    path_object: Option<(ObjectKind, &str)>,
+    references: &[Reference],
+    new_agent_name: Option<&str>,
+) -> Result<Checked, ProxyError> {
+    let mut keys: Vec<ObjectKey> = Vec::new();
+    if let Some((kind, id)) = path_object {
+        keys.push((kind, id.to_string()));
+    }
+    for reference in references {
+        match reference {
+            Reference::Object(kind, id) => keys.push((*kind, id.clone())),
+            Reference::AnyAgent(id) => {
+                keys.push((ObjectKind::Assistant, id.clone()));
+                keys.push((ObjectKind::Agent, id.clone()));
+            }
+        }
+    }
+    if let Some(name) = new_agent_name {
+        keys.push((ObjectKind::Agent, name.to_string()));
+    }
+    if keys.is_empty() {
+        return Ok(Checked {
+            path_owner: None,
+            reference_resources: Vec::new(),
+        });
+    }
+    let owners = state
+        .ownership
+        .owners(&state.control, &keys, Utc::now().timestamp_millis())
+        .await
+        .map_err(|e| {
+            ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Cannot check who owns the objects this call names right now: {e}"),
+            )
+        })?;
+    let mut answers = keys.iter().zip(owners);
+    let mut mine = |expected: ObjectKind| -> Result<Option<Arc<Owner>>, ProxyError> {
+        let ((kind, _), owner) = answers.next().ok_or_else(|| unauthorized(expected))?;
+        debug_assert_eq!(*kind, expected);
+        match owner {
+            Some(owner) if owned_by(&owner, caller) => Ok(Some(owner)),
+            Some(_) => Err(unauthorized(expected)),
+            None => Ok(None),
+        }
+    };
+    let path_owner = match path_object {
+        Some((kind, _)) => Some(mine(kind)?.ok_or_else(|| unauthorized(kind))?),
+        None => None,
+    };
+    let mut reference_resources = Vec::new();
+    for reference in references {
+        let owner = match reference {
+            Reference::Object(kind, _) => mine(*kind)?.ok_or_else(|| unauthorized(*kind))?,
+            Reference::AnyAgent(_) => {
+                let assistant = mine(ObjectKind::Assistant)?;
+                let agent = mine(ObjectKind::Agent)?;
+                assistant
+                    .or(agent)
+                    .ok_or_else(|| unauthorized(ObjectKind::Agent))?
+            }
+        };
+        reference_resources.push(owner.resource_id.clone());
+    }
+    if new_agent_name.is_some() {
+        // Free, or the caller's own (a new version of their agent): both fine.
+        mine(ObjectKind::Agent)?;
+    }
+    Ok(Checked {
+        path_owner,
+        reference_resources,
+    })
+}
+
+/// A resource of the caller's event, active: where the caller's objects may be reached.
+fn available_resource(
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    resource_id: &str,
+) -> Option<Arc<UpstreamResource>> {
+    snapshot
+        .event_resource(&caller.event.id, resource_id)
+        .filter(|r| matches!(r.model_type.as_str(), FOUNDRY_AGENT | FOUNDRY_MODEL))
+        .cloned()
+}
+
+fn gone(kind: ObjectKind) -> ProxyError {
+    ProxyError::not_found(format!(
+        "The resource that holds this {} is no longer available to this event.",
+        kind.label()
+    ))
+}
+
+/// A create that references objects goes where they live, when they all live on one agent
+/// resource the event still exposes.
+fn single_resource(
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    resources: &[String],
+) -> Option<Arc<UpstreamResource>> {
+    let first = resources.first()?;
+    if resources.iter().any(|r| r != first) {
+        return None;
+    }
+    available_resource(snapshot, caller, first).filter(|r| r.model_type == FOUNDRY_AGENT)
+}
+
+/// Paths of agent resources follow the project endpoint; responses stored on a model resource
+/// follow its origin.
+fn base_of(upstream: &UpstreamResource) -> &str {
+    if upstream.model_type == FOUNDRY_MODEL {
+        &upstream.origin
+    } else {
+        &upstream.endpoint_url
+    }
+}
+
+fn agent_resource(
+    state: &EdgeState,
+    snapshot: &CatalogSnapshot,
+    event_id: &str,
+) -> Result<Arc<UpstreamResource>, ProxyError> {
+    let missing = || ProxyError::not_found("No Foundry Agent deployment found for the event.");
+    let name = *snapshot
+        .names(event_id, FOUNDRY_AGENT)
+        .first()
+        .ok_or_else(missing)?;
+    let members = snapshot
+        .pool(event_id, FOUNDRY_AGENT, name)
+        .ok_or_else(missing)?;
+    Ok(
+        pool::choose(members, &state.region, state.next_round_robin(), |m| {
+            state.health.is_healthy(&m.id)
+        })
+        .clone(),
+    )
+}
