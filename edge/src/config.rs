@@ -55,12 +55,20 @@ pub struct EdgeConfig {
     pub max_json_body_bytes: usize,
 
     /// Foundry object owners this edge keeps in memory (the records live in the control plane).
-    #[arg(long, env = "AIPROXY_OWNERSHIP_CACHE_ENTRIES", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "AIPROXY_OWNERSHIP_CACHE_ENTRIES",
+        default_value_t = 100_000
+    )]
     pub ownership_cache_entries: usize,
 
     /// How long "no such object" is remembered, in milliseconds (an object created through
     /// another edge a moment ago is found once this passes).
-    #[arg(long, env = "AIPROXY_OWNERSHIP_NEGATIVE_TTL_MS", default_value_t = 2_000)]
+    #[arg(
+        long,
+        env = "AIPROXY_OWNERSHIP_NEGATIVE_TTL_MS",
+        default_value_t = 2_000
+    )]
     pub ownership_negative_ttl_ms: u64,
 }
 

@@ -297,7 +297,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_label_agents_alike() {
-        for kind in [ObjectKind::Assistant, ObjectKind::VectorStore, ObjectKind::Response] {
+        for kind in [
+            ObjectKind::Assistant,
+            ObjectKind::VectorStore,
+            ObjectKind::Response,
+        ] {
             assert_eq!(ObjectKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(ObjectKind::Assistant.label(), ObjectKind::Agent.label());

@@ -75,7 +75,9 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
                     .ok_or(PathError::rule("'%' must be followed by two hex digits"))?;
                 i += 3;
                 match hex {
-                    b'/' | b'\\' => return Err(PathError::rule("encoded '/' or '\\' is not allowed")),
+                    b'/' | b'\\' => {
+                        return Err(PathError::rule("encoded '/' or '\\' is not allowed"));
+                    }
                     // A second decoding by a front end would see what this one did not.
                     b'%' => return Err(PathError::rule("double percent-encoding is not allowed")),
                     other => other,
@@ -104,14 +106,18 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
 /// Whether `s` is an id in the alphabet Azure uses for object ids, index and agent names:
 /// ASCII letters, digits, `_` and `-`.
 pub fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Deployment names may also hold `.` (never only dots: `parse` refused those).
 pub fn is_deployment_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// One segment for an upstream path: RFC 3986 `pchar`s stay, everything else is percent-encoded,
@@ -122,8 +128,21 @@ pub fn encode_segment(segment: &str) -> String {
         let keep = byte.is_ascii_alphanumeric()
             || matches!(
                 byte,
-                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
-                    | b',' | b'=' | b':' | b'@'
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
             );
         if keep {
             out.push(byte as char);

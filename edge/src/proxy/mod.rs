@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::{EdgeBody, full, stream};
-use canonical::CanonicalPath;
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
+use canonical::CanonicalPath;
 use errors::{ProxyError, json_response};
 use routes::Route;
 
@@ -260,8 +260,10 @@ async fn serve(
             thread_and_run: false,
             record: stores_response,
         };
-        return foundry::create(state, &snapshot, &caller, upstream, &url, parts, body, creation)
-            .await;
+        return foundry::create(
+            state, &snapshot, &caller, upstream, &url, parts, body, creation,
+        )
+        .await;
     }
     let retry_parts = replay.as_ref().map(|_| copy_parts(&parts));
     let url = url_for(&upstream);

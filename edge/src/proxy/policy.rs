@@ -36,7 +36,8 @@ pub async fn read_bytes(body: Incoming, limit: usize) -> Result<Bytes, ProxyErro
 }
 
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ProxyError> {
-    serde_json::from_slice(bytes).map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))
+    serde_json::from_slice(bytes)
+        .map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))
 }
 
 /// The event's per-request token cap (0: none) against every field clients use to ask for tokens.

@@ -39,21 +39,33 @@ pub enum Route<'a> {
         operation: &'static str,
     },
     /// `/api/v1/openai/v1/{operation}`
-    OpenAiV1 { operation: &'static str },
+    OpenAiV1 {
+        operation: &'static str,
+    },
     /// `/api/v1/indexes/{index}/docs/search` or `/api/v1/indexes('{index}')/docs/search.post.search`;
     /// `path` is the upstream path after the search service's endpoint.
-    Search { index: &'a str, path: String },
+    Search {
+        index: &'a str,
+        path: String,
+    },
     /// `/api/v1/{chat/completions|embeddings|images/embeddings|info}` (model inference API)
-    Inference { operation: &'static str },
+    Inference {
+        operation: &'static str,
+    },
     /// `/api/v1/mcp/{name}[/{rest}]`; `rest` (re-encoded, with its leading `/`, or empty) follows
     /// the server's endpoint.
-    Mcp { name: &'a str, rest: String },
+    Mcp {
+        name: &'a str,
+        rest: String,
+    },
     /// The Foundry Agent Service (and stored model responses): see `FoundryPath`.
     Foundry(FoundryPath<'a>),
     /// `POST /api/v1/eventinfo`: what the caller's event offers.
     EventInfo,
     /// `GET /api/v1/event/{event_id}`: public registration information.
-    EventPublic { event_id: &'a str },
+    EventPublic {
+        event_id: &'a str,
+    },
     MethodNotAllowed,
     Unknown,
 }
@@ -163,7 +175,11 @@ pub fn resolve<'a>(method: &Method, path: &'a CanonicalPath) -> Result<Route<'a>
             only(method, &[Method::GET], Route::EventPublic { event_id })
         }
         operation => match find_operation(&INFERENCE_OPERATIONS, operation) {
-            Some("info") => only(method, &[Method::GET], Route::Inference { operation: "info" }),
+            Some("info") => only(
+                method,
+                &[Method::GET],
+                Route::Inference { operation: "info" },
+            ),
             Some(operation) => only(method, &post, Route::Inference { operation }),
             None => Route::Unknown,
         },
@@ -195,7 +211,9 @@ fn only<'a>(method: &Method, allowed: &[Method], route: Route<'a>) -> Route<'a> 
 fn find_operation(operations: &[&'static str], segments: &[&str]) -> Option<&'static str> {
     operations.iter().copied().find(|op| {
         let mut expected = op.split('/');
-        segments.iter().all(|s| expected.next().is_some_and(|e| eq(s, e)))
+        segments
+            .iter()
+            .all(|s| expected.next().is_some_and(|e| eq(s, e)))
             && expected.next().is_none()
             && !segments.is_empty()
     })
@@ -266,7 +284,12 @@ fn foundry<'a>(rest: &[&'a str]) -> Result<Option<FoundryPath<'a>>, PathError> {
         })
         .collect::<Result<Vec<&str>, _>>()?;
     let mut path = String::new();
-    for segment in collection.iter().copied().chain(id).chain(below.iter().copied()) {
+    for segment in collection
+        .iter()
+        .copied()
+        .chain(id)
+        .chain(below.iter().copied())
+    {
         path.push('/');
         path.push_str(segment);
     }
@@ -297,21 +320,30 @@ mod tests {
     #[test]
     fn resolves_the_openai_routes() {
         assert_eq!(
-            route(Method::POST, "/api/v1/openai/deployments/gpt-4o/chat/completions"),
+            route(
+                Method::POST,
+                "/api/v1/openai/deployments/gpt-4o/chat/completions"
+            ),
             Route::Deployment {
                 deployment: "gpt-4o",
                 operation: "chat/completions"
             }
         );
         assert_eq!(
-            route(Method::POST, "/API/V1/OpenAI/Deployments/gpt-4o/Chat/Completions/"),
+            route(
+                Method::POST,
+                "/API/V1/OpenAI/Deployments/gpt-4o/Chat/Completions/"
+            ),
             Route::Deployment {
                 deployment: "gpt-4o",
                 operation: "chat/completions"
             }
         );
         assert_eq!(
-            route(Method::POST, "/api/v1/openai/deployments/whisper/audio/transcriptions"),
+            route(
+                Method::POST,
+                "/api/v1/openai/deployments/whisper/audio/transcriptions"
+            ),
             Route::Deployment {
                 deployment: "whisper",
                 operation: "audio/transcriptions"
@@ -324,7 +356,10 @@ mod tests {
             }
         );
         assert_eq!(
-            route(Method::GET, "/api/v1/openai/deployments/gpt/chat/completions"),
+            route(
+                Method::GET,
+                "/api/v1/openai/deployments/gpt/chat/completions"
+            ),
             Route::MethodNotAllowed
         );
         assert_eq!(
@@ -348,7 +383,10 @@ mod tests {
             }
         );
         assert_eq!(
-            route(Method::POST, "/api/v1/indexes('products')/docs/search.post.search"),
+            route(
+                Method::POST,
+                "/api/v1/indexes('products')/docs/search.post.search"
+            ),
             Route::Search {
                 index: "products",
                 path: "/indexes('products')/docs/search.post.search".into()
@@ -392,7 +430,12 @@ mod tests {
         assert_eq!(route(Method::GET, "/api/v1/event"), Route::Unknown);
     }
 
-    fn foundry(kind: ObjectKind, id: Option<&'static str>, below: &[&'static str], path: &str) -> Route<'static> {
+    fn foundry(
+        kind: ObjectKind,
+        id: Option<&'static str>,
+        below: &[&'static str],
+        path: &str,
+    ) -> Route<'static> {
         Route::Foundry(FoundryPath {
             kind,
             id,
@@ -409,10 +452,21 @@ mod tests {
         );
         assert_eq!(
             route(Method::GET, "/api/v1/Threads/thread_1/Messages/"),
-            foundry(ObjectKind::Thread, Some("thread_1"), &["messages"], "/threads/thread_1/messages")
+            foundry(
+                ObjectKind::Thread,
+                Some("thread_1"),
+                &["messages"],
+                "/threads/thread_1/messages"
+            )
         );
-        for path in ["/api/v1/threads/runs", "/api/v1/threads/Runs/", "/api/v1/THREADS/runs"] {
-            let Route::Foundry(p) = route(Method::POST, path) else { panic!("{path}") };
+        for path in [
+            "/api/v1/threads/runs",
+            "/api/v1/threads/Runs/",
+            "/api/v1/THREADS/runs",
+        ] {
+            let Route::Foundry(p) = route(Method::POST, path) else {
+                panic!("{path}")
+            };
             assert!(p.creates_thread_and_run(), "{path}");
             assert_eq!(p.path, "/threads/runs");
         }
@@ -422,11 +476,21 @@ mod tests {
         );
         assert_eq!(
             route(Method::GET, "/api/v1/openai/v1/conversations/conv_1/items"),
-            foundry(ObjectKind::Conversation, Some("conv_1"), &["items"], "/openai/v1/conversations/conv_1/items")
+            foundry(
+                ObjectKind::Conversation,
+                Some("conv_1"),
+                &["items"],
+                "/openai/v1/conversations/conv_1/items"
+            )
         );
         assert_eq!(
             route(Method::POST, "/api/v1/openai/v1/responses/resp_1/cancel"),
-            foundry(ObjectKind::Response, Some("resp_1"), &["cancel"], "/openai/v1/responses/resp_1/cancel")
+            foundry(
+                ObjectKind::Response,
+                Some("resp_1"),
+                &["cancel"],
+                "/openai/v1/responses/resp_1/cancel"
+            )
         );
         assert_eq!(
             route(Method::POST, "/api/v1/openai/v1/responses"),

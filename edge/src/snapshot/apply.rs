@@ -100,7 +100,8 @@ impl CatalogSnapshot {
                         .get(&(t.identity_client_id.clone(), t.scope.clone()))
                         .is_some_and(|held| {
                             held.expires_on_ms == t.expires_on_ms
-                                && held.authorization.as_bytes().get(7..) == Some(t.access_token.as_bytes())
+                                && held.authorization.as_bytes().get(7..)
+                                    == Some(t.access_token.as_bytes())
                         })
                 }));
         self.loaded

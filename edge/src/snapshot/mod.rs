@@ -176,7 +176,11 @@ impl CatalogSnapshot {
     }
 
     /// A resource `event_id` exposes and that is active (where that event's objects may be reached).
-    pub fn event_resource(&self, event_id: &str, resource_id: &str) -> Option<&Arc<UpstreamResource>> {
+    pub fn event_resource(
+        &self,
+        event_id: &str,
+        resource_id: &str,
+    ) -> Option<&Arc<UpstreamResource>> {
         let event = self.events.get(event_id)?;
         if !event.resource_ids.iter().any(|id| id == resource_id) {
             return None;

@@ -78,7 +78,11 @@ impl SyncClient {
     }
 
     /// One stream's life; `received` tells whether any update arrived (then backoff starts over).
-    async fn stream_once(&self, last_error: Option<&str>, received: &mut bool) -> anyhow::Result<()> {
+    async fn stream_once(
+        &self,
+        last_error: Option<&str>,
+        received: &mut bool,
+    ) -> anyhow::Result<()> {
         let mut endpoint = Endpoint::from_shared(self.settings.control_plane_url.clone())?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(15))

@@ -76,7 +76,10 @@ pub async fn create(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (parts, body) = response.into_parts();
     if streaming {
-        return Ok(Response::from_parts(parts, pending.record_from_stream(body)));
+        return Ok(Response::from_parts(
+            parts,
+            pending.record_from_stream(body),
+        ));
     }
     let bytes = read_to_bytes(body, state.max_json_body_bytes)
         .await
@@ -92,7 +95,11 @@ pub async fn create(
             "The upstream answered a create call with something other than JSON",
         )
     })?;
-    let id_field = if creation.thread_and_run { "thread_id" } else { "id" };
+    let id_field = if creation.thread_and_run {
+        "thread_id"
+    } else {
+        "id"
+    };
     let Some(id) = answer.get(id_field).and_then(Value::as_str) else {
         return Err(ProxyError::new(
             StatusCode::BAD_GATEWAY,
@@ -151,18 +158,23 @@ impl PendingRecord {
                 if kind == ObjectKind::Agent
                     && let Some(name) = name
                 {
-                    self.state
-                        .ownership
-                        .remember((kind, name.to_string()), self.owner.clone(), now);
+                    self.state.ownership.remember(
+                        (kind, name.to_string()),
+                        self.owner.clone(),
+                        now,
+                    );
                 }
                 Ok(())
             }
             Err(RecordError::Taken(message)) => {
                 tracing::warn!(kind = kind.as_str(), %message, "created upstream under an id or name another attendee holds");
-                Err(ProxyError::new(StatusCode::CONFLICT, format!(
-                    "The {} was created upstream under a name or id that belongs to another attendee; choose another name.",
-                    kind.label()
-                )))
+                Err(ProxyError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "The {} was created upstream under a name or id that belongs to another attendee; choose another name.",
+                        kind.label()
+                    ),
+                ))
             }
             Err(RecordError::Failed(message)) => {
                 tracing::warn!(kind = kind.as_str(), %message, "could not record a new object; deleting it upstream");
@@ -182,7 +194,11 @@ impl PendingRecord {
     async fn roll_back(&self, id: &str) {
         let kind = self.kind_recorded();
         let target = match &self.query {
-            Some(query) => format!("{}{}/{id}?{query}", base_of(&self.upstream), kind.collection()),
+            Some(query) => format!(
+                "{}{}/{id}?{query}",
+                base_of(&self.upstream),
+                kind.collection()
+            ),
             None => format!("{}{}/{id}", base_of(&self.upstream), kind.collection()),
         };
         let Ok(uri) = target.parse::<Uri>() else {

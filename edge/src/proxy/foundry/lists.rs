@@ -48,7 +48,11 @@ fn list_params(query: Option<&str>) -> Result<ListParams, ProxyError> {
         purpose: None,
         api_version: None,
     };
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "limit" => {
@@ -56,7 +60,9 @@ fn list_params(query: Option<&str>) -> Result<ListParams, ProxyError> {
                     .parse::<u32>()
                     .ok()
                     .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| ProxyError::bad_request("limit: a whole number from 1 to 100"))?;
+                    .ok_or_else(|| {
+                        ProxyError::bad_request("limit: a whole number from 1 to 100")
+                    })?;
             }
             "order" => {
                 params.descending = match value {
@@ -230,7 +236,10 @@ async fn read_object(
     if !status.is_success() {
         return Err(ProxyError::new(
             status,
-            format!("Reading a listed {} upstream failed with {status}", kind.label()),
+            format!(
+                "Reading a listed {} upstream failed with {status}",
+                kind.label()
+            ),
         ));
     }
     serde_json::from_slice(&bytes)

@@ -106,7 +106,10 @@ pub async fn serve(
                 thread_and_run: path.creates_thread_and_run(),
                 record: json.as_ref().is_none_or(stores_object),
             };
-            create(state, snapshot, caller, upstream, &url, parts, body, creation).await
+            create(
+                state, snapshot, caller, upstream, &url, parts, body, creation,
+            )
+            .await
         }
         _ => Err(ProxyError::new(
             StatusCode::METHOD_NOT_ALLOWED,

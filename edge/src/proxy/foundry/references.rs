@@ -36,7 +36,13 @@ const FIELDS: [(&str, Target); 12] = [
 ];
 
 /// Free-form subtrees: the caller's own labels and JSON schemas, never read as references.
-const OPAQUE: [&str; 5] = ["metadata", "schema", "parameters", "json_schema", "input_schema"];
+const OPAQUE: [&str; 5] = [
+    "metadata",
+    "schema",
+    "parameters",
+    "json_schema",
+    "input_schema",
+];
 
 /// Deeper than any real body; a deeper one is refused rather than walked.
 const MAX_DEPTH: usize = 64;
@@ -62,7 +68,9 @@ pub fn collect(body: &Value) -> Result<Vec<Reference>, ProxyError> {
 
 fn walk(value: &Value, depth: usize, found: &mut Vec<Reference>) -> Result<(), ProxyError> {
     if depth > MAX_DEPTH {
-        return Err(ProxyError::bad_request("The request body is nested too deeply"));
+        return Err(ProxyError::bad_request(
+            "The request body is nested too deeply",
+        ));
     }
     match value {
         Value::Array(items) => {
@@ -100,8 +108,7 @@ fn take(
     depth: usize,
     found: &mut Vec<Reference>,
 ) -> Result<(), ProxyError> {
-    let malformed =
-        || ProxyError::bad_request(format!("{name}: expected an id or a list of ids"));
+    let malformed = || ProxyError::bad_request(format!("{name}: expected an id or a list of ids"));
     match (target, value) {
         (_, Value::Null) => {}
         (Target::Kind(kind), Value::String(id)) => {
@@ -197,7 +204,10 @@ mod tests {
             );
         }
         assert_eq!(found.len(), 13, "{found:?}");
-        assert_eq!(refs(json!({"conversation": "conv_2"})), [("conversation".to_string(), "conv_2".to_string())]);
+        assert_eq!(
+            refs(json!({"conversation": "conv_2"})),
+            [("conversation".to_string(), "conv_2".to_string())]
+        );
     }
 
     #[test]
