@@ -331,6 +331,11 @@ impl Edge {
         }
     }
 
+    /// The process id, while it runs (to read its memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("edge.log")).unwrap_or_default()
     }
@@ -562,4 +567,113 @@ where
         assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An answer read by `raw_request`.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl RawReply {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `error.message` of a JSON error body, or "".
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Sends one HTTP/1.1 request whose request target is exactly `target` (path and query): unlike
+/// reqwest and the `url` crate, nothing resolves `.`/`..`, re-encodes escapes or turns `\` into
+/// `/` on the way, so the server sees what an attacker would send. `Host` is set; `headers` are
+/// added as given. Panics if the server cannot be reached or does not answer within 30 s.
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> RawReply {
+    use http_body_util::BodyExt;
+    let send = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("server reachable");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("HTTP/1.1 handshake");
+        tokio::spawn(connection);
+        let uri: http::Uri = target
+            .parse()
+            .unwrap_or_else(|e| panic!("'{target}' is not a request target hyper can send: {e}"));
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::HOST, addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .expect("a valid request");
+        let response = sender.send_request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        RawReply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), send)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {target}: no answer within 30 s"))
+}
+
+/// Runs a Python check script from `loadtest/tests/sdk/` with `env`, and asserts it exits 0 and
+/// prints `success`. The official SDKs it imports are installed by scripts/test.sh; variables
+/// that could point an SDK elsewhere are removed.
+pub async fn run_python_check(script: &str, env: &[(&str, String)], success: &str) {
+    let python = std::env::var("AIPROXY_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(&python);
+    command.arg(&path);
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(success),
+        "{script} failed (are the SDKs installed? scripts/test.sh installs them)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
 }

@@ -306,6 +306,17 @@ async fn attendees_only_reach_their_own_objects_on_every_edge() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Agent references name agents of the new Agents API, whose names are recorded at creation.
+    let (status, _) = a
+        .call(
+            edge1,
+            &mine,
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "helper", "definition": {"kind": "prompt", "model": "gpt-4o"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, response) = a
         .call(
             edge1,
@@ -427,8 +438,8 @@ async fn lists_show_only_the_callers_objects_and_paging_ends() {
     let mut after: Option<String> = None;
     for _ in 0..10 {
         let path = match &after {
-            Some(after) => format!("/assistants?limit=2&after={after}"),
-            None => "/assistants?limit=2".to_string(),
+            Some(after) => format!("/assistants?limit=2&order=asc&after={after}"),
+            None => "/assistants?limit=2&order=asc".to_string(),
         };
         let (status, page) = a
             .call(&a.second_edge, &mine, Method::GET, &path, None)

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 
-use super::{MockBody, json};
+use super::{MockBody, MockRequest, json};
 
 pub const SESSION: &str = "mock-mcp-session-1";
 
@@ -30,18 +30,14 @@ fn sse(events: Vec<String>) -> Response<MockBody> {
     response
 }
 
-pub fn answer(parts: &http::request::Parts, body: &Bytes) -> Response<MockBody> {
-    let session_ok = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        == Some(SESSION);
-    let accepts_sse = parts
-        .headers
+pub fn answer(request: &MockRequest) -> Response<MockBody> {
+    let (headers, body) = (request.headers, request.body);
+    let session_ok = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) == Some(SESSION);
+    let accepts_sse = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    match parts.method {
+    match *request.method {
         Method::GET if session_ok && accepts_sse => {
             return sse(vec![
                 "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hello\"}}\n\n".into(),

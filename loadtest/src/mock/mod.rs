@@ -1,12 +1,21 @@
-//! A mock Azure OpenAI upstream on loopback: chat completions (JSON, and SSE with a configurable
-//! pause between chunks and a final usage chunk), completions, embeddings, the v1 API, and a
-//! generic answer for the other deployment operations. It checks the credential it was told to
-//! expect and records what it saw, so tests can assert what the proxy sent.
+//! A mock Azure upstream on loopback: Azure OpenAI (chat completions as JSON and SSE with a
+//! configurable pause between chunks and a final usage chunk, completions, embeddings, the v1 API
+//! with stored Responses), a Foundry project (`foundry`), Azure AI Search and an MCP server. It
+//! checks the credential it was told to expect and records what it saw, so tests can assert what
+//! the proxy sent.
+//!
+//! It reads paths the way Azure's front ends do (`path`): encoded dots, encoded slashes and
+//! backslashes are decoded, dot segments resolved, literals matched in any case. A proxy that
+//! forwards a client's path string instead of the path it authorised is caught by it.
 
 mod foundry;
 mod mcp;
 mod openai;
+pub mod path;
+mod responses;
 mod search;
+mod sse;
+pub mod store;
 
 pub use openai::MOCK_REPLY;
 
@@ -17,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
@@ -69,7 +78,10 @@ impl Default for MockConfig {
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: String,
+    /// The path the mock routed on: `raw_path` normalised as Azure's front ends do.
     pub path: String,
+    /// The path exactly as it arrived on the wire.
+    pub raw_path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -82,14 +94,22 @@ pub struct MockStats {
     pub streams_started: AtomicU64,
     pub streams_finished: AtomicU64,
     by_path: Mutex<HashMap<String, u64>>,
-    /// The objects of the mock Foundry project.
-    foundry: Mutex<foundry::FoundryObjects>,
+    /// The objects of the mock Foundry projects.
+    foundry: Mutex<foundry::Projects>,
+    /// What the Azure OpenAI side stores: Responses and conversations.
+    openai: Mutex<foundry::Project>,
     recent: Mutex<VecDeque<RecordedRequest>>,
 }
 
 const RECENT_KEPT: usize = 256;
 
 impl MockStats {
+    /// Every request received, whatever its path or outcome.
+    pub fn total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests received whose routed (normalised) path is `path`.
     pub fn count_for(&self, path: &str) -> u64 {
         self.by_path.lock().unwrap().get(path).copied().unwrap_or(0)
     }
@@ -107,6 +127,19 @@ impl MockStats {
 
     pub fn recent_requests(&self) -> Vec<RecordedRequest> {
         self.recent.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// The requests received since `total()` was `total_before` (at most the last 256): what one
+    /// step of a test made reach the mock.
+    pub fn requests_since(&self, total_before: u64) -> Vec<RecordedRequest> {
+        let total = self.total();
+        let recent = self.recent.lock().unwrap();
+        let new = usize::try_from(total.saturating_sub(total_before)).unwrap_or(usize::MAX);
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(new))
+            .cloned()
+            .collect()
     }
 
     fn record(&self, request: RecordedRequest, keep_body: bool) {
@@ -187,6 +220,38 @@ impl Drop for MockAzure {
     }
 }
 
+/// A request as the mock's routes see it: the path already normalised, the body already read.
+pub(crate) struct MockRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
+
+impl MockRequest<'_> {
+    pub fn route(&self) -> path::Route<'_> {
+        path::Route::new(self.path)
+    }
+
+    /// The JSON body; an empty body reads as `{}`.
+    pub fn json(&self) -> Result<serde_json::Value, Refused> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::json!({}));
+        }
+        serde_json::from_slice(self.body).map_err(|e| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("Invalid JSON body: {e}"),
+            ))
+        })
+    }
+}
+
+/// An error answer returned early (boxed: a response is large for an `Err`).
+pub(crate) type Refused = Box<Response<MockBody>>;
+
 async fn handle(
     config: &MockConfig,
     stats: &Arc<MockStats>,
@@ -198,9 +263,12 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let raw_path = parts.uri.path().to_string();
+    let normalised = path::normalise(&raw_path);
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
+        path: normalised.clone(),
+        raw_path,
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers.clone(),
         body: body.clone(),
@@ -223,15 +291,22 @@ async fn handle(
             .insert(http::header::RETRY_AFTER, "30".parse().unwrap());
         return response;
     }
-    let path = parts.uri.path();
-    if path.starts_with("/api/projects/") {
-        foundry::answer(&stats.foundry, &parts, &body)
-    } else if path.starts_with("/indexes") {
-        search::answer(&parts, &body)
-    } else if path.starts_with("/mcp") {
-        mcp::answer(&parts, &body)
+    let request = MockRequest {
+        method: &parts.method,
+        path: &normalised,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let route = request.route();
+    if route.starts_with(&["api", "projects"]) {
+        foundry::answer(&stats.foundry, &request)
+    } else if normalised.to_ascii_lowercase().starts_with("/indexes") {
+        search::answer(&request)
+    } else if route.starts_with(&["mcp"]) {
+        mcp::answer(&request)
     } else {
-        openai::answer(config, stats, &parts, &body).await
+        openai::answer(config, stats, &request).await
     }
 }
 
@@ -285,6 +360,21 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Mo
     response
 }
 
+/// An Azure-shaped error: `{"error": {"code", "message", "type", "param"}}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<MockBody> {
+    json(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message, "type": "invalid_request_error", "param": null}}),
+    )
+}
+
+pub(crate) fn not_found(message: &str) -> Response<MockBody> {
+    error(StatusCode::NOT_FOUND, "not_found", message)
+}
+
 pub(crate) fn full(bytes: impl Into<Bytes>) -> MockBody {
     http_body_util::Full::new(bytes.into()).boxed_unsync()
 }
+
+#[cfg(test)]
+mod tests;

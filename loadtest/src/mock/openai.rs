@@ -1,4 +1,6 @@
-//! The Azure OpenAI surface of the mock.
+//! The Azure OpenAI surface of the mock: deployment operations, the v1 API (model in the body),
+//! the model inference API (model in a header), and stored Responses and conversations
+//! (`responses`). Literal segments match in any case, one trailing slash is tolerated.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{MockBody, MockConfig, MockStats, json};
+use super::responses::{self, Flavor};
+use super::{MockBody, MockConfig, MockRequest, MockStats, json};
 
 /// Text the mock streams back, split into `stream_chunks` pieces.
 pub const MOCK_REPLY: &str = "Hello from the mock Azure OpenAI upstream.";
@@ -20,31 +23,49 @@ pub const MOCK_REPLY: &str = "Hello from the mock Azure OpenAI upstream.";
 pub async fn answer(
     config: &MockConfig,
     stats: &Arc<MockStats>,
-    parts: &http::request::Parts,
-    body: &Bytes,
+    request: &MockRequest<'_>,
 ) -> Response<MockBody> {
-    let path = parts.uri.path();
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let (deployment, operation) = if let Some(rest) = path.strip_prefix("/openai/deployments/") {
-        match rest.split_once('/') {
-            Some((d, op)) => (d.to_string(), op),
-            None => return not_found(path),
-        }
-    } else if let Some(op) = path.strip_prefix("/openai/v1/") {
+    let route = request.route();
+    let stored_objects = if route.starts_with(&["openai", "v1", "responses"])
+        || route.starts_with(&["openai", "v1", "conversations"])
+    {
+        Some(route.skip(2))
+    } else if route.starts_with(&["openai", "responses"]) {
+        Some(route.skip(1))
+    } else {
+        None
+    };
+    if let Some(route) = stored_objects {
+        let flavor = Flavor {
+            reply: MOCK_REPLY,
+            agents: false,
+            stream_chunks: config.stream_chunks,
+            stream_delay: config.stream_chunk_delay,
+        };
+        let mut objects = stats.openai.lock().unwrap();
+        return responses::answer(&mut objects, &flavor, request, &route);
+    }
+    let parsed: Value = serde_json::from_slice(request.body).unwrap_or(Value::Null);
+    let shape = route.shape();
+    let (deployment, operation) = if route.starts_with(&["openai", "deployments"])
+        && route.len() > 3
+    {
+        (route.seg(2).to_string(), shape[3..].join("/"))
+    } else if route.starts_with(&["openai", "v1"]) && route.len() > 2 {
         let model = parsed
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        (model, op)
-    } else if let Some(op) = inference_operation(path) {
+        (model, shape[2..].join("/"))
+    } else if let Some(op) = inference_operation(&shape) {
         // The Azure AI model inference API: the model comes in a header.
-        match parts
+        match request
             .headers
             .get("azureml-model-deployment")
             .and_then(|v| v.to_str().ok())
         {
-            Some(model) => (model.to_string(), op),
+            Some(model) => (model.to_string(), op.to_string()),
             None => {
                 return json(
                     StatusCode::BAD_REQUEST,
@@ -53,9 +74,9 @@ pub async fn answer(
             }
         }
     } else {
-        return not_found(path);
+        return not_found(request.path);
     };
-    match operation {
+    match operation.as_str() {
         "info" => json(
             StatusCode::OK,
             &json!({"model_name": deployment, "model_type": "chat-completion", "model_provider_name": "MockProvider"}),
@@ -81,30 +102,20 @@ pub async fn answer(
             }),
         ),
         "embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
-        "responses" => {
-            let id = format!(
-                "resp_mock_{}",
-                RESPONSE_SERIAL.fetch_add(1, Ordering::Relaxed)
-            );
-            json(StatusCode::OK, &response_object(&id, &deployment))
-        }
-        other if other.starts_with("responses/") => {
-            let id = other.trim_start_matches("responses/");
-            json(StatusCode::OK, &response_object(id, &deployment))
-        }
         other => json(
             StatusCode::OK,
-            &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": body.len()}),
+            &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": request.body.len()}),
         ),
     }
 }
 
-/// `/chat/completions`, `/embeddings`, `/images/embeddings`, `/info`, optionally under `/models`.
-fn inference_operation(path: &str) -> Option<&str> {
-    let op = path
-        .strip_prefix("/models")
-        .unwrap_or(path)
-        .strip_prefix('/')?;
+/// `chat/completions`, `embeddings`, `images/embeddings`, `info`, optionally under `models`.
+fn inference_operation(shape: &[&str]) -> Option<&'static str> {
+    let shape = match shape.first() {
+        Some(&"models") => &shape[1..],
+        _ => shape,
+    };
+    let op = shape.join("/");
     [
         "chat/completions",
         "embeddings",
@@ -113,17 +124,6 @@ fn inference_operation(path: &str) -> Option<&str> {
     ]
     .into_iter()
     .find(|o| *o == op)
-}
-
-static RESPONSE_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-fn response_object(id: &str, model: &str) -> Value {
-    json!({
-        "id": id, "object": "response", "created_at": now(), "status": "completed", "model": model,
-        "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": MOCK_REPLY, "annotations": []}]}],
-        "usage": {"input_tokens": 5, "output_tokens": 8, "total_tokens": 13},
-    })
 }
 
 fn not_found(path: &str) -> Response<MockBody> {
@@ -180,7 +180,7 @@ fn stream_chat(
     deployment: String,
     include_usage: bool,
 ) -> Response<MockBody> {
-    let pieces = split_reply(config.stream_chunks.max(1));
+    let pieces = responses::split(MOCK_REPLY, config.stream_chunks);
     let mut events: Vec<Value> = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
         let delta = if i == 0 {
@@ -227,10 +227,4 @@ fn stream_chat(
     headers.insert("x-mock-upstream", "azure-openai".parse().unwrap());
     headers.insert("apim-request-id", "mock-request-id".parse().unwrap());
     response
-}
-
-fn split_reply(n: usize) -> Vec<String> {
-    let words: Vec<&str> = MOCK_REPLY.split_inclusive(' ').collect();
-    let per = words.len().div_ceil(n);
-    words.chunks(per.max(1)).map(|c| c.concat()).collect()
 }

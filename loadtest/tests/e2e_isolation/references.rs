@@ -1,0 +1,294 @@
+//! References to objects inside request bodies: refused when they name another attendee's
+//! object, honoured when they name the caller's own.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Objects, Stack, assert_unauthorized, unreached};
+
+/// One request naming an object in its body.
+struct BodyReference {
+    what: String,
+    path: String,
+    body: Value,
+    kind: &'static str,
+}
+
+fn case(what: &str, path: &str, body: Value, kind: &'static str) -> BodyReference {
+    BodyReference {
+        what: what.to_string(),
+        path: path.to_string(),
+        body,
+        kind,
+    }
+}
+
+/// Requests on `caller`'s own containers that reference `named`'s objects in their bodies.
+fn body_references(caller: &Objects, named: &Objects) -> Vec<BodyReference> {
+    let (c, n) = (caller, named);
+    let mut cases = tool_resource_references(c, n);
+    cases.extend(attachment_references(c, n));
+    cases.extend(agent_and_vector_store_references(c, n));
+    cases.extend(response_references(c, n));
+    cases
+}
+
+/// Puts `tool_resources` where a request carries them.
+type Wrap<'a> = Box<dyn Fn(&Value) -> Value + 'a>;
+
+/// Every `tool_resources` field, in every request that carries `tool_resources`.
+fn tool_resource_references(c: &Objects, n: &Objects) -> Vec<BodyReference> {
+    let fields = [
+        (
+            "code_interpreter.file_ids",
+            json!({"code_interpreter": {"file_ids": [n.file]}}),
+            "file",
+        ),
+        (
+            "file_search.vector_store_ids",
+            json!({"file_search": {"vector_store_ids": [n.vector_store]}}),
+            "vector store",
+        ),
+        (
+            "file_search.vector_stores[].file_ids",
+            json!({"file_search": {"vector_stores": [{"file_ids": [n.file]}]}}),
+            "file",
+        ),
+    ];
+    let runs = format!("/threads/{}/runs", c.thread);
+    let assistant = format!("/assistants/{}", c.assistant);
+    let containers: [(&str, &str, Wrap); 6] = [
+        (
+            "assistant create",
+            "/assistants",
+            Box::new(|t| json!({"model": "gpt-4o", "tool_resources": t})),
+        ),
+        (
+            "assistant update",
+            &assistant,
+            Box::new(|t| json!({"tool_resources": t})),
+        ),
+        (
+            "thread create",
+            "/threads",
+            Box::new(|t| json!({"tool_resources": t})),
+        ),
+        (
+            "run create",
+            &runs,
+            Box::new(|t| json!({"assistant_id": c.assistant, "tool_resources": t})),
+        ),
+        (
+            "create thread and run",
+            "/threads/runs",
+            Box::new(|t| json!({"assistant_id": c.assistant, "tool_resources": t})),
+        ),
+        (
+            "create thread and run, thread",
+            "/threads/runs",
+            Box::new(|t| json!({"assistant_id": c.assistant, "thread": {"tool_resources": t}})),
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (request, path, wrap) in &containers {
+        for (field, tool_resources, kind) in &fields {
+            cases.push(case(
+                &format!("{request} tool_resources.{field}"),
+                path,
+                wrap(tool_resources),
+                kind,
+            ));
+        }
+    }
+    cases
+}
+
+/// Files attached to messages or shown in them, wherever messages are written.
+fn attachment_references(c: &Objects, n: &Objects) -> Vec<BodyReference> {
+    let attachments = json!([{"file_id": n.file, "tools": [{"type": "file_search"}]}]);
+    let message = json!({"role": "user", "content": "read this", "attachments": attachments});
+    let messages = format!("/threads/{}/messages", c.thread);
+    vec![
+        case(
+            "message attachments[].file_id",
+            &messages,
+            message.clone(),
+            "file",
+        ),
+        case(
+            "message content[].image_file.file_id",
+            &messages,
+            json!({"role": "user", "content": [{"type": "image_file", "image_file": {"file_id": n.file}}]}),
+            "file",
+        ),
+        case(
+            "run additional_messages[].attachments[].file_id",
+            &format!("/threads/{}/runs", c.thread),
+            json!({"assistant_id": c.assistant, "additional_messages": [message]}),
+            "file",
+        ),
+        case(
+            "thread create messages[].attachments[].file_id",
+            "/threads",
+            json!({"messages": [message]}),
+            "file",
+        ),
+        case(
+            "create thread and run thread.messages[].attachments[].file_id",
+            "/threads/runs",
+            json!({"assistant_id": c.assistant, "thread": {"messages": [message]}}),
+            "file",
+        ),
+    ]
+}
+
+/// The agent a run runs, an agent name taken again, and files put into vector stores.
+fn agent_and_vector_store_references(c: &Objects, n: &Objects) -> Vec<BodyReference> {
+    let runs = format!("/threads/{}/runs", c.thread);
+    vec![
+        case(
+            "run assistant_id",
+            &runs,
+            json!({"assistant_id": n.assistant}),
+            "agent",
+        ),
+        case(
+            "run agent_id",
+            &runs,
+            json!({"agent_id": n.assistant}),
+            "agent",
+        ),
+        case(
+            "create thread and run assistant_id",
+            "/threads/runs",
+            json!({"assistant_id": n.assistant}),
+            "agent",
+        ),
+        case(
+            "agent create with a name in use",
+            "/agents",
+            json!({"name": n.agent, "definition": {"kind": "prompt", "model": "gpt-4o", "instructions": "mine now"}}),
+            "agent",
+        ),
+        case(
+            "vector store create file_ids",
+            "/vector_stores",
+            json!({"name": "mine", "file_ids": [n.file]}),
+            "file",
+        ),
+        case(
+            "vector store file file_id",
+            &format!("/vector_stores/{}/files", c.vector_store),
+            json!({"file_id": n.file}),
+            "file",
+        ),
+        case(
+            "vector store file batch file_ids",
+            &format!("/vector_stores/{}/file_batches", c.vector_store),
+            json!({"file_ids": [n.file]}),
+            "file",
+        ),
+    ]
+}
+
+/// What a Responses call continues from, runs, or reads.
+fn response_references(c: &Objects, n: &Objects) -> Vec<BodyReference> {
+    let agent = json!({"type": "agent_reference", "name": c.agent});
+    let responses = "/openai/v1/responses";
+    vec![
+        case(
+            "agent response agent_reference",
+            responses,
+            json!({"agent": {"type": "agent_reference", "name": n.agent}, "input": "hi"}),
+            "agent",
+        ),
+        case(
+            "agent response conversation (string)",
+            responses,
+            json!({"agent": agent, "conversation": n.conversation, "input": "hi"}),
+            "conversation",
+        ),
+        case(
+            "agent response conversation {id}",
+            responses,
+            json!({"agent": agent, "conversation": {"id": n.conversation}, "input": "hi"}),
+            "conversation",
+        ),
+        case(
+            "agent response previous_response_id",
+            responses,
+            json!({"agent": agent, "previous_response_id": n.agent_response, "input": "go on"}),
+            "response",
+        ),
+        case(
+            "agent response tools[].vector_store_ids",
+            responses,
+            json!({"agent": agent, "input": "hi",
+                   "tools": [{"type": "file_search", "vector_store_ids": [n.vector_store]}]}),
+            "vector store",
+        ),
+        case(
+            "agent response input[] file_id",
+            responses,
+            json!({"agent": agent, "input": [{"type": "message", "role": "user",
+                   "content": [{"type": "input_file", "file_id": n.file}]}]}),
+            "file",
+        ),
+        case(
+            "model response previous_response_id",
+            responses,
+            json!({"model": "gpt-4o", "previous_response_id": n.model_response, "input": "go on"}),
+            "response",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn references_in_bodies_are_confined_to_the_callers_objects() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    let a = Objects::create(&client, &stack.a, "A").await;
+    let b = Objects::create(&client, &stack.b, "B").await;
+    for case in body_references(&b, &a) {
+        let reply = unreached(
+            stack.mock(),
+            &client,
+            "POST",
+            &case.path,
+            &stack.b,
+            Some(&case.body),
+        )
+        .await;
+        assert_unauthorized(
+            &reply,
+            case.kind,
+            &format!("B names A's object in {}", case.what),
+        );
+    }
+    for case in body_references(&b, &b) {
+        let (status, answer) = client
+            .json("POST", &case.path, &stack.b, Some(&case.body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "B names their own object in {}: {answer}",
+            case.what
+        );
+        assert!(
+            !answer.to_string().contains(" of A"),
+            "B's own request showed A's secrets, {}: {answer}",
+            case.what
+        );
+    }
+    // A's secrets never reached B: B's thread holds only B's words.
+    let (_, messages) = client
+        .json(
+            "GET",
+            &format!("/threads/{}/messages?limit=100", b.thread),
+            &stack.b,
+            None,
+        )
+        .await;
+    assert!(!messages.to_string().contains(" of A"), "{messages}");
+}
