@@ -13,7 +13,6 @@ use aiproxy_proto::v1 as pb;
 use pb::catalog_service_client::CatalogServiceClient;
 use pb::edge_message::Message;
 use pb::edge_service_client::EdgeServiceClient;
-use serde_json::Value;
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -72,15 +71,7 @@ async fn sync_sends_a_snapshot_then_deltas_and_resumes_by_version() {
 
     // The registry shows the ACK.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let edges: Value = reqwest::Client::new()
-        .get(format!("{}/admin/api/v1/edges", running.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let edges = running.admin_get("/edges").await;
     assert_eq!(
         edges["edges"][0]["version_acked"].as_u64(),
         Some(delta.version),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::MockConfig;
-use aiproxy_loadtest::stack::Scenario;
+use aiproxy_loadtest::stack::{Scenario, run_python_check};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_python_sdk_works_unchanged() {
@@ -15,7 +15,7 @@ async fn openai_python_sdk_works_unchanged() {
         ..Default::default()
     })
     .await;
-    run_python(
+    run_python_check(
         "openai_sdk_check.py",
         &[
             ("AIPROXY_EDGE_API", s.edge.api_base()),
@@ -25,36 +25,6 @@ async fn openai_python_sdk_works_unchanged() {
         "openai SDK checks passed",
     )
     .await;
-}
-
-/// Runs one of the SDK check scripts; scripts/test.sh installs the SDKs.
-async fn run_python(script: &str, env: &[(&str, String)], success: &str) {
-    let python = std::env::var("AIPROXY_PYTHON").unwrap_or_else(|_| "python3".into());
-    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut command = tokio::process::Command::new(&python);
-    command.arg(&path);
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-    ] {
-        command.env_remove(var);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = command
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains(success),
-        "{script} failed (are the SDKs installed? scripts/test.sh installs them)\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,7 +41,7 @@ async fn azure_ai_agents_sdk_and_openai_responses_work_unchanged() {
     s.admin.put(&format!("/events/{}", s.event_id), event).await;
     let other_key = s.admin.add_attendee(&s.event_id, "attendee-2").await;
     s.admin.wait_edges_acked(1, Duration::from_secs(5)).await;
-    run_python(
+    run_python_check(
         "agents_sdk_check.py",
         &[
             ("AIPROXY_EDGE_API", s.edge.api_base()),

@@ -439,14 +439,7 @@ async fn forward(
             .map_err(|_| ProxyError::bad_request("model: not a valid name"))?;
         upstream_headers.insert("azureml-model-deployment", value);
     }
-    auth::authorize(
-        &upstream,
-        snapshot,
-        Utc::now().timestamp_millis(),
-        state.token_margin_ms,
-        &mut upstream_headers,
-    )
-    .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    authorize_upstream(state, snapshot, &upstream, &mut upstream_headers)?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method;
     *request.uri_mut() = uri;
@@ -460,6 +453,23 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     parts.headers = headers::for_client(parts.headers);
     Ok(Response::from_parts(parts, stream(body)))
+}
+
+/// The resource's credential on an upstream request: its key, or a managed-identity token.
+pub(crate) fn authorize_upstream(
+    state: &EdgeState,
+    snapshot: &CatalogSnapshot,
+    upstream: &UpstreamResource,
+    headers: &mut http::HeaderMap,
+) -> Result<(), ProxyError> {
+    auth::authorize(
+        upstream,
+        snapshot,
+        Utc::now().timestamp_millis(),
+        state.token_margin_ms,
+        headers,
+    )
+    .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
 pub(crate) fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {

@@ -26,7 +26,7 @@ use crate::proxy::errors::ProxyError;
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::sse::{SseEvent, SseParser};
 use crate::state::EdgeState;
-use crate::upstream::{auth, headers};
+use crate::upstream::headers;
 
 /// What a create call makes.
 pub struct Creation {
@@ -207,11 +207,10 @@ impl PendingRecord {
         let mut upstream_headers = headers::for_upstream(self.client_headers.clone());
         upstream_headers.remove(http::header::CONTENT_TYPE);
         let snapshot = self.state.snapshot();
-        if auth::authorize(
-            &self.upstream,
+        if crate::proxy::authorize_upstream(
+            &self.state,
             &snapshot,
-            Utc::now().timestamp_millis(),
-            self.state.token_margin_ms,
+            &self.upstream,
             &mut upstream_headers,
         )
         .is_err()

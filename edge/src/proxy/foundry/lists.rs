@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
 use bytes::Bytes;
-use chrono::Utc;
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
@@ -22,7 +21,7 @@ use crate::proxy::client_auth::Caller;
 use crate::proxy::errors::{ProxyError, json_response};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
-use crate::upstream::{auth, headers};
+use crate::upstream::headers;
 
 /// Upstream reads in flight for one page.
 const CONCURRENT_READS: usize = 8;
@@ -208,14 +207,7 @@ async fn read_object(
         .map_err(|_| ProxyError::bad_request("api-version: not a valid query value"))?;
     let mut upstream_headers = headers::for_upstream(client_headers.clone());
     upstream_headers.remove(http::header::CONTENT_TYPE);
-    auth::authorize(
-        &upstream,
-        snapshot,
-        Utc::now().timestamp_millis(),
-        state.token_margin_ms,
-        &mut upstream_headers,
-    )
-    .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    crate::proxy::authorize_upstream(state, snapshot, &upstream, &mut upstream_headers)?;
     let mut request = Request::new(full(Bytes::new()));
     *request.uri_mut() = uri;
     *request.headers_mut() = upstream_headers;
