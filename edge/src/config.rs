@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-#[derive(Debug, Clone, Parser)]
+#[derive(Clone, Parser)]
 #[command(
     name = "aiproxy-edge",
     version,
@@ -70,9 +70,112 @@ pub struct EdgeConfig {
         default_value_t = 2_000
     )]
     pub ownership_negative_ttl_ms: u64,
+
+    /// A client must send a request's headers within this many milliseconds (slow clients).
+    #[arg(long, env = "AIPROXY_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// A connection with no request in flight for this many seconds is closed.
+    #[arg(long, env = "AIPROXY_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Longest gap between two pieces of a request body, in seconds.
+    #[arg(long, env = "AIPROXY_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// HTTP/2 ping interval in seconds (a peer that does not answer within it is dropped).
+    #[arg(long, env = "AIPROXY_HTTP2_KEEPALIVE_SECS", default_value_t = 20)]
+    pub http2_keepalive_secs: u64,
+
+    /// Concurrent streams one HTTP/2 connection may open.
+    #[arg(long, env = "AIPROXY_HTTP2_MAX_STREAMS", default_value_t = 100)]
+    pub http2_max_streams: u32,
+
+    /// Open client connections at most; more wait in the listen backlog.
+    #[arg(long, env = "AIPROXY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "AIPROXY_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most headers one request may carry.
+    #[arg(long, env = "AIPROXY_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Longest silence inside an upstream answer (a stream that stops sending), in seconds.
+    #[arg(
+        long,
+        env = "AIPROXY_UPSTREAM_IDLE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub upstream_idle_timeout_secs: u64,
+
+    /// Longest a request waits for the control plane (ownership look-ups, records, leases), in
+    /// milliseconds; past it the call is refused (ownership) or let through (leases).
+    #[arg(long, env = "AIPROXY_CONTROL_CALL_DEADLINE_MS", default_value_t = 250)]
+    pub control_call_deadline_ms: u64,
+
+    /// On SIGTERM, how long readiness answers 503 before the listener closes (so load balancers
+    /// stop sending), in milliseconds.
+    #[arg(long, env = "AIPROXY_SHUTDOWN_DELAY_MS", default_value_t = 2_000)]
+    pub shutdown_delay_ms: u64,
+
+    /// Then, how long open requests and streams may take to finish, in seconds.
+    #[arg(long, env = "AIPROXY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Time and size limits of the client-facing server and of upstream calls.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub http2_keepalive: Duration,
+    pub http2_max_streams: u32,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub upstream_idle_timeout: Duration,
+    pub control_call_deadline: Duration,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for EdgeConfig {
+    /// Everything but the edge token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("control_plane_url", &self.control_plane_url)
+            .field("listen_addr", &self.listen_addr)
+            .field("region", &self.region)
+            .field("edge_token", &self.edge_token.as_ref().map(|_| "***"))
+            .field("state_dir", &self.state_dir)
+            .field("limits", &self.limits())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EdgeConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            http2_keepalive: Duration::from_secs(self.http2_keepalive_secs.max(1)),
+            http2_max_streams: self.http2_max_streams.max(1),
+            max_connections: self.max_connections.max(1),
+            // hyper's HTTP/1 buffer has a floor of 8 KiB.
+            max_header_bytes: self.max_header_bytes.max(8192),
+            max_headers: self.max_headers.max(1),
+            upstream_idle_timeout: Duration::from_secs(self.upstream_idle_timeout_secs.max(1)),
+            control_call_deadline: Duration::from_millis(self.control_call_deadline_ms.max(1)),
+            shutdown_delay: Duration::from_millis(self.shutdown_delay_ms),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_secs.max(1))
     }

@@ -13,11 +13,9 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 pub struct ControlPlaneCalls {
     channel: Channel,
     authorization: MetadataValue<tonic::metadata::Ascii>,
+    /// Every call here sits on some request's path: none may hold it longer than this.
+    deadline: Duration,
 }
-
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Ownership reads sit on the request path: refuse (503) rather than hang.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -30,10 +28,14 @@ pub enum RecordError {
 
 impl ControlPlaneCalls {
     /// Connects lazily: nothing is dialled until the first call.
-    pub fn new(control_plane_url: &str, edge_token: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        control_plane_url: &str,
+        edge_token: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
         let mut endpoint = Endpoint::from_shared(control_plane_url.to_string())?
             .connect_timeout(Duration::from_secs(5))
-            .timeout(CALL_TIMEOUT);
+            .timeout(deadline);
         if control_plane_url.starts_with("https://") {
             endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
         }
@@ -44,7 +46,22 @@ impl ControlPlaneCalls {
         Ok(Self {
             channel: endpoint.connect_lazy(),
             authorization,
+            deadline,
         })
+    }
+
+    /// `call`, given up once the deadline passes (connecting included).
+    async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(answer) => answer.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "the control plane did not answer within {} ms",
+                self.deadline.as_millis()
+            ))),
+        }
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -58,8 +75,8 @@ impl ControlPlaneCalls {
     /// Records new objects (all or none) before the edge answers the call that created them.
     pub async fn record(&self, objects: Vec<pb::OwnedObject>) -> Result<(), RecordError> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        match client
-            .record_objects(self.request(pb::OwnedObjects { objects }))
+        match self
+            .within(client.record_objects(self.request(pb::OwnedObjects { objects })))
             .await
         {
             Ok(_) => Ok(()),
@@ -76,7 +93,10 @@ impl ControlPlaneCalls {
             kind: kind.to_string(),
             id: id.to_string(),
         };
-        match client.forget_object(self.request(reference)).await {
+        match self
+            .within(client.forget_object(self.request(reference)))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
             Err(s) => Err(s.message().to_string()),
@@ -98,23 +118,19 @@ impl ControlPlaneCalls {
             day: day.into(),
             wanted,
         };
-        client
-            .lease_requests(self.request(request))
+        self.within(client.lease_requests(self.request(request)))
             .await
-            .map(|r| r.into_inner().granted)
+            .map(|lease| lease.granted)
             .map_err(|s| s.message().to_string())
     }
 
-    /// The recorded, unexpired owners among `refs` (the others are not in the answer). Bounded by
-    /// a short deadline: a request waits at most that long before it is refused.
+    /// The recorded, unexpired owners among `refs` (the others are not in the answer).
     pub async fn lookup(&self, refs: Vec<pb::ObjectRef>) -> Result<Vec<pb::OwnedObject>, String> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        let mut request = self.request(pb::ObjectRefs { refs });
-        request.set_timeout(LOOKUP_TIMEOUT);
-        client
-            .lookup_objects(request)
+        let request = self.request(pb::ObjectRefs { refs });
+        self.within(client.lookup_objects(request))
             .await
-            .map(|r| r.into_inner().objects)
+            .map(|found| found.objects)
             .map_err(|s| s.message().to_string())
     }
 
@@ -124,15 +140,10 @@ impl ControlPlaneCalls {
         query: pb::OwnedObjectsQuery,
     ) -> Result<(Vec<pb::OwnedObject>, bool), String> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        let mut request = self.request(query);
-        request.set_timeout(LOOKUP_TIMEOUT);
-        client
-            .list_owned_objects(request)
+        let request = self.request(query);
+        self.within(client.list_owned_objects(request))
             .await
-            .map(|r| {
-                let page = r.into_inner();
-                (page.objects, page.has_more)
-            })
+            .map(|page| (page.objects, page.has_more))
             .map_err(|s| s.message().to_string())
     }
 }

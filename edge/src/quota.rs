@@ -1,21 +1,37 @@
 //! Daily request caps (per attendee, per UTC day), held across the fleet without a call per
 //! request: the edge takes small leases from the control plane's counter and spends them locally.
-//! A lease that another edge holds unspent is lost for the day, so leases stay small (a twentieth of
-//! the cap, at most 20). If the control plane cannot be reached the request is let through (the
-//! edge keeps serving when the control plane is down) and a warning is logged.
+//! The next lease is fetched in the background when half of the current one is spent, so a
+//! request waits for the control plane only for an attendee's first request of the day on this
+//! edge — and then at most the control-call deadline. A lease that another edge holds unspent is
+//! lost for the day, so leases stay small (a twentieth of the cap, at most 20): the cap is never
+//! exceeded, and an attendee may be refused up to one lease per edge early. If the control plane
+//! cannot be reached and nothing is leased, the request is let through (the edge keeps serving
+//! while the control plane is down) and a warning is logged.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
 use chrono::{Duration, Utc};
 
-use crate::control_calls::ControlPlaneCalls;
+use crate::state::EdgeState;
+
+/// (event, user, day).
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct Allowance {
+    /// Requests leased and not yet spent.
+    left: u32,
+    /// The control plane granted nothing: the day's cap is reached.
+    dry: bool,
+    /// A background lease is on its way.
+    refilling: bool,
+}
 
 #[derive(Default)]
 pub struct RequestQuota {
-    /// (event, user, day) → requests leased and not yet spent.
-    leases: Mutex<HashMap<(String, String, String), u32>>,
+    allowances: Mutex<HashMap<Key, Allowance>>,
 }
 
 /// The cap is reached; retry after this many seconds (UTC midnight).
@@ -24,22 +40,46 @@ pub struct CapReached {
     pub retry_after_secs: i64,
 }
 
+/// What the local allowance says about one more request.
+enum Local {
+    Spent { refill: bool },
+    Reached,
+    Empty,
+}
+
 impl RequestQuota {
-    fn spend(&self, key: &(String, String, String), add: u32) -> bool {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let left = leases.entry(key.clone()).or_default();
-        *left += add;
-        if *left > 0 {
-            *left -= 1;
-            true
-        } else {
-            false
-        }
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Key, Allowance>) -> R) -> R {
+        f(&mut self.allowances.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn spend(&self, key: &Key, lease: u32) -> Local {
+        self.with(|all| {
+            let allowance = all.entry(key.clone()).or_default();
+            if allowance.left > 0 {
+                allowance.left -= 1;
+                let refill = !allowance.dry && !allowance.refilling && allowance.left <= lease / 2;
+                allowance.refilling |= refill;
+                Local::Spent { refill }
+            } else if allowance.dry {
+                Local::Reached
+            } else {
+                Local::Empty
+            }
+        })
+    }
+
+    /// Adds a lease's grant (0: the cap is reached).
+    fn granted(&self, key: &Key, granted: u32) {
+        self.with(|all| {
+            let allowance = all.entry(key.clone()).or_default();
+            allowance.left += granted;
+            allowance.dry |= granted == 0;
+        });
     }
 
     pub async fn take(
         &self,
-        control: &ControlPlaneCalls,
+        state: &Arc<EdgeState>,
         event: &pb::EventInfo,
         user_id: &str,
     ) -> Result<(), CapReached> {
@@ -50,29 +90,45 @@ impl RequestQuota {
         let now = Utc::now();
         let day = now.format("%Y-%m-%d").to_string();
         let key = (event.id.clone(), user_id.to_string(), day.clone());
-        if self.spend(&key, 0) {
-            return Ok(());
+        let lease = (cap / 20).clamp(1, 20);
+        let reached = || {
+            let midnight = (now + Duration::days(1))
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .unwrap_or_default()
+                .and_utc();
+            CapReached {
+                cap,
+                retry_after_secs: (midnight - now).num_seconds().max(1),
+            }
+        };
+        match self.spend(&key, lease) {
+            Local::Spent { refill } => {
+                if refill {
+                    spawn_refill(state, key, lease);
+                }
+                return Ok(());
+            }
+            Local::Reached => return Err(reached()),
+            Local::Empty => {}
         }
-        self.leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, _, d), _| *d == day);
-        let wanted = (cap / 20).clamp(1, 20);
-        match control
-            .lease_requests(&event.id, user_id, &day, wanted)
+        self.with(|all| all.retain(|(_, _, d), _| *d == day));
+        match state
+            .control
+            .lease_requests(&event.id, user_id, &day, lease)
             .await
         {
-            Ok(granted) if self.spend(&key, granted) => Ok(()),
-            Ok(_) => {
-                let midnight = (now + Duration::days(1))
-                    .date_naive()
-                    .and_hms_opt(0, 0, 0)
-                    .unwrap_or_default()
-                    .and_utc();
-                Err(CapReached {
-                    cap,
-                    retry_after_secs: (midnight - now).num_seconds().max(1),
-                })
+            Ok(granted) => {
+                self.granted(&key, granted);
+                match self.spend(&key, lease) {
+                    Local::Spent { refill } => {
+                        if refill {
+                            spawn_refill(state, key, lease);
+                        }
+                        Ok(())
+                    }
+                    Local::Reached | Local::Empty => Err(reached()),
+                }
             }
             Err(e) => {
                 tracing::warn!(event = %event.id, error = %e, "daily cap not checked: the control plane is unreachable");
@@ -80,4 +136,26 @@ impl RequestQuota {
             }
         }
     }
+}
+
+/// Leases the next `lease` requests in the background, before the current lease runs out.
+fn spawn_refill(state: &Arc<EdgeState>, key: Key, lease: u32) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let granted = state
+            .control
+            .lease_requests(&key.0, &key.1, &key.2, lease)
+            .await;
+        state.quota.with(|all| {
+            if let Some(a) = all.get_mut(&key) {
+                a.refilling = false;
+            }
+        });
+        match granted {
+            Ok(granted) => state.quota.granted(&key, granted),
+            Err(e) => {
+                tracing::warn!(event = %key.0, error = %e, "could not lease ahead for a daily cap")
+            }
+        }
+    });
 }

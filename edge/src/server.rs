@@ -1,15 +1,26 @@
 //! The HTTP server: accepts connections (HTTP/1.1 and HTTP/2 on one port) and runs each request
-//! through `proxy::handle`. On shutdown it stops accepting and lets open requests finish.
+//! through `proxy::handle`, with every limit a server on the public internet needs: a header-read
+//! timeout and size/count limits (slow or oversized request heads), an idle timeout (connections
+//! with no request in flight), HTTP/2 keepalive and stream limits, and a cap on open connections
+//! (past it, new connections wait in the listen backlog). Request bodies have their own idle
+//! timeout (`body::with_idle_timeout`).
+//!
+//! Shutdown drains: readiness turns 503 at once, the listener stays open for the shutdown delay
+//! (so load balancers notice and stop sending), then closes; open requests and streams get the
+//! grace period to finish.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
+use crate::config::Limits;
 use crate::proxy;
 use crate::state::EdgeState;
 
@@ -18,14 +29,30 @@ pub async fn serve(
     state: Arc<EdgeState>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let limits = state.limits.clone();
+    let builder = Arc::new(builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
+    let mut draining = false;
+    // Armed when draining begins.
+    let drain_deadline = tokio::time::sleep(Duration::from_secs(365 * 86_400));
+    tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
+            permit = permits.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut drain_deadline, if draining => break,
+                    _ = &mut shutdown, if !draining => {
+                        draining = begin_drain(&state, drain_deadline.as_mut());
+                        continue;
+                    }
+                };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -33,28 +60,123 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, request).await) }
-                });
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
-                    }
-                });
+                connections.spawn(connection(
+                    stream,
+                    state.clone(),
+                    builder.clone(),
+                    closing.clone(),
+                    permit,
+                ));
             }
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if !draining => {
+                draining = begin_drain(&state, drain_deadline.as_mut());
+            }
+            _ = &mut drain_deadline, if draining => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some requests were still open 30 s after shutdown began");
+    let _ = closing_tx.send(true);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(open, "listener closed; waiting for open requests to finish");
+    }
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            grace = ?limits.shutdown_grace,
+            "requests still open when the shutdown grace ran out"
+        );
+        connections.abort_all();
     }
     Ok(())
+}
+
+/// Readiness goes 503 now; the listener closes once the shutdown delay has passed.
+fn begin_drain(state: &EdgeState, deadline: std::pin::Pin<&mut tokio::time::Sleep>) -> bool {
+    tracing::info!(delay = ?state.limits.shutdown_delay, "shutting down: readiness is now 503");
+    state.start_draining();
+    deadline.reset(tokio::time::Instant::now() + state.limits.shutdown_delay);
+    true
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.http2_keepalive))
+        .keep_alive_timeout(limits.http2_keepalive)
+        .max_concurrent_streams(limits.http2_max_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// One client connection, until the client leaves, it idles past the idle timeout with no
+/// request in flight, or the server drains (then open requests finish first).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<EdgeState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut closing: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (active_tx, mut active) = watch::channel(());
+    let idle = state.limits.idle_timeout;
+    let service = {
+        let in_flight = in_flight.clone();
+        service_fn(move |request| {
+            let state = state.clone();
+            let in_flight = in_flight.clone();
+            let active_tx = active_tx.clone();
+            async move {
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                let response = proxy::handle(state, request).await;
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = active_tx.send(());
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut shutting = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.changed(), if !shutting => {
+                shutting = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            activity = tokio::time::timeout(idle, active.changed()), if !shutting => {
+                match activity {
+                    Ok(Ok(())) => {}
+                    Err(_idle) if in_flight.load(Ordering::Acquire) == 0 => {
+                        shutting = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    Err(_idle) => {}
+                    // The service is gone: the connection is ending by itself.
+                    Ok(Err(_)) => shutting = true,
+                }
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use aiproxy_proto::v1 as pb;
 use arc_swap::ArcSwap;
 
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, Limits};
 use crate::control_calls::ControlPlaneCalls;
 use crate::ownership::Ownership;
 use crate::quota::RequestQuota;
@@ -40,6 +40,9 @@ pub struct EdgeState {
     pub health: PoolHealth,
     pub region: String,
     pub max_json_body_bytes: usize,
+    pub limits: Limits,
+    /// Set on SIGTERM: readiness answers 503 while open requests finish.
+    draining: std::sync::atomic::AtomicBool,
     /// A managed-identity token is not used in its last `token_margin_ms`.
     pub token_margin_ms: i64,
     round_robin: AtomicUsize,
@@ -69,7 +72,11 @@ impl EdgeState {
             snapshot: ArcSwap::from_pointee(initial),
             state_file,
             upstream: UpstreamClient::new(config.upstream_timeout())?,
-            control: ControlPlaneCalls::new(&config.control_plane_url, edge_token)?,
+            control: ControlPlaneCalls::new(
+                &config.control_plane_url,
+                edge_token,
+                config.limits().control_call_deadline,
+            )?,
             ownership: Ownership::new(
                 config.ownership_cache_entries,
                 i64::try_from(config.ownership_negative_ttl_ms).unwrap_or(i64::MAX),
@@ -79,6 +86,8 @@ impl EdgeState {
             health: PoolHealth::default(),
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
+            limits: config.limits(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             token_margin_ms: config.token_expiry_margin_secs as i64 * 1000,
             round_robin: AtomicUsize::new(0),
         })
@@ -109,6 +118,14 @@ impl EdgeState {
             tracing::warn!(file = %file.path().display(), error = %e, "could not keep the last-known-good snapshot on disk");
         }
         Ok(())
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     pub fn sync_status(&self) -> SyncStatus {

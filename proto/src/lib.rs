@@ -8,3 +8,83 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("aiproxy_descriptor");
 }
+
+/// `Debug` for the messages that carry secrets (upstream keys, managed-identity tokens, the key
+/// hash secret): everything but the secret, so a stray `?update` in a log leaks nothing.
+mod redacted_debug {
+    use std::fmt;
+
+    use super::v1::{EdgeResource, ManagedIdentityToken, SyncUpdate};
+
+    fn stars(secret: &[u8]) -> &'static str {
+        if secret.is_empty() { "" } else { "***" }
+    }
+
+    impl fmt::Debug for EdgeResource {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("EdgeResource")
+                .field("info", &self.info)
+                .field("api_key", &stars(self.api_key.as_bytes()))
+                .field("token_scope", &self.token_scope)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for ManagedIdentityToken {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ManagedIdentityToken")
+                .field("identity_client_id", &self.identity_client_id)
+                .field("scope", &self.scope)
+                .field("access_token", &stars(self.access_token.as_bytes()))
+                .field("expires_on_ms", &self.expires_on_ms)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for SyncUpdate {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SyncUpdate")
+                .field("version", &self.version)
+                .field("nonce", &self.nonce)
+                .field("full", &self.full)
+                .field("base_version", &self.base_version)
+                .field("resources", &self.resources)
+                .field("events", &self.events)
+                .field("attendees", &self.attendees.len())
+                .field("removals", &self.removals)
+                .field("key_hash_secret", &stars(&self.key_hash_secret))
+                .field("catalog_id", &self.catalog_id)
+                .field("tokens_included", &self.tokens_included)
+                .field("tokens", &self.tokens)
+                .field("more", &self.more)
+                .field("forgotten_objects", &self.forgotten_objects)
+                .field("reset_object_cache", &self.reset_object_cache)
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn secrets_do_not_print() {
+            let update = SyncUpdate {
+                resources: vec![EdgeResource {
+                    api_key: "upstream-secret".into(),
+                    ..Default::default()
+                }],
+                tokens: vec![ManagedIdentityToken {
+                    access_token: "token-secret".into(),
+                    ..Default::default()
+                }],
+                key_hash_secret: b"hash-secret".to_vec(),
+                ..Default::default()
+            };
+            let printed = format!("{update:?}");
+            for secret in ["upstream-secret", "token-secret", "hash-secret", "104, 97"] {
+                assert!(!printed.contains(secret), "{printed}");
+            }
+        }
+    }
+}

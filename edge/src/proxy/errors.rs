@@ -12,6 +12,8 @@ pub struct ProxyError {
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<i64>,
+    /// The request surely never reached an upstream (no connection): safe to send elsewhere.
+    pub not_delivered: bool,
 }
 
 impl ProxyError {
@@ -20,7 +22,13 @@ impl ProxyError {
             status,
             message: message.into(),
             retry_after: None,
+            not_delivered: false,
         }
+    }
+
+    pub fn not_delivered(mut self) -> Self {
+        self.not_delivered = true;
+        self
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {

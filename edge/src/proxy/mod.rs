@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::body::{EdgeBody, full, stream};
+use crate::body::{EdgeBody, full};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
@@ -27,6 +27,10 @@ use errors::{ProxyError, json_response};
 use routes::Route;
 
 pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
+    // A client that stops sending its body mid-way is not waited for forever.
+    let request = request.map(|body| {
+        crate::body::with_idle_timeout(body, state.limits.body_read_timeout, "the request body")
+    });
     match serve(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -42,6 +46,53 @@ struct Plan<'a> {
     path: String,
     /// The model inference API wants the model in `azureml-model-deployment`.
     model_header: bool,
+    /// The body is JSON (every model call but uploads).
+    json: bool,
+    /// Where the event's token cap goes when the caller asked for no limit.
+    cap: Cap,
+}
+
+enum Cap {
+    /// The call generates no tokens (embeddings, images, speech) or is no model call.
+    NotApplicable,
+    Field(policy::CapField),
+    /// Azure OpenAI chat: `max_completion_tokens` from API version 2024-09-01 on (the only one
+    /// reasoning models accept), `max_tokens` before it (which older versions alone know).
+    ChatByApiVersion,
+}
+
+impl Plan<'_> {
+    fn cap_field(&self, query: Option<&str>) -> Option<policy::CapField> {
+        match self.cap {
+            Cap::NotApplicable => None,
+            Cap::Field(field) => Some(field),
+            Cap::ChatByApiVersion => {
+                let version = query
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("api-version="))
+                    .unwrap_or_default();
+                Some(if version >= "2024-09-01" {
+                    "max_completion_tokens"
+                } else {
+                    "max_tokens"
+                })
+            }
+        }
+    }
+}
+
+/// Where each model operation takes its output-token limit.
+fn cap_of(operation: &str, v1: bool) -> Cap {
+    match operation {
+        "chat/completions" | "extensions/chat/completions" if v1 => {
+            Cap::Field("max_completion_tokens")
+        }
+        "chat/completions" | "extensions/chat/completions" => Cap::ChatByApiVersion,
+        "completions" => Cap::Field("max_tokens"),
+        "responses" => Cap::Field("max_output_tokens"),
+        _ => Cap::NotApplicable,
+    }
 }
 
 enum Name<'a> {
@@ -59,7 +110,7 @@ enum Base {
 
 async fn serve(
     state: &Arc<EdgeState>,
-    request: Request<Incoming>,
+    request: Request<EdgeBody>,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
     let canonical = CanonicalPath::parse(request.uri().path())
@@ -107,6 +158,8 @@ async fn serve(
             base: Base::Origin,
             path: format!("/openai/deployments/{deployment}/{operation}"),
             model_header: false,
+            json: operation != "audio/transcriptions",
+            cap: cap_of(operation, false),
         }),
         Route::OpenAiV1 { operation } => Some(Plan {
             model_type: FOUNDRY_MODEL,
@@ -114,6 +167,8 @@ async fn serve(
             base: Base::Origin,
             path: format!("/openai/v1/{operation}"),
             model_header: false,
+            json: true,
+            cap: cap_of(operation, true),
         }),
         Route::Search { index, path } => Some(Plan {
             model_type: AZURE_AI_SEARCH,
@@ -121,6 +176,8 @@ async fn serve(
             base: Base::Endpoint,
             path,
             model_header: false,
+            json: false,
+            cap: Cap::NotApplicable,
         }),
         Route::Inference { operation } => Some(Plan {
             model_type: AI_INFERENCE,
@@ -132,6 +189,11 @@ async fn serve(
             base: Base::Endpoint,
             path: format!("/{operation}"),
             model_header: true,
+            json: operation != "info",
+            cap: match operation {
+                "chat/completions" => Cap::Field("max_tokens"),
+                _ => Cap::NotApplicable,
+            },
         }),
         Route::Mcp { name, rest } => Some(Plan {
             model_type: MCP_SERVER,
@@ -139,6 +201,8 @@ async fn serve(
             base: Base::Endpoint,
             path: rest,
             model_header: false,
+            json: false,
+            cap: Cap::NotApplicable,
         }),
     };
     if !snapshot.loaded {
@@ -149,7 +213,7 @@ async fn serve(
     if (plan.is_some() || foundry_path.is_some())
         && let Err(reached) = state
             .quota
-            .take(&state.control, &caller.event, &caller.user_id)
+            .take(state, &caller.event, &caller.user_id)
             .await
     {
         return Err(ProxyError::new(
@@ -175,52 +239,53 @@ async fn serve(
     let responses = plan.path == "/openai/v1/responses";
     // A JSON body is read (once) only when a rule needs it: a `model` to route by, the token cap
     // on model calls, or the object references of a Responses call. Everything else (uploads,
-    // search, MCP) streams through untouched.
-    let capped = caller.event.max_token_cap > 0
-        && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
-        && is_json(&parts.headers);
+    // search, MCP) streams through untouched. Model calls are JSON whatever the content type says.
+    let json_call = plan.json && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE);
+    let capped = json_call && caller.event.max_token_cap > 0;
     let by_body = matches!(plan.name, Name::BodyModel);
     // A JSON model call to a pool of several members is kept, so it can be replayed on another
-    // member if the first answers 429 or fails.
+    // member if the first surely did not take it (429, or no connection).
     let several = match plan.name {
         Name::Path(name) => snapshot
             .pool(&caller.event.id, plan.model_type, name)
             .is_some_and(|m| m.len() > 1),
         _ => true,
     };
-    let replayable = several
-        && !responses
-        && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE)
-        && is_json(&parts.headers);
+    let replayable = several && !responses && json_call;
     let mut stored_on = Vec::new();
     let mut stores_response = true;
     let (body, model, replay) = if by_body || capped || replayable || responses {
-        let (bytes, value) = policy::read_json(body, state.max_json_body_bytes).await?;
-        policy::check_token_cap(&value, caller.event.max_token_cap)?;
+        let bytes = policy::read_body(body, state.max_json_body_bytes).await?;
+        let call = policy::inspect(&bytes)?;
+        let cap_field = plan.cap_field(parts.uri.query());
+        let (agent, store) = (call.agent.is_some(), call.store);
+        // An agent's Responses call names no model.
+        let model = if by_body && !(responses && agent) {
+            Some(policy::model_of(&call)?.to_string())
+        } else {
+            None
+        };
+        let bytes =
+            policy::apply_token_cap(bytes.clone(), &call, caller.event.max_token_cap, cap_field)?;
         if responses {
             // A Responses call that names an agent goes to the Foundry Agent Service.
-            if value.get("agent").is_some() {
+            if agent {
                 let path = routes::FoundryPath {
                     kind: foundry::ObjectKind::Response,
                     id: None,
                     below: Vec::new(),
                     path: plan.path.clone(),
                 };
-                let body = foundry::RequestBody::Json(bytes, value);
+                let body = foundry::RequestBody::Json(bytes);
                 return foundry::serve(state, &snapshot, &caller, path, parts, body).await;
             }
-            stored_on = foundry::authorize_body(state, &caller, &value).await?;
-            stores_response = foundry::stores_object(&value);
+            stored_on = foundry::authorize_body(state, &caller, &bytes).await?;
+            stores_response = store != Some(false);
         }
-        let model = if by_body {
-            Some(policy::model_of(&value)?.to_string())
-        } else {
-            None
-        };
         let replay = replayable.then(|| bytes.clone());
         (full(bytes), model, replay)
     } else {
-        (stream(body), None, None)
+        (body, None, None)
     };
     let name = match plan.name {
         Name::Path(name) => name.to_string(),
@@ -277,14 +342,16 @@ async fn serve(
         model_header,
     )
     .await;
-    let failed = match &result {
+    // Every failure leaves the member out for a while; only a call the member surely did not take
+    // (429, or no connection at all) is replayed: a 5xx or a timeout may have been billed.
+    let replay_safe = match &result {
         Ok(response) if health::trips(response.status()) => {
             state.health.trip(
                 &upstream.id,
                 Some(response.status()),
                 Some(response.headers()),
             );
-            true
+            response.status() == StatusCode::TOO_MANY_REQUESTS
         }
         Err(error)
             if matches!(
@@ -293,11 +360,11 @@ async fn serve(
             ) =>
         {
             state.health.trip(&upstream.id, None, None);
-            true
+            error.not_delivered
         }
         _ => false,
     };
-    if failed && let (Some(bytes), Some(parts)) = (replay, retry_parts) {
+    if replay_safe && let (Some(bytes), Some(parts)) = (replay, retry_parts) {
         let next = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
         if next.id != upstream.id && state.health.is_healthy(&next.id) {
             tracing::info!(from = %upstream.id, to = %next.id, "retrying on another pool member");
@@ -352,10 +419,11 @@ fn inference_model(
     }
 }
 
-/// Ready once a catalog is held (from the stream or the state file). A stream that keeps failing
+/// Ready once a catalog is held (from the stream or the state file), until shutdown begins. A stream that keeps failing
 /// does not make the edge unready (it serves its last-known-good catalog), but says so here.
 fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody> {
-    let status = if snapshot.loaded {
+    let ready = snapshot.loaded && !state.draining();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -363,7 +431,7 @@ fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody
     let sync = state.sync_status();
     json_response(
         status,
-        &json!({"ready": snapshot.loaded, "catalog_version": snapshot.version,
+        &json!({"ready": ready, "draining": state.draining(), "catalog_version": snapshot.version,
                 "sync": {"connected": sync.connected, "failures_in_a_row": sync.failures_in_a_row,
                          "last_error": sync.last_error}}),
     )
@@ -374,13 +442,6 @@ fn not_ready() -> ProxyError {
         StatusCode::SERVICE_UNAVAILABLE,
         "This edge has not received its catalog from the control plane yet; retry shortly.",
     )
-}
-
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
 }
 
 fn choose(
@@ -411,6 +472,7 @@ fn choose(
         pool::choose(members, &state.region, state.next_round_robin(), |m| {
             state.health.is_healthy(&m.id)
         })
+        .ok_or_else(|| ProxyError::not_found("This pool has no member"))?
         .clone(),
     )
 }
@@ -452,7 +514,12 @@ async fn forward(
         .map_err(|e| upstream_failure(&upstream, e))?;
     let (mut parts, body) = response.into_parts();
     parts.headers = headers::for_client(parts.headers);
-    Ok(Response::from_parts(parts, stream(body)))
+    let body = crate::body::with_idle_timeout(
+        body,
+        state.limits.upstream_idle_timeout,
+        "the upstream's answer",
+    );
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The resource's credential on an upstream request: its key, or a managed-identity token.
@@ -472,17 +539,27 @@ pub(crate) fn authorize_upstream(
     .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
+/// What the caller is told when an upstream fails: which resource (by its friendly name) and
+/// what happened, never its address or the transport's words (logged for operators instead).
 pub(crate) fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {
-    let status = match error {
-        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
-    };
     tracing::warn!(resource = %upstream.id, %error, "upstream call failed");
-    ProxyError::new(
-        status,
-        format!(
-            "Upstream '{}' ({}) failed: {error}",
-            upstream.friendly_name, upstream.origin
+    let name = &upstream.friendly_name;
+    match error {
+        UpstreamError::Timeout(after) => ProxyError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "Upstream '{name}' did not answer within {} s.",
+                after.as_secs()
+            ),
         ),
-    )
+        UpstreamError::Connect(_) => ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Upstream '{name}' could not be reached."),
+        )
+        .not_delivered(),
+        UpstreamError::Request(_) => ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Upstream '{name}' failed before answering."),
+        ),
+    }
 }

@@ -510,4 +510,17 @@ mod tests {
             assert!(refused(Method::GET, path), "{path}");
         }
     }
+
+    proptest::proptest! {
+        /// Route resolution answers every path (a route or a 400), never panics.
+        #[test]
+        fn resolution_never_panics(
+            path in "(/[a-zA-Z0-9_.%;()'-]{0,12}){0,10}/?",
+            method in proptest::sample::select(vec![Method::GET, Method::POST, Method::DELETE, Method::PUT]),
+        ) {
+            if let Ok(canonical) = CanonicalPath::parse(&path) {
+                let _ = resolve(&method, &canonical);
+            }
+        }
+    }
 }

@@ -268,4 +268,17 @@ mod tests {
         };
         assert!(unloaded.apply(delta).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a (corrupt or hostile) update holds, applying it answers, never panics.
+        #[test]
+        fn applying_any_update_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            use prost::Message;
+            if let Ok(update) = pb::SyncUpdate::decode(bytes.as_slice()) {
+                let base = CatalogSnapshot::default().apply(full(3)).unwrap();
+                let _ = base.apply(update.clone());
+                let _ = CatalogSnapshot::default().apply(update);
+            }
+        }
+    }
 }

@@ -13,7 +13,6 @@ use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
 
 /// An upstream the edge can call.
-#[derive(Debug)]
 pub struct UpstreamResource {
     pub id: String,
     pub friendly_name: String,
@@ -30,6 +29,22 @@ pub struct UpstreamResource {
     pub token_scope: String,
     pub active: bool,
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamResource {
+    /// Everything but the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamResource")
+            .field("id", &self.id)
+            .field("deployment_name", &self.deployment_name)
+            .field("model_type", &self.model_type)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field("use_managed_identity", &self.use_managed_identity)
+            .field("active", &self.active)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A managed-identity token the control plane minted, ready to put on a request.

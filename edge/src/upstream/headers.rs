@@ -32,13 +32,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-/// Client request headers as they may go upstream: no hop-by-hop, no client credentials, no Host
-/// (the client sets the upstream's), no Content-Length (the body the edge sends may not be the
-/// client's: the upstream client sets it from the body it actually sends).
+/// Client request headers as they may go upstream: no hop-by-hop, no client credentials or
+/// cookies, no Host (the client sets the upstream's), no forwarding headers a client could forge
+/// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), no Content-Length (the body the edge sends may not
+/// be the client's: the upstream client sets it from the body it actually sends).
 pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::COOKIE);
+    headers.remove(header::FORWARDED);
+    headers.remove("x-real-ip");
+    let forwarded: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in forwarded {
+        headers.remove(name);
+    }
     headers.remove(header::AUTHORIZATION);
     headers.remove("api-key");
     headers
@@ -69,5 +81,45 @@ mod tests {
         assert!(out.get("x-private").is_none());
         assert!(out.get("keep-alive").is_none());
         assert_eq!(out.get("x-ms-client-request-id").unwrap(), "abc");
+    }
+
+    #[test]
+    fn forwarding_headers_and_cookies_do_not_pass() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "cookie",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-real-ip",
+        ] {
+            h.insert(HeaderName::from_static(name), "spoofed".parse().unwrap());
+        }
+        h.insert(header::CONTENT_LENGTH, "10".parse().unwrap());
+        assert!(for_upstream(h).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever headers a client sends, none of its credentials or forwarding claims pass.
+        #[test]
+        fn no_header_set_leaks_credentials(
+            names in proptest::collection::vec("[a-zA-Z-]{1,20}", 0..12),
+            connection in "[a-zA-Z, -]{0,40}",
+        ) {
+            let mut h = HeaderMap::new();
+            for name in names.iter().chain(["api-key", "authorization", "cookie"].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter()) {
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    h.append(name, "v".parse().unwrap());
+                }
+            }
+            if let Ok(v) = connection.parse() {
+                h.insert(header::CONNECTION, v);
+            }
+            let out = for_upstream(h);
+            for banned in ["api-key", "authorization", "cookie", "connection", "host", "forwarded"] {
+                proptest::prop_assert!(out.get(banned).is_none());
+            }
+            proptest::prop_assert!(!out.keys().any(|k| k.as_str().starts_with("x-forwarded-")));
+        }
     }
 }

@@ -6,31 +6,29 @@ use std::sync::Arc;
 use crate::snapshot::UpstreamResource;
 
 /// `healthy` filters out members left out after failures; when none is healthy, all are used.
+/// Health is read once per member, so a member tripping while the choice is made (a 429 storm)
+/// cannot leave the choice with nothing to pick. `None` only for an empty pool.
 pub fn choose<'a>(
     members: &'a [Arc<UpstreamResource>],
     region: &str,
     turn: usize,
     healthy: impl Fn(&UpstreamResource) -> bool,
-) -> &'a Arc<UpstreamResource> {
-    let any_healthy = members.iter().any(|m| healthy(m));
-    let usable = |m: &&Arc<UpstreamResource>| !any_healthy || healthy(m);
-    let is_local = |m: &&Arc<UpstreamResource>| {
-        usable(m) && !region.is_empty() && m.region.eq_ignore_ascii_case(region)
-    };
-    let local = members.iter().filter(is_local).count();
-    if local > 0 {
-        return members
-            .iter()
-            .filter(is_local)
-            .nth(turn % local)
-            .expect("counted above");
-    }
-    let rest = members.iter().filter(usable).count();
-    members
+) -> Option<&'a Arc<UpstreamResource>> {
+    let health: Vec<bool> = members.iter().map(|m| healthy(m)).collect();
+    let any_healthy = health.contains(&true);
+    let usable: Vec<&Arc<UpstreamResource>> = members
         .iter()
-        .filter(usable)
-        .nth(turn % rest)
-        .expect("at least one member")
+        .zip(&health)
+        .filter(|(_, healthy)| !any_healthy || **healthy)
+        .map(|(m, _)| m)
+        .collect();
+    let local: Vec<&Arc<UpstreamResource>> = usable
+        .iter()
+        .copied()
+        .filter(|m| !region.is_empty() && m.region.eq_ignore_ascii_case(region))
+        .collect();
+    let from = if local.is_empty() { &usable } else { &local };
+    from.get(turn % from.len().max(1)).copied()
 }
 
 #[cfg(test)]
@@ -63,20 +61,31 @@ mod tests {
         ];
         let all = |_: &UpstreamResource| true;
         let picks: Vec<&str> = (0..4)
-            .map(|t| choose(&members, "eastus", t, all).id.as_str())
+            .map(|t| choose(&members, "eastus", t, all).unwrap().id.as_str())
             .collect();
         assert_eq!(picks, ["b", "c", "b", "c"]);
         let picks: Vec<&str> = (0..3)
-            .map(|t| choose(&members, "westeurope", t, all).id.as_str())
+            .map(|t| choose(&members, "westeurope", t, all).unwrap().id.as_str())
             .collect();
         assert_eq!(picks, ["a", "b", "c"]);
         // Unhealthy members are skipped, local ones first; with none healthy, all are used again.
         let not_b = |m: &UpstreamResource| m.id != "b";
         let picks: Vec<&str> = (0..2)
-            .map(|t| choose(&members, "eastus", t, not_b).id.as_str())
+            .map(|t| choose(&members, "eastus", t, not_b).unwrap().id.as_str())
             .collect();
         assert_eq!(picks, ["c", "c"]);
         let none = |_: &UpstreamResource| false;
-        assert_eq!(choose(&members, "eastus", 0, none).id, "b");
+        assert_eq!(choose(&members, "eastus", 0, none).unwrap().id, "b");
+        assert!(choose(&[], "eastus", 0, all).is_none());
+        // Health that flips between reads cannot make the choice fail.
+        let flips = std::sync::atomic::AtomicUsize::new(0);
+        let flipping = |_: &UpstreamResource| {
+            flips
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(2)
+        };
+        for t in 0..10 {
+            assert!(choose(&members, "eastus", t, flipping).is_some());
+        }
     }
 }

@@ -110,9 +110,10 @@ pub async fn list(
             limit: params.limit - kept.len() as u32,
         };
         let (records, more) = state.control.list_owned(query).await.map_err(|e| {
+            tracing::warn!(error = %e, "listing an attendee's objects failed");
             ProxyError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("Cannot list your objects right now: {e}"),
+                "Cannot list your objects right now; retry shortly.",
             )
         })?;
         has_more = more;

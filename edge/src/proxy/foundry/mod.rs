@@ -20,8 +20,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
-use serde_json::Value;
 
 use super::client_auth::Caller;
 use super::errors::ProxyError;
@@ -37,11 +35,11 @@ use references::Reference;
 const FOUNDRY_AGENT: &str = "foundry-agent";
 const FOUNDRY_MODEL: &str = "foundry-model";
 
-/// A request body as it reaches this module: still unread, or read and parsed already (a
-/// Responses call whose `agent` sent it here).
+/// A request body as it reaches this module: still unread, or read already (a Responses call
+/// whose `agent` sent it here), with the token cap applied.
 pub enum RequestBody {
-    Unread(Incoming),
-    Json(Bytes, Value),
+    Unread(EdgeBody),
+    Json(Bytes),
 }
 
 pub fn unauthorized(kind: ObjectKind) -> ProxyError {
@@ -63,15 +61,20 @@ pub async fn serve(
     parts: http::request::Parts,
     body: RequestBody,
 ) -> Result<Response<EdgeBody>, ProxyError> {
-    let (body, json) = read_body(state, &parts, &path, body).await?;
+    let (body, json) = read_body(state, caller, &parts, &path, body).await?;
     let references = match &json {
-        Some(value) => references::collect(value)?,
+        Some(bytes) => references::collect(bytes)?,
         None => Vec::new(),
     };
+    let fields = match &json {
+        Some(bytes) => policy::inspect(bytes)?,
+        None => policy::ModelCall::default(),
+    };
     // `POST /agents` names the agent it creates: a name another attendee holds is theirs.
-    let new_agent_name = (path.kind == ObjectKind::Agent && path.is_collection())
-        .then(|| json.as_ref()?.get("name")?.as_str())
-        .flatten();
+    let new_agent_name = fields
+        .name
+        .as_deref()
+        .filter(|_| path.kind == ObjectKind::Agent && path.is_collection());
     let path_object = path.id.map(|id| (path.kind, id));
     let checked = authorize(state, caller, path_object, &references, new_agent_name).await?;
 
@@ -104,7 +107,7 @@ pub async fn serve(
             let creation = Creation {
                 kind: path.kind,
                 thread_and_run: path.creates_thread_and_run(),
-                record: json.as_ref().is_none_or(stores_object),
+                record: fields.store != Some(false),
             };
             create(
                 state, snapshot, caller, upstream, &url, parts, body, creation,
@@ -124,7 +127,7 @@ pub async fn serve(
 pub async fn authorize_body(
     state: &EdgeState,
     caller: &Caller,
-    body: &Value,
+    body: &[u8],
 ) -> Result<Vec<String>, ProxyError> {
     let references = references::collect(body)?;
     if references.is_empty() {
@@ -135,35 +138,44 @@ pub async fn authorize_body(
         .reference_resources)
 }
 
-/// `store: false` asks upstream not to keep the object (Responses): nothing to record.
-pub fn stores_object(body: &Value) -> bool {
-    body.get("store").and_then(Value::as_bool) != Some(false)
-}
-
 /// POST bodies are JSON whatever the content type claims (so a reference cannot hide behind
-/// `text/plain`), except file uploads, which stream through. GET and DELETE carry no body upstream.
+/// `text/plain`), except file uploads, which stream through; runs and agent responses get the
+/// event's token cap. GET and DELETE carry no body upstream.
 async fn read_body(
     state: &EdgeState,
+    caller: &Caller,
     parts: &http::request::Parts,
     path: &FoundryPath<'_>,
     body: RequestBody,
-) -> Result<(EdgeBody, Option<Value>), ProxyError> {
+) -> Result<(EdgeBody, Option<Bytes>), ProxyError> {
     let incoming = match body {
-        RequestBody::Json(bytes, value) => return Ok((full(bytes), Some(value))),
+        RequestBody::Json(bytes) => return Ok((full(bytes.clone()), Some(bytes))),
         RequestBody::Unread(incoming) => incoming,
     };
     if parts.method != Method::POST {
         return Ok((full(Bytes::new()), None));
     }
     if path.kind == ObjectKind::File && path.is_collection() {
-        return Ok((crate::body::stream(incoming), None));
+        return Ok((incoming, None));
     }
-    let bytes = policy::read_bytes(incoming, state.max_json_body_bytes).await?;
+    let bytes = policy::read_body(incoming, state.max_json_body_bytes).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((full(bytes), None));
     }
-    let value = policy::parse_json(&bytes)?;
-    Ok((full(bytes), Some(value)))
+    let call = policy::inspect(&bytes)?;
+    let creates_run = path.kind == ObjectKind::Thread
+        && (path.creates_thread_and_run() || path.below == ["runs"]);
+    let bytes = if creates_run {
+        policy::apply_token_cap(
+            bytes.clone(),
+            &call,
+            caller.event.max_token_cap,
+            Some("max_completion_tokens"),
+        )?
+    } else {
+        bytes.clone()
+    };
+    Ok((full(bytes.clone()), Some(bytes)))
 }
 
 /// What authorisation found out: the owner of the object in the path, and the resources the
@@ -209,9 +221,10 @@ async fn authorize(
         .owners(&state.control, &keys, Utc::now().timestamp_millis())
         .await
         .map_err(|e| {
+            tracing::warn!(error = %e, "ownership look-up failed; refusing the call");
             ProxyError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("Cannot check who owns the objects this call names right now: {e}"),
+                "Cannot check who owns the objects this call names right now; retry shortly.",
             )
         })?;
     let mut answers = keys.iter().zip(owners);
@@ -312,6 +325,7 @@ fn agent_resource(
         pool::choose(members, &state.region, state.next_round_robin(), |m| {
             state.health.is_healthy(&m.id)
         })
+        .ok_or_else(|| ProxyError::not_found("This pool has no member"))?
         .clone(),
     )
 }

@@ -5,6 +5,9 @@
 //! with a referencing name is taken, wherever it stands. Subtrees that are the caller's own
 //! free-form data (`metadata`, JSON schemas of tools and response formats) are not references.
 
+use std::borrow::Cow;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::ownership::ObjectKind;
@@ -57,47 +60,134 @@ enum Target {
     ConversationReference,
 }
 
-/// Every reference in `body`, sorted and without repeats.
-pub fn collect(body: &Value) -> Result<Vec<Reference>, ProxyError> {
-    let mut found = Vec::new();
-    walk(body, 0, &mut found)?;
+/// Every reference in the JSON `body`, sorted and without repeats. The body is walked as it is
+/// parsed, without building it: only the values of referencing fields are materialised.
+pub fn collect(body: &[u8]) -> Result<Vec<Reference>, ProxyError> {
+    let mut found = collect_at(body, 0)?;
     found.sort();
     found.dedup();
     Ok(found)
 }
 
+fn collect_at(body: &[u8], depth: usize) -> Result<Vec<Reference>, ProxyError> {
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    Walker {
+        found: &mut found,
+        depth,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end())
+    .map_err(|e| {
+        // A refusal raised inside the walk travels as the parser's custom error.
+        let message = e.to_string();
+        match message.strip_prefix(REFUSAL) {
+            Some(refusal) => ProxyError::bad_request(
+                refusal
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(refusal)
+                    .to_string(),
+            ),
+            None => ProxyError::bad_request("Invalid JSON in request body"),
+        }
+    })?;
+    Ok(found)
+}
+
+/// Marks errors of our own inside the parser's error type.
+const REFUSAL: &str = "aiproxy-refusal: ";
+
+fn refusal<E: de::Error>(error: ProxyError) -> E {
+    E::custom(format!("{REFUSAL}{}", error.message))
+}
+
+/// Walks one JSON value, collecting references, without keeping anything else.
+struct Walker<'a> {
+    found: &'a mut Vec<Reference>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Walker<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(refusal(ProxyError::bad_request(
+                "The request body is nested too deeply",
+            )));
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walker<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items
+            .next_element_seed(Walker {
+                found: &mut *self.found,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(name) = fields.next_key::<Cow<'de, str>>()? {
+            if OPAQUE.contains(&name.as_ref()) {
+                fields.next_value::<IgnoredAny>()?;
+            } else if name == "type" {
+                // An input item that points at a stored item by id: its owner cannot be told.
+                if fields.next_value::<Value>()?.as_str() == Some("item_reference") {
+                    return Err(refusal(ProxyError::bad_request(ITEM_REFERENCE)));
+                }
+            } else if let Some((_, target)) = FIELDS.iter().find(|(f, _)| *f == name) {
+                let value: Value = fields.next_value()?;
+                take(*target, &name, &value, self.depth, self.found).map_err(refusal)?;
+            } else {
+                fields.next_value_seed(Walker {
+                    found: &mut *self.found,
+                    depth: self.depth + 1,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const ITEM_REFERENCE: &str = "Input items of type item_reference are not supported through the proxy: \
+     send the item itself, or continue with previous_response_id or conversation";
+
+/// The references inside a field's value that is itself a tree (an agent reference object).
 fn walk(value: &Value, depth: usize, found: &mut Vec<Reference>) -> Result<(), ProxyError> {
-    if depth > MAX_DEPTH {
-        return Err(ProxyError::bad_request(
-            "The request body is nested too deeply",
-        ));
-    }
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                walk(item, depth + 1, found)?;
-            }
-        }
-        Value::Object(fields) => {
-            // An input item that points at a stored item by id: its owner cannot be told.
-            if fields.get("type").and_then(Value::as_str) == Some("item_reference") {
-                return Err(ProxyError::bad_request(
-                    "Input items of type item_reference are not supported through the proxy: \
-                     send the item itself, or continue with previous_response_id or conversation",
-                ));
-            }
-            for (name, field) in fields {
-                if OPAQUE.contains(&name.as_str()) {
-                    continue;
-                }
-                match FIELDS.iter().find(|(f, _)| f == name) {
-                    Some((_, target)) => take(*target, name, field, depth, found)?,
-                    None => walk(field, depth + 1, found)?,
-                }
-            }
-        }
-        _ => {}
-    }
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    found.append(&mut collect_at(&bytes, depth)?);
     Ok(())
 }
 
@@ -154,7 +244,7 @@ mod tests {
     use serde_json::json;
 
     fn refs(body: Value) -> Vec<(String, String)> {
-        collect(&body)
+        collect(&serde_json::to_vec(&body).unwrap())
             .unwrap()
             .into_iter()
             .map(|r| match r {
@@ -212,13 +302,25 @@ mod tests {
 
     #[test]
     fn malformed_or_unauthorisable_references_are_refused() {
-        assert!(collect(&json!({"file_ids": [1]})).is_err());
-        assert!(collect(&json!({"assistant_id": {"id": "x"}})).is_err());
-        assert!(collect(&json!({"input": [{"type": "item_reference", "id": "msg_1"}]})).is_err());
-        let mut deep = json!("x");
-        for _ in 0..100 {
-            deep = json!([deep]);
-        }
-        assert!(collect(&deep).is_err());
+        let refused = |body: Value| {
+            collect(&serde_json::to_vec(&body).unwrap())
+                .unwrap_err()
+                .message
+        };
+        assert_eq!(
+            refused(json!({"file_ids": [1]})),
+            "file_ids: expected an id or a list of ids"
+        );
+        assert!(refused(json!({"assistant_id": {"id": "x"}})).starts_with("assistant_id"));
+        assert!(
+            refused(json!({"input": [{"type": "item_reference", "id": "msg_1"}]}))
+                .contains("item_reference")
+        );
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(
+            collect(deep.as_bytes()).unwrap_err().message,
+            "The request body is nested too deeply"
+        );
+        assert!(collect(b"{\"a\": 1} trailing").is_err());
     }
 }
