@@ -29,7 +29,6 @@ use crate::body::{EdgeBody, full};
 use crate::ownership::{ObjectKey, Owner};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
-use crate::upstream::pool;
 use references::Reference;
 
 const FOUNDRY_AGENT: &str = "foundry-agent";
@@ -313,19 +312,9 @@ fn agent_resource(
     snapshot: &CatalogSnapshot,
     event_id: &str,
 ) -> Result<Arc<UpstreamResource>, ProxyError> {
-    let missing = || ProxyError::not_found("No Foundry Agent deployment found for the event.");
     let name = *snapshot
         .names(event_id, FOUNDRY_AGENT)
         .first()
-        .ok_or_else(missing)?;
-    let members = snapshot
-        .pool(event_id, FOUNDRY_AGENT, name)
-        .ok_or_else(missing)?;
-    Ok(
-        pool::choose(members, &state.region, state.next_round_robin(), |m| {
-            state.health.is_healthy(&m.id)
-        })
-        .ok_or_else(|| ProxyError::not_found("This pool has no member"))?
-        .clone(),
-    )
+        .ok_or_else(|| ProxyError::not_found("No Foundry Agent deployment found for the event."))?;
+    super::choose(state, snapshot, event_id, FOUNDRY_AGENT, name)
 }
