@@ -30,7 +30,9 @@ use crate::identity::TokenProvider;
 use crate::ownership::ObjectOwnership;
 use crate::sync::ChangeFeed;
 use crate::sync::edges::EdgeRegistry;
-use crate::tokens::{BrokerSettings, MemoryTokenCache, RedisTokenCache, TokenBroker, TokenCache};
+use crate::tokens::{
+    BrokerSettings, MemoryTokenCache, RedisOrMemoryCache, TokenBroker, TokenCache,
+};
 
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
@@ -50,11 +52,9 @@ pub async fn run(
     let token_cache: Arc<dyn TokenCache> = match &config.redis_url {
         Some(url) => {
             let catalog_id = store.catalog_id().await?;
-            Arc::new(
-                RedisTokenCache::connect(url, cipher.clone(), &catalog_id)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            )
+            RedisOrMemoryCache::start(url.expose(), cipher.clone(), &catalog_id)
+                .await
+                .map_err(anyhow::Error::msg)?
         }
         None => Arc::new(MemoryTokenCache::default()),
     };
@@ -118,6 +118,7 @@ pub async fn run(
             edge_token: secrets.edge_token,
             catalog_token: secrets.catalog_token,
         },
+        config.grpc_reflection,
         stopped(stop_rx.clone()),
     ));
     let admin_state = admin::AdminState {
@@ -127,17 +128,12 @@ pub async fn run(
         admin_token: secrets.admin_token,
     };
     tracing::info!(addr = %config.admin_addr, "admin API listening");
-    let admin = tokio::spawn({
-        let shutdown = stopped(stop_rx);
-        async move {
-            axum::serve(
-                admin_listener,
-                admin::router_with_console(admin_state, &config.admin_web_dir),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
-    });
+    let admin = tokio::spawn(admin::server::serve(
+        admin_listener,
+        admin::router_with_console(admin_state, &config.admin_web_dir),
+        config.http_limits(),
+        stopped(stop_rx),
+    ));
 
     let mut grpc = grpc;
     let grpc_result = tokio::select! {

@@ -166,6 +166,98 @@ async fn resources_never_show_their_key() {
 }
 
 #[tokio::test]
+async fn moving_the_endpoint_to_another_host_needs_the_new_hosts_key() {
+    let api = api(false).await;
+    let (_, created) = api.send("POST", "/resources", Some(resource())).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/resources/{id}");
+    let stored_key = |api: &Api| {
+        let id = id.clone();
+        let catalog = api.catalog.clone();
+        async move {
+            let r = catalog.store().get_resource(&id).await.unwrap().unwrap();
+            (
+                r.endpoint_url,
+                r.encrypted_key
+                    .map(|k| catalog.cipher().decrypt(&k).unwrap()),
+            )
+        }
+    };
+
+    // Same host (any case), another path: the key stays.
+    let mut same_host = created.clone();
+    same_host["endpoint_url"] = json!("https://AOAI-SWEDEN.openai.azure.com/openai");
+    let (status, updated) = api.send("PUT", &path, Some(same_host)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["has_key"], true);
+
+    // Another host without a key: refused, nothing changes, the key never follows.
+    let mut moved = created.clone();
+    moved["endpoint_url"] = json!("https://attacker.example.com");
+    let (status, err) = api.send("PUT", &path, Some(moved.clone())).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("key")),
+        "{err}"
+    );
+    assert!(
+        message(&err).contains("https://attacker.example.com"),
+        "{err}"
+    );
+    let (endpoint, key) = stored_key(&api).await;
+    assert_eq!(endpoint, "https://AOAI-SWEDEN.openai.azure.com/openai");
+    assert_eq!(key.as_deref(), Some("sk-upstream-secret"));
+
+    // Another host with its own key: accepted, and that key is the one stored.
+    moved["key"] = json!("sk-new-host");
+    let (status, updated) = api.send("PUT", &path, Some(moved)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["has_key"], true);
+    assert_eq!(
+        stored_key(&api).await,
+        (
+            "https://attacker.example.com".to_string(),
+            Some("sk-new-host".to_string())
+        )
+    );
+}
+
+#[tokio::test]
+async fn managed_identity_resources_never_store_a_key() {
+    let api = api(false).await;
+    let mut with_key = resource();
+    with_key["use_managed_identity"] = json!(true);
+    let (status, err) = api.send("POST", "/resources", Some(with_key)).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("key")),
+        "{err}"
+    );
+    assert!(message(&err).contains("use_managed_identity"), "{err}");
+
+    // A key resource switched to managed identity drops its key.
+    let (_, created) = api.send("POST", "/resources", Some(resource())).await;
+    let id = created["id"].as_str().unwrap();
+    let mut switched = created.clone();
+    switched["use_managed_identity"] = json!(true);
+    let (status, updated) = api
+        .send("PUT", &format!("/resources/{id}"), Some(switched.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["has_key"], false);
+    let stored = api.catalog.store().get_resource(id).await.unwrap().unwrap();
+    assert!(stored.encrypted_key.is_none());
+    switched["key"] = json!("sk-again");
+    let (status, err) = api
+        .send("PUT", &format!("/resources/{id}"), Some(switched))
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("key"))
+    );
+}
+
+#[tokio::test]
 async fn key_is_required_unless_managed_identity() {
     let api = api(false).await;
     let mut body = resource();
@@ -510,6 +602,47 @@ async fn the_console_is_served_at_the_root_with_client_side_routes() {
     );
     let (status, body) = get("/admin/api/v1/no-such-route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Security headers: the console's CSP admits its own origin only and no framing; the API's
+    // JSON admits nothing; both are nosniff and send no referrer.
+    let headers_of = |path: &'static str, token: Option<&'static str>| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::builder().uri(path);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .headers()
+                .clone()
+        }
+    };
+    for path in ["/", "/assets/app.js", "/events/some-id"] {
+        let headers = headers_of(path, None).await;
+        assert_eq!(
+            headers["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    for (path, token) in [
+        ("/admin/api/v1/resources", Some(TOKEN)),
+        ("/admin/api/v1/resources", None),
+        ("/healthz", None),
+    ] {
+        let headers = headers_of(path, token).await;
+        assert_eq!(
+            headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
     assert!(
         body.contains("openapi.json"),
         "API paths never fall back to the console: {body}"
@@ -521,4 +654,28 @@ async fn the_console_is_served_at_the_root_with_client_side_routes() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_console_page_has_no_inline_script_or_style_the_csp_would_block() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../admin-web/index.html"
+    ))
+    .unwrap();
+    for tag in page.split("<script").skip(1) {
+        let open_tag = &tag[..tag.find('>').unwrap()];
+        assert!(
+            open_tag.contains("src="),
+            "an inline <script> would need 'unsafe-inline': {open_tag}"
+        );
+    }
+    assert!(
+        !page.contains("<style"),
+        "an inline <style> would need 'unsafe-inline'"
+    );
+    assert!(
+        !page.contains(" style=\""),
+        "an inline style attribute would need 'unsafe-inline'"
+    );
 }

@@ -1,6 +1,7 @@
 //! The gRPC surface, in-process on loopback: EdgeService.Sync (auth, snapshot, deltas, resume,
 //! ACK bookkeeping, chunked snapshots, the edge's last error), CatalogService (no secrets, its own
-//! credential, Watch), health, reflection. Ownership calls and forgets: `grpc_ownership.rs`.
+//! credential, Watch), health, reflection (off unless enabled), NACK back-off. Ownership calls and
+//! forgets: `grpc_ownership.rs`.
 
 mod support;
 
@@ -196,8 +197,30 @@ async fn catalog_service_is_read_only_and_secret_free() {
     assert_eq!(change.resources[0].deployment_name, "embed");
 }
 
+/// The services reflection lists, or the status it was refused with.
+async fn reflected_services(running: &Running) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(running.channel().await);
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await?.unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    Ok(list.service.into_iter().map(|s| s.name).collect())
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn health_and_reflection_are_served() {
+async fn health_is_served_and_reflection_only_when_enabled() {
     let running = start().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(running.channel().await);
     for service in ["", "aiproxy.v1.EdgeService", "aiproxy.v1.CatalogService"] {
@@ -215,26 +238,15 @@ async fn health_and_reflection_are_served() {
             "{service}"
         );
     }
+    let refused = reflected_services(&running).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::Unimplemented,
+        "reflection is off by default"
+    );
 
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::new(running.channel().await);
-    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let with_reflection = start_with(&fresh_dir(), |c| c.grpc_reflection = true).await;
+    let names = reflected_services(&with_reflection).await.unwrap();
     for expected in [
         "aiproxy.v1.EdgeService",
         "aiproxy.v1.CatalogService",
@@ -245,6 +257,49 @@ async fn health_and_reflection_are_served() {
             "{expected} not in {names:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nacks_in_a_row_back_off_exponentially_and_an_ack_starts_over() {
+    let running = start().await;
+    running.add_resource("gpt-4o").await;
+    let mut edge = open_sync(&running, EDGE_TOKEN, hello(0, "")).await.unwrap();
+    let mut update = edge.next_update().await;
+    let nack = |update: &pb::SyncUpdate| pb::EdgeMessage {
+        message: Some(Message::Nack(pb::Nack {
+            version: update.version,
+            nonce: update.nonce.clone(),
+            error: "poison update".into(),
+        })),
+    };
+    // Each NACK in a row doubles the wait before the next full snapshot: 1 s, 2 s, 4 s.
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        edge.tx.send(nack(&update)).await.unwrap();
+        let sent = std::time::Instant::now();
+        update = reassemble(edge.next_chunks(Duration::from_secs(10)).await);
+        waits.push(sent.elapsed());
+        assert!(update.full, "a NACK is answered with a full snapshot");
+    }
+    let ms: Vec<u128> = waits.iter().map(|w| w.as_millis()).collect();
+    assert!((900..1_900).contains(&ms[0]), "{ms:?}");
+    assert!((1_900..3_500).contains(&ms[1]), "{ms:?}");
+    assert!((3_900..6_000).contains(&ms[2]), "{ms:?}");
+    assert_eq!(
+        running.admin_get("/edges").await["edges"][0]["last_nack"],
+        "poison update"
+    );
+    // An ACK of what was sent starts the back-off over.
+    edge.ack(&update).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    edge.tx.send(nack(&update)).await.unwrap();
+    let sent = std::time::Instant::now();
+    edge.next_chunks(Duration::from_secs(10)).await;
+    assert!(
+        sent.elapsed() < Duration::from_millis(1_900),
+        "after an ACK the first NACK waits 1 s again, not {:?}",
+        sent.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

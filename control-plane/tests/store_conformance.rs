@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aiproxy_control_plane::catalog::model::{
     Attendee, Event, ForgetsSince, FoundryObject, ModelType, ObjectKind, Resource,
 };
-use aiproxy_control_plane::catalog::store::{CatalogStore, StoreError, open};
+use aiproxy_control_plane::catalog::store::{CatalogStore, KeyWrite, StoreError, open};
 use sqlx::Connection;
 
 struct TestStore {
@@ -117,12 +117,14 @@ async fn resources_round_trip_and_bump_the_version(s: &dyn CatalogStore) {
     r.active = false;
     r.encrypted_key = None;
     r.use_managed_identity = true;
-    let v2 = s.update_resource(&r).await.unwrap();
+    let (v2, stored) = s.update_resource(&r, &KeyWrite::Drop).await.unwrap();
     assert!(v2 > v1);
+    assert_eq!(stored, r);
     assert_eq!(s.get_resource("r1").await.unwrap().unwrap(), r);
     assert_eq!(s.list_resources().await.unwrap(), vec![r]);
     assert!(matches!(
-        s.update_resource(&resource("nope", "x")).await,
+        s.update_resource(&resource("nope", "x"), &KeyWrite::Drop)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
@@ -130,6 +132,71 @@ async fn resources_round_trip_and_bump_the_version(s: &dyn CatalogStore) {
         Err(StoreError::NotFound { .. })
     ));
     assert!(s.get_resource("nope").await.unwrap().is_none());
+}
+
+fn keep(origin: &str) -> KeyWrite {
+    KeyWrite::Keep {
+        origin: origin.to_string(),
+    }
+}
+
+/// Two admins edit one resource at once: one gives a new key (or moves it to another host), the
+/// other renames it from what it read before. The rename keeps the key as it is in the row when
+/// written, never the older one it read, and never a key given for another host.
+async fn a_kept_key_is_the_stored_one_and_only_on_its_host(s: &dyn CatalogStore) {
+    let mut r = resource("r1", "gpt-4o");
+    r.endpoint_url = "https://AOAI.openai.azure.com/openai".into();
+    r.encrypted_key = Some(b"key-1".to_vec());
+    s.create_resource(&r).await.unwrap();
+    let read_before = r.clone();
+
+    r.encrypted_key = Some(b"key-2".to_vec());
+    s.update_resource(&r, &KeyWrite::Replace(b"key-2".to_vec()))
+        .await
+        .unwrap();
+    let mut renamed = read_before.clone();
+    renamed.friendly_name = "renamed".into();
+    let (_, stored) = s
+        .update_resource(&renamed, &keep("https://aoai.openai.azure.com"))
+        .await
+        .unwrap();
+    assert_eq!(stored.friendly_name, "renamed");
+    assert_eq!(
+        stored.encrypted_key.as_deref(),
+        Some(&b"key-2"[..]),
+        "the newer key stays"
+    );
+
+    let mut moved = stored.clone();
+    moved.endpoint_url = "https://other.openai.azure.com".into();
+    s.update_resource(&moved, &KeyWrite::Replace(b"key-other".to_vec()))
+        .await
+        .unwrap();
+    let err = s
+        .update_resource(&renamed, &keep("https://aoai.openai.azure.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let now = s.get_resource("r1").await.unwrap().unwrap();
+    assert_eq!(now.endpoint_url, "https://other.openai.azure.com");
+    assert_eq!(now.encrypted_key.as_deref(), Some(&b"key-other"[..]));
+
+    // A host that merely starts like the stored one is another host.
+    let mut lookalike = now.clone();
+    lookalike.endpoint_url = "https://other.openai.azure.com.evil.example".into();
+    assert!(matches!(
+        s.update_resource(
+            &lookalike,
+            &keep("https://other.openai.azure.com.evil.example")
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (_, kept) = s
+        .update_resource(&now, &keep("https://other.openai.azure.com"))
+        .await
+        .unwrap();
+    assert_eq!(kept.encrypted_key.as_deref(), Some(&b"key-other"[..]));
 }
 
 async fn changes_since_returns_deltas_with_removals(s: &dyn CatalogStore) {
@@ -149,7 +216,9 @@ async fn changes_since_returns_deltas_with_removals(s: &dyn CatalogStore) {
     assert!(!nothing.full && nothing.is_empty());
     assert_eq!(nothing.version, held);
 
-    s.update_resource(&resource("r2", "b2")).await.unwrap();
+    s.update_resource(&resource("r2", "b2"), &KeyWrite::Replace(vec![1, 2, 3, 4]))
+        .await
+        .unwrap();
     s.delete_resource("r1").await.unwrap();
     s.create_event(&event("e1", &["r2"])).await.unwrap();
     s.add_attendee(&attendee("e1", "u1")).await.unwrap();
@@ -686,6 +755,13 @@ macro_rules! conformance {
             async fn resources_round_trip_and_bump_the_version() {
                 let t = $make().await;
                 super::resources_round_trip_and_bump_the_version(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn a_kept_key_is_the_stored_one_and_only_on_its_host() {
+                let t = $make().await;
+                super::a_kept_key_is_the_stored_one_and_only_on_its_host(&*t.store).await;
                 t.finish().await;
             }
 

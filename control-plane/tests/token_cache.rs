@@ -127,3 +127,53 @@ async fn memory_cache_forgets_expired_tokens_and_locks_like_redis() {
     assert!(cache.get(&key()).await.unwrap().is_some());
     lock_is_exclusive(&cache).await;
 }
+
+#[tokio::test]
+async fn a_cached_token_copied_to_another_slot_does_not_open_there() {
+    let catalog = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let cipher = Arc::new(KeyCipher::from_raw([6; 32]));
+    let cache = RedisTokenCache::connect(&redis_url(), cipher, &catalog)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("Redis is required for this test (scripts/test.sh starts it): {e}")
+        });
+    cache.put(&key(), &token(120_000)).await.unwrap();
+    let other_slot = TokenKey {
+        identity_client_id: Some("cid-2".into()),
+        scope: Scope::Search,
+    };
+
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let from = format!("aiproxy:{catalog}:mi-token:cid-1:https://ai.azure.com/.default");
+    let to = format!("aiproxy:{catalog}:mi-token:cid-2:https://search.azure.com/.default");
+    let blob: String = redis::cmd("GET")
+        .arg(&from)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&to)
+        .arg(&blob)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let copied = cache.get(&other_slot).await;
+    assert!(
+        !matches!(&copied, Ok(Some(_))),
+        "a token copied to another (identity, scope) was handed out there"
+    );
+    assert!(
+        cache.get(&key()).await.unwrap().is_some(),
+        "it still opens in its own slot"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(&from)
+        .arg(&to)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}

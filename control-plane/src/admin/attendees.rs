@@ -1,13 +1,13 @@
 //! `/events/{id}/attendees`: registering an attendee returns their key this one time only.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::body::RequestBody;
 use super::error::ApiError;
 use super::fields::Fields;
 use crate::catalog::model::Attendee;
@@ -42,20 +42,20 @@ pub async fn list(
 pub async fn create(
     State(s): State<AdminState>,
     Path(event_id): Path<String>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let f = Fields::parse(&body, &["user_id"], &[])?;
     let user_id = f.required_string("user_id")?;
     let issued = s.catalog.add_attendee(&event_id, &user_id).await?;
     let mut out = to_json(&issued.attendee);
-    out["api_key"] = json!(issued.api_key);
+    out["api_key"] = json!(issued.api_key.expose());
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub async fn set_active(
     State(s): State<AdminState>,
     Path((event_id, user_id)): Path<(String, String)>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let f = Fields::parse(&body, &["active"], &["event_id", "user_id", "created_at"])?;
     let active = f

@@ -1,11 +1,12 @@
 //! The one mapping from admin-side errors to HTTP: `{"error":{"code","message","status"[,"field"]}}`.
+//! A database failure answers 503 with a fixed message; the driver's text is logged, never sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::catalog::service::CatalogError;
+use crate::catalog::service::{CATALOG_UNAVAILABLE, CatalogError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -50,10 +51,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             CatalogError::Store(e) => {
                 tracing::error!(error = %e, "catalog store failed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the catalog database is unavailable; retry shortly",
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CATALOG_UNAVAILABLE)
             }
         }
     }
@@ -69,6 +67,13 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
     }
 }

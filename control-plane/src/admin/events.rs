@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::body::RequestBody;
 use super::error::ApiError;
 use super::fields::Fields;
 use crate::catalog::model::Event;
@@ -73,7 +74,7 @@ pub async fn list(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> 
 
 pub async fn create(
     State(s): State<AdminState>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let created = s.catalog.create_event(parse_spec(&body)?).await?;
     Ok((StatusCode::CREATED, Json(to_json(&created))))
@@ -89,7 +90,7 @@ pub async fn get(
 pub async fn update(
     State(s): State<AdminState>,
     Path(id): Path<String>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let updated = s.catalog.update_event(&id, parse_spec(&body)?).await?;
     Ok(Json(to_json(&updated)))

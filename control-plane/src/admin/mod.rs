@@ -1,12 +1,17 @@
 //! The admin HTTP API (`/admin/api/v1/…`): JSON over axum, `Authorization: Bearer <admin token>` on
-//! every route but `/healthz`. One module per resource family; errors map to HTTP in `error.rs`.
+//! every route but `/healthz`. One module per resource family; errors map to HTTP in `error.rs`;
+//! request bodies are bounded in `body.rs`; every response gets the headers of
+//! `security_headers.rs`; `server.rs` runs the HTTP server with its timeouts and limits.
 
 mod attendees;
+pub mod body;
 mod edges;
 pub mod error;
 mod events;
 mod fields;
 mod resources;
+pub mod security_headers;
+pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,12 +44,14 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 /// back to `index.html`).
 pub fn router_with_console(state: AdminState, web_dir: &Path) -> Router {
     let index = web_dir.join("index.html");
-    if !index.exists() {
+    let with_console = if index.exists() {
+        tracing::info!(dir = %web_dir.display(), "serving the admin console at /");
+        api_router(state).fallback_service(ServeDir::new(web_dir).fallback(ServeFile::new(index)))
+    } else {
         tracing::warn!(dir = %web_dir.display(), "admin console not built (no index.html): only the API is served; scripts/run.sh builds it");
-        return router(state).fallback(console_missing);
-    }
-    tracing::info!(dir = %web_dir.display(), "serving the admin console at /");
-    router(state).fallback_service(ServeDir::new(web_dir).fallback(ServeFile::new(index)))
+        api_router(state).fallback(console_missing)
+    };
+    with_console.layer(middleware::from_fn(security_headers::add_security_headers))
 }
 
 async fn console_missing() -> ApiError {
@@ -54,7 +61,12 @@ async fn console_missing() -> ApiError {
     )
 }
 
+/// The admin API alone.
 pub fn router(state: AdminState) -> Router {
+    api_router(state).layer(middleware::from_fn(security_headers::add_security_headers))
+}
+
+fn api_router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/resources", get(resources::list).post(resources::create))
         .route(

@@ -7,11 +7,13 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::body::RequestBody;
 use super::error::ApiError;
 use super::fields::Fields;
 use crate::catalog::model::{ModelType, Resource};
 use crate::catalog::service::{KeyChange, ResourceSpec};
 use crate::identity::{Scope, TokenKey};
+use crate::secrets::Secret;
 use crate::tokens::{TokenBroker, TokenStatus};
 
 const ACCEPTED: &[&str] = &[
@@ -40,7 +42,7 @@ pub fn to_json(r: &Resource, tokens: &TokenBroker) -> Value {
         "use_managed_identity": r.use_managed_identity,
         "identity_client_id": r.identity_client_id,
         "active": r.active,
-                "has_key": r.encrypted_key.is_some(),
+        "has_key": r.encrypted_key.is_some(),
     });
     if r.use_managed_identity {
         out["managed_identity"] = managed_identity_status(r, tokens);
@@ -76,6 +78,7 @@ fn managed_identity_status(r: &Resource, tokens: &TokenBroker) -> Value {
 }
 
 /// On create a missing key means none; on update it means "keep the stored one" (`null` clears it).
+/// The catalog decides whether that is allowed (another endpoint host, managed identity).
 fn parse_spec(body: &Bytes, updating: bool) -> Result<ResourceSpec, ApiError> {
     let f = Fields::parse(body, ACCEPTED, READ_ONLY)?;
     let model_type_raw = f.required_string("model_type")?;
@@ -87,7 +90,7 @@ fn parse_spec(body: &Bytes, updating: bool) -> Result<ResourceSpec, ApiError> {
         )
     })?;
     let key = match f.string("key")? {
-        Some(k) => KeyChange::Set(k),
+        Some(k) => KeyChange::Set(Secret::new(k)),
         None if updating && !f.is_explicit_null("key") => KeyChange::Keep,
         None => KeyChange::Clear,
     };
@@ -118,7 +121,7 @@ pub async fn list(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> 
 
 pub async fn create(
     State(s): State<AdminState>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let created = s.catalog.create_resource(parse_spec(&body, false)?).await?;
     Ok((StatusCode::CREATED, Json(to_json(&created, &s.tokens))))
@@ -137,7 +140,7 @@ pub async fn get(
 pub async fn update(
     State(s): State<AdminState>,
     Path(id): Path<String>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let updated = s
         .catalog

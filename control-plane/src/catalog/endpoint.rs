@@ -39,6 +39,21 @@ pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<String, Stri
     Ok(trimmed.to_string())
 }
 
+/// Where an endpoint sends requests: its scheme and authority (host and port), lower-cased. A stored
+/// key belongs to one origin and is never sent to another.
+pub fn endpoint_origin(endpoint: &str) -> String {
+    match endpoint.trim().parse::<Uri>() {
+        Ok(uri) => format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("").to_ascii_lowercase(),
+            uri.authority()
+                .map(|a| a.as_str().to_ascii_lowercase())
+                .unwrap_or_default()
+        ),
+        Err(_) => endpoint.trim().to_ascii_lowercase(),
+    }
+}
+
 const FOUNDRY_PROJECT_FORM: &str = "https://<account>.services.ai.azure.com/api/projects/<project>";
 
 /// A Foundry agent resource must point at the project endpoint; anything else answers 404 upstream.
@@ -116,6 +131,23 @@ mod tests {
         assert!(check("http://127.0.0.1:9100/api/projects/p", true).is_ok());
         assert!(check("http://127.0.0.1:9100/api/projects/p", false).is_err());
         assert!(check("http://10.0.0.5/api/projects/p", true).is_err());
+    }
+
+    #[test]
+    fn the_origin_is_scheme_and_authority_in_lower_case() {
+        use super::endpoint_origin;
+        assert_eq!(
+            endpoint_origin("https://AOAI.openai.azure.com/openai/v1"),
+            "https://aoai.openai.azure.com"
+        );
+        assert_eq!(
+            endpoint_origin("http://127.0.0.1:9100/api/projects/p"),
+            "http://127.0.0.1:9100"
+        );
+        assert_ne!(
+            endpoint_origin("https://a.openai.azure.com"),
+            endpoint_origin("https://a.openai.azure.com.evil.example")
+        );
     }
 
     #[test]

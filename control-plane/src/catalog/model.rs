@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::secrets::redacted_bytes;
+
 /// What kind of upstream a resource is; decides routing and the managed-identity scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelType {
@@ -45,7 +47,7 @@ impl fmt::Display for ModelType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Resource {
     pub id: String,
     pub friendly_name: String,
@@ -59,6 +61,27 @@ pub struct Resource {
     /// The upstream key, AES-256-GCM sealed (see `secrets::KeyCipher`). Never leaves the control
     /// plane except decrypted on the edge sync stream.
     pub encrypted_key: Option<Vec<u8>>,
+}
+
+/// Never prints the (sealed) key: a stray `?resource` in a log line must not carry it.
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resource")
+            .field("id", &self.id)
+            .field("friendly_name", &self.friendly_name)
+            .field("deployment_name", &self.deployment_name)
+            .field("model_type", &self.model_type)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field("use_managed_identity", &self.use_managed_identity)
+            .field("identity_client_id", &self.identity_client_id)
+            .field("active", &self.active)
+            .field(
+                "encrypted_key",
+                &format_args!("{}", redacted_bytes(&self.encrypted_key)),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +102,7 @@ pub struct Event {
     pub resource_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Attendee {
     pub event_id: String,
     pub user_id: String,
@@ -87,6 +110,19 @@ pub struct Attendee {
     pub key_hash: Vec<u8>,
     pub active: bool,
     pub created_at_ms: i64,
+}
+
+/// Never prints the key hash (it identifies the key for anyone who holds the hash secret).
+impl fmt::Debug for Attendee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attendee")
+            .field("event_id", &self.event_id)
+            .field("user_id", &self.user_id)
+            .field("key_hash", &format_args!("***"))
+            .field("active", &self.active)
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
 }
 
 /// Who created a Foundry object (agent, thread, file, …) through the proxy. Not catalog state: it
@@ -187,6 +223,36 @@ impl CatalogChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_carries_keys() {
+        let resource = Resource {
+            id: "r".into(),
+            friendly_name: "f".into(),
+            deployment_name: "d".into(),
+            model_type: ModelType::FoundryModel,
+            endpoint_url: "https://x.openai.azure.com".into(),
+            region: String::new(),
+            use_managed_identity: false,
+            identity_client_id: None,
+            active: true,
+            encrypted_key: Some(b"sealed-bytes".to_vec()),
+        };
+        let attendee = Attendee {
+            event_id: "e".into(),
+            user_id: "u".into(),
+            key_hash: vec![42; 32],
+            active: true,
+            created_at_ms: 0,
+        };
+        let printed = format!("{resource:?} {attendee:?}");
+        assert!(printed.contains("encrypted_key: Some(***)"), "{printed}");
+        assert!(printed.contains("key_hash: ***"), "{printed}");
+        assert!(
+            !printed.contains("115, 101") && !printed.contains("42, 42"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn model_type_accepts_reference_spellings() {

@@ -1,18 +1,27 @@
 //! Applies admin changes to the catalog: the semantic rules (endpoint form, key required unless
 //! managed identity, event windows), encryption of upstream keys, attendee key issuing, and the
 //! change notification that wakes the sync streams. Handlers parse JSON; the rules live here.
+//!
+//! A stored upstream key belongs to the endpoint host it was given for: an update that moves the
+//! endpoint to another host must bring the new host's key, and a managed-identity resource stores
+//! no key at all. The store applies "keep the stored key" in the UPDATE itself, so two admins
+//! editing one resource at once cannot put a key back that the other replaced or moved.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::endpoint::{validate_endpoint, validate_foundry_project_endpoint};
+use super::endpoint::{endpoint_origin, validate_endpoint, validate_foundry_project_endpoint};
 use super::model::{Attendee, Event, ModelType, Resource};
-use super::store::{CatalogStore, StoreError};
+use super::store::{CatalogStore, KeyWrite, StoreError};
 use super::window::{parse_instant, parse_time_zone};
 use crate::identity::Scope;
-use crate::secrets::{KeyCipher, KeyHasher, random_token};
+use crate::secrets::{KeyCipher, KeyHasher, Secret, random_token};
 use crate::sync::ChangeFeed;
+
+/// What a client (admin, edge, catalog reader) is told when the database fails. The database's
+/// own text may name hosts, users or SQL: it goes to the log, never to a client.
+pub const CATALOG_UNAVAILABLE: &str = "The catalog database is unavailable; retry shortly.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -53,11 +62,12 @@ impl From<StoreError> for CatalogError {
 
 pub type CatalogResult<T> = Result<T, CatalogError>;
 
-/// What happens to a resource's stored key on an update.
+/// What the admin asked for the resource's key.
 #[derive(Debug, Clone)]
 pub enum KeyChange {
+    /// Not mentioned: keep the stored one (on create: there is none).
     Keep,
-    Set(String),
+    Set(Secret),
     Clear,
 }
 
@@ -92,7 +102,7 @@ pub struct EventSpec {
 /// An attendee just registered, with the key shown this one time.
 pub struct IssuedAttendee {
     pub attendee: Attendee,
-    pub api_key: String,
+    pub api_key: Secret,
 }
 
 pub struct Catalog {
@@ -136,12 +146,14 @@ impl Catalog {
         &self.changes
     }
 
+    /// Applies the rules to `spec`; `existing` is the stored resource on an update. Returns the
+    /// resource (its `encrypted_key` as the write will leave it) and what the write does to the key.
     fn build_resource(
         &self,
         id: String,
         spec: ResourceSpec,
-        existing_key: Option<Vec<u8>>,
-    ) -> CatalogResult<Resource> {
+        existing: Option<&Resource>,
+    ) -> CatalogResult<(Resource, KeyWrite)> {
         let friendly_name = required_text("friendly_name", &spec.friendly_name)?;
         let deployment_name = required_text("deployment_name", &spec.deployment_name)?;
         if deployment_name.contains('/') || deployment_name.contains('?') {
@@ -156,12 +168,6 @@ impl Catalog {
             validate_foundry_project_endpoint(&endpoint_url, self.allow_insecure_upstreams)
                 .map_err(|m| CatalogError::invalid("endpoint_url", m))?;
         }
-        let encrypted_key = match spec.key {
-            KeyChange::Keep => existing_key,
-            KeyChange::Set(key) if key.trim().is_empty() => None,
-            KeyChange::Set(key) => Some(self.cipher.encrypt(key.trim())),
-            KeyChange::Clear => None,
-        };
         if spec.use_managed_identity && Scope::for_model_type(spec.model_type).is_none() {
             return Err(CatalogError::invalid(
                 "use_managed_identity",
@@ -171,12 +177,12 @@ impl Catalog {
                 ),
             ));
         }
-        if encrypted_key.is_none() && !spec.use_managed_identity {
-            return Err(CatalogError::invalid(
-                "key",
-                "required unless use_managed_identity is true (then the proxy authenticates with its managed identity and no key is stored)",
-            ));
-        }
+        let key = self.key_write(spec.key, spec.use_managed_identity, &endpoint_url, existing)?;
+        let encrypted_key = match &key {
+            KeyWrite::Keep { .. } => existing.and_then(|r| r.encrypted_key.clone()),
+            KeyWrite::Replace(sealed) => Some(sealed.clone()),
+            KeyWrite::Drop => None,
+        };
         let identity_client_id = spec
             .identity_client_id
             .map(|s| s.trim().to_string())
@@ -189,7 +195,7 @@ impl Catalog {
                 "must be the client id (a GUID) of a user-assigned managed identity",
             ));
         }
-        Ok(Resource {
+        let resource = Resource {
             id,
             friendly_name,
             deployment_name,
@@ -200,11 +206,59 @@ impl Catalog {
             identity_client_id,
             active: spec.active,
             encrypted_key,
-        })
+        };
+        Ok((resource, key))
+    }
+
+    /// The key rules: a managed-identity resource stores none (one given is refused); any other
+    /// needs one, and keeps its stored key only while its endpoint stays on the same origin.
+    fn key_write(
+        &self,
+        change: KeyChange,
+        managed_identity: bool,
+        endpoint_url: &str,
+        existing: Option<&Resource>,
+    ) -> CatalogResult<KeyWrite> {
+        let given = match &change {
+            KeyChange::Set(key) if !key.expose().trim().is_empty() => Some(key.expose().trim()),
+            _ => None,
+        };
+        if managed_identity {
+            if given.is_some() {
+                return Err(CatalogError::invalid(
+                    "key",
+                    "must not be given when use_managed_identity is true: the proxy authenticates \
+                     with its managed identity and stores no key for this resource",
+                ));
+            }
+            return Ok(KeyWrite::Drop);
+        }
+        if let Some(key) = given {
+            return Ok(KeyWrite::Replace(self.cipher.encrypt(key)));
+        }
+        let stored = existing.filter(|r| r.encrypted_key.is_some());
+        let (KeyChange::Keep, Some(stored)) = (&change, stored) else {
+            return Err(CatalogError::invalid(
+                "key",
+                "required unless use_managed_identity is true (then the proxy authenticates with its managed identity and no key is stored)",
+            ));
+        };
+        let origin = endpoint_origin(endpoint_url);
+        let stored_origin = endpoint_origin(&stored.endpoint_url);
+        if origin != stored_origin {
+            return Err(CatalogError::invalid(
+                "key",
+                format!(
+                    "required when endpoint_url moves to another host ({stored_origin} → {origin}): \
+                     the stored key is only ever sent to the host it was given for; send the new host's key"
+                ),
+            ));
+        }
+        Ok(KeyWrite::Keep { origin })
     }
 
     pub async fn create_resource(&self, spec: ResourceSpec) -> CatalogResult<Resource> {
-        let resource = self.build_resource(uuid::Uuid::new_v4().to_string(), spec, None)?;
+        let (resource, _) = self.build_resource(uuid::Uuid::new_v4().to_string(), spec, None)?;
         let version = self.store.create_resource(&resource).await?;
         self.changes.notify(version);
         Ok(resource)
@@ -212,10 +266,10 @@ impl Catalog {
 
     pub async fn update_resource(&self, id: &str, spec: ResourceSpec) -> CatalogResult<Resource> {
         let existing = self.get_resource(id).await?;
-        let resource = self.build_resource(id.to_string(), spec, existing.encrypted_key)?;
-        let version = self.store.update_resource(&resource).await?;
+        let (resource, key) = self.build_resource(id.to_string(), spec, Some(&existing))?;
+        let (version, stored) = self.store.update_resource(&resource, &key).await?;
         self.changes.notify(version);
-        Ok(resource)
+        Ok(stored)
     }
 
     pub async fn delete_resource(&self, id: &str) -> CatalogResult<()> {
@@ -317,11 +371,11 @@ impl Catalog {
                 "must be at most 256 characters without '/' (an email address or a login works)",
             ));
         }
-        let api_key = random_token("aip_");
+        let api_key = Secret::new(random_token("aip_"));
         let attendee = Attendee {
             event_id: event_id.to_string(),
             user_id,
-            key_hash: self.hasher.hash(&api_key),
+            key_hash: self.hasher.hash(api_key.expose()),
             active: true,
             created_at_ms: Utc::now().timestamp_millis(),
         };

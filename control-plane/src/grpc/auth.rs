@@ -1,4 +1,5 @@
-//! Bearer-token check for gRPC services (`authorization: Bearer <token>` metadata).
+//! Bearer-token check for gRPC services (`authorization: Bearer <token>` metadata), and the refusal
+//! of a service that is switched off for want of its credential.
 
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -7,30 +8,77 @@ use crate::secrets::Secret;
 
 #[derive(Clone)]
 pub struct BearerToken {
-    expected: Secret,
+    /// `None`: the service is off and every call is refused with `off`.
+    expected: Option<Secret>,
     what: &'static str,
+    off: &'static str,
 }
 
 impl BearerToken {
     pub fn new(expected: Secret, what: &'static str) -> Self {
-        Self { expected, what }
+        Self {
+            expected: Some(expected),
+            what,
+            off: "",
+        }
+    }
+
+    /// Refuses every call with `why` (no credential was configured for the service).
+    pub fn service_off(why: &'static str) -> Self {
+        Self {
+            expected: None,
+            what: "",
+            off: why,
+        }
     }
 }
 
 impl Interceptor for BearerToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.expected else {
+            return Err(Status::permission_denied(self.off));
+        };
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(token) if self.expected.matches(token.trim()) => Ok(request),
+            Some(token) if expected.matches(token.trim()) => Ok(request),
             Some(_) => Err(Status::unauthenticated(format!("invalid {}", self.what))),
             None => Err(Status::unauthenticated(format!(
                 "missing credentials: send 'authorization: Bearer <{}>' metadata",
                 self.what
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(token: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+
+    #[test]
+    fn a_service_without_a_credential_refuses_every_call() {
+        let mut off = BearerToken::service_off("CatalogService is off: set AIPROXY_CATALOG_TOKEN");
+        for token in ["", "anything", "adm_admin-token"] {
+            let refused = off.call(request(token)).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+            assert!(refused.message().contains("AIPROXY_CATALOG_TOKEN"));
+        }
+        let mut on = BearerToken::new(Secret::new("cat"), "catalog token");
+        assert!(on.call(request("cat")).is_ok());
+        assert_eq!(
+            on.call(request("adm")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

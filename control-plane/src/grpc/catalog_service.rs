@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::service::Catalog;
+use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog};
 use crate::catalog::store::StoreError;
 use crate::sync::convert;
 
@@ -24,7 +24,7 @@ impl CatalogReadService {
 
 fn internal(e: StoreError) -> Status {
     tracing::warn!(error = %e, "catalog read failed");
-    Status::unavailable("the catalog store is unavailable")
+    Status::unavailable(CATALOG_UNAVAILABLE)
 }
 
 #[tonic::async_trait]

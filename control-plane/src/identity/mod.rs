@@ -1,10 +1,11 @@
 //! Managed identity on the control plane: which Entra ID scope a resource needs (`scope`), the
 //! `DefaultAzureCredential`-ordered chain of credentials that can mint a token (`chain`, with the
-//! steps in `steps` and the PowerShell step in `powershell`), and `provider`, which picks the
-//! credential for an identity. Only the control plane ever holds a credential; edges get tokens.
+//! steps in `steps`, the PowerShell step in `powershell`, and the deadline-bound runner of their
+//! command-line tools in `process`), and `provider`, which picks the credential for an identity. Only the control plane ever holds a credential; edges get tokens.
 
 pub mod chain;
 pub mod powershell;
+pub mod process;
 pub mod provider;
 pub mod scope;
 pub mod steps;

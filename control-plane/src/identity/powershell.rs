@@ -2,17 +2,15 @@
 //! `Get-AzAccessToken` the way the other Azure SDKs do (an encoded script, the token printed as
 //! `azsdk%<token>%<unix seconds>`), including Az.Accounts 5's SecureString tokens.
 
-use std::process::Stdio;
-use std::time::Duration;
+use std::ffi::OsStr;
 
 use async_trait::async_trait;
 use base64::Engine;
 
 use super::AccessToken;
 use super::chain::{CredentialStep, StepError};
+use super::process::ToolRunner;
 use crate::secrets::Secret;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn script(resource: &str) -> String {
     format!(
@@ -68,7 +66,10 @@ pub fn parse_output(stdout: &str) -> Result<AccessToken, StepError> {
     })
 }
 
-pub struct AzurePowerShellStep;
+#[derive(Default)]
+pub struct AzurePowerShellStep {
+    pub runner: ToolRunner,
+}
 
 #[async_trait]
 impl CredentialStep for AzurePowerShellStep {
@@ -84,32 +85,29 @@ impl CredentialStep for AzurePowerShellStep {
         {
             return Err(StepError::Failed(format!("invalid scope '{scope}'")));
         }
-        let child = tokio::process::Command::new("pwsh")
-            .args([
-                "-NoProfile",
-                "-NonInteractive",
-                "-EncodedCommand",
-                &encode_command(&script(resource)),
-            ])
-            .env("POWERSHELL_UPDATECHECK", "Off")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
+        let encoded = encode_command(&script(resource));
+        let args: [&OsStr; 4] = [
+            "-NoProfile".as_ref(),
+            "-NonInteractive".as_ref(),
+            "-EncodedCommand".as_ref(),
+            encoded.as_ref(),
+        ];
+        let output = self
+            .runner
+            .output("pwsh".as_ref(), &args, &[("POWERSHELL_UPDATECHECK", "Off")])
+            .await;
+        let output = match output {
+            Ok(output) => output,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StepError::Unavailable(
                     "pwsh (PowerShell 7) is not installed".into(),
                 ));
             }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(StepError::Unavailable(format!("pwsh: {e}")));
+            }
             Err(e) => return Err(StepError::Unavailable(format!("could not run pwsh: {e}"))),
         };
-        let output = tokio::time::timeout(TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| StepError::Unavailable(format!("pwsh gave no answer within {TIMEOUT:?}")))?
-            .map_err(|e| StepError::Unavailable(format!("pwsh failed: {e}")))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             let reason = if stderr.contains("Connect-AzAccount") {

@@ -1,20 +1,24 @@
 //! The chain's steps, built on `azure_identity` 1.x credentials (which no longer ship a chain),
 //! plus our Azure PowerShell step (`powershell.rs`). A fresh credential is built for every token
 //! request: the broker decides when to refresh, so no second cache may hand back an old token.
+//! Every step has a deadline; the tool steps run their tool through `process::ToolRunner`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_identity::{
-    AzureCliCredential, AzureDeveloperCliCredential, ClientSecretCredential,
-    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, AzureDeveloperCliCredential,
+    AzureDeveloperCliCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
 use super::AccessToken;
 use super::chain::{CredentialStep, StepError};
+use super::process::ToolRunner;
 use crate::secrets::Secret;
 
 /// How long one token request may take before the step gives up.
@@ -212,7 +216,10 @@ fn tool_error(tool: &str, e: &azure_core::Error) -> StepError {
 }
 
 /// `az account get-access-token` (needs `az login`).
-pub struct AzureCliStep;
+#[derive(Default)]
+pub struct AzureCliStep {
+    pub runner: ToolRunner,
+}
 
 #[async_trait]
 impl CredentialStep for AzureCliStep {
@@ -221,7 +228,12 @@ impl CredentialStep for AzureCliStep {
     }
 
     async fn get_token(&self, scope: &str, _: Option<&str>) -> Result<AccessToken, StepError> {
-        let credential = AzureCliCredential::new(None).map_err(|e| tool_error("az", &e))?;
+        let options = AzureCliCredentialOptions {
+            executor: Some(Arc::new(self.runner.clone())),
+            ..Default::default()
+        };
+        let credential =
+            AzureCliCredential::new(Some(options)).map_err(|e| tool_error("az", &e))?;
         match credential.get_token(&[scope], None).await {
             Ok(token) => Ok(into_access_token(token)),
             Err(e) => Err(tool_error("az", &e)),
@@ -230,7 +242,10 @@ impl CredentialStep for AzureCliStep {
 }
 
 /// `azd auth token` (needs `azd auth login`).
-pub struct AzureDeveloperCliStep;
+#[derive(Default)]
+pub struct AzureDeveloperCliStep {
+    pub runner: ToolRunner,
+}
 
 #[async_trait]
 impl CredentialStep for AzureDeveloperCliStep {
@@ -239,8 +254,12 @@ impl CredentialStep for AzureDeveloperCliStep {
     }
 
     async fn get_token(&self, scope: &str, _: Option<&str>) -> Result<AccessToken, StepError> {
+        let options = AzureDeveloperCliCredentialOptions {
+            executor: Some(Arc::new(self.runner.clone())),
+            ..Default::default()
+        };
         let credential =
-            AzureDeveloperCliCredential::new(None).map_err(|e| tool_error("azd", &e))?;
+            AzureDeveloperCliCredential::new(Some(options)).map_err(|e| tool_error("azd", &e))?;
         match credential.get_token(&[scope], None).await {
             Ok(token) => Ok(into_access_token(token)),
             Err(e) => Err(tool_error("azd", &e)),

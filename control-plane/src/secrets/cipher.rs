@@ -1,4 +1,6 @@
-//! AES-256-GCM encryption of upstream keys at rest. Stored form: 12-byte random nonce ‖ ciphertext ‖ tag.
+//! AES-256-GCM encryption of upstream keys at rest and of cached tokens. Stored form: 12-byte random
+//! nonce ‖ ciphertext ‖ tag. `seal`/`open` bind a blob to its place (associated data: e.g. the
+//! cache key it is stored under), so a blob copied to another place fails to open.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
@@ -39,6 +41,16 @@ impl KeyCipher {
     }
 
     pub fn encrypt(&self, plaintext: &str) -> Vec<u8> {
+        self.seal(plaintext, b"")
+    }
+
+    pub fn decrypt(&self, stored: &[u8]) -> Result<String, CipherError> {
+        self.open(stored, b"")
+    }
+
+    /// Encrypts `plaintext` bound to `associated` (authenticated, not stored): `open` succeeds
+    /// only with the same `associated` bytes.
+    pub fn seal(&self, plaintext: &str, associated: &[u8]) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = super::random_bytes(NONCE_LEN)
             .try_into()
             .expect("nonce length");
@@ -46,7 +58,7 @@ impl KeyCipher {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::empty(),
+                Aad::from(associated),
                 &mut in_out,
             )
             .expect("AES-GCM sealing cannot fail for in-memory buffers");
@@ -55,7 +67,7 @@ impl KeyCipher {
         out
     }
 
-    pub fn decrypt(&self, stored: &[u8]) -> Result<String, CipherError> {
+    pub fn open(&self, stored: &[u8], associated: &[u8]) -> Result<String, CipherError> {
         if stored.len() < NONCE_LEN {
             return Err(CipherError::Decrypt);
         }
@@ -64,7 +76,7 @@ impl KeyCipher {
         let mut in_out = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::empty(), &mut in_out)
+            .open_in_place(nonce, Aad::from(associated), &mut in_out)
             .map_err(|_| CipherError::Decrypt)?;
         String::from_utf8(plain.to_vec()).map_err(|_| CipherError::Decrypt)
     }
@@ -94,6 +106,15 @@ mod tests {
         let a = KeyCipher::from_raw([1; 32]);
         let b = KeyCipher::from_raw([2; 32]);
         assert!(b.decrypt(&a.encrypt("x")).is_err());
+    }
+
+    #[test]
+    fn a_sealed_blob_opens_only_where_it_was_sealed() {
+        let cipher = KeyCipher::from_raw([3; 32]);
+        let sealed = cipher.seal("token", b"slot-a");
+        assert_eq!(cipher.open(&sealed, b"slot-a").unwrap(), "token");
+        assert!(cipher.open(&sealed, b"slot-b").is_err());
+        assert!(cipher.decrypt(&sealed).is_err());
     }
 
     #[test]

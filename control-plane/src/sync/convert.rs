@@ -25,6 +25,9 @@ pub fn resource_info(r: &Resource) -> pb::ResourceInfo {
 
 pub fn edge_resource(r: &Resource, cipher: &KeyCipher) -> pb::EdgeResource {
     let api_key = match &r.encrypted_key {
+        // A managed-identity resource authenticates with a token: a key stored before that rule
+        // existed never travels.
+        _ if r.use_managed_identity => String::new(),
         Some(sealed) => cipher.decrypt(sealed).unwrap_or_else(|e| {
             tracing::error!(resource = %r.id, error = %e, "upstream key cannot be decrypted; the edge gets none");
             String::new()

@@ -5,9 +5,13 @@
 //! Each session therefore holds a handle (`EdgeSession`) stamped with a generation, and only the
 //! newest session of an edge id may change that edge's status: a late disconnect of an old session
 //! leaves the new one connected.
+//!
+//! Edge ids come and go (every replica restart may bring a new one), so an edge that has been
+//! disconnected for longer than the registry's expiry (an hour by default) is forgotten.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aiproxy_proto::v1 as pb;
 use chrono::Utc;
@@ -15,6 +19,8 @@ use serde::Serialize;
 
 /// Longest text kept from an edge (errors it reports): it is peer input, shown and logged.
 const MAX_REPORTED_TEXT: usize = 2048;
+/// How long a disconnected edge stays listed.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeStatus {
@@ -30,11 +36,14 @@ pub struct EdgeStatus {
     pub last_nack: Option<String>,
     /// Why the edge's previous stream ended, as the edge reported it in its Hello.
     pub last_error: Option<String>,
+    /// When its stream ended (RFC 3339); `None` while connected.
+    pub disconnected_at: Option<String>,
 }
 
 struct Entry {
     status: EdgeStatus,
     generation: u64,
+    disconnected: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -43,14 +52,34 @@ struct Edges {
     next_generation: u64,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EdgeRegistry {
     inner: Arc<Mutex<Edges>>,
+    expiry: Duration,
+}
+
+impl Default for EdgeRegistry {
+    fn default() -> Self {
+        Self::with_expiry(DEFAULT_EXPIRY)
+    }
 }
 
 impl EdgeRegistry {
+    /// A registry that forgets edges disconnected for longer than `expiry`.
+    pub fn with_expiry(expiry: Duration) -> Self {
+        Self {
+            inner: Arc::default(),
+            expiry,
+        }
+    }
+
+    /// Runs `f` on the edges, after dropping the ones disconnected for longer than the expiry.
     fn with<R>(&self, f: impl FnOnce(&mut Edges) -> R) -> R {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let expiry = self.expiry;
+        guard
+            .by_id
+            .retain(|_, e| e.disconnected.is_none_or(|at| at.elapsed() <= expiry));
         f(&mut guard)
     }
 
@@ -71,10 +100,16 @@ impl EdgeRegistry {
                 version_acked: hello.version,
                 last_nack: None,
                 last_error: Some(bounded(&hello.last_error)).filter(|e| !e.is_empty()),
+                disconnected_at: None,
             };
-            edges
-                .by_id
-                .insert(hello.edge_id.clone(), Entry { status, generation });
+            edges.by_id.insert(
+                hello.edge_id.clone(),
+                Entry {
+                    status,
+                    generation,
+                    disconnected: None,
+                },
+            );
             generation
         });
         EdgeSession {
@@ -100,15 +135,19 @@ pub struct EdgeSession {
 }
 
 impl EdgeSession {
-    /// Applies `f` to the edge's status if this is still its newest session.
-    fn update(&self, f: impl FnOnce(&mut EdgeStatus)) {
+    /// Applies `f` to the edge's entry if this is still its newest session.
+    fn update_entry(&self, f: impl FnOnce(&mut Entry)) {
         self.registry.with(|edges| {
             if let Some(entry) = edges.by_id.get_mut(&self.edge_id)
                 && entry.generation == self.generation
             {
-                f(&mut entry.status);
+                f(entry);
             }
         });
+    }
+
+    fn update(&self, f: impl FnOnce(&mut EdgeStatus)) {
+        self.update_entry(|entry| f(&mut entry.status));
     }
 
     pub fn sent(&self, version: u64) {
@@ -130,7 +169,11 @@ impl EdgeSession {
 
 impl Drop for EdgeSession {
     fn drop(&mut self) {
-        self.update(|s| s.connected = false);
+        self.update_entry(|entry| {
+            entry.status.connected = false;
+            entry.status.disconnected_at = Some(Utc::now().to_rfc3339());
+            entry.disconnected = Some(Instant::now());
+        });
     }
 }
 
@@ -176,6 +219,23 @@ mod tests {
         assert_eq!(registry.list()[0].version_acked, 5);
         drop(new);
         assert!(!registry.list()[0].connected);
+    }
+
+    #[test]
+    fn edges_disconnected_longer_than_the_expiry_are_forgotten() {
+        let registry = EdgeRegistry::with_expiry(Duration::from_millis(50));
+        let gone = registry.connected(&hello(""));
+        let mut other = hello("");
+        other.edge_id = "edge-2".into();
+        let _staying = registry.connected(&other);
+        drop(gone);
+        let listed = registry.list();
+        assert_eq!(listed.len(), 2, "a fresh disconnect is still shown");
+        assert!(listed[0].disconnected_at.is_some());
+        std::thread::sleep(Duration::from_millis(80));
+        let listed = registry.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].edge_id, "edge-2", "connected edges never expire");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `EdgeService`: the calls an edge makes. `Sync` opens one session per stream (`session.rs`);
 //! the ownership calls (RecordObjects, ForgetObject, LookupObjects, ListOwnedObjects) apply the
 //! rules of `ownership`; LeaseRequests takes from an attendee's daily request cap. Every error
-//! maps to a gRPC status in `status` below.
+//! maps to a gRPC status in `status` below; database error text is logged, never sent.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use super::chunks::MAX_SYNC_MESSAGE_BYTES;
 use super::convert;
 use super::edges::EdgeRegistry;
 use super::session::SyncSession;
-use crate::catalog::service::{Catalog, CatalogError};
+use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog, CatalogError};
 use crate::ownership::{ObjectOwnership, OwnedObjectsQuery};
 use crate::tokens::TokenBroker;
 
@@ -170,6 +170,25 @@ fn status(e: CatalogError) -> Status {
         CatalogError::NotFound { .. } => Status::not_found(e.to_string()),
         CatalogError::Conflict(m) => Status::already_exists(m),
         CatalogError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-        CatalogError::Store(e) => Status::unavailable(format!("catalog unavailable: {e}")),
+        CatalogError::Store(e) => {
+            tracing::error!(error = %e, "catalog store failed during an edge call");
+            Status::unavailable(CATALOG_UNAVAILABLE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::store::StoreError;
+
+    #[test]
+    fn database_errors_reach_the_log_not_the_caller() {
+        let driver = StoreError::Database(sqlx::Error::Protocol(
+            "FATAL: password authentication failed for user \"aiproxy\"".into(),
+        ));
+        let status = status(CatalogError::from(driver));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), CATALOG_UNAVAILABLE);
     }
 }

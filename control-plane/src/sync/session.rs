@@ -1,7 +1,9 @@
 //! One `EdgeService.Sync` stream. The edge says Hello with the catalog it holds; the session
 //! answers at once (full snapshot, or the delta since that version), then pushes every later
 //! catalog change, token change and forget invalidation, and records the edge's ACK/NACK. A NACK
-//! makes the next update a full snapshot. Each update leaves as one or more chunks of bounded size
+//! makes the next update a full snapshot, sent after a back-off that doubles with every NACK in a
+//! row (1 s up to 60 s) and starts over after an ACK: an update the edge cannot apply must not cost
+//! a full snapshot a second forever. Each update leaves as one or more chunks of bounded size
 //! (`chunks`), all of them before anything else.
 //!
 //! Ownership records are not in the snapshot: edges cache the ones they looked up. A session cannot
@@ -13,6 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use aiproxy_proto::v1 as pb;
 use pb::edge_message::Message;
 use tokio::sync::mpsc;
@@ -22,8 +26,22 @@ use super::chunks::split_update;
 use super::convert;
 use super::edges::EdgeSession;
 use crate::catalog::model::CatalogChanges;
-use crate::catalog::service::Catalog;
+use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog};
 use crate::tokens::TokenBroker;
+
+/// Wait after the first NACK in a row before the full snapshot goes out.
+const FIRST_NACK_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait, however many NACKs in a row.
+const MAX_NACK_DELAY: Duration = Duration::from_secs(60);
+
+/// The wait after a NACK, given the one after the previous NACK (zero: none since the last ACK).
+fn next_nack_delay(previous: Duration) -> Duration {
+    if previous.is_zero() {
+        FIRST_NACK_DELAY
+    } else {
+        (previous * 2).min(MAX_NACK_DELAY)
+    }
+}
 
 pub(super) struct SyncSession {
     pub(super) catalog: Arc<Catalog>,
@@ -60,19 +78,20 @@ impl SyncSession {
 
         // The forget number is read before the first update: forgets after it are forwarded, the
         // ones before are covered by that update's cache reset.
-        let (catalog_id, mut forget_seq) =
-            match tokio::try_join!(store.catalog_id(), store.current_forget_seq()) {
-                Ok(found) => found,
-                Err(e) => {
-                    let _ = self
-                        .outbound
-                        .send(Err(Status::unavailable(format!(
-                            "catalog unavailable: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-            };
+        let (catalog_id, mut forget_seq) = match tokio::try_join!(
+            store.catalog_id(),
+            store.current_forget_seq()
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(edge = %edge_id, error = %e, "could not read the catalog for a new Sync stream");
+                let _ = self
+                    .outbound
+                    .send(Err(Status::unavailable(CATALOG_UNAVAILABLE)))
+                    .await;
+                return;
+            }
+        };
         // Nothing held, or a version of another catalog, means the edge needs everything.
         let mut held = (!hello.catalog_id.is_empty() && hello.catalog_id == catalog_id)
             .then_some(hello.version);
@@ -82,7 +101,28 @@ impl SyncSession {
             reset_objects: true,
         };
         let mut forgets_due = false;
+        // After a NACK nothing is sent before `quiet_until`; `nack_delay` is the last wait taken.
+        let mut nack_delay = Duration::ZERO;
+        let mut quiet_until: Option<Instant> = None;
+        let mut last_sent: Option<u64> = None;
         loop {
+            if let Some(until) = quiet_until {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => quiet_until = None,
+                    message = inbound.message() => match message {
+                        Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
+                            self.edge.acked(ack.version);
+                        }
+                        Ok(Some(pb::EdgeMessage { message: Some(Message::Nack(nack)) })) => {
+                            self.edge.nacked(&nack.error);
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = self.outbound.closed() => break,
+                }
+                continue;
+            }
             forgets_due |= *forgets_rx.borrow_and_update() > forget_seq;
             let changes = match store.changes_since(held).await {
                 Ok(changes) => changes,
@@ -132,6 +172,7 @@ impl SyncSession {
                 }
                 self.edge.sent(version);
                 held = Some(version);
+                last_sent = Some(version);
                 owed = Owed::default();
             }
             tokio::select! {
@@ -144,15 +185,18 @@ impl SyncSession {
                 message = inbound.message() => match message {
                     Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
                         self.edge.acked(ack.version);
+                        if last_sent == Some(ack.version) {
+                            nack_delay = Duration::ZERO;
+                        }
                     }
                     Ok(Some(pb::EdgeMessage { message: Some(Message::Nack(nack)) })) => {
-                        tracing::warn!(edge = %edge_id, version = nack.version, error = %nack.error, "edge rejected an update; sending a full snapshot");
+                        nack_delay = next_nack_delay(nack_delay);
+                        tracing::warn!(edge = %edge_id, version = nack.version, error = %nack.error, retry_in_ms = nack_delay.as_millis() as u64, "edge rejected an update; a full snapshot follows");
                         self.edge.nacked(&nack.error);
                         held = None;
                         // The rejected update may have carried forgets the edge did not apply.
                         owed.reset_objects = true;
-                        // Do not spin if the edge keeps rejecting.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        quiet_until = Some(Instant::now() + nack_delay);
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
@@ -215,5 +259,21 @@ impl SyncSession {
                 .collect(),
             reset_object_cache,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_delays_double_from_one_second_to_a_minute() {
+        let mut delay = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..9 {
+            delay = next_nack_delay(delay);
+            seen.push(delay.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

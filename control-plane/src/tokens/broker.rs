@@ -3,7 +3,8 @@
 //! a token another replica put in the shared cache instead of minting, lets only the lock holder
 //! mint, backs off after failures while the current token stays in use, and tells the Sync streams
 //! when the set of tokens changed. Nothing is minted (and no credential probed) until a resource
-//! needs it.
+//! needs it. Each (identity, scope) is looked after by its own task, so a credential that hangs
+//! for one of them (a tool waiting on a prompt) never lets the others expire.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use aiproxy_proto::v1 as pb;
 use async_trait::async_trait;
 use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::cache::{CachedToken, TokenCache};
 use super::refresh::{next_backoff, random_jitter, refresh_at_ms};
@@ -153,6 +155,9 @@ impl TokenBroker {
         tokio::spawn(async move {
             let mut needed: BTreeSet<TokenKey> = BTreeSet::new();
             let mut seen: Option<u64> = None;
+            // Dropped with this task, which aborts every refresh still running.
+            let mut refreshes = JoinSet::new();
+            let mut in_flight: HashMap<TokenKey, AbortHandle> = HashMap::new();
             loop {
                 let version = *catalog.borrow_and_update();
                 if seen != Some(version) {
@@ -167,8 +172,21 @@ impl TokenBroker {
                         }
                     }
                 }
+                while refreshes.try_join_next().is_some() {}
+                in_flight.retain(|key, task| {
+                    if !needed.contains(key) {
+                        task.abort();
+                        return false;
+                    }
+                    !task.is_finished()
+                });
                 for key in &needed {
-                    self.maintain(key).await;
+                    if in_flight.contains_key(key) {
+                        continue;
+                    }
+                    let (broker, owned) = (self.clone(), key.clone());
+                    let task = refreshes.spawn(async move { broker.maintain(&owned).await });
+                    in_flight.insert(key.clone(), task);
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.tick) => {}
@@ -326,6 +344,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
+    use crate::catalog::model::{ModelType, Resource};
     use crate::secrets::Secret;
     use crate::tokens::MemoryTokenCache;
 
@@ -470,5 +489,81 @@ mod tests {
         broker.maintain(&key()).await;
         assert_eq!(src.calls.load(Ordering::SeqCst), 2);
         assert_eq!(broker.edge_tokens()[0].access_token, "token-1");
+    }
+
+    /// Never answers for the Cognitive Services scope (a credential tool stuck on a prompt).
+    struct HangingForOneScope;
+
+    #[async_trait]
+    impl TokenSource for HangingForOneScope {
+        async fn mint(&self, key: &TokenKey) -> Result<(AccessToken, String), String> {
+            if key.scope == Scope::CognitiveServices {
+                std::future::pending::<()>().await;
+            }
+            let token = AccessToken {
+                token: Secret::new(format!("token-for-{}", key.scope.as_str())),
+                expires_on_ms: now_ms() + 3_600_000,
+            };
+            Ok((token, "FakeCredential".into()))
+        }
+    }
+
+    fn managed_identity_resource(id: &str, model_type: ModelType) -> Resource {
+        Resource {
+            id: id.into(),
+            friendly_name: id.into(),
+            deployment_name: id.into(),
+            model_type,
+            endpoint_url: "https://x.services.ai.azure.com/api/projects/p".into(),
+            region: String::new(),
+            use_managed_identity: true,
+            identity_client_id: None,
+            active: true,
+            encrypted_key: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hung_credential_for_one_scope_does_not_hold_up_the_others() {
+        let dir =
+            std::env::temp_dir().join(format!("aiproxy-broker-{}", uuid::Uuid::new_v4().simple()));
+        let store =
+            crate::catalog::store::open(&format!("sqlite://{}", dir.join("c.db").display()))
+                .await
+                .unwrap();
+        // The hung scope sorts first, so a one-by-one refresh would never reach the other.
+        for (id, model_type) in [
+            ("model", ModelType::FoundryModel),
+            ("agent", ModelType::FoundryAgent),
+        ] {
+            store
+                .create_resource(&managed_identity_resource(id, model_type))
+                .await
+                .unwrap();
+        }
+        let broker = TokenBroker::new(
+            Arc::new(HangingForOneScope),
+            Arc::new(MemoryTokenCache::default()),
+            BrokerSettings {
+                tick: Duration::from_millis(20),
+                ..BrokerSettings::default()
+            },
+        );
+        let (_catalog_tx, catalog_rx) = watch::channel(1);
+        let task = broker.clone().spawn(store, catalog_rx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while broker.edge_tokens().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Foundry agent token never came: the hung credential held it up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            broker.edge_tokens()[0].scope,
+            "https://ai.azure.com/.default"
+        );
+        task.abort();
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

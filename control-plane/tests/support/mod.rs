@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aiproxy_control_plane::config::Config;
 use aiproxy_proto::v1 as pb;
+use clap::Parser;
 use pb::edge_message::Message;
 use pb::edge_service_client::EdgeServiceClient;
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ pub const CATALOG_TOKEN: &str = "catalog-secret";
 pub struct Running {
     pub grpc: String,
     pub admin: String,
+    pub admin_addr: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -49,33 +51,43 @@ pub async fn start() -> Running {
 /// replicas sharing Postgres) on fresh loopback ports; tries new ports if one was taken in the
 /// meantime (another process can grab a port between picking and binding it).
 pub async fn start_on(dir: &Path) -> Running {
+    start_with(dir, |_| {}).await
+}
+
+/// Like `start_on`, with the test's own settings applied to the configuration.
+pub async fn start_with(dir: &Path, tweak: impl Fn(&mut Config)) -> Running {
     for _ in 0..3 {
-        if let Some(running) = try_start(dir).await {
+        if let Some(running) = try_start(dir, &tweak).await {
             return running;
         }
     }
     panic!("the control plane could not bind loopback ports three times");
 }
 
-async fn try_start(dir: &Path) -> Option<Running> {
+/// The configuration of an embedded control plane on `dir` at the given addresses: defaults for
+/// everything else.
+pub fn test_config(dir: &Path, grpc: std::net::SocketAddr, admin: std::net::SocketAddr) -> Config {
+    let mut config = Config::try_parse_from(["aiproxy-control-plane"]).expect("defaults parse");
+    config.database_url = database_url(dir);
+    config.grpc_addr = grpc;
+    config.admin_addr = admin;
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.encryption_key = None;
+    config.edge_token = Some(EDGE_TOKEN.into());
+    config.catalog_token = Some(CATALOG_TOKEN.into());
+    config.allow_insecure_upstreams = true;
+    config.data_dir = Some(dir.to_path_buf());
+    config.redis_url = None;
+    config.admin_web_dir = "admin-web/dist".into();
+    config.credential = aiproxy_control_plane::identity::CredentialMode::None;
+    config.change_poll_ms = 200;
+    config
+}
+
+async fn try_start(dir: &Path, tweak: &impl Fn(&mut Config)) -> Option<Running> {
     let (grpc, admin) = (free(), free());
-    let config = Config {
-        database_url: database_url(dir),
-        grpc_addr: grpc,
-        admin_addr: admin,
-        admin_token: Some(ADMIN_TOKEN.into()),
-        encryption_key: None,
-        edge_token: Some(EDGE_TOKEN.into()),
-        catalog_token: Some(CATALOG_TOKEN.into()),
-        allow_insecure_upstreams: true,
-        data_dir: Some(dir.to_path_buf()),
-        redis_url: None,
-        admin_web_dir: "admin-web/dist".into(),
-        credential: aiproxy_control_plane::identity::CredentialMode::None,
-        change_poll_ms: 200,
-        response_record_ttl_days: 30,
-        object_record_ttl_days: 0,
-    };
+    let mut config = test_config(dir, grpc, admin);
+    tweak(&mut config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(aiproxy_control_plane::run(config, async move {
         let _ = stopped.await;
@@ -98,6 +110,7 @@ async fn try_start(dir: &Path) -> Option<Running> {
     Some(Running {
         grpc: format!("http://{grpc}"),
         admin: admin_url,
+        admin_addr: admin,
         _stop: stop,
     })
 }

@@ -43,6 +43,28 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What an update does to a resource's stored upstream key.
+#[derive(Clone)]
+pub enum KeyWrite {
+    /// Keep the stored key, provided the stored endpoint is on `origin` (see
+    /// `catalog::endpoint::endpoint_origin`); otherwise refuse the update.
+    Keep { origin: String },
+    /// Store this sealed key instead.
+    Replace(Vec<u8>),
+    /// Store none.
+    Drop,
+}
+
+impl std::fmt::Debug for KeyWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyWrite::Keep { origin } => write!(f, "Keep {{ origin: {origin:?} }}"),
+            KeyWrite::Replace(_) => f.write_str("Replace(***)"),
+            KeyWrite::Drop => f.write_str("Drop"),
+        }
+    }
+}
+
 #[async_trait]
 pub trait CatalogStore: OwnershipStore + Send + Sync + 'static {
     /// The catalog's identity: a random id made when the database was created. An edge holding a
@@ -54,7 +76,16 @@ pub trait CatalogStore: OwnershipStore + Send + Sync + 'static {
     async fn changes_since(&self, since: Option<u64>) -> StoreResult<CatalogChanges>;
 
     async fn create_resource(&self, resource: &Resource) -> StoreResult<u64>;
-    async fn update_resource(&self, resource: &Resource) -> StoreResult<u64>;
+    /// Writes every field of `resource` but its `encrypted_key`: `key` says what becomes of the
+    /// stored one, decided by the UPDATE statement on the row as it is then (so an update racing
+    /// another cannot keep a key the other replaced or moved to another host). Returns the version
+    /// and the resource as stored. `Conflict` when `key` is `Keep` and the stored endpoint is no
+    /// longer on the origin it names.
+    async fn update_resource(
+        &self,
+        resource: &Resource,
+        key: &KeyWrite,
+    ) -> StoreResult<(u64, Resource)>;
     /// Refused with `Conflict` while an event exposes the resource.
     async fn delete_resource(&self, id: &str) -> StoreResult<u64>;
     async fn get_resource(&self, id: &str) -> StoreResult<Option<Resource>>;

@@ -12,7 +12,10 @@ impl PostgresCatalogStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            // With the database down, a call waits this long for a connection before it fails
+            // (the admin API then answers 503): long enough to ride out a restart's first
+            // seconds, short enough to tell an admin promptly.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

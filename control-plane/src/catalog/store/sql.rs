@@ -15,9 +15,16 @@ pub(super) const ATTENDEE_COLUMNS: &str = "event_id, user_id, key_hash, active, 
 pub(super) const INSERT_RESOURCE: &str = "INSERT INTO resources (id, friendly_name, deployment_name, \
     model_type, endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key, version) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// `$10` the new sealed key (or NULL), `$12` `keep`/`replace`/`drop`, `$13` the origin a kept key
+/// belongs to. `keep` leaves the key as it is in the row at write time, and only when the stored
+/// endpoint (the old value: SET does not change what WHERE reads) is on `$13`; else no row matches.
 pub(super) const UPDATE_RESOURCE: &str = "UPDATE resources SET friendly_name = $2, deployment_name = $3, \
     model_type = $4, endpoint_url = $5, region = $6, use_managed_identity = $7, identity_client_id = $8, \
-    active = $9, encrypted_key = $10, version = $11 WHERE id = $1";
+    active = $9, encrypted_key = CASE WHEN $12 = 'keep' THEN encrypted_key ELSE $10 END, version = $11 \
+    WHERE id = $1 AND ($12 <> 'keep' OR lower(endpoint_url) = $13 \
+    OR substr(lower(endpoint_url), 1, length($13) + 1) = $13 || '/') \
+    RETURNING id, friendly_name, deployment_name, model_type, endpoint_url, region, \
+    use_managed_identity, identity_client_id, active, encrypted_key";
 pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, name, starts_at_ms, ends_at_ms, time_zone, \
     max_token_cap, daily_request_cap, organizer_name, organizer_email, active, version) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -148,7 +155,7 @@ macro_rules! impl_catalog_store {
             RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE, assemble_events,
             removals_from_rows, version_u64,
         };
-        use $crate::catalog::store::{CatalogStore, StoreError};
+        use $crate::catalog::store::{CatalogStore, KeyWrite, StoreError};
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
@@ -188,9 +195,8 @@ macro_rules! impl_catalog_store {
                 Ok(())
             }
 
-            /// Runs `sql` (`INSERT_RESOURCE` or `UPDATE_RESOURCE`: same parameters) for `r` at version `v`.
-            async fn write_resource(tx: &mut Tx<'_>, sql: &'static str, r: &Resource, v: i64) -> StoreResult<u64> {
-                let done = sqlx::query(sql)
+            async fn insert_resource(tx: &mut Tx<'_>, r: &Resource, v: i64) -> StoreResult<u64> {
+                let done = sqlx::query(INSERT_RESOURCE)
                     .bind(&r.id)
                     .bind(&r.friendly_name)
                     .bind(&r.deployment_name)
@@ -375,19 +381,52 @@ macro_rules! impl_catalog_store {
             async fn create_resource(&self, r: &Resource) -> StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                Self::write_resource(&mut tx, INSERT_RESOURCE, r, v).await?;
+                Self::insert_resource(&mut tx, r, v).await?;
                 tx.commit().await?;
                 Ok(version_u64(v))
             }
 
-            async fn update_resource(&self, r: &Resource) -> StoreResult<u64> {
+            async fn update_resource(&self, r: &Resource, key: &KeyWrite) -> StoreResult<(u64, Resource)> {
+                let (mode, sealed, origin) = match key {
+                    KeyWrite::Keep { origin } => ("keep", None, origin.as_str()),
+                    KeyWrite::Replace(sealed) => ("replace", Some(sealed.as_slice()), ""),
+                    KeyWrite::Drop => ("drop", None, ""),
+                };
                 let mut tx = self.pool.begin().await?;
                 let v = Self::bump(&mut tx).await?;
-                if Self::write_resource(&mut tx, UPDATE_RESOURCE, r, v).await? == 0 {
-                    return Err(StoreError::NotFound { kind: "resource", id: r.id.clone() });
-                }
+                let row = sqlx::query_as::<_, ResourceRow>(UPDATE_RESOURCE)
+                    .bind(&r.id)
+                    .bind(&r.friendly_name)
+                    .bind(&r.deployment_name)
+                    .bind(r.model_type.as_str())
+                    .bind(&r.endpoint_url)
+                    .bind(&r.region)
+                    .bind(r.use_managed_identity)
+                    .bind(&r.identity_client_id)
+                    .bind(r.active)
+                    .bind(sealed)
+                    .bind(v)
+                    .bind(mode)
+                    .bind(origin)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    let found: Option<(String,)> = sqlx::query_as("SELECT id FROM resources WHERE id = $1")
+                        .bind(&r.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return Err(match found {
+                        None => StoreError::NotFound { kind: "resource", id: r.id.clone() },
+                        Some(_) => StoreError::Conflict(format!(
+                            "resource '{}' moved to another endpoint host while this update was made; \
+                             read it again and send its key if the host changed",
+                            r.id
+                        )),
+                    });
+                };
+                let stored = row.into_resource()?;
                 tx.commit().await?;
-                Ok(version_u64(v))
+                Ok((version_u64(v), stored))
             }
 
             async fn delete_resource(&self, id: &str) -> StoreResult<u64> {
