@@ -10,7 +10,7 @@
 
 mod create;
 mod lists;
-mod references;
+pub mod references;
 
 pub use crate::ownership::ObjectKind;
 pub use create::{Creation, create};

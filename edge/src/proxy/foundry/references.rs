@@ -6,6 +6,7 @@
 //! free-form data (`metadata`, JSON schemas of tools and response formats) are not references.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -63,14 +64,14 @@ enum Target {
 /// Every reference in the JSON `body`, sorted and without repeats. The body is walked as it is
 /// parsed, without building it: only the values of referencing fields are materialised.
 pub fn collect(body: &[u8]) -> Result<Vec<Reference>, ProxyError> {
-    let mut found = collect_at(body, 0)?;
-    found.sort();
-    found.dedup();
-    Ok(found)
+    Ok(collect_at(body, 0)?.into_iter().collect())
 }
 
-fn collect_at(body: &[u8], depth: usize) -> Result<Vec<Reference>, ProxyError> {
-    let mut found = Vec::new();
+/// Kept as a set while walking: a body repeating one id a million times costs one entry.
+type Found = BTreeSet<Reference>;
+
+fn collect_at(body: &[u8], depth: usize) -> Result<Found, ProxyError> {
+    let mut found = Found::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     Walker {
         found: &mut found,
@@ -104,7 +105,7 @@ fn refusal<E: de::Error>(error: ProxyError) -> E {
 
 /// Walks one JSON value, collecting references, without keeping anything else.
 struct Walker<'a> {
-    found: &'a mut Vec<Reference>,
+    found: &'a mut Found,
     depth: usize,
 }
 
@@ -185,9 +186,9 @@ const ITEM_REFERENCE: &str = "Input items of type item_reference are not support
      send the item itself, or continue with previous_response_id or conversation";
 
 /// The references inside a field's value that is itself a tree (an agent reference object).
-fn walk(value: &Value, depth: usize, found: &mut Vec<Reference>) -> Result<(), ProxyError> {
+fn walk(value: &Value, depth: usize, found: &mut Found) -> Result<(), ProxyError> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    found.append(&mut collect_at(&bytes, depth)?);
+    found.extend(collect_at(&bytes, depth)?);
     Ok(())
 }
 
@@ -196,23 +197,25 @@ fn take(
     name: &str,
     value: &Value,
     depth: usize,
-    found: &mut Vec<Reference>,
+    found: &mut Found,
 ) -> Result<(), ProxyError> {
     let malformed = || ProxyError::bad_request(format!("{name}: expected an id or a list of ids"));
     match (target, value) {
         (_, Value::Null) => {}
         (Target::Kind(kind), Value::String(id)) => {
-            found.push(Reference::Object(kind, id.clone()));
+            found.insert(Reference::Object(kind, id.clone()));
         }
         (Target::Kind(kind), Value::Array(ids)) => {
             for id in ids {
                 let id = id.as_str().ok_or_else(malformed)?;
-                found.push(Reference::Object(kind, id.to_string()));
+                found.insert(Reference::Object(kind, id.to_string()));
             }
         }
-        (Target::AnyAgent, Value::String(id)) => found.push(Reference::AnyAgent(id.clone())),
+        (Target::AnyAgent, Value::String(id)) => {
+            found.insert(Reference::AnyAgent(id.clone()));
+        }
         (Target::AgentReference, Value::String(name)) => {
-            found.push(Reference::Object(ObjectKind::Agent, name.clone()));
+            found.insert(Reference::Object(ObjectKind::Agent, name.clone()));
         }
         (Target::AgentReference, Value::Object(agent)) => {
             let name = agent
@@ -220,18 +223,18 @@ fn take(
                 .or_else(|| agent.get("id"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| ProxyError::bad_request("agent: expected a name"))?;
-            found.push(Reference::Object(ObjectKind::Agent, name.to_string()));
+            found.insert(Reference::Object(ObjectKind::Agent, name.to_string()));
             walk(value, depth + 1, found)?;
         }
         (Target::ConversationReference, Value::String(id)) => {
-            found.push(Reference::Object(ObjectKind::Conversation, id.clone()));
+            found.insert(Reference::Object(ObjectKind::Conversation, id.clone()));
         }
         (Target::ConversationReference, Value::Object(conversation)) => {
             let id = conversation
                 .get("id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ProxyError::bad_request("conversation: expected an id"))?;
-            found.push(Reference::Object(ObjectKind::Conversation, id.to_string()));
+            found.insert(Reference::Object(ObjectKind::Conversation, id.to_string()));
         }
         _ => return Err(malformed()),
     }
