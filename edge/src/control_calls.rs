@@ -15,6 +15,55 @@ pub struct ControlPlaneCalls {
     authorization: MetadataValue<tonic::metadata::Ascii>,
     /// Every call here sits on some request's path: none may hold it longer than this.
     deadline: Duration,
+    breaker: Breaker,
+}
+
+/// The control plane answered nothing useful (down, overloaded, its database gone), as opposed to
+/// an answer such as "not found".
+fn unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+    )
+}
+
+/// After a few calls in a row fail, calls are not made for a short while (then one is tried).
+#[derive(Default)]
+struct Breaker {
+    state: std::sync::Mutex<(u32, Option<std::time::Instant>)>,
+}
+
+impl Breaker {
+    const FAILURES_TO_OPEN: u32 = 3;
+    const OPEN_FOR: Duration = Duration::from_secs(2);
+
+    fn open_for(&self) -> Option<Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let until = state.1?;
+        let now = std::time::Instant::now();
+        if now < until {
+            return Some(until - now);
+        }
+        // Half open: this call goes through; a failure opens the breaker again at once.
+        state.0 = Self::FAILURES_TO_OPEN - 1;
+        state.1 = None;
+        None
+    }
+
+    fn failed(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 += 1;
+        if state.0 >= Self::FAILURES_TO_OPEN {
+            state.1 = Some(std::time::Instant::now() + Self::OPEN_FOR);
+        }
+    }
+
+    fn succeeded(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,21 +96,36 @@ impl ControlPlaneCalls {
             channel: endpoint.connect_lazy(),
             authorization,
             deadline,
+            breaker: Breaker::default(),
         })
     }
 
     /// `call`, given up once the deadline passes (connecting included).
+    /// `call`, given up once the deadline passes (connecting included). While the control plane
+    /// keeps failing (the breaker is open) calls fail at once instead of each costing a request
+    /// the whole deadline.
     async fn within<T>(
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, tonic::Status> {
-        match tokio::time::timeout(self.deadline, call).await {
+        if let Some(wait) = self.breaker.open_for() {
+            return Err(tonic::Status::unavailable(format!(
+                "the control plane is failing; not asked again for {} ms",
+                wait.as_millis()
+            )));
+        }
+        let answer = match tokio::time::timeout(self.deadline, call).await {
             Ok(answer) => answer.map(tonic::Response::into_inner),
             Err(_) => Err(tonic::Status::deadline_exceeded(format!(
                 "the control plane did not answer within {} ms",
                 self.deadline.as_millis()
             ))),
+        };
+        match &answer {
+            Err(status) if unreachable(status) => self.breaker.failed(),
+            _ => self.breaker.succeeded(),
         }
+        answer
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -145,5 +209,26 @@ impl ControlPlaneCalls {
             .await
             .map(|page| (page.objects, page.has_more))
             .map_err(|s| s.message().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_control_plane_is_not_asked_again_for_a_while() {
+        // Nothing listens on port 9 of loopback: every call fails at once.
+        let calls =
+            ControlPlaneCalls::new("http://127.0.0.1:9", "token", Duration::from_millis(250))
+                .unwrap();
+        for _ in 0..Breaker::FAILURES_TO_OPEN {
+            let e = calls.lookup(Vec::new()).await.unwrap_err();
+            assert!(!e.contains("not asked again"), "{e}");
+        }
+        let started = std::time::Instant::now();
+        let e = calls.lookup(Vec::new()).await.unwrap_err();
+        assert!(e.contains("not asked again"), "{e}");
+        assert!(started.elapsed() < Duration::from_millis(50));
     }
 }

@@ -24,7 +24,7 @@ pub mod upstream;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::EdgeConfig;
 use crate::state::EdgeState;
@@ -42,11 +42,23 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyh
     };
     tracing::info!(edge = %settings.edge_id, region = %settings.region, control_plane = %settings.control_plane_url, "edge starting");
     let sync = tokio::spawn(SyncClient::new(settings, state.clone()).run());
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
+    let listener = listen(config.listen_addr)
         .with_context(|| format!("binding AIPROXY_LISTEN_ADDR {}", config.listen_addr))?;
     tracing::info!(addr = %config.listen_addr, "edge listening");
     let result = server::serve(listener, state, shutdown).await;
     sync.abort();
     result
+}
+
+/// A listener with a backlog deep enough for a burst of connections (the kernel caps it at
+/// `net.core.somaxconn`): past a full backlog, new clients' handshakes stall for seconds.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }

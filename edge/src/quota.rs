@@ -19,6 +19,9 @@ use crate::state::EdgeState;
 /// (event, user, day).
 type Key = (String, String, String);
 
+/// After a failed lease call, how long requests stop waiting for the control plane.
+const UNREACHABLE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Default)]
 struct Allowance {
     /// Requests leased and not yet spent.
@@ -27,6 +30,9 @@ struct Allowance {
     dry: bool,
     /// A background lease is on its way.
     refilling: bool,
+    /// The last lease call failed: until then, requests with nothing leased are let through at
+    /// once (a background lease keeps trying) instead of each waiting for the control plane.
+    unreachable_until: Option<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -42,9 +48,15 @@ pub struct CapReached {
 
 /// What the local allowance says about one more request.
 enum Local {
-    Spent { refill: bool },
+    Spent {
+        refill: bool,
+    },
     Reached,
-    Empty,
+    /// Nothing leased; `wait` false while the control plane is known to be failing.
+    Empty {
+        wait: bool,
+        refill: bool,
+    },
 }
 
 impl RequestQuota {
@@ -63,17 +75,34 @@ impl RequestQuota {
             } else if allowance.dry {
                 Local::Reached
             } else {
-                Local::Empty
+                let failing = allowance
+                    .unreachable_until
+                    .is_some_and(|until| std::time::Instant::now() < until);
+                let refill = failing && !allowance.refilling;
+                allowance.refilling |= refill;
+                Local::Empty {
+                    wait: !failing,
+                    refill,
+                }
             }
         })
     }
 
-    /// Adds a lease's grant (0: the cap is reached).
-    fn granted(&self, key: &Key, granted: u32) {
+    /// Adds a lease's grant (0: the cap is reached), or notes that the lease call failed.
+    fn leased(&self, key: &Key, granted: Result<u32, &str>) {
         self.with(|all| {
             let allowance = all.entry(key.clone()).or_default();
-            allowance.left += granted;
-            allowance.dry |= granted == 0;
+            match granted {
+                Ok(granted) => {
+                    allowance.left += granted;
+                    allowance.dry |= granted == 0;
+                    allowance.unreachable_until = None;
+                }
+                Err(_) => {
+                    allowance.unreachable_until =
+                        Some(std::time::Instant::now() + UNREACHABLE_BACKOFF);
+                }
+            }
         });
     }
 
@@ -110,26 +139,33 @@ impl RequestQuota {
                 return Ok(());
             }
             Local::Reached => return Err(reached()),
-            Local::Empty => {}
+            Local::Empty {
+                wait: false,
+                refill,
+            } => {
+                if refill {
+                    spawn_refill(state, key, lease);
+                }
+                return Ok(());
+            }
+            Local::Empty { wait: true, .. } => {}
         }
         self.with(|all| all.retain(|(_, _, d), _| *d == day));
-        match state
+        let granted = state
             .control
             .lease_requests(&event.id, user_id, &day, lease)
-            .await
-        {
-            Ok(granted) => {
-                self.granted(&key, granted);
-                match self.spend(&key, lease) {
-                    Local::Spent { refill } => {
-                        if refill {
-                            spawn_refill(state, key, lease);
-                        }
-                        Ok(())
+            .await;
+        self.leased(&key, granted.as_ref().map(|g| *g).map_err(String::as_str));
+        match granted {
+            Ok(_) => match self.spend(&key, lease) {
+                Local::Spent { refill } => {
+                    if refill {
+                        spawn_refill(state, key, lease);
                     }
-                    Local::Reached | Local::Empty => Err(reached()),
+                    Ok(())
                 }
-            }
+                Local::Reached | Local::Empty { .. } => Err(reached()),
+            },
             Err(e) => {
                 tracing::warn!(event = %event.id, error = %e, "daily cap not checked: the control plane is unreachable");
                 Ok(())
@@ -151,11 +187,11 @@ fn spawn_refill(state: &Arc<EdgeState>, key: Key, lease: u32) {
                 a.refilling = false;
             }
         });
-        match granted {
-            Ok(granted) => state.quota.granted(&key, granted),
-            Err(e) => {
-                tracing::warn!(event = %key.0, error = %e, "could not lease ahead for a daily cap")
-            }
+        if let Err(e) = &granted {
+            tracing::debug!(event = %key.0, error = %e, "could not lease ahead for a daily cap");
         }
+        state
+            .quota
+            .leased(&key, granted.as_ref().map(|g| *g).map_err(String::as_str));
     });
 }

@@ -10,7 +10,7 @@
 //! grace period to finish.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -135,12 +135,20 @@ async fn connection(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let (active_tx, mut active) = watch::channel(());
     let idle = state.limits.idle_timeout;
+    // hyper's header timer starts only once it knows the protocol: a client that sends nothing
+    // at all is held to the same deadline from the moment it connects.
+    let first_request = tokio::time::sleep(state.limits.header_read_timeout);
+    tokio::pin!(first_request);
+    let mut requested = false;
+    let started = Arc::new(AtomicBool::new(false));
     let service = {
         let in_flight = in_flight.clone();
+        let started = started.clone();
         service_fn(move |request| {
             let state = state.clone();
             let in_flight = in_flight.clone();
             let active_tx = active_tx.clone();
+            started.store(true, Ordering::Release);
             async move {
                 in_flight.fetch_add(1, Ordering::AcqRel);
                 let response = proxy::handle(state, request).await;
@@ -160,6 +168,13 @@ async fn connection(
                     tracing::debug!(error = %e, "client connection ended with an error");
                 }
                 return;
+            }
+            _ = &mut first_request, if !requested => {
+                if !started.load(Ordering::Acquire) {
+                    tracing::debug!("closing a connection that sent no request in time");
+                    return;
+                }
+                requested = true;
             }
             _ = closing.changed(), if !shutting => {
                 shutting = true;

@@ -110,6 +110,7 @@ struct IdentityState {
     lifetime: Mutex<Duration>,
     mode: Mutex<IdentityMode>,
     calls: Mutex<Vec<IdentityCall>>,
+    issued: Mutex<Vec<String>>,
 }
 
 /// The App Service / Container Apps identity endpoint.
@@ -127,6 +128,7 @@ impl FakeIdentityEndpoint {
             lifetime: Mutex::new(lifetime),
             mode: Mutex::new(IdentityMode::Ok),
             calls: Mutex::default(),
+            issued: Mutex::default(),
         });
         let shared = state.clone();
         let (addr, task) = serve(move |r| {
@@ -156,6 +158,11 @@ impl FakeIdentityEndpoint {
 
     pub fn calls(&self) -> Vec<IdentityCall> {
         self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Every access token handed out, in order: secrets a test can look for where they must not be.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.issued.lock().unwrap().clone()
     }
 
     /// Requests for (client id, resource), whatever their outcome.
@@ -244,10 +251,12 @@ async fn identity_answer(state: &IdentityState, request: Request<Incoming>) -> R
     let app_id = client_id
         .clone()
         .unwrap_or_else(|| "system-assigned".into());
+    let token = fake_jwt(&resource, &app_id, expires_on);
+    state.issued.lock().unwrap().push(token.clone());
     json_response(
         StatusCode::OK,
         &json!({
-            "access_token": fake_jwt(&resource, &app_id, expires_on),
+            "access_token": token,
             "expires_on": expires_on.to_string(),
             "resource": resource,
             "token_type": "Bearer",

@@ -243,6 +243,16 @@ impl ControlPlane {
         self.dir.path()
     }
 
+    /// Everything the process (and its earlier runs, across `restart`) wrote to its log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("control-plane.log")).unwrap_or_default()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn admin(&self) -> Admin {
         Admin {
             http: reqwest::Client::new(),
@@ -279,6 +289,17 @@ impl Edge {
         Self::launch(cp, region, &cp.edge_token, true, env).await
     }
 
+    /// An edge presenting `token`, with extra environment; `wait_ready` as in `start_with_token`.
+    pub async fn start_with_token_and_env(
+        cp: &ControlPlane,
+        region: &str,
+        token: &str,
+        wait_ready: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(cp, region, token, wait_ready, env).await
+    }
+
     async fn launch(
         cp: &ControlPlane,
         region: &str,
@@ -296,7 +317,10 @@ impl Edge {
                 .env("AIPROXY_LISTEN_ADDR", addr.to_string())
                 .env("AIPROXY_REGION", region)
                 .env("AIPROXY_EDGE_TOKEN", token)
-                .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()));
+                .env("AIPROXY_EDGE_ID", format!("edge-{}", addr.port()))
+                // Tests run many processes on two cores: a 250 ms control-call deadline would
+                // make them flaky, not stricter. Scenarios that test the deadline set their own.
+                .env("AIPROXY_CONTROL_CALL_DEADLINE_MS", "2000");
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -325,10 +349,26 @@ impl Edge {
         format!("{}/api/v1", self.url())
     }
 
+    /// SIGKILL.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill the edge");
         }
+    }
+
+    /// SIGTERM, as an orchestrator sends before it would kill: the edge drains and exits by
+    /// itself; `wait_exit` sees it go.
+    pub fn terminate(&self) {
+        crate::process::terminate(self.pid().expect("the edge is running"));
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = tokio::time::timeout(timeout, child.wait()).await.ok()?;
+        let status = status.expect("wait for the edge");
+        self.child = None;
+        Some(status)
     }
 
     /// The process id, while it runs (to read its memory from /proc).

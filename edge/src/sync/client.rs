@@ -28,7 +28,9 @@ pub struct SyncClient {
 }
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Low enough that a restarted control plane is followed within seconds, with jitter so a fleet
+/// does not reconnect at once.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 impl SyncClient {
     pub fn new(settings: SyncSettings, state: Arc<EdgeState>) -> Self {

@@ -19,7 +19,7 @@ pub mod store;
 
 pub use openai::MOCK_REPLY;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,9 +58,24 @@ pub struct MockConfig {
     pub stream_chunks: usize,
     /// Pause before each chunk after the first.
     pub stream_chunk_delay: Duration,
-    /// Answer every (authenticated) request with this status and `Retry-After: 30`: a throttled or
-    /// failing upstream.
+    /// Answer every (authenticated) request with this status and `Retry-After:
+    /// retry_after_secs`: a throttled or failing upstream.
     pub fail_with: Option<u16>,
+    /// The `Retry-After` sent with `fail_with`, in seconds.
+    pub retry_after_secs: u64,
+    /// An upstream that stops answering part-way (fault tests).
+    pub hang: Option<Hang>,
+}
+
+/// Where a hanging upstream stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// Accepts and reads every (authenticated) request, then never answers: no status line, the
+    /// connection left open. What a proxy meets when an upstream wedges.
+    BeforeHeaders,
+    /// Streamed chat completions send their headers and first chunk, then nothing, the stream left
+    /// open; other calls answer normally. What a proxy meets when a generation stalls.
+    AfterFirstChunk,
 }
 
 impl Default for MockConfig {
@@ -70,6 +85,8 @@ impl Default for MockConfig {
             stream_chunks: 4,
             stream_chunk_delay: Duration::from_millis(0),
             fail_with: None,
+            retry_after_secs: 30,
+            hang: None,
         }
     }
 }
@@ -93,6 +110,10 @@ pub struct MockStats {
     pub rejected_auth: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_finished: AtomicU64,
+    /// Requests that reached a `Hang` and were left without an answer (or without the rest of it).
+    pub hung: AtomicU64,
+    /// Distinct `Authorization` header values received (few: one per token in use).
+    authorizations: Mutex<HashSet<String>>,
     by_path: Mutex<HashMap<String, u64>>,
     /// The objects of the mock Foundry projects.
     foundry: Mutex<foundry::Projects>,
@@ -142,8 +163,29 @@ impl MockStats {
             .collect()
     }
 
+    /// Every distinct `Authorization` header value received: the bearer tokens a managed-identity
+    /// resource was called with.
+    pub fn authorizations_seen(&self) -> Vec<String> {
+        self.authorizations
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     fn record(&self, request: RecordedRequest, keep_body: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(value) = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let mut seen = self.authorizations.lock().unwrap();
+            if !seen.contains(value) {
+                seen.insert(value.to_string());
+            }
+        }
         *self
             .by_path
             .lock()
@@ -286,10 +328,15 @@ async fn handle(
             status,
             &serde_json::json!({"error": {"code": status.as_u16().to_string(), "message": "mock failure"}}),
         );
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, "30".parse().unwrap());
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            config.retry_after_secs.to_string().parse().unwrap(),
+        );
         return response;
+    }
+    if config.hang == Some(Hang::BeforeHeaders) {
+        stats.hung.fetch_add(1, Ordering::Relaxed);
+        return std::future::pending().await;
     }
     let request = MockRequest {
         method: &parts.method,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::responses::{self, Flavor};
-use super::{MockBody, MockConfig, MockRequest, MockStats, json};
+use super::{Hang, MockBody, MockConfig, MockRequest, MockStats, json};
 
 /// Text the mock streams back, split into `stream_chunks` pieces.
 pub const MOCK_REPLY: &str = "Hello from the mock Azure OpenAI upstream.";
@@ -198,11 +198,18 @@ fn stream_chat(
         }));
     }
     let delay = config.stream_chunk_delay;
+    let stall = config.hang == Some(Hang::AfterFirstChunk);
     stats.streams_started.fetch_add(1, Ordering::Relaxed);
     let stats = stats.clone();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
         for (i, event) in events.iter().enumerate() {
+            if i == 1 && stall {
+                // Silent but open until the reader goes away.
+                stats.hung.fetch_add(1, Ordering::Relaxed);
+                tx.closed().await;
+                return;
+            }
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
