@@ -474,6 +474,23 @@ impl Admin {
         (event_id, key)
     }
 
+    /// Waits until the admin API shows a managed-identity token for the resource; returns its
+    /// `managed_identity` status.
+    pub async fn wait_token(&self, resource_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, r) = self.get(&format!("/resources/{resource_id}")).await;
+            if r["managed_identity"]["token_expires_at"].is_string() {
+                return r["managed_identity"].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no token for {resource_id} within {timeout:?}: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `/edges` until `edges` connected edges have ACKed the catalog's current version.
     pub async fn wait_edges_acked(&self, edges: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use aiproxy_loadtest::identity::{FakeIdentityEndpoint, IdentityMode};
 use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
 use aiproxy_loadtest::stack::{
-    Admin, ControlPlane, ControlPlaneOptions, Edge, create_postgres_database, eventually,
-    model_resource,
+    ControlPlane, ControlPlaneOptions, Edge, create_postgres_database, eventually, model_resource,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -68,22 +67,6 @@ async fn chat(edge: &Edge, key: &str, deployment: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Waits until the admin API shows a token for the resource; returns its status.
-async fn wait_token(admin: &Admin, resource_id: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (_, r) = admin.get(&format!("/resources/{resource_id}")).await;
-        if r["managed_identity"]["token_expires_at"].is_string() {
-            return r["managed_identity"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no token for {resource_id} within {timeout:?}: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A control plane minting from a fake identity endpoint (tokens of `lifetime`), one
 /// managed-identity `gpt-4o` resource on a bearer-checking mock, an open event and its key, with
 /// the first token already minted.
@@ -114,7 +97,7 @@ impl MiSetup {
             ))
             .await;
         let (_, key) = cp.admin().open_event(std::slice::from_ref(&mi)).await;
-        wait_token(&cp.admin(), &mi, Duration::from_secs(10)).await;
+        cp.admin().wait_token(&mi, Duration::from_secs(10)).await;
         Self {
             identity,
             cp,
@@ -177,7 +160,7 @@ async fn each_identity_and_scope_gets_one_token_for_a_thousand_requests_through_
         .open_event(&[mi.clone(), keyed.clone(), own.clone(), agent.clone()])
         .await;
 
-    let status = wait_token(&admin, &mi, Duration::from_secs(10)).await;
+    let status = admin.wait_token(&mi, Duration::from_secs(10)).await;
     assert_eq!(
         status["scope"],
         "https://cognitiveservices.azure.com/.default"
@@ -187,9 +170,9 @@ async fn each_identity_and_scope_gets_one_token_for_a_thousand_requests_through_
         "{status}"
     );
     assert!(status["last_error"].is_null());
-    let agent_status = wait_token(&admin, &agent, Duration::from_secs(10)).await;
+    let agent_status = admin.wait_token(&agent, Duration::from_secs(10)).await;
     assert_eq!(agent_status["scope"], "https://ai.azure.com/.default");
-    let own_status = wait_token(&admin, &own, Duration::from_secs(10)).await;
+    let own_status = admin.wait_token(&own, Duration::from_secs(10)).await;
     assert_eq!(
         own_status["identity"],
         format!("user-assigned {RESOURCE_CLIENT_ID}")
@@ -328,10 +311,13 @@ async fn two_control_plane_replicas_sharing_redis_mint_once() {
         ))
         .await;
     let (_, key) = first.admin().open_event(std::slice::from_ref(&mi)).await;
-    let first_status = wait_token(&first.admin(), &mi, Duration::from_secs(10)).await;
+    let first_status = first.admin().wait_token(&mi, Duration::from_secs(10)).await;
 
     let second = ControlPlane::start_with(options).await;
-    let second_status = wait_token(&second.admin(), &mi, Duration::from_secs(10)).await;
+    let second_status = second
+        .admin()
+        .wait_token(&mi, Duration::from_secs(10))
+        .await;
     assert_eq!(
         second_status["token_expires_at"], first_status["token_expires_at"],
         "the second replica adopted the shared token"
@@ -572,7 +558,10 @@ async fn throttled_and_slow_identity_endpoints() {
     let started = Instant::now();
     let slow_id = cp_slow.admin().create_resource(body).await;
 
-    let status = wait_token(&cp_slow.admin(), &slow_id, Duration::from_secs(20)).await;
+    let status = cp_slow
+        .admin()
+        .wait_token(&slow_id, Duration::from_secs(20))
+        .await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "the slow endpoint's token arrives when it answers"

@@ -4,7 +4,7 @@
 //! and a managed-identity one (`gpt-4o-mi`), and an attendee. Plus what the scenarios share:
 //! one-at-a-time running, the steady-load targets, the p99 allowance.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aiproxy_loadtest::identity::FakeIdentityEndpoint;
 use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
@@ -13,7 +13,7 @@ use aiproxy_loadtest::stack::{
     rfc3339_from_now,
 };
 use aiproxy_loadtest::steady::{Stats, Target, ms};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Mutex, MutexGuard};
 
 pub const KEYED: &str = "gpt-4o";
@@ -139,7 +139,7 @@ impl FaultStack {
             }))
             .await;
         let key = admin.add_attendee(&event_id, "attendee-1").await;
-        wait_token(&admin, &managed_id).await;
+        admin.wait_token(&managed_id, Duration::from_secs(20)).await;
 
         let mut cps = vec![first];
         for _ in 1..options.replicas {
@@ -226,22 +226,6 @@ pub async fn post_chat(url: &str, key: &str) -> u16 {
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
-}
-
-/// Waits until the control plane shows a token for `resource_id`.
-pub async fn wait_token(admin: &Admin, resource_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, r) = admin.get(&format!("/resources/{resource_id}")).await;
-        if r["managed_identity"]["token_expires_at"].is_string() {
-            return r["managed_identity"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no managed-identity token was minted: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// How much p99 may grow under a fault before the test fails. The target is +5 ms on a
