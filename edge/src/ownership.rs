@@ -111,9 +111,15 @@ impl Owner {
 }
 
 enum Cached {
-    Known(Arc<Owner>),
-    Unknown { until_ms: i64 },
+    /// With when it was learnt: kept at most `POSITIVE_TTL_MS`, so an edge whose Sync stream lags
+    /// cannot keep allowing a deleted (and re-created) object for long.
+    Known(Arc<Owner>, i64),
+    Unknown {
+        until_ms: i64,
+    },
 }
+
+const POSITIVE_TTL_MS: i64 = 60_000;
 
 pub struct Ownership {
     cache: Mutex<HashMap<ObjectKey, Cached>>,
@@ -149,7 +155,11 @@ impl Ownership {
         let mut answers: Vec<Option<Option<Arc<Owner>>>> = self.with(|cache| {
             keys.iter()
                 .map(|key| match cache.get(key) {
-                    Some(Cached::Known(owner)) if owner.live(now_ms) => Some(Some(owner.clone())),
+                    Some(Cached::Known(owner, at))
+                        if owner.live(now_ms) && now_ms - at < POSITIVE_TTL_MS =>
+                    {
+                        Some(Some(owner.clone()))
+                    }
                     Some(Cached::Unknown { until_ms }) if now_ms < *until_ms => Some(None),
                     _ => None,
                 })
@@ -192,7 +202,7 @@ impl Ownership {
                     let owner = found.get(key).cloned();
                     if fresh {
                         let entry = match &owner {
-                            Some(owner) => Cached::Known(owner.clone()),
+                            Some(owner) => Cached::Known(owner.clone(), now_ms),
                             None => Cached::Unknown {
                                 until_ms: now_ms + self.negative_ttl_ms,
                             },
@@ -210,7 +220,7 @@ impl Ownership {
     pub fn remember(&self, key: ObjectKey, owner: Owner, now_ms: i64) {
         self.with(|cache| {
             self.make_room(cache, 1, now_ms);
-            cache.insert(key, Cached::Known(Arc::new(owner)));
+            cache.insert(key, Cached::Known(Arc::new(owner), now_ms));
         });
     }
 
@@ -250,7 +260,7 @@ impl Ownership {
             return;
         }
         cache.retain(|_, entry| match entry {
-            Cached::Known(owner) => owner.live(now_ms),
+            Cached::Known(owner, at) => owner.live(now_ms) && now_ms - *at < POSITIVE_TTL_MS,
             Cached::Unknown { until_ms } => now_ms < *until_ms,
         });
         if cache.len() + adding > self.capacity {

@@ -73,9 +73,9 @@ impl Plan<'_> {
                     .find_map(|p| p.strip_prefix("api-version="))
                     .unwrap_or_default();
                 Some(if version >= "2024-09-01" {
-                    "max_completion_tokens"
+                    policy::CapField::CHAT
                 } else {
-                    "max_tokens"
+                    policy::CapField::MAX_TOKENS
                 })
             }
         }
@@ -86,11 +86,11 @@ impl Plan<'_> {
 fn cap_of(operation: &str, v1: bool) -> Cap {
     match operation {
         "chat/completions" | "extensions/chat/completions" if v1 => {
-            Cap::Field("max_completion_tokens")
+            Cap::Field(policy::CapField::CHAT)
         }
         "chat/completions" | "extensions/chat/completions" => Cap::ChatByApiVersion,
-        "completions" => Cap::Field("max_tokens"),
-        "responses" => Cap::Field("max_output_tokens"),
+        "completions" => Cap::Field(policy::CapField::MAX_TOKENS),
+        "responses" => Cap::Field(policy::CapField::RESPONSES),
         _ => Cap::NotApplicable,
     }
 }
@@ -191,7 +191,7 @@ async fn serve(
             model_header: true,
             json: operation != "info",
             cap: match operation {
-                "chat/completions" => Cap::Field("max_tokens"),
+                "chat/completions" => Cap::Field(policy::CapField::MAX_TOKENS),
                 _ => Cap::NotApplicable,
             },
         }),
@@ -255,10 +255,15 @@ async fn serve(
     let mut stored_on = Vec::new();
     let mut stores_response = true;
     let (body, model, replay) = if by_body || capped || replayable || responses {
-        let bytes = policy::read_body(body, state.max_json_body_bytes).await?;
+        let bytes = policy::read_body(
+            body,
+            state.max_json_body_bytes,
+            state.limits.body_read_timeout,
+        )
+        .await?;
         let call = policy::inspect(&bytes)?;
         let cap_field = plan.cap_field(parts.uri.query());
-        let (agent, store) = (call.agent.is_some(), call.store);
+        let (agent, store) = (call.agent, call.store);
         // An agent's Responses call names no model.
         let model = if by_body && !(responses && agent) {
             Some(policy::model_of(&call)?.to_string())

@@ -9,15 +9,31 @@ use std::borrow::Cow;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::errors::ProxyError;
 use crate::body::{EdgeBody, ReadError, read_to_bytes};
 
-/// The whole body, refused (413) past `limit` bytes.
-pub async fn read_body(body: EdgeBody, limit: usize) -> Result<Bytes, ProxyError> {
-    read_to_bytes(body, limit).await.map_err(|e| match e {
+/// The whole body, refused (413) past `limit` bytes, and (408) if it does not all arrive within
+/// `deadline`: a body the edge must hold whole may not trickle in for ever.
+pub async fn read_body(
+    body: EdgeBody,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ProxyError> {
+    let read = tokio::time::timeout(deadline, read_to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ProxyError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "The request body did not arrive within {} s",
+                    deadline.as_secs()
+                ),
+            )
+        })?;
+    read.map_err(|e| match e {
         ReadError::TooLarge(limit) => ProxyError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body is larger than the {limit} bytes this proxy inspects"),
@@ -26,39 +42,88 @@ pub async fn read_body(body: EdgeBody, limit: usize) -> Result<Bytes, ProxyError
     })
 }
 
-/// The fields of a model call (or a run) the edge looks at. Duplicate fields are refused by the
-/// parser, so the edge and the upstream cannot read two different values.
-#[derive(Debug, Default, Deserialize)]
+/// The fields of a model call (or a run) the edge looks at. A field given twice, or a watched
+/// name in another case (`Max_Tokens`: a case-insensitive upstream would read it), is refused, so
+/// the edge and the upstream cannot read two different values.
+#[derive(Debug, Default)]
 pub struct ModelCall<'a> {
-    #[serde(borrow, default)]
     pub model: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "present")]
     pub max_tokens: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     pub max_completion_tokens: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     pub max_output_tokens: Option<Value>,
+    /// How many answers one call generates (`n`, `best_of`).
+    pub n: Option<Value>,
+    pub best_of: Option<Value>,
     /// Present when a Responses call names an agent.
-    #[serde(default)]
-    pub agent: Option<IgnoredAny>,
-    #[serde(default)]
+    pub agent: bool,
     pub store: Option<bool>,
-    /// The name `POST /agents` gives the agent it creates (other APIs' `name`s that are not
-    /// strings are not refused here).
-    #[serde(default, deserialize_with = "string_or_none")]
+    /// The name `POST /agents` gives the agent it creates (not a string: none).
     pub name: Option<String>,
 }
 
-/// A field that is there, even as `null` (which `Option` alone would read as absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+const WATCHED: [&str; 9] = [
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "best_of",
+    "agent",
+    "store",
+    "name",
+];
+
+impl<'de: 'a, 'a> Deserialize<'de> for ModelCall<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ModelCallVisitor(std::marker::PhantomData))
+    }
 }
 
-fn string_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        _ => None,
-    })
+struct ModelCallVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ModelCallVisitor<'a> {
+    type Value = ModelCall<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ModelCall<'a>, A::Error> {
+        let mut call = ModelCall::default();
+        let mut seen = [false; WATCHED.len()];
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let Some(index) = WATCHED.iter().position(|w| w.eq_ignore_ascii_case(&key)) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if WATCHED[index] != key {
+                return Err(de::Error::custom(format_args!(
+                    "field names are case-sensitive: use {} rather than {key}",
+                    WATCHED[index]
+                )));
+            }
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            match WATCHED[index] {
+                "model" => call.model = map.next_value()?,
+                "max_tokens" => call.max_tokens = Some(map.next_value()?),
+                "max_completion_tokens" => call.max_completion_tokens = Some(map.next_value()?),
+                "max_output_tokens" => call.max_output_tokens = Some(map.next_value()?),
+                "n" => call.n = Some(map.next_value()?),
+                "best_of" => call.best_of = Some(map.next_value()?),
+                "agent" => call.agent = !map.next_value::<Value>()?.is_null(),
+                "store" => call.store = map.next_value()?,
+                _ => {
+                    call.name = match map.next_value::<Value>()? {
+                        Value::String(name) => Some(name),
+                        _ => None,
+                    }
+                }
+            }
+        }
+        Ok(call)
+    }
 }
 
 /// Parses the fields rules need; the body must be one JSON object.
@@ -70,28 +135,69 @@ pub fn inspect(bytes: &[u8]) -> Result<ModelCall<'_>, ProxyError> {
     }
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
-            ProxyError::bad_request(format!("Invalid request body: {e}"))
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            ProxyError::bad_request(format!("Invalid request body: {message}"))
         } else {
             ProxyError::bad_request("Invalid JSON in request body")
         }
     })
 }
 
-/// The field the token cap is sent in when the caller named none.
-pub type CapField = &'static str;
+/// The output-token limit of one API: the field the cap is sent in when the caller named none,
+/// and every field that API reads as its limit.
+#[derive(Debug, Clone, Copy)]
+pub struct CapField {
+    pub insert: &'static str,
+    pub honoured: &'static [&'static str],
+}
 
-/// The event's per-request token cap (0: none) against every field clients use to ask for tokens:
-/// a value above the cap is refused, a value that is not a whole number is refused, and a call that
-/// asks for nothing gets the cap as its limit (in `absent_field`), so no call runs uncapped.
-/// Returns the body to send (the same bytes, or with the cap added).
+impl CapField {
+    /// Azure OpenAI chat from API version 2024-09-01, and the v1 API.
+    pub const CHAT: CapField = CapField {
+        insert: "max_completion_tokens",
+        honoured: &["max_completion_tokens", "max_tokens"],
+    };
+    /// Azure OpenAI chat before 2024-09-01, completions, and the model inference API.
+    pub const MAX_TOKENS: CapField = CapField {
+        insert: "max_tokens",
+        honoured: &["max_tokens"],
+    };
+    /// The Responses API.
+    pub const RESPONSES: CapField = CapField {
+        insert: "max_output_tokens",
+        honoured: &["max_output_tokens"],
+    };
+    /// Agent runs.
+    pub const RUNS: CapField = CapField {
+        insert: "max_completion_tokens",
+        honoured: &["max_completion_tokens"],
+    };
+}
+
+/// The event's per-request token cap (0: none) against every field clients use to ask for tokens,
+/// times the answers one call generates (`n`, `best_of`): a value above the cap is refused, a
+/// value that is not a whole number is refused, and a call whose API-read limit is missing gets
+/// the cap (divided by `n`) as its limit, so no call runs uncapped. Returns the body to send.
 pub fn apply_token_cap(
     bytes: Bytes,
     call: &ModelCall<'_>,
     cap: u32,
-    absent_field: Option<CapField>,
+    limit: Option<CapField>,
 ) -> Result<Bytes, ProxyError> {
     if cap == 0 {
         return Ok(bytes);
+    }
+    let whole = |field: &str, value: &Value| {
+        value
+            .as_u64()
+            .ok_or_else(|| ProxyError::bad_request(format!("{field} must be a whole number")))
+    };
+    let mut answers = 1u64;
+    for (field, value) in [("n", &call.n), ("best_of", &call.best_of)] {
+        if let Some(value) = value {
+            answers = answers.max(whole(field, value)?.max(1));
+        }
     }
     let fields = [
         ("max_tokens", &call.max_tokens),
@@ -104,34 +210,48 @@ pub fn apply_token_cap(
         let Some(value) = value.as_ref() else {
             continue;
         };
-        let requested = value.as_u64().ok_or_else(|| {
+        let requested = whole(field, value).map_err(|_| {
             ProxyError::bad_request(format!("{field} must be a whole number of tokens"))
         })?;
-        if requested > u64::from(cap) {
-            return Err(ProxyError::bad_request(format!(
-                "{field} exceeds the event max token cap of {cap}"
-            )));
+        if requested.saturating_mul(answers) > u64::from(cap) {
+            return Err(ProxyError::bad_request(if answers > 1 {
+                format!("{field} times n exceeds the event max token cap of {cap}")
+            } else {
+                format!("{field} exceeds the event max token cap of {cap}")
+            }));
         }
-        asked = true;
+        asked |= limit.is_some_and(|l| l.honoured.contains(&field));
     }
-    match absent_field {
-        Some(field) if !asked => Ok(insert_field(&bytes, field, cap)),
+    match limit {
+        Some(limit) if !asked => {
+            let each = u64::from(cap) / answers;
+            if each == 0 {
+                return Err(ProxyError::bad_request(format!(
+                    "n exceeds the event max token cap of {cap}"
+                )));
+            }
+            Ok(append_field(&bytes, limit.insert, each))
+        }
         _ => Ok(bytes),
     }
 }
 
-/// `{"field":value,…}` from `{…}` (the body was checked to be an object).
-fn insert_field(bytes: &[u8], field: &str, value: u32) -> Bytes {
-    let open = bytes.iter().position(|b| *b == b'{').unwrap_or(0);
-    let rest = &bytes[open + 1..];
-    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    let mut out = BytesMut::with_capacity(bytes.len() + field.len() + 16);
-    out.extend_from_slice(&bytes[..=open]);
-    out.extend_from_slice(format!("\"{field}\":{value}").as_bytes());
+/// `{…,"field":value}` from `{…}` (the body was checked to be an object). Appended last, so an
+/// upstream that keeps the last of two values keeps the edge's.
+fn append_field(bytes: &[u8], field: &str, value: u64) -> Bytes {
+    let close = bytes
+        .iter()
+        .rposition(|b| *b == b'}')
+        .unwrap_or(bytes.len());
+    let head = &bytes[..close];
+    let empty = head.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut out = BytesMut::with_capacity(bytes.len() + field.len() + 24);
+    out.extend_from_slice(head);
     if !empty {
         out.extend_from_slice(b",");
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(format!("\"{field}\":{value}").as_bytes());
+    out.extend_from_slice(&bytes[close..]);
     out.freeze()
 }
 
@@ -165,7 +285,7 @@ mod tests {
             "max_completion_tokens exceeds the event max token cap of 100"
         );
         assert!(capped(r#"{"max_completion_tokens": 500}"#, 0, None).is_ok());
-        assert!(capped(r#"{"max_tokens": 50}"#, 100, Some("max_tokens")).is_ok());
+        assert!(capped(r#"{"max_tokens": 50}"#, 100, Some(CapField::MAX_TOKENS)).is_ok());
     }
 
     #[test]
@@ -173,13 +293,13 @@ mod tests {
         let sent = capped(
             r#"{"model":"gpt","messages":[]}"#,
             100,
-            Some("max_completion_tokens"),
+            Some(CapField::CHAT),
         )
         .unwrap();
         let value: Value = serde_json::from_str(&sent).unwrap();
         assert_eq!(value["max_completion_tokens"], 100);
         assert_eq!(value["model"], "gpt");
-        let sent = capped(" { } ", 7, Some("max_output_tokens")).unwrap();
+        let sent = capped(" { } ", 7, Some(CapField::RESPONSES)).unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&sent).unwrap()["max_output_tokens"],
             7
@@ -191,11 +311,44 @@ mod tests {
             r#"{"max_tokens": null}"#,
         ] {
             assert_eq!(
-                capped(odd, 100, Some("max_tokens")).unwrap_err(),
+                capped(odd, 100, Some(CapField::MAX_TOKENS)).unwrap_err(),
                 "max_tokens must be a whole number of tokens",
                 "{odd}"
             );
         }
+    }
+
+    #[test]
+    fn a_limit_the_api_does_not_read_gets_the_cap_beside_it_and_n_multiplies() {
+        // The inference API reads max_tokens only: max_completion_tokens alone leaves it uncapped.
+        let sent = capped(
+            r#"{"max_completion_tokens": 1}"#,
+            100,
+            Some(CapField::MAX_TOKENS),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&sent).unwrap()["max_tokens"],
+            100
+        );
+        // Appended last: an upstream keeping the last of two values keeps the cap.
+        assert!(sent.trim_end().ends_with(r#""max_tokens":100}"#), "{sent}");
+        assert_eq!(
+            capped(
+                r#"{"n": 4, "max_tokens": 50}"#,
+                100,
+                Some(CapField::MAX_TOKENS)
+            )
+            .unwrap_err(),
+            "max_tokens times n exceeds the event max token cap of 100"
+        );
+        let sent = capped(r#"{"n": 4}"#, 100, Some(CapField::MAX_TOKENS)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&sent).unwrap()["max_tokens"],
+            25
+        );
+        assert!(capped(r#"{"n": 1000}"#, 100, Some(CapField::MAX_TOKENS)).is_err());
+        assert!(capped(r#"{"Max_Tokens": 100000}"#, 100, Some(CapField::MAX_TOKENS)).is_err());
     }
 
     #[test]
@@ -220,7 +373,7 @@ mod tests {
         fn inspection_never_panics_and_the_cap_holds(body in "\\PC{0,64}", cap in 1u32..1000) {
             let bytes = Bytes::from(body);
             if let Ok(call) = inspect(&bytes)
-                && let Ok(sent) = apply_token_cap(bytes.clone(), &call, cap, Some("max_tokens"))
+                && let Ok(sent) = apply_token_cap(bytes.clone(), &call, cap, Some(CapField::MAX_TOKENS))
             {
                 let value: Value = serde_json::from_slice(&sent).unwrap();
                 let asked = ["max_tokens", "max_completion_tokens", "max_output_tokens"]

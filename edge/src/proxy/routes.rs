@@ -192,7 +192,10 @@ fn eq(segment: &str, literal: &str) -> bool {
 }
 
 fn starts_with(segment: &str, prefix: &str) -> bool {
-    segment.len() >= prefix.len() && segment[..prefix.len()].eq_ignore_ascii_case(prefix)
+    // `get`: a multi-byte character may straddle the prefix's length.
+    segment
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 fn invalid(what: &'static str) -> PathError {
@@ -422,6 +425,10 @@ mod tests {
             }
         );
         assert!(refused(Method::GET, "/api/v1/mcp/docs/../../x"));
+        assert_eq!(
+            route(Method::POST, "/api/v1/aaaaaaaa%C3%A9/x/y"),
+            Route::Unknown
+        );
         assert_eq!(route(Method::POST, "/api/v1/eventinfo"), Route::EventInfo);
         assert_eq!(
             route(Method::GET, "/api/v1/event/e-1"),

@@ -65,6 +65,11 @@ pub async fn create(
         query: parts.uri.query().map(str::to_string),
         client_headers: parts.headers.clone(),
     };
+    let mut parts = parts;
+    if creation.record {
+        // The edge reads the answer to record the object: it must come uncompressed.
+        parts.headers.remove(http::header::ACCEPT_ENCODING);
+    }
     let response = super::super::forward(state, snapshot, upstream, url, parts, body, None).await?;
     if !creation.record || !response.status().is_success() {
         return Ok(response);

@@ -27,7 +27,7 @@ use crate::upstream::headers;
 const CONCURRENT_READS: usize = 8;
 /// Record pages read to fill one page when objects are filtered out (`purpose`) or gone upstream;
 /// a page cut short by this still says `has_more: true`, with a cursor to go on from.
-const MAX_RECORD_PAGES: usize = 10;
+const MAX_RECORD_PAGES: usize = 3;
 
 struct ListParams {
     limit: u32,

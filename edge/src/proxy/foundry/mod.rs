@@ -106,7 +106,8 @@ pub async fn serve(
             let creation = Creation {
                 kind: path.kind,
                 thread_and_run: path.creates_thread_and_run(),
-                record: fields.store != Some(false),
+                // `store: false` is the Responses API's; other objects are always kept upstream.
+                record: path.kind != ObjectKind::Response || fields.store != Some(false),
             };
             create(
                 state, snapshot, caller, upstream, &url, parts, body, creation,
@@ -157,7 +158,12 @@ async fn read_body(
     if path.kind == ObjectKind::File && path.is_collection() {
         return Ok((incoming, None));
     }
-    let bytes = policy::read_body(incoming, state.max_json_body_bytes).await?;
+    let bytes = policy::read_body(
+        incoming,
+        state.max_json_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((full(bytes), None));
     }
@@ -169,7 +175,7 @@ async fn read_body(
             bytes.clone(),
             &call,
             caller.event.max_token_cap,
-            Some("max_completion_tokens"),
+            Some(policy::CapField::RUNS),
         )?
     } else {
         bytes.clone()

@@ -24,7 +24,7 @@ pub enum Reference {
 
 /// Field names that reference objects, and what they reference. Every documented field of the
 /// agents, assistants, threads, messages, runs, vector stores, conversations and Responses APIs.
-const FIELDS: [(&str, Target); 12] = [
+const FIELDS: [(&str, Target); 14] = [
     ("assistant_id", Target::Kind(ObjectKind::Assistant)),
     ("agent_id", Target::AnyAgent),
     ("agent_name", Target::Kind(ObjectKind::Agent)),
@@ -37,6 +37,8 @@ const FIELDS: [(&str, Target); 12] = [
     ("previous_response_id", Target::Kind(ObjectKind::Response)),
     ("conversation_id", Target::Kind(ObjectKind::Conversation)),
     ("conversation", Target::ConversationReference),
+    ("connected_agent", Target::ConnectedAgent),
+    ("container", Target::Container),
 ];
 
 /// Free-form subtrees: the caller's own labels and JSON schemas, never read as references.
@@ -59,6 +61,11 @@ enum Target {
     AgentReference,
     /// `"conversation": "<id>"` or `{"id": …}`.
     ConversationReference,
+    /// A tool that hands the run to another agent: `{"id": <agent id>, …}`.
+    ConnectedAgent,
+    /// A code-interpreter container: `{"type": "auto", "file_ids": […]}`, or a container id, which
+    /// the proxy does not record and so refuses.
+    Container,
 }
 
 /// Every reference in the JSON `body`, sorted and without repeats. The body is walked as it is
@@ -73,26 +80,23 @@ type Found = BTreeSet<Reference>;
 fn collect_at(body: &[u8], depth: usize) -> Result<Found, ProxyError> {
     let mut found = Found::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    Walker {
-        found: &mut found,
-        depth,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end())
-    .map_err(|e| {
-        // A refusal raised inside the walk travels as the parser's custom error.
-        let message = e.to_string();
-        match message.strip_prefix(REFUSAL) {
-            Some(refusal) => ProxyError::bad_request(
-                refusal
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(refusal)
-                    .to_string(),
-            ),
-            None => ProxyError::bad_request("Invalid JSON in request body"),
-        }
-    })?;
+    Walker::new(&mut found, depth)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| {
+            // A refusal raised inside the walk travels as the parser's custom error.
+            let message = e.to_string();
+            match message.strip_prefix(REFUSAL) {
+                Some(refusal) => ProxyError::bad_request(
+                    refusal
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or(refusal)
+                        .to_string(),
+                ),
+                None => ProxyError::bad_request("Invalid JSON in request body"),
+            }
+        })?;
     Ok(found)
 }
 
@@ -107,6 +111,25 @@ fn refusal<E: de::Error>(error: ProxyError) -> E {
 struct Walker<'a> {
     found: &'a mut Found,
     depth: usize,
+    /// This value is a list of conversation items (`input`, `items`).
+    items: bool,
+    /// This value is one conversation item.
+    item: bool,
+}
+
+impl<'a> Walker<'a> {
+    fn new(found: &'a mut Found, depth: usize) -> Self {
+        Self {
+            found,
+            depth,
+            items: false,
+            item: false,
+        }
+    }
+
+    fn child(&mut self) -> Walker<'_> {
+        Walker::new(&mut *self.found, self.depth + 1)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Walker<'_> {
@@ -148,35 +171,54 @@ impl<'de> Visitor<'de> for Walker<'_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
-        while items
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut elements: A) -> Result<(), A::Error> {
+        let items = self.items;
+        while elements
             .next_element_seed(Walker {
-                found: &mut *self.found,
-                depth: self.depth + 1,
+                item: items,
+                ..self.child()
             })?
             .is_some()
         {}
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut fields: A) -> Result<(), A::Error> {
+        let (mut keys, mut has_id, mut item_type) = (0usize, false, None::<Value>);
         while let Some(name) = fields.next_key::<Cow<'de, str>>()? {
+            keys += 1;
             if OPAQUE.contains(&name.as_ref()) {
                 fields.next_value::<IgnoredAny>()?;
             } else if name == "type" {
+                let value: Value = fields.next_value()?;
                 // An input item that points at a stored item by id: its owner cannot be told.
-                if fields.next_value::<Value>()?.as_str() == Some("item_reference") {
+                if value.as_str() == Some("item_reference") {
                     return Err(refusal(ProxyError::bad_request(ITEM_REFERENCE)));
                 }
+                item_type = Some(value);
             } else if let Some((_, target)) = FIELDS.iter().find(|(f, _)| *f == name) {
                 let value: Value = fields.next_value()?;
                 take(*target, &name, &value, self.depth, self.found).map_err(refusal)?;
+            } else if let Some((field, _)) =
+                FIELDS.iter().find(|(f, _)| f.eq_ignore_ascii_case(&name))
+            {
+                // A case-insensitive upstream would read `Assistant_Id` as `assistant_id`.
+                return Err(refusal(ProxyError::bad_request(format!(
+                    "field names are case-sensitive: use {field} rather than {name}"
+                ))));
             } else {
+                has_id |= name == "id";
+                let items = matches!(name.as_ref(), "input" | "items");
                 fields.next_value_seed(Walker {
-                    found: &mut *self.found,
-                    depth: self.depth + 1,
+                    items,
+                    ..self.child()
                 })?;
             }
+        }
+        // An item given by its id alone (`{"id": …}`, type omitted or null) is a reference too.
+        let typed = item_type.is_some_and(|t| !t.is_null());
+        if self.item && has_id && !typed && keys <= 2 {
+            return Err(refusal(ProxyError::bad_request(ITEM_REFERENCE)));
         }
         Ok(())
     }
@@ -218,13 +260,32 @@ fn take(
             found.insert(Reference::Object(ObjectKind::Agent, name.clone()));
         }
         (Target::AgentReference, Value::Object(agent)) => {
-            let name = agent
-                .get("name")
-                .or_else(|| agent.get("id"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| ProxyError::bad_request("agent: expected a name"))?;
-            found.insert(Reference::Object(ObjectKind::Agent, name.to_string()));
+            // Both `name` and `id` count: upstream may read either.
+            let names: Vec<&str> = ["name", "id"]
+                .iter()
+                .filter_map(|k| agent.get(*k).and_then(Value::as_str))
+                .collect();
+            if names.is_empty() {
+                return Err(ProxyError::bad_request("agent: expected a name"));
+            }
+            for name in names {
+                found.insert(Reference::Object(ObjectKind::Agent, name.to_string()));
+            }
             walk(value, depth + 1, found)?;
+        }
+        (Target::ConnectedAgent, Value::Object(agent)) => {
+            let id = agent
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ProxyError::bad_request("connected_agent: expected an id"))?;
+            found.insert(Reference::AnyAgent(id.to_string()));
+            walk(value, depth + 1, found)?;
+        }
+        (Target::Container, Value::Object(_)) => walk(value, depth + 1, found)?,
+        (Target::Container, Value::String(_)) => {
+            return Err(ProxyError::bad_request(
+                "container: container ids are not supported through the proxy; use {\"type\": \"auto\"}",
+            ));
         }
         (Target::ConversationReference, Value::String(id)) => {
             found.insert(Reference::Object(ObjectKind::Conversation, id.clone()));
@@ -301,6 +362,45 @@ mod tests {
             refs(json!({"conversation": "conv_2"})),
             [("conversation".to_string(), "conv_2".to_string())]
         );
+    }
+
+    #[test]
+    fn connected_agents_both_agent_keys_and_case_variants_are_references_or_refused() {
+        let found = refs(json!({"tools": [{"type": "connected_agent",
+            "connected_agent": {"id": "asst_a", "name": "helper", "description": "d"}}],
+            "agent": {"name": "mine", "id": "theirs"}}));
+        assert!(
+            found.contains(&("any-agent".into(), "asst_a".into())),
+            "{found:?}"
+        );
+        assert!(found.contains(&("agent".into(), "mine".into())));
+        assert!(found.contains(&("agent".into(), "theirs".into())));
+        let refused = |body: Value| {
+            collect(&serde_json::to_vec(&body).unwrap())
+                .unwrap_err()
+                .message
+        };
+        assert!(refused(json!({"Assistant_Id": "asst_a"})).contains("case-sensitive"));
+        assert!(
+            refused(json!({"tools": [{"type": "code_interpreter", "container": "cntr_a"}]}))
+                .starts_with("container")
+        );
+        assert!(refused(json!({"input": [{"id": "msg_a"}]})).contains("item_reference"));
+        assert!(
+            refused(json!({"input": [{"type": null, "id": "msg_a"}]})).contains("item_reference")
+        );
+        // A whole item that carries its id is not a reference.
+        assert!(
+            collect(
+                &serde_json::to_vec(&json!({"input": [{"type": "message", "id": "msg_a",
+            "role": "assistant", "content": "hi"}]}))
+                .unwrap()
+            )
+            .is_ok()
+        );
+        let found = refs(json!({"tools": [{"type": "code_interpreter",
+            "container": {"type": "auto", "file_ids": ["file-1"]}}]}));
+        assert_eq!(found, [("file".to_string(), "file-1".to_string())]);
     }
 
     #[test]
