@@ -255,7 +255,12 @@ impl ControlPlane {
 
     pub fn admin(&self) -> Admin {
         Admin {
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the admin server's keep-alive (its header-read
+            // timeout, 10 s) would close them under a request.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .expect("HTTP client"),
             base: format!("http://{}/admin/api/v1", self.admin_addr),
             token: self.admin_token.clone(),
         }

@@ -85,6 +85,11 @@ impl SteadyLoad {
             .no_proxy()
             .timeout(CALL_TIMEOUT)
             .pool_max_idle_per_host(64)
+            // As a well-configured client does: reuse a connection only while the server still
+            // keeps it (the edge closes HTTP/1 connections idle past its header-read timeout,
+            // 2 s in the hostile-clients scenario), so a reused connection is never one the edge
+            // is closing at that moment.
+            .pool_idle_timeout(Duration::from_millis(1_000))
             .build()
             .expect("HTTP client");
         let targets = Arc::new(targets);
