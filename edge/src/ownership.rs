@@ -305,6 +305,31 @@ mod tests {
         assert!(o.is_empty());
     }
 
+    #[tokio::test]
+    async fn a_known_owner_is_asked_again_after_the_positive_ttl() {
+        // Nothing listens on loopback port 9: asking the control plane fails at once.
+        let control = ControlPlaneCalls::new(
+            "http://127.0.0.1:9",
+            "token",
+            std::time::Duration::from_millis(250),
+        )
+        .unwrap();
+        let o = Ownership::new(16, 1000);
+        let key = (ObjectKind::Agent, "helper".to_string());
+        o.remember(key.clone(), owner("a"), 0);
+        let cached = o
+            .owners(&control, std::slice::from_ref(&key), 1_000)
+            .await
+            .unwrap();
+        assert_eq!(cached[0].as_ref().unwrap().user_id, "a");
+        assert!(
+            o.owners(&control, &[key], POSITIVE_TTL_MS + 1)
+                .await
+                .is_err(),
+            "an owner older than the TTL must be looked up again"
+        );
+    }
+
     #[test]
     fn kinds_round_trip_and_label_agents_alike() {
         for kind in [

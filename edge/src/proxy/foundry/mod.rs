@@ -60,18 +60,23 @@ pub async fn serve(
     parts: http::request::Parts,
     body: RequestBody,
 ) -> Result<Response<EdgeBody>, ProxyError> {
-    let (body, json) = read_body(state, caller, &parts, &path, body).await?;
-    let references = match &json {
-        Some(bytes) => references::collect(bytes)?,
-        None => Vec::new(),
+    let (body, fields, references) = match read_body(state, &parts, &path, body).await? {
+        Read::Json(bytes) => {
+            let fields = policy::inspect(&bytes)?;
+            let references = references::collect(&bytes)?;
+            let creates_run = path.kind == ObjectKind::Thread
+                && (path.creates_thread_and_run() || path.below == ["runs"]);
+            let cap = creates_run.then_some(policy::CapField::RUNS);
+            let bytes =
+                policy::apply_token_cap(bytes.clone(), &fields, caller.event.max_token_cap, cap)?;
+            let fields = (fields.name, fields.store);
+            (full(bytes), fields, references)
+        }
+        Read::Other(body) => (body, (None, None), Vec::new()),
     };
-    let fields = match &json {
-        Some(bytes) => policy::inspect(bytes)?,
-        None => policy::ModelCall::default(),
-    };
+    let (name, store) = fields;
     // `POST /agents` names the agent it creates: a name another attendee holds is theirs.
-    let new_agent_name = fields
-        .name
+    let new_agent_name = name
         .as_deref()
         .filter(|_| path.kind == ObjectKind::Agent && path.is_collection());
     let path_object = path.id.map(|id| (path.kind, id));
@@ -107,7 +112,7 @@ pub async fn serve(
                 kind: path.kind,
                 thread_and_run: path.creates_thread_and_run(),
                 // `store: false` is the Responses API's; other objects are always kept upstream.
-                record: path.kind != ObjectKind::Response || fields.store != Some(false),
+                record: path.kind != ObjectKind::Response || store != Some(false),
             };
             create(
                 state, snapshot, caller, upstream, &url, parts, body, creation,
@@ -138,25 +143,29 @@ pub async fn authorize_body(
         .reference_resources)
 }
 
+/// A Foundry call's body as read: JSON to inspect, or what passes on as it is.
+enum Read {
+    Json(Bytes),
+    Other(EdgeBody),
+}
+
 /// POST bodies are JSON whatever the content type claims (so a reference cannot hide behind
-/// `text/plain`), except file uploads, which stream through; runs and agent responses get the
-/// event's token cap. GET and DELETE carry no body upstream.
+/// `text/plain`), except file uploads, which stream through. GET and DELETE carry no body upstream.
 async fn read_body(
     state: &EdgeState,
-    caller: &Caller,
     parts: &http::request::Parts,
     path: &FoundryPath<'_>,
     body: RequestBody,
-) -> Result<(EdgeBody, Option<Bytes>), ProxyError> {
+) -> Result<Read, ProxyError> {
     let incoming = match body {
-        RequestBody::Json(bytes) => return Ok((full(bytes.clone()), Some(bytes))),
+        RequestBody::Json(bytes) => return Ok(Read::Json(bytes)),
         RequestBody::Unread(incoming) => incoming,
     };
     if parts.method != Method::POST {
-        return Ok((full(Bytes::new()), None));
+        return Ok(Read::Other(full(Bytes::new())));
     }
     if path.kind == ObjectKind::File && path.is_collection() {
-        return Ok((incoming, None));
+        return Ok(Read::Other(incoming));
     }
     let bytes = policy::read_body(
         incoming,
@@ -165,22 +174,9 @@ async fn read_body(
     )
     .await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok((full(bytes), None));
+        return Ok(Read::Other(full(bytes)));
     }
-    let call = policy::inspect(&bytes)?;
-    let creates_run = path.kind == ObjectKind::Thread
-        && (path.creates_thread_and_run() || path.below == ["runs"]);
-    let bytes = if creates_run {
-        policy::apply_token_cap(
-            bytes.clone(),
-            &call,
-            caller.event.max_token_cap,
-            Some(policy::CapField::RUNS),
-        )?
-    } else {
-        bytes.clone()
-    };
-    Ok((full(bytes.clone()), Some(bytes)))
+    Ok(Read::Json(bytes))
 }
 
 /// What authorisation found out: the owner of the object in the path, and the resources the
