@@ -94,6 +94,19 @@ async fn an_edge_with_the_wrong_token_gets_no_catalog() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Readiness says why the stream keeps failing, not only that the edge is not ready.
+    let readiness: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(readiness["sync"]["connected"], false, "{readiness}");
+    assert!(
+        readiness["sync"]["failures_in_a_row"].as_u64() >= Some(1),
+        "{readiness}"
+    );
+    assert!(
+        readiness["sync"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid edge token")),
+        "{readiness}"
+    );
     let response = reqwest::Client::new()
         .post(format!(
             "{}/openai/deployments/gpt-4o/chat/completions",
