@@ -3,9 +3,10 @@
 //! never reach the database: everything they need arrives on that stream.
 //!
 //! Layout: `catalog` (types, rules, stores), `ownership` (who created which Foundry object: not
-//! catalog state), `secrets` (encryption, key hashing), `sync` (the edge stream), `grpc` (the gRPC
-//! server and the read-only catalog service), `admin` (HTTP API), `bootstrap` (secrets for the
-//! embedded mode), `config`.
+//! catalog state), `usage` (metered usage from the edges), `quota` (request and token caps held
+//! in leases), `upkeep` (the hourly purge), `secrets` (encryption, key hashing), `sync` (the edge
+//! stream), `grpc` (the gRPC server and the read-only catalog service), `admin` (HTTP API),
+//! `bootstrap` (secrets for the embedded mode), `config`.
 
 pub mod admin;
 pub mod bootstrap;
@@ -14,9 +15,12 @@ pub mod config;
 pub mod grpc;
 pub mod identity;
 pub mod ownership;
+pub mod quota;
 pub mod secrets;
 pub mod sync;
 pub mod tokens;
+pub mod upkeep;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +37,7 @@ use crate::sync::edges::EdgeRegistry;
 use crate::tokens::{
     BrokerSettings, MemoryTokenCache, RedisOrMemoryCache, TokenBroker, TokenCache,
 };
+use crate::usage::UsageLedger;
 
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
@@ -85,7 +90,8 @@ pub async fn run(
         feed.clone(),
         config.record_lifetimes(),
     ));
-    let upkeep = ownership.clone().spawn_upkeep(ownership::UPKEEP_EVERY);
+    let usage = Arc::new(UsageLedger::new(store.clone()));
+    let upkeep = upkeep::spawn(ownership.clone(), usage.clone(), upkeep::UPKEEP_EVERY);
     let catalog = Arc::new(Catalog::new(
         store,
         cipher,
@@ -111,6 +117,7 @@ pub async fn run(
         grpc::GrpcState {
             catalog: catalog.clone(),
             ownership,
+            usage,
             edges: edges.clone(),
             tokens: broker.clone(),
         },

@@ -6,10 +6,10 @@
 //!
 //! This module holds the rules the gRPC handlers apply: what an edge may send, how long a record
 //! lasts (responses expire with Azure's stored responses; other objects last until deleted or
-//! until their event is), the change-feed nudge that makes forgets prompt, and the hourly upkeep.
+//! until their event is), the change-feed nudge that makes forgets prompt, and what the hourly
+//! upkeep (`upkeep.rs`) does for ownership records.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::catalog::model::FoundryObject;
 use crate::catalog::service::{CatalogError, CatalogResult};
@@ -22,8 +22,6 @@ pub const MAX_OBJECTS_PER_CALL: usize = 1000;
 pub const MAX_PAGE: u32 = 100;
 /// Longest kind, id or name an edge may send, in bytes (Azure's ids are far shorter).
 const MAX_FIELD_BYTES: usize = 1024;
-/// How often expired records are purged and old forget invalidations pruned.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 /// How long forget invalidations are kept for streams that have not read them yet. A stream that
 /// falls further behind gets a cache reset instead.
 const FORGET_LOG_KEEP_MS: i64 = 3_600_000;
@@ -168,19 +166,6 @@ impl ObjectOwnership {
             .await?;
         tracing::debug!(purged, pruned, "ownership records upkeep");
         Ok(())
-    }
-
-    pub fn spawn_upkeep(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = self.upkeep(now_ms()).await {
-                    tracing::warn!(error = %e, "could not purge expired ownership records; retrying at the next hour");
-                }
-            }
-        })
     }
 }
 

@@ -1,113 +1,22 @@
 //! The admin HTTP API, called in-process (`tower::ServiceExt::oneshot`) on an embedded store:
 //! auth, validation messages that name the field, write-only keys, 404/409, the OpenAPI document.
+//! Usage reports: `admin_usage.rs`.
+
+mod support;
 
 use std::sync::Arc;
 
 use aiproxy_control_plane::admin::{self, AdminState, OPENAPI_JSON};
-use aiproxy_control_plane::catalog::service::Catalog;
-use aiproxy_control_plane::catalog::store::open;
 use aiproxy_control_plane::identity::{CredentialMode, TokenProvider};
-use aiproxy_control_plane::secrets::{KeyCipher, Secret};
-use aiproxy_control_plane::sync::ChangeFeed;
+use aiproxy_control_plane::secrets::Secret;
 use aiproxy_control_plane::sync::edges::EdgeRegistry;
 use aiproxy_control_plane::tokens::{BrokerSettings, MemoryTokenCache, TokenBroker};
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use support::admin::*;
 use tower::ServiceExt;
-
-const TOKEN: &str = "admin-test-token";
-
-struct Api {
-    router: Router,
-    catalog: Arc<Catalog>,
-    _dir: std::path::PathBuf,
-}
-
-async fn api(allow_insecure: bool) -> Api {
-    new_api(allow_insecure).await
-}
-
-async fn new_api(allow_insecure: bool) -> Api {
-    let dir = std::env::temp_dir().join(format!("aiproxy-admin-{}", uuid::Uuid::new_v4().simple()));
-    let store = open(&format!("sqlite://{}", dir.join("c.db").display()))
-        .await
-        .unwrap();
-    let cipher = Arc::new(KeyCipher::from_raw([9; 32]));
-    let catalog = Arc::new(Catalog::new(
-        store,
-        cipher,
-        allow_insecure,
-        ChangeFeed::new(),
-    ));
-    let router = admin::router(AdminState {
-        catalog: catalog.clone(),
-        edges: EdgeRegistry::default(),
-        tokens: TokenBroker::new(
-            Arc::new(TokenProvider::new(CredentialMode::None, None)),
-            Arc::new(MemoryTokenCache::default()),
-            BrokerSettings::default(),
-        ),
-        admin_token: Secret::new(TOKEN),
-    });
-    Api {
-        router,
-        catalog,
-        _dir: dir,
-    }
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("/admin/api/v1{path}"));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call(method, path, body, Some(TOKEN)).await
-    }
-}
-
-fn resource() -> Value {
-    json!({
-        "friendly_name": "GPT-4o Sweden",
-        "deployment_name": "gpt-4o",
-        "model_type": "Foundry_Model",
-        "endpoint_url": "https://aoai-sweden.openai.azure.com/",
-        "key": "sk-upstream-secret",
-        "region": "swedencentral",
-    })
-}
-
-fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or("")
-}
 
 #[tokio::test]
 async fn every_route_needs_the_admin_token() {
@@ -384,6 +293,64 @@ async fn invalid_input_names_the_field_and_the_expected_form() {
 }
 
 #[tokio::test]
+async fn token_caps_and_the_max_completion_tokens_switch_round_trip() {
+    let api = api(false).await;
+    let mut body = resource();
+    body["use_max_completion_tokens"] = json!(true);
+    let (status, r) = api.send("POST", "/resources", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(r["use_max_completion_tokens"], true);
+    let rid = r["id"].as_str().unwrap().to_string();
+    let (_, r) = api.send("POST", "/resources", Some(resource())).await;
+    assert_eq!(r["use_max_completion_tokens"], false, "off by default");
+
+    let event = json!({"name": "E", "starts_at": "2026-01-01T09:00", "ends_at": "2026-01-01T17:00",
+                       "daily_token_cap": 50000, "token_budget": 9007199254740991u64});
+    let (status, e) = api.send("POST", "/events", Some(event)).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!(
+        (e["daily_token_cap"].as_u64(), e["token_budget"].as_u64()),
+        (Some(50_000), Some(9_007_199_254_740_991))
+    );
+    let eid = e["id"].as_str().unwrap().to_string();
+    let mut edited = e.clone();
+    edited["daily_token_cap"] = json!(0);
+    let (_, e) = api
+        .send("PUT", &format!("/events/{eid}"), Some(edited))
+        .await;
+    assert_eq!(e["daily_token_cap"], 0);
+    let stored = api.catalog.store().get_event(&eid).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.daily_token_cap, stored.token_budget),
+        (0, 9_007_199_254_740_991)
+    );
+    let (_, got) = api.send("GET", &format!("/resources/{rid}"), None).await;
+    assert_eq!(got["use_max_completion_tokens"], true);
+
+    for (field, value) in [
+        ("daily_token_cap", json!(-1)),
+        ("daily_token_cap", json!(1.5)),
+        ("token_budget", json!("1000")),
+        ("token_budget", json!(9007199254740992u64)),
+    ] {
+        let mut event =
+            json!({"name": "E", "starts_at": "2026-01-01T09:00", "ends_at": "2026-01-01T17:00"});
+        event[field] = value;
+        let (status, err) = api.send("POST", "/events", Some(event)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        assert!(
+            message(&err).contains("whole number from 0 to 9007199254740991"),
+            "{err}"
+        );
+    }
+    let mut body = resource();
+    body["use_max_completion_tokens"] = json!("yes");
+    let (_, err) = api.send("POST", "/resources", Some(body)).await;
+    assert_eq!(err["error"]["field"], "use_max_completion_tokens", "{err}");
+}
+
+#[tokio::test]
 async fn http_endpoints_need_the_insecure_switch() {
     let mut body = resource();
     body["endpoint_url"] = json!("http://127.0.0.1:9100");
@@ -493,6 +460,7 @@ async fn openapi_document_describes_every_route() {
         ("/events/{id}/attendees", vec!["get", "post"]),
         ("/events/{id}/attendees/{user_id}", vec!["put"]),
         ("/edges", vec!["get"]),
+        ("/usage", vec!["get"]),
         ("/openapi.json", vec!["get"]),
     ] {
         for m in methods {
@@ -504,7 +472,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        8,
+        9,
         "openapi.json documents a route the router does not have"
     );
 }

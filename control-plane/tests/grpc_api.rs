@@ -335,6 +335,8 @@ async fn seed_attendees(dir: &std::path::Path, count: u32) {
             time_zone: "Europe/Paris".into(),
             max_token_cap: 0,
             daily_request_cap: 0,
+            daily_token_cap: 0,
+            token_budget: 0,
             organizer_name: String::new(),
             organizer_email: String::new(),
             active: true,

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use aiproxy_control_plane::catalog::model::{
-    Attendee, Event, ForgetsSince, FoundryObject, ModelType, ObjectKind, Resource,
+    Attendee, Event, ForgetsSince, FoundryObject, ModelType, ObjectKind, Resource, UsageFilter,
+    UsageGranularity, UsageGrouping, UsageRecord, UsageReportQuery, UsageRow, UsageSummary,
+    UsageTotals,
 };
 use aiproxy_control_plane::catalog::store::{CatalogStore, KeyWrite, StoreError, open};
 use sqlx::Connection;
@@ -77,6 +79,7 @@ fn resource(id: &str, deployment: &str) -> Resource {
         use_managed_identity: false,
         identity_client_id: None,
         active: true,
+        use_max_completion_tokens: false,
         encrypted_key: Some(vec![1, 2, 3, 4]),
     }
 }
@@ -90,6 +93,8 @@ fn event(id: &str, resource_ids: &[&str]) -> Event {
         time_zone: "Europe/Paris".into(),
         max_token_cap: 512,
         daily_request_cap: 100,
+        daily_token_cap: 20_000,
+        token_budget: 5_000_000_000,
         organizer_name: "Ada".into(),
         organizer_email: "ada@example.com".into(),
         active: true,
@@ -117,6 +122,7 @@ async fn resources_round_trip_and_bump_the_version(s: &dyn CatalogStore) {
     r.active = false;
     r.encrypted_key = None;
     r.use_managed_identity = true;
+    r.use_max_completion_tokens = true;
     let (v2, stored) = s.update_resource(&r, &KeyWrite::Drop).await.unwrap();
     assert!(v2 > v1);
     assert_eq!(stored, r);
@@ -276,6 +282,8 @@ async fn events_keep_resource_order_and_refuse_unknown_resources(s: &dyn Catalog
     let mut changed = e.clone();
     changed.resource_ids = vec!["r1".into()];
     changed.name = "renamed".into();
+    changed.daily_token_cap = 0;
+    changed.token_budget = 42;
     s.update_event(&changed).await.unwrap();
     assert_eq!(s.get_event("e1").await.unwrap().unwrap(), changed);
     let mut wrong = changed.clone();
@@ -746,6 +754,562 @@ async fn concurrent_records_of_one_object_leave_one_owner(s: Arc<dyn CatalogStor
     assert_eq!(owners[0].user_id, owners[1].user_id);
 }
 
+/// 2026-03-29T10:00:00Z.
+const HOUR_10: i64 = 1_774_778_400_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+fn usage(event: &str, user: &str, resource: &str, at_ms: i64, total: u64) -> UsageRecord {
+    UsageRecord {
+        event_id: event.into(),
+        user_id: user.into(),
+        resource_id: resource.into(),
+        deployment_name: format!("{resource}-deployment"),
+        status: 200,
+        started_at_ms: at_ms,
+        duration_ms: 100,
+        ttfb_ms: 10,
+        streamed: false,
+        usage_unknown: false,
+        prompt_tokens: total / 2,
+        completion_tokens: total - total / 2,
+        total_tokens: total,
+        cached_tokens: total / 10,
+        reasoning_tokens: 0,
+        once_key: String::new(),
+    }
+}
+
+fn everything() -> UsageFilter {
+    UsageFilter {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        ..Default::default()
+    }
+}
+
+fn report(
+    filter: UsageFilter,
+    granularity: UsageGranularity,
+    group_by: UsageGrouping,
+) -> UsageReportQuery {
+    UsageReportQuery {
+        filter,
+        granularity,
+        group_by,
+    }
+}
+
+fn totals(requests: u64, errors: u64, total_tokens: u64) -> UsageTotals {
+    UsageTotals {
+        requests,
+        errors,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens,
+        cached_tokens: 0,
+    }
+}
+
+/// Only what `totals` sets, to compare rows without restating every token kind.
+fn brief(t: UsageTotals) -> UsageTotals {
+    totals(t.requests, t.errors, t.total_tokens)
+}
+
+async fn a_usage_batch_is_applied_once(s: &dyn CatalogStore) {
+    let batch = [
+        usage("e1", "u1", "r1", HOUR_10 + 5, 100),
+        usage("e1", "u1", "r1", HOUR_10 + 6, 50),
+    ];
+    assert!(
+        s.apply_usage_batch("edge-a_1", &batch, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.apply_usage_batch("edge-a_1", &batch, 2_000)
+            .await
+            .unwrap(),
+        "the same batch again is a duplicate"
+    );
+    assert!(
+        !s.apply_usage_batch("edge-a_1", &[usage("e1", "u1", "r1", HOUR_10, 7)], 3_000)
+            .await
+            .unwrap(),
+        "the id decides, not the content"
+    );
+    let t = s.usage_totals(&everything()).await.unwrap();
+    assert_eq!(
+        t,
+        UsageTotals {
+            requests: 2,
+            errors: 0,
+            prompt_tokens: 75,
+            completion_tokens: 75,
+            total_tokens: 150,
+            cached_tokens: 15,
+        }
+    );
+    assert!(
+        s.apply_usage_batch("edge-a_2", &[], 4_000).await.unwrap(),
+        "an empty batch is a batch"
+    );
+
+    // Dedupe ids are forgotten after their retention: purged, the batch would count again.
+    assert_eq!(
+        s.purge_usage_dedupe(1_000).await.unwrap(),
+        0,
+        "nothing that old"
+    );
+    assert_eq!(s.purge_usage_dedupe(4_001).await.unwrap(), 2);
+    assert!(
+        s.apply_usage_batch("edge-a_1", &batch, 5_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.usage_totals(&everything()).await.unwrap().requests, 4);
+}
+
+async fn a_batch_sent_concurrently_is_applied_once(s: Arc<dyn CatalogStore>) {
+    let batch: Vec<UsageRecord> = (0..50)
+        .map(|i| usage("e1", &format!("u{}", i % 5), "r1", HOUR_10 + i * 60_000, 10))
+        .collect();
+    let batch = Arc::new(batch);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, batch) = (s.clone(), batch.clone());
+            tokio::spawn(async move {
+                // Two ids, each sent four times at once (two replicas, resends in flight).
+                let id = if i % 2 == 0 {
+                    "batch-even"
+                } else {
+                    "batch-odd"
+                };
+                s.apply_usage_batch(id, &batch, 1_000).await.unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        applied += usize::from(t.await.unwrap());
+    }
+    assert_eq!(applied, 2, "each id is applied exactly once");
+    let t = s.usage_totals(&everything()).await.unwrap();
+    assert_eq!((t.requests, t.total_tokens), (100, 1_000));
+}
+
+async fn tokens_of_a_once_key_count_once(s: &dyn CatalogStore) {
+    let run = |key: &str, total| {
+        let mut r = usage("e1", "u1", "agent", HOUR_10, total);
+        r.once_key = key.into();
+        r
+    };
+    // The same finished run read twice in one batch, then again in a later one.
+    s.apply_usage_batch(
+        "b1",
+        &[
+            run("run_1", 300),
+            run("run_1", 300),
+            usage("e1", "u1", "agent", HOUR_10, 5),
+        ],
+        1_000,
+    )
+    .await
+    .unwrap();
+    s.apply_usage_batch("b2", &[run("run_1", 300), run("run_2", 40)], 2_000)
+        .await
+        .unwrap();
+    let t = s.usage_totals(&everything()).await.unwrap();
+    assert_eq!(
+        (t.requests, t.total_tokens),
+        (5, 345),
+        "every read is a request; each run's tokens count once"
+    );
+    let purged = s.purge_usage_dedupe(1_500).await.unwrap();
+    assert_eq!(purged, 2, "batch b1 and the key run_1");
+}
+
+async fn usage_is_summed_per_utc_hour(s: &dyn CatalogStore) {
+    let mut failed = usage("e1", "u1", "r1", HOUR_10 + HOUR, 0);
+    failed.status = 429;
+    s.apply_usage_batch(
+        "b1",
+        &[
+            usage("e1", "u1", "r1", HOUR_10 + HOUR - 1, 10),
+            usage("e1", "u1", "r1", HOUR_10, 20),
+            failed,
+            usage("e1", "u1", "r1", HOUR_10 + 2 * HOUR - 1, 40),
+        ],
+        1_000,
+    )
+    .await
+    .unwrap();
+    // A later batch adds to the same hour's row.
+    s.apply_usage_batch(
+        "b2",
+        &[usage("e1", "u1", "r1", HOUR_10 + 30 * 60_000, 1)],
+        1_000,
+    )
+    .await
+    .unwrap();
+    let hours = s
+        .usage_rows(
+            &report(
+                everything(),
+                UsageGranularity::Hour,
+                UsageGrouping::default(),
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(i64, UsageTotals)> = hours
+        .iter()
+        .map(|r| (r.bucket_ms, brief(r.totals)))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (HOUR_10, totals(3, 0, 31)),
+            (HOUR_10 + HOUR, totals(2, 1, 40))
+        ]
+    );
+    let days = s
+        .usage_rows(
+            &report(
+                everything(),
+                UsageGranularity::Day,
+                UsageGrouping::default(),
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].bucket_ms, HOUR_10 - 10 * HOUR, "the UTC day");
+    assert_eq!(brief(days[0].totals), totals(5, 1, 71));
+    // The hour is in the range when its start is: [from, to).
+    let only_eleven = UsageFilter {
+        from_ms: HOUR_10 + 1,
+        to_ms: HOUR_10 + 2 * HOUR,
+        ..Default::default()
+    };
+    assert_eq!(s.usage_totals(&only_eleven).await.unwrap().requests, 2);
+}
+
+async fn reports_group_filter_and_total(s: &dyn CatalogStore) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let next_day = HOUR_10 + DAY;
+    let mut error = usage("e2", "u1", "r2", HOUR_10, 0);
+    error.status = 500;
+    s.apply_usage_batch(
+        "b1",
+        &[
+            usage("e1", "u1", "r1", HOUR_10, 100),
+            usage("e1", "u2", "r1", HOUR_10, 10),
+            usage("e1", "u1", "r2", HOUR_10 + HOUR, 1),
+            usage("e1", "u2", "r1", next_day, 1_000),
+            error,
+        ],
+        1_000,
+    )
+    .await
+    .unwrap();
+    let rows = |filter, granularity, group_by| {
+        let s = &s;
+        async move {
+            s.usage_rows(&report(filter, granularity, group_by), 100)
+                .await
+                .unwrap()
+        }
+    };
+    let by_attendee = UsageGrouping {
+        attendee: true,
+        ..Default::default()
+    };
+    let e1 = UsageFilter {
+        event_id: Some("e1".into()),
+        ..everything()
+    };
+    let daily = rows(e1.clone(), UsageGranularity::Day, by_attendee).await;
+    let seen: Vec<(i64, Option<&str>, Option<&str>, u64)> = daily
+        .iter()
+        .map(|r| {
+            (
+                r.bucket_ms,
+                r.event_id.as_deref(),
+                r.user_id.as_deref(),
+                r.totals.total_tokens,
+            )
+        })
+        .collect();
+    let day0 = UsageGranularity::Day.floor(HOUR_10);
+    assert_eq!(
+        seen,
+        vec![
+            (day0, None, Some("u1"), 101),
+            (day0, None, Some("u2"), 10),
+            (day0 + DAY, None, Some("u2"), 1_000),
+        ],
+        "ordered by bucket then attendee; event not grouped on: null"
+    );
+
+    let all_dimensions = UsageGrouping {
+        event: true,
+        resource: true,
+        attendee: true,
+    };
+    let full = rows(everything(), UsageGranularity::Hour, all_dimensions).await;
+    assert_eq!(full.len(), 5);
+    assert_eq!(
+        full[0],
+        UsageRow {
+            bucket_ms: HOUR_10,
+            event_id: Some("e1".into()),
+            resource_id: Some("r1".into()),
+            deployment_name: Some("r1-deployment".into()),
+            user_id: Some("u1".into()),
+            totals: UsageTotals {
+                requests: 1,
+                errors: 0,
+                prompt_tokens: 50,
+                completion_tokens: 50,
+                total_tokens: 100,
+                cached_tokens: 10,
+            },
+        }
+    );
+    assert_eq!(
+        (full[2].event_id.as_deref(), full[2].totals.errors),
+        (Some("e2"), 1),
+        "e1 before e2 within the hour"
+    );
+
+    let by_resource = UsageGrouping {
+        resource: true,
+        ..Default::default()
+    };
+    let u1_resources = rows(
+        UsageFilter {
+            user_id: Some("u1".into()),
+            ..everything()
+        },
+        UsageGranularity::Day,
+        by_resource,
+    )
+    .await;
+    let seen: Vec<(Option<&str>, Option<&str>, u64)> = u1_resources
+        .iter()
+        .map(|r| {
+            (
+                r.resource_id.as_deref(),
+                r.deployment_name.as_deref(),
+                r.totals.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("r1"), Some("r1-deployment"), 1),
+            (Some("r2"), Some("r2-deployment"), 2)
+        ]
+    );
+
+    let r1 = UsageFilter {
+        resource_id: Some("r1".into()),
+        ..e1.clone()
+    };
+    assert_eq!(
+        brief(s.usage_totals(&r1).await.unwrap()),
+        totals(3, 0, 1_110)
+    );
+    assert_eq!(
+        brief(s.usage_totals(&everything()).await.unwrap()),
+        totals(5, 1, 1_111)
+    );
+    let first_day = UsageFilter {
+        to_ms: day0 + DAY,
+        ..e1.clone()
+    };
+    assert_eq!(
+        brief(s.usage_totals(&first_day).await.unwrap()),
+        totals(3, 0, 111)
+    );
+    let nobody = UsageFilter {
+        user_id: Some("ghost".into()),
+        ..everything()
+    };
+    assert_eq!(
+        s.usage_totals(&nobody).await.unwrap(),
+        UsageTotals::default()
+    );
+    assert!(
+        rows(nobody, UsageGranularity::Hour, by_attendee)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        s.usage_rows(
+            &report(everything(), UsageGranularity::Hour, all_dimensions),
+            2
+        )
+        .await
+        .unwrap()
+        .len(),
+        2,
+        "the limit holds"
+    );
+
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 29).unwrap();
+    assert_eq!(
+        s.usage_summary("e1", "u1", day).await.unwrap(),
+        UsageSummary {
+            requests: 2,
+            prompt_tokens: 50,
+            completion_tokens: 51,
+            total_tokens: 101,
+            event_total_tokens: 1_111,
+        }
+    );
+    let next = day.succ_opt().unwrap();
+    assert_eq!(s.usage_summary("e1", "u1", next).await.unwrap().requests, 0);
+    assert_eq!(
+        s.usage_summary("e1", "u2", next)
+            .await
+            .unwrap()
+            .total_tokens,
+        1_000
+    );
+
+    // Usage is kept after its event is deleted.
+    s.delete_event("e1").await.unwrap();
+    assert_eq!(s.usage_totals(&e1).await.unwrap().total_tokens, 1_111);
+}
+
+async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn CatalogStore>) {
+    s.create_event(&event("e1", &[])).await.unwrap();
+    let day = "2026-03-29";
+    assert_eq!(
+        s.lease_tokens("e1", "u1", day, 400, 0, 1_000)
+            .await
+            .unwrap(),
+        400
+    );
+    // The edge spent 700 of its 400: 300 of debt, paid before the next lease.
+    assert_eq!(
+        s.lease_tokens("e1", "u1", day, 400, 300, 1_000)
+            .await
+            .unwrap(),
+        300
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "u1", day, 400, 0, 1_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "u1", day, 0, 50, 1_000).await.unwrap(),
+        0,
+        "debt alone is paid, nothing granted"
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "u1", "2026-03-30", 400, 0, 1_000)
+            .await
+            .unwrap(),
+        400,
+        "a new UTC day"
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "u2", day, 400, 0, 1_000)
+            .await
+            .unwrap(),
+        400,
+        "per attendee"
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "", "event", 2_000, 0, 1_000)
+            .await
+            .unwrap(),
+        1_000,
+        "the event budget is its own counter"
+    );
+    assert_eq!(
+        s.lease_tokens("e1", "u3", day, 400, 2_000, 1_000)
+            .await
+            .unwrap(),
+        0,
+        "a debt past the cap leaves nothing"
+    );
+
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let debt = i % 2 * 10;
+                let granted = s
+                    .lease_tokens("e1", "u4", day, 100, debt, 1_000)
+                    .await
+                    .unwrap();
+                (granted, debt)
+            })
+        })
+        .collect();
+    let (mut granted, mut spent) = (0, 0);
+    for t in tasks {
+        let (g, debt) = t.await.unwrap();
+        granted += g;
+        spent += g + if g > 0 { debt } else { 0 };
+    }
+    // Twelve leases of 100 against 1000, half of them paying a debt of 10: whatever the order,
+    // the leases that were granted anything, with their debts, fill the cap and never pass it
+    // (short of it by at most one debt that found the rest too small).
+    assert!(granted <= 1_000, "granted {granted}");
+    assert!(
+        (990..=1_000).contains(&spent),
+        "granted {granted}, with debts {spent}"
+    );
+
+    // A counter starts from the usage recorded before it (a cap set mid-event): 600 tokens of
+    // u5 that day (HOUR_10 is on 2026-03-29), 50 the day before; 1,250 for the whole event.
+    s.apply_usage_batch(
+        "seed",
+        &[
+            usage("e1", "u5", "r1", HOUR_10, 600),
+            usage("e1", "u5", "r1", HOUR_10 - DAY, 50),
+            usage("e1", "u6", "r1", HOUR_10, 600),
+        ],
+        HOUR_10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.lease_tokens("e1", "u5", day, 500, 0, 1_000)
+            .await
+            .unwrap(),
+        400,
+        "the day's recorded usage counts, the day before's does not"
+    );
+    s.create_event(&event("e3", &[])).await.unwrap();
+    s.apply_usage_batch("seed-e3", &[usage("e3", "u1", "r1", HOUR_10, 700)], HOUR_10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.lease_tokens("e3", "", "event", 500, 0, 1_000)
+            .await
+            .unwrap(),
+        300,
+        "an event budget counts all the event's recorded usage"
+    );
+
+    s.delete_event("e1").await.unwrap();
+    assert!(
+        s.lease_tokens("e2", "u1", day, 1, 0, 10).await.is_err(),
+        "counters belong to an existing event"
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:ident) => {
         mod $backend {
@@ -844,6 +1408,48 @@ macro_rules! conformance {
             async fn concurrent_writers_get_distinct_growing_versions() {
                 let t = $make().await;
                 super::concurrent_writers_get_distinct_growing_versions(t.store.clone()).await;
+                t.finish().await;
+            }
+            #[tokio::test]
+            async fn a_usage_batch_is_applied_once() {
+                let t = $make().await;
+                super::a_usage_batch_is_applied_once(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_batch_sent_concurrently_is_applied_once() {
+                let t = $make().await;
+                super::a_batch_sent_concurrently_is_applied_once(t.store.clone()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn tokens_of_a_once_key_count_once() {
+                let t = $make().await;
+                super::tokens_of_a_once_key_count_once(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn usage_is_summed_per_utc_hour() {
+                let t = $make().await;
+                super::usage_is_summed_per_utc_hour(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn reports_group_filter_and_total() {
+                let t = $make().await;
+                super::reports_group_filter_and_total(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn token_leases_pay_debt_first_and_never_grant_past_the_cap() {
+                let t = $make().await;
+                super::token_leases_pay_debt_first_and_never_grant_past_the_cap(t.store.clone())
+                    .await;
                 t.finish().await;
             }
         }

@@ -1,5 +1,6 @@
-//! `/events`: windows (RFC 3339, or local date-times in the event's IANA zone), caps, organiser,
-//! the resources the event exposes.
+//! `/events`: windows (RFC 3339, or local date-times in the event's IANA zone), caps (tokens per
+//! request, requests and tokens per attendee per day, the event's token budget), organiser, the
+//! resources the event exposes.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,6 +23,8 @@ const ACCEPTED: &[&str] = &[
     "time_zone",
     "max_token_cap",
     "daily_request_cap",
+    "daily_token_cap",
+    "token_budget",
     "organizer_name",
     "organizer_email",
     "active",
@@ -39,6 +42,8 @@ pub fn to_json(e: &Event) -> Value {
         "time_zone": e.time_zone,
         "max_token_cap": e.max_token_cap,
         "daily_request_cap": e.daily_request_cap,
+        "daily_token_cap": e.daily_token_cap,
+        "token_budget": e.token_budget,
         "organizer_name": e.organizer_name,
         "organizer_email": e.organizer_email,
         "active": e.active,
@@ -55,6 +60,8 @@ fn parse_spec(body: &Bytes) -> Result<EventSpec, ApiError> {
         time_zone: f.string("time_zone")?.unwrap_or_else(|| "UTC".to_string()),
         max_token_cap: f.u32("max_token_cap")?.unwrap_or(0),
         daily_request_cap: f.u32("daily_request_cap")?.unwrap_or(0),
+        daily_token_cap: f.token_count("daily_token_cap")?.unwrap_or(0),
+        token_budget: f.token_count("token_budget")?.unwrap_or(0),
         organizer_name: f.string("organizer_name")?.unwrap_or_default(),
         organizer_email: f.string("organizer_email")?.unwrap_or_default(),
         active: f.bool("active")?.unwrap_or(true),

@@ -75,6 +75,21 @@ impl Fields {
         }
     }
 
+    /// A token count or cap: a whole number up to 2^53 - 1, the largest a JSON number carries
+    /// exactly in every client (JavaScript's `Number.MAX_SAFE_INTEGER`).
+    pub fn token_count(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
+        const MAX: u64 = (1 << 53) - 1;
+        match self.present(name) {
+            None => Ok(None),
+            Some(v) => v.as_u64().filter(|n| *n <= MAX).map(Some).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("expected a whole number from 0 to {MAX} (0: no cap)"),
+                )
+            }),
+        }
+    }
+
     pub fn string_list(&self, name: &'static str) -> Result<Option<Vec<String>>, ApiError> {
         match self.present(name) {
             None => Ok(None),

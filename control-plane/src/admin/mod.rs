@@ -1,4 +1,4 @@
-//! The admin HTTP API (`/admin/api/v1/…`): JSON over axum, `Authorization: Bearer <admin token>` on
+//! The admin HTTP API (`/admin/api/v1/…`): JSON over axum (CSV for usage exports), `Authorization: Bearer <admin token>` on
 //! every route but `/healthz`. One module per resource family; errors map to HTTP in `error.rs`;
 //! request bodies are bounded in `body.rs`; every response gets the headers of
 //! `security_headers.rs`; `server.rs` runs the HTTP server with its timeouts and limits.
@@ -12,6 +12,8 @@ mod fields;
 mod resources;
 pub mod security_headers;
 pub mod server;
+mod usage;
+mod usage_csv;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -89,6 +91,7 @@ fn api_router(state: AdminState) -> Router {
             put(attendees::set_active),
         )
         .route("/edges", get(edges::list))
+        .route("/usage", get(usage::report))
         .route("/openapi.json", get(openapi))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(

@@ -26,6 +26,7 @@ const ACCEPTED: &[&str] = &[
     "use_managed_identity",
     "identity_client_id",
     "active",
+    "use_max_completion_tokens",
 ];
 const READ_ONLY: &[&str] = &["id", "has_key"];
 
@@ -42,6 +43,7 @@ pub fn to_json(r: &Resource, tokens: &TokenBroker) -> Value {
         "use_managed_identity": r.use_managed_identity,
         "identity_client_id": r.identity_client_id,
         "active": r.active,
+        "use_max_completion_tokens": r.use_max_completion_tokens,
         "has_key": r.encrypted_key.is_some(),
     });
     if r.use_managed_identity {
@@ -104,6 +106,7 @@ fn parse_spec(body: &Bytes, updating: bool) -> Result<ResourceSpec, ApiError> {
         use_managed_identity: f.bool("use_managed_identity")?.unwrap_or(false),
         identity_client_id: f.string("identity_client_id")?,
         active: f.bool("active")?.unwrap_or(true),
+        use_max_completion_tokens: f.bool("use_max_completion_tokens")?.unwrap_or(false),
     })
 }
 

@@ -58,6 +58,8 @@ pub struct Resource {
     pub use_managed_identity: bool,
     pub identity_client_id: Option<String>,
     pub active: bool,
+    /// Chat calls have `max_tokens` renamed `max_completion_tokens` (reasoning models refuse it).
+    pub use_max_completion_tokens: bool,
     /// The upstream key, AES-256-GCM sealed (see `secrets::KeyCipher`). Never leaves the control
     /// plane except decrypted on the edge sync stream.
     pub encrypted_key: Option<Vec<u8>>,
@@ -76,6 +78,7 @@ impl fmt::Debug for Resource {
             .field("use_managed_identity", &self.use_managed_identity)
             .field("identity_client_id", &self.identity_client_id)
             .field("active", &self.active)
+            .field("use_max_completion_tokens", &self.use_max_completion_tokens)
             .field(
                 "encrypted_key",
                 &format_args!("{}", redacted_bytes(&self.encrypted_key)),
@@ -96,6 +99,10 @@ pub struct Event {
     /// 0: no cap.
     pub max_token_cap: u32,
     pub daily_request_cap: u32,
+    /// Tokens per attendee per UTC day; 0: no cap.
+    pub daily_token_cap: u64,
+    /// Tokens for the whole event, all attendees together; 0: no budget.
+    pub token_budget: u64,
     pub organizer_name: String,
     pub organizer_email: String,
     pub active: bool,
@@ -147,6 +154,116 @@ impl FoundryObject {
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
     }
+}
+
+/// One proxied request as an edge metered it (`UsageStore::apply_usage_batch`). Tokens are what
+/// the upstream reported; usage is stored as hourly sums, not per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub event_id: String,
+    pub user_id: String,
+    /// Empty when no upstream was called.
+    pub resource_id: String,
+    pub deployment_name: String,
+    /// HTTP status; 400 and above counts as an error.
+    pub status: u32,
+    /// Unix ms when the request arrived: decides its hour.
+    pub started_at_ms: i64,
+    pub duration_ms: u64,
+    pub ttfb_ms: u64,
+    pub streamed: bool,
+    pub usage_unknown: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Non-empty for tokens that may be reported again (a run's usage): the tokens of one key
+    /// count once, every record of it counts as a request.
+    pub once_key: String,
+}
+
+/// The width of a usage report's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGranularity {
+    Hour,
+    Day,
+}
+
+impl UsageGranularity {
+    pub const HOUR_MS: i64 = 3_600_000;
+    pub const DAY_MS: i64 = 86_400_000;
+
+    pub fn bucket_ms(self) -> i64 {
+        match self {
+            UsageGranularity::Hour => Self::HOUR_MS,
+            UsageGranularity::Day => Self::DAY_MS,
+        }
+    }
+
+    /// The start (UTC) of the bucket holding `ms`.
+    pub fn floor(self, ms: i64) -> i64 {
+        ms - ms.rem_euclid(self.bucket_ms())
+    }
+}
+
+/// Which usage the report reads: exact filters, and the hours whose start is in `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub event_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub user_id: Option<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// The dimensions a report's rows are split by (none: one row per bucket). The deployment name
+/// goes with the resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageGrouping {
+    pub event: bool,
+    pub resource: bool,
+    pub attendee: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageReportQuery {
+    pub filter: UsageFilter,
+    pub granularity: UsageGranularity,
+    pub group_by: UsageGrouping,
+}
+
+/// What a report adds up, per row and over everything selected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// One row of a usage report: a bucket, the dimensions grouped on (`None` for the others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Start of the bucket, Unix ms UTC.
+    pub bucket_ms: i64,
+    pub event_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub deployment_name: Option<String>,
+    pub user_id: Option<String>,
+    pub totals: UsageTotals,
+}
+
+/// One attendee's usage on one UTC day, and the event's total tokens (for `/eventinfo`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageSummary {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub event_total_tokens: u64,
 }
 
 /// The forget invalidations after a sequence number (`OwnershipStore::forgets_since`).
@@ -236,6 +353,7 @@ mod tests {
             use_managed_identity: false,
             identity_client_id: None,
             active: true,
+            use_max_completion_tokens: false,
             encrypted_key: Some(b"sealed-bytes".to_vec()),
         };
         let attendee = Attendee {

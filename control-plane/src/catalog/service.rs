@@ -83,6 +83,7 @@ pub struct ResourceSpec {
     pub use_managed_identity: bool,
     pub identity_client_id: Option<String>,
     pub active: bool,
+    pub use_max_completion_tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +94,10 @@ pub struct EventSpec {
     pub time_zone: String,
     pub max_token_cap: u32,
     pub daily_request_cap: u32,
+    /// Tokens per attendee per UTC day; 0: no cap.
+    pub daily_token_cap: u64,
+    /// Tokens for the whole event; 0: no budget.
+    pub token_budget: u64,
     pub organizer_name: String,
     pub organizer_email: String,
     pub active: bool,
@@ -205,6 +210,7 @@ impl Catalog {
             use_managed_identity: spec.use_managed_identity,
             identity_client_id,
             active: spec.active,
+            use_max_completion_tokens: spec.use_max_completion_tokens,
             encrypted_key,
         };
         Ok((resource, key))
@@ -321,6 +327,8 @@ impl Catalog {
             time_zone: zone.name().to_string(),
             max_token_cap: spec.max_token_cap,
             daily_request_cap: spec.daily_request_cap,
+            daily_token_cap: spec.daily_token_cap,
+            token_budget: spec.token_budget,
             organizer_name: spec.organizer_name.trim().to_string(),
             organizer_email: email,
             active: spec.active,

@@ -20,11 +20,13 @@ use crate::secrets::Secret;
 use crate::sync::edges::EdgeRegistry;
 use crate::sync::server::EdgeSyncService;
 use crate::tokens::TokenBroker;
+use crate::usage::UsageLedger;
 use auth::BearerToken;
 use catalog_service::CatalogReadService;
 
 /// Largest EdgeService message either way. Sync updates are cut into 1 MiB chunks
-/// (`sync::chunks`) and ownership calls carry at most 1000 objects; this is the safety margin.
+/// (`sync::chunks`), ownership calls carry at most 1000 objects and usage batches at most 5000
+/// records; this is the safety margin.
 pub const MAX_EDGE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct GrpcCredentials {
@@ -39,6 +41,7 @@ const CATALOG_SERVICE_OFF: &str = "CatalogService is off on this control plane: 
 pub struct GrpcState {
     pub catalog: Arc<Catalog>,
     pub ownership: Arc<ObjectOwnership>,
+    pub usage: Arc<UsageLedger>,
     pub edges: EdgeRegistry,
     pub tokens: Arc<TokenBroker>,
 }
@@ -83,6 +86,7 @@ pub async fn serve(
     let GrpcState {
         catalog,
         ownership,
+        usage,
         edges,
         tokens,
     } = state;
@@ -90,6 +94,7 @@ pub async fn serve(
         pb::edge_service_server::EdgeServiceServer::new(EdgeSyncService::new(
             catalog.clone(),
             ownership,
+            usage,
             edges,
             tokens,
         ))

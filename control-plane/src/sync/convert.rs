@@ -1,10 +1,12 @@
 //! Catalog rows to wire messages. `ResourceInfo`/`EventInfo` never carry a secret; only
 //! `EdgeResource` (edge stream) adds the decrypted upstream key. Ownership records convert both
-//! ways: edges send them.
+//! ways: edges send them. Usage records and summaries: edges send the former, read the latter.
 
 use aiproxy_proto::v1 as pb;
 
-use crate::catalog::model::{Attendee, Event, FoundryObject, ObjectKind, Removal, Resource};
+use crate::catalog::model::{
+    Attendee, Event, FoundryObject, ObjectKind, Removal, Resource, UsageRecord, UsageSummary,
+};
 use crate::identity::Scope;
 use crate::secrets::KeyCipher;
 
@@ -20,6 +22,7 @@ pub fn resource_info(r: &Resource) -> pb::ResourceInfo {
         identity_client_id: r.identity_client_id.clone().unwrap_or_default(),
         active: r.active,
         has_key: r.encrypted_key.is_some(),
+        use_max_completion_tokens: r.use_max_completion_tokens,
     }
 }
 
@@ -58,6 +61,8 @@ pub fn event_info(e: &Event) -> pb::EventInfo {
         organizer_email: e.organizer_email.clone(),
         active: e.active,
         resource_ids: e.resource_ids.clone(),
+        daily_token_cap: e.daily_token_cap,
+        token_budget: e.token_budget,
     }
 }
 
@@ -106,5 +111,38 @@ pub fn removal(r: &Removal) -> pb::Removal {
     pb::Removal {
         kind: kind as i32,
         id: r.id.clone(),
+    }
+}
+
+/// A usage record as an edge reports it. The route family is not kept: usage is summed per
+/// (event, attendee, resource, deployment, hour).
+pub fn usage_record(r: pb::UsageRecord) -> UsageRecord {
+    UsageRecord {
+        event_id: r.event_id,
+        user_id: r.user_id,
+        resource_id: r.resource_id,
+        deployment_name: r.deployment_name,
+        status: r.status,
+        started_at_ms: r.started_at_ms,
+        duration_ms: u64::from(r.duration_ms),
+        ttfb_ms: u64::from(r.ttfb_ms),
+        streamed: r.streamed,
+        usage_unknown: r.usage_unknown,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        total_tokens: r.total_tokens,
+        cached_tokens: r.cached_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        once_key: r.once_key,
+    }
+}
+
+pub fn usage_summary(s: UsageSummary) -> pb::UsageSummary {
+    pb::UsageSummary {
+        requests: s.requests,
+        prompt_tokens: s.prompt_tokens,
+        completion_tokens: s.completion_tokens,
+        total_tokens: s.total_tokens,
+        event_total_tokens: s.event_total_tokens,
     }
 }

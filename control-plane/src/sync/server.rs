@@ -1,7 +1,8 @@
 //! `EdgeService`: the calls an edge makes. `Sync` opens one session per stream (`session.rs`);
 //! the ownership calls (RecordObjects, ForgetObject, LookupObjects, ListOwnedObjects) apply the
-//! rules of `ownership`; LeaseRequests takes from an attendee's daily request cap. Every error
-//! maps to a gRPC status in `status` below; database error text is logged, never sent.
+//! rules of `ownership`; LeaseRequests takes from a request or token cap (`quota`); ReportUsage and
+//! GetUsage apply the rules of `usage`. Every error maps to a gRPC status in `status` below;
+//! database error text is logged, never sent.
 
 use std::sync::Arc;
 
@@ -17,11 +18,14 @@ use super::edges::EdgeRegistry;
 use super::session::SyncSession;
 use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog, CatalogError};
 use crate::ownership::{ObjectOwnership, OwnedObjectsQuery};
+use crate::quota::{self, LeaseAsk, LeaseCounter};
 use crate::tokens::TokenBroker;
+use crate::usage::UsageLedger;
 
 pub struct EdgeSyncService {
     catalog: Arc<Catalog>,
     ownership: Arc<ObjectOwnership>,
+    usage: Arc<UsageLedger>,
     edges: EdgeRegistry,
     tokens: Arc<TokenBroker>,
 }
@@ -30,12 +34,14 @@ impl EdgeSyncService {
     pub fn new(
         catalog: Arc<Catalog>,
         ownership: Arc<ObjectOwnership>,
+        usage: Arc<UsageLedger>,
         edges: EdgeRegistry,
         tokens: Arc<TokenBroker>,
     ) -> Self {
         Self {
             catalog,
             ownership,
+            usage,
             edges,
             tokens,
         }
@@ -145,23 +151,63 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let r = request.into_inner();
-        let event = self.catalog.get_event(&r.event_id).await.map_err(status)?;
-        if event.daily_request_cap == 0 {
-            return Ok(Response::new(pb::Lease { granted: r.wanted }));
-        }
-        let granted = self
-            .catalog
-            .store()
-            .lease_requests(
-                &r.event_id,
-                &r.user_id,
-                &r.day,
-                r.wanted.max(1),
-                event.daily_request_cap,
-            )
-            .await
-            .map_err(|e| status(e.into()))?;
+        let counter = match pb::LeaseCounter::try_from(r.counter) {
+            Ok(pb::LeaseCounter::DailyRequests) => LeaseCounter::DailyRequests,
+            Ok(pb::LeaseCounter::DailyTokens) => LeaseCounter::DailyTokens,
+            Ok(pb::LeaseCounter::EventTokens) => LeaseCounter::EventTokens,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "counter: unknown lease counter {}",
+                    r.counter
+                )));
+            }
+        };
+        let ask = LeaseAsk {
+            counter,
+            event_id: r.event_id,
+            user_id: r.user_id,
+            day: r.day,
+            wanted: r.wanted,
+            debt: r.debt,
+        };
+        let granted = quota::lease(&self.catalog, &ask).await.map_err(status)?;
         Ok(Response::new(pb::Lease { granted }))
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<pb::UsageBatch>,
+    ) -> Result<Response<pb::UsageAck>, Status> {
+        let batch = request.into_inner();
+        let records: Vec<_> = batch
+            .records
+            .into_iter()
+            .map(convert::usage_record)
+            .collect();
+        let applied = self
+            .usage
+            .apply(&batch.batch_id, &records)
+            .await
+            .map_err(status)?;
+        if !applied {
+            tracing::debug!(batch_id = %batch.batch_id, edge = %batch.edge_id, "usage batch sent again: already applied");
+        }
+        Ok(Response::new(pb::UsageAck {
+            duplicate: !applied,
+        }))
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<pb::UsageQuery>,
+    ) -> Result<Response<pb::UsageSummary>, Status> {
+        let q = request.into_inner();
+        let summary = self
+            .usage
+            .summary(&q.event_id, &q.user_id, &q.day)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::usage_summary(summary)))
     }
 }
 

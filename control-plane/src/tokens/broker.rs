@@ -519,6 +519,7 @@ mod tests {
             use_managed_identity: true,
             identity_client_id: None,
             active: true,
+            use_max_completion_tokens: false,
             encrypted_key: None,
         }
     }

@@ -1,6 +1,9 @@
 //! The harness the gRPC test files share: an in-process control plane on loopback (alone, or
-//! several sharing one database like replicas), an edge's Sync stream, and admin calls.
+//! several sharing one database like replicas), an edge's Sync stream, and admin calls. The admin
+//! test files share `admin` (the admin API in-process, no ports).
 #![allow(dead_code)]
+
+pub mod admin;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -10,11 +10,15 @@
 //! Foundry object ownership records live in the same database but outside the catalog version
 //! (`OwnershipStore`, SQL in `ownership_sql.rs`): they grow with traffic, so edges look them up on
 //! demand rather than receiving them on the Sync stream.
+//!
+//! Usage (`UsageStore`, SQL in `usage_sql.rs`) is outside the catalog version too: hourly sums per
+//! (event, attendee, resource, deployment), applied once per batch id.
 
 mod ownership_sql;
 mod postgres;
 mod sql;
 mod sqlite;
+mod usage_sql;
 
 pub use postgres::PostgresCatalogStore;
 pub use sqlite::SqliteCatalogStore;
@@ -23,7 +27,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::model::{Attendee, CatalogChanges, Event, ForgetsSince, FoundryObject, Resource};
+use super::model::{
+    Attendee, CatalogChanges, Event, ForgetsSince, FoundryObject, Resource, UsageFilter,
+    UsageRecord, UsageReportQuery, UsageRow, UsageSummary, UsageTotals,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,7 +73,7 @@ impl std::fmt::Debug for KeyWrite {
 }
 
 #[async_trait]
-pub trait CatalogStore: OwnershipStore + Send + Sync + 'static {
+pub trait CatalogStore: OwnershipStore + UsageStore + Send + Sync + 'static {
     /// The catalog's identity: a random id made when the database was created. An edge holding a
     /// version of another catalog gets a full snapshot.
     async fn catalog_id(&self) -> StoreResult<String>;
@@ -112,6 +119,22 @@ pub trait CatalogStore: OwnershipStore + Send + Sync + 'static {
         wanted: u32,
         cap: u32,
     ) -> StoreResult<u32>;
+
+    /// Token leases: adds `debt + wanted` to the counter `(event_id, user_id, period)` in one
+    /// atomic statement and grants what was left of `cap` before it, after the debt:
+    /// `clamp(cap - (used_before + debt), 0, wanted)`. The counter may pass the cap; grants never
+    /// do. `period` is the UTC day (`YYYY-MM-DD`) of a daily cap, or `event` (with user_id `''`).
+    /// A new counter starts from the tokens already recorded in `usage_hourly` for its period (the
+    /// attendee's day, or the whole event), so a cap set mid-event counts what came before it.
+    async fn lease_tokens(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        period: &str,
+        wanted: u64,
+        debt: u64,
+        cap: u64,
+    ) -> StoreResult<u64>;
 
     async fn set_attendee_active(
         &self,
@@ -163,6 +186,36 @@ pub trait OwnershipStore: Send + Sync + 'static {
     async fn forgets_since(&self, seq: u64) -> StoreResult<ForgetsSince>;
     /// Drops forget invalidations logged before `older_than_ms`; returns how many.
     async fn prune_forgets(&self, older_than_ms: i64) -> StoreResult<u64>;
+}
+
+/// Usage as the edges report it, kept as hourly sums. Nothing here takes a catalog version, and
+/// nothing is tied to an event's life: usage stays after its event is deleted.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Applies a batch once, in one transaction: `false` (and no change) when `batch_id` was
+    /// applied before, even by a concurrent call. Records are summed per (event, attendee,
+    /// resource, deployment, UTC hour of `started_at_ms`); a record whose `once_key` was counted
+    /// before (in an earlier batch or earlier in this one) counts as a request without tokens.
+    async fn apply_usage_batch(
+        &self,
+        batch_id: &str,
+        records: &[UsageRecord],
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Report rows, ordered by bucket then dimensions; at most `limit` of them (ask one more than
+    /// you accept to learn there were more).
+    async fn usage_rows(&self, query: &UsageReportQuery, limit: u64) -> StoreResult<Vec<UsageRow>>;
+    /// The sums over everything `filter` selects.
+    async fn usage_totals(&self, filter: &UsageFilter) -> StoreResult<UsageTotals>;
+    /// One attendee's usage on one UTC day, and the event's total tokens over all time.
+    async fn usage_summary(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        day: chrono::NaiveDate,
+    ) -> StoreResult<UsageSummary>;
+    /// Forgets batch ids and once keys applied before `older_than_ms`; returns how many.
+    async fn purge_usage_dedupe(&self, older_than_ms: i64) -> StoreResult<u64>;
 }
 
 /// Opens (and migrates) the store `AIPROXY_DATABASE_URL` names.

@@ -31,3 +31,5 @@ super::sql::impl_catalog_store!(
 );
 
 super::ownership_sql::impl_ownership_store!(PostgresCatalogStore, sqlx::Postgres, "BEGIN");
+
+super::usage_sql::impl_usage_store!(PostgresCatalogStore, sqlx::Postgres, "BEGIN");

@@ -7,30 +7,34 @@ use std::collections::HashMap;
 use crate::catalog::model::{Attendee, Event, ModelType, ObjectKind, Removal, Resource};
 
 pub(super) const RESOURCE_COLUMNS: &str = "id, friendly_name, deployment_name, model_type, \
-    endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key";
+    endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key, \
+    use_max_completion_tokens";
 pub(super) const EVENT_COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time_zone, \
-    max_token_cap, daily_request_cap, organizer_name, organizer_email, active";
+    max_token_cap, daily_request_cap, organizer_name, organizer_email, active, daily_token_cap, \
+    token_budget";
 pub(super) const ATTENDEE_COLUMNS: &str = "event_id, user_id, key_hash, active, created_at_ms";
 
 pub(super) const INSERT_RESOURCE: &str = "INSERT INTO resources (id, friendly_name, deployment_name, \
-    model_type, endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key, version) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    model_type, endpoint_url, region, use_managed_identity, identity_client_id, active, encrypted_key, version, \
+    use_max_completion_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 /// `$10` the new sealed key (or NULL), `$12` `keep`/`replace`/`drop`, `$13` the origin a kept key
-/// belongs to. `keep` leaves the key as it is in the row at write time, and only when the stored
-/// endpoint (the old value: SET does not change what WHERE reads) is on `$13`; else no row matches.
+/// belongs to, `$14` `use_max_completion_tokens`. `keep` leaves the key as it is in the row at
+/// write time, and only when the stored endpoint (the old value: SET does not change what WHERE
+/// reads) is on `$13`; else no row matches.
 pub(super) const UPDATE_RESOURCE: &str = "UPDATE resources SET friendly_name = $2, deployment_name = $3, \
     model_type = $4, endpoint_url = $5, region = $6, use_managed_identity = $7, identity_client_id = $8, \
-    active = $9, encrypted_key = CASE WHEN $12 = 'keep' THEN encrypted_key ELSE $10 END, version = $11 \
+    active = $9, encrypted_key = CASE WHEN $12 = 'keep' THEN encrypted_key ELSE $10 END, version = $11, \
+    use_max_completion_tokens = $14 \
     WHERE id = $1 AND ($12 <> 'keep' OR lower(endpoint_url) = $13 \
     OR substr(lower(endpoint_url), 1, length($13) + 1) = $13 || '/') \
     RETURNING id, friendly_name, deployment_name, model_type, endpoint_url, region, \
-    use_managed_identity, identity_client_id, active, encrypted_key";
+    use_managed_identity, identity_client_id, active, encrypted_key, use_max_completion_tokens";
 pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, name, starts_at_ms, ends_at_ms, time_zone, \
-    max_token_cap, daily_request_cap, organizer_name, organizer_email, active, version) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    max_token_cap, daily_request_cap, organizer_name, organizer_email, active, version, daily_token_cap, \
+    token_budget) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 pub(super) const UPDATE_EVENT: &str = "UPDATE events SET name = $2, starts_at_ms = $3, ends_at_ms = $4, \
     time_zone = $5, max_token_cap = $6, daily_request_cap = $7, organizer_name = $8, organizer_email = $9, \
-    active = $10, version = $11 WHERE id = $1";
+    active = $10, version = $11, daily_token_cap = $12, token_budget = $13 WHERE id = $1";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ResourceRow {
@@ -44,6 +48,7 @@ pub(super) struct ResourceRow {
     identity_client_id: Option<String>,
     active: bool,
     encrypted_key: Option<Vec<u8>>,
+    use_max_completion_tokens: bool,
 }
 
 impl ResourceRow {
@@ -63,6 +68,7 @@ impl ResourceRow {
             use_managed_identity: self.use_managed_identity,
             identity_client_id: self.identity_client_id,
             active: self.active,
+            use_max_completion_tokens: self.use_max_completion_tokens,
             encrypted_key: self.encrypted_key,
         })
     }
@@ -80,6 +86,8 @@ pub(super) struct EventRow {
     organizer_name: String,
     organizer_email: String,
     active: bool,
+    daily_token_cap: i64,
+    token_budget: i64,
 }
 
 impl EventRow {
@@ -92,6 +100,8 @@ impl EventRow {
             time_zone: self.time_zone,
             max_token_cap: u32::try_from(self.max_token_cap).unwrap_or(u32::MAX),
             daily_request_cap: u32::try_from(self.daily_request_cap).unwrap_or(u32::MAX),
+            daily_token_cap: u64::try_from(self.daily_token_cap).unwrap_or(0),
+            token_budget: u64::try_from(self.token_budget).unwrap_or(0),
             organizer_name: self.organizer_name,
             organizer_email: self.organizer_email,
             active: self.active,
@@ -145,6 +155,19 @@ pub(super) fn version_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+pub(super) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// What a lease grants once its counter moved from `used_after - charged` to `used_after`, where
+/// `charged` is `debt + wanted`: what was left of `cap` before the increment, after the debt, at
+/// most `wanted` (the counter may pass the cap; grants never do).
+pub(super) fn lease_grant(used_after: i64, charged: i64, debt: i64, cap: i64, wanted: i64) -> i64 {
+    let before = used_after.saturating_sub(charged);
+    cap.saturating_sub(before.saturating_add(debt))
+        .clamp(0, wanted.max(0))
+}
+
 /// Implements `CatalogStore` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
 /// `$snapshot_sql` starts a read transaction at a consistent snapshot (dialect-specific).
 macro_rules! impl_catalog_store {
@@ -153,7 +176,7 @@ macro_rules! impl_catalog_store {
         use $crate::catalog::store::sql::{
             ATTENDEE_COLUMNS, AttendeeRow, EVENT_COLUMNS, EventRow, INSERT_EVENT, INSERT_RESOURCE,
             RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE, assemble_events,
-            removals_from_rows, version_u64,
+            lease_grant, removals_from_rows, to_i64, version_u64,
         };
         use $crate::catalog::store::{CatalogStore, KeyWrite, StoreError};
 
@@ -208,6 +231,7 @@ macro_rules! impl_catalog_store {
                     .bind(r.active)
                     .bind(&r.encrypted_key)
                     .bind(v)
+                    .bind(r.use_max_completion_tokens)
                     .execute(&mut **tx)
                     .await?;
                 Ok(done.rows_affected())
@@ -227,6 +251,8 @@ macro_rules! impl_catalog_store {
                     .bind(&e.organizer_email)
                     .bind(e.active)
                     .bind(v)
+                    .bind(to_i64(e.daily_token_cap))
+                    .bind(to_i64(e.token_budget))
                     .execute(&mut **tx)
                     .await?;
                 Ok(done.rows_affected())
@@ -408,6 +434,7 @@ macro_rules! impl_catalog_store {
                     .bind(v)
                     .bind(mode)
                     .bind(origin)
+                    .bind(r.use_max_completion_tokens)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else {
@@ -602,9 +629,50 @@ macro_rules! impl_catalog_store {
                 .bind(i64::from(wanted))
                 .fetch_one(&self.pool)
                 .await?;
-                let before = used - i64::from(wanted);
-                let left = (i64::from(cap) - before).max(0);
-                Ok(u32::try_from(left.min(i64::from(wanted))).unwrap_or(0))
+                let granted = lease_grant(used, i64::from(wanted), 0, i64::from(cap), i64::from(wanted));
+                Ok(u32::try_from(granted).unwrap_or(0))
+            }
+
+            async fn lease_tokens(
+                &self,
+                event_id: &str,
+                user_id: &str,
+                period: &str,
+                wanted: u64,
+                debt: u64,
+                cap: u64,
+            ) -> StoreResult<u64> {
+                // Like request leases: one atomic increment (the debt is paid even when nothing is
+                // left to grant), the grant carved from what was left before it. A counter starts
+                // from the usage already recorded in its period (the attendee's day, or the whole
+                // event), so a cap set or raised mid-event counts what was used before it.
+                let (wanted, debt) = (to_i64(wanted), to_i64(debt));
+                let charged = wanted.saturating_add(debt);
+                let (from_ms, to_ms) = match chrono::NaiveDate::parse_from_str(period, "%Y-%m-%d") {
+                    Ok(day) => {
+                        let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
+                        (start, start + 86_400_000)
+                    }
+                    Err(_) => (i64::MIN, i64::MAX),
+                };
+                let (used,): (i64,) = sqlx::query_as(
+                    "INSERT INTO token_counts (event_id, user_id, period, used) \
+                     SELECT $1, $2, $3, $4 + CAST(COALESCE((SELECT SUM(total_tokens) FROM usage_hourly \
+                        WHERE event_id = $1 AND ($2 = '' OR user_id = $2) AND hour_ms >= $5 AND hour_ms < $6), 0) AS BIGINT) \
+                     WHERE true \
+                     ON CONFLICT (event_id, user_id, period) DO UPDATE SET used = token_counts.used + $4 \
+                     RETURNING used",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .bind(period)
+                .bind(charged)
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_one(&self.pool)
+                .await?;
+                let granted = lease_grant(used, charged, debt, to_i64(cap), wanted);
+                Ok(u64::try_from(granted).unwrap_or(0))
             }
 
             async fn set_attendee_active(

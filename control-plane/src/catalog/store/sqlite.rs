@@ -38,3 +38,6 @@ super::sql::impl_catalog_store!(SqliteCatalogStore, sqlx::Sqlite, None::<&str>);
 
 // Ownership writes may read first: take the write lock up front (see `ownership_sql.rs`).
 super::ownership_sql::impl_ownership_store!(SqliteCatalogStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
+
+// A usage batch reads (its id) before it writes: take the write lock up front.
+super::usage_sql::impl_usage_store!(SqliteCatalogStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
