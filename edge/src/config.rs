@@ -124,6 +124,28 @@ pub struct EdgeConfig {
     /// Then, how long open requests and streams may take to finish, in seconds.
     #[arg(long, env = "AIPROXY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Usage records are sent to the control plane at least this often, in milliseconds.
+    #[arg(long, env = "AIPROXY_USAGE_FLUSH_MS", default_value_t = 1_000)]
+    pub usage_flush_ms: u64,
+
+    /// ... and as soon as this many are waiting (the most one batch holds).
+    #[arg(long, env = "AIPROXY_USAGE_BATCH_RECORDS", default_value_t = 500)]
+    pub usage_batch_records: usize,
+
+    /// Usage records kept while the control plane is unreachable; past it new ones are dropped
+    /// (counted in `/readyz` and logged).
+    #[arg(long, env = "AIPROXY_USAGE_BUFFER_RECORDS", default_value_t = 100_000)]
+    pub usage_buffer_records: usize,
+
+    /// The most of one answer (JSON) or of one event (streams) kept to read its usage, in bytes;
+    /// a larger answer is counted without tokens and flagged `usage_unknown`.
+    #[arg(long, env = "AIPROXY_USAGE_SCAN_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub usage_scan_bytes: usize,
+
+    /// On shutdown, how long the edge tries to deliver the usage records it holds, in seconds.
+    #[arg(long, env = "AIPROXY_USAGE_SHUTDOWN_FLUSH_SECS", default_value_t = 10)]
+    pub usage_shutdown_flush_secs: u64,
 }
 
 /// Time and size limits of the client-facing server and of upstream calls.
@@ -173,6 +195,15 @@ impl EdgeConfig {
             control_call_deadline: Duration::from_millis(self.control_call_deadline_ms.max(1)),
             shutdown_delay: Duration::from_millis(self.shutdown_delay_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
+    pub fn usage_delivery(&self) -> crate::usage::DeliverySettings {
+        crate::usage::DeliverySettings {
+            flush_interval: Duration::from_millis(self.usage_flush_ms.max(10)),
+            batch_records: self.usage_batch_records.clamp(1, 5_000),
+            buffer_records: self.usage_buffer_records.max(1),
+            scan_bytes: self.usage_scan_bytes.max(1024),
         }
     }
 

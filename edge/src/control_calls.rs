@@ -10,8 +10,13 @@ use aiproxy_proto::v1::edge_service_client::EdgeServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+/// Longest a background call (a usage batch) may take.
+const BACKGROUND_DEADLINE: Duration = Duration::from_secs(10);
+
 pub struct ControlPlaneCalls {
     channel: Channel,
+    /// For calls no request waits on (usage batches): a longer deadline, and no breaker.
+    background: Channel,
     authorization: MetadataValue<tonic::metadata::Ascii>,
     /// Every call here sits on some request's path: none may hold it longer than this.
     deadline: Duration,
@@ -82,25 +87,28 @@ impl ControlPlaneCalls {
         edge_token: &str,
         deadline: Duration,
     ) -> anyhow::Result<Self> {
-        let mut endpoint = Endpoint::from_shared(control_plane_url.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(deadline);
-        if control_plane_url.starts_with("https://") {
-            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
-        }
+        let endpoint = |deadline| -> anyhow::Result<Endpoint> {
+            let mut endpoint = Endpoint::from_shared(control_plane_url.to_string())?
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(deadline);
+            if control_plane_url.starts_with("https://") {
+                endpoint = endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
+            }
+            Ok(endpoint)
+        };
         let authorization =
             MetadataValue::try_from(format!("Bearer {edge_token}")).map_err(|_| {
                 anyhow::anyhow!("AIPROXY_EDGE_TOKEN contains characters not allowed in a header")
             })?;
         Ok(Self {
-            channel: endpoint.connect_lazy(),
+            channel: endpoint(deadline)?.connect_lazy(),
+            background: endpoint(BACKGROUND_DEADLINE)?.connect_lazy(),
             authorization,
             deadline,
             breaker: Breaker::default(),
         })
     }
 
-    /// `call`, given up once the deadline passes (connecting included).
     /// `call`, given up once the deadline passes (connecting included). While the control plane
     /// keeps failing (the breaker is open) calls fail at once instead of each costing a request
     /// the whole deadline.
@@ -167,24 +175,29 @@ impl ControlPlaneCalls {
         }
     }
 
-    /// Up to `wanted` requests of an attendee's allowance for `day` (UTC, YYYY-MM-DD).
-    pub async fn lease_requests(
-        &self,
-        event_id: &str,
-        user_id: &str,
-        day: &str,
-        wanted: u32,
-    ) -> Result<u32, String> {
+    /// A lease on one of the event's counters (see `crate::quota`): how much was granted.
+    pub async fn lease(&self, request: pb::LeaseRequest) -> Result<u32, String> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
-        let request = pb::LeaseRequest {
-            event_id: event_id.into(),
-            user_id: user_id.into(),
-            day: day.into(),
-            wanted,
-        };
         self.within(client.lease_requests(self.request(request)))
             .await
             .map(|lease| lease.granted)
+            .map_err(|s| s.message().to_string())
+    }
+
+    /// Delivers one batch of usage records; `Ok(true)` if it had been delivered before.
+    pub async fn report_usage(&self, batch: pb::UsageBatch) -> Result<bool, tonic::Status> {
+        let mut client = EdgeServiceClient::new(self.background.clone());
+        client
+            .report_usage(self.request(batch))
+            .await
+            .map(|ack| ack.into_inner().duplicate)
+    }
+
+    /// An attendee's usage on one UTC day, and the event's total tokens.
+    pub async fn usage(&self, query: pb::UsageQuery) -> Result<pb::UsageSummary, String> {
+        let mut client = EdgeServiceClient::new(self.channel.clone());
+        self.within(client.get_usage(self.request(query)))
+            .await
             .map_err(|s| s.message().to_string())
     }
 

@@ -6,7 +6,8 @@
 //! updates build the next one), `sync` (the stream client), `server` (HTTP accept loop), `proxy`
 //! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers),
 //! `ownership` (who owns which Foundry object), `control_calls` (calls to the control plane
-//! besides Sync), `sse` (event-stream parsing).
+//! besides Sync), `sse` (event-stream parsing), `quota` (the events' caps, leased from the control
+//! plane), `usage` (metering and usage delivery).
 
 pub mod body;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod sse;
 pub mod state;
 pub mod sync;
 pub mod upstream;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -33,19 +35,35 @@ use crate::sync::{SyncClient, SyncSettings};
 /// Runs an edge until `shutdown` resolves.
 pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let edge_token = config.resolved_edge_token()?;
-    let state = Arc::new(EdgeState::new(&config, &edge_token)?);
+    let edge_id = config.resolved_edge_id();
+    let state = Arc::new(EdgeState::new(&config, &edge_token, &edge_id)?);
     let settings = SyncSettings {
         control_plane_url: config.control_plane_url.clone(),
         edge_token,
-        edge_id: config.resolved_edge_id(),
+        edge_id,
         region: config.region.clone(),
     };
     tracing::info!(edge = %settings.edge_id, region = %settings.region, control_plane = %settings.control_plane_url, "edge starting");
     let sync = tokio::spawn(SyncClient::new(settings, state.clone()).run());
+    let delivery = {
+        let state = state.clone();
+        tokio::spawn(async move { state.usage.run(&state.control).await })
+    };
     let listener = listen(config.listen_addr)
         .with_context(|| format!("binding AIPROXY_LISTEN_ADDR {}", config.listen_addr))?;
     tracing::info!(addr = %config.listen_addr, "edge listening");
-    let result = server::serve(listener, state, shutdown).await;
+    let result = server::serve(listener, state.clone(), shutdown).await;
+    // Every request has ended (or was cut off at the end of the grace period) and left its usage
+    // record: deliver them before exiting.
+    delivery.abort();
+    let _ = delivery.await;
+    state
+        .usage
+        .flush(
+            &state.control,
+            std::time::Duration::from_secs(config.usage_shutdown_flush_secs),
+        )
+        .await;
     sync.abort();
     result
 }

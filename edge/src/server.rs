@@ -92,6 +92,8 @@ pub async fn serve(
             "requests still open when the shutdown grace ran out"
         );
         connections.abort_all();
+        // Cancelled connections drop their requests (which leave their usage records) now.
+        while connections.join_next().await.is_some() {}
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ use arc_swap::ArcSwap;
 use crate::config::{EdgeConfig, Limits};
 use crate::control_calls::ControlPlaneCalls;
 use crate::ownership::Ownership;
-use crate::quota::RequestQuota;
+use crate::quota::Quotas;
 use crate::snapshot::CatalogSnapshot;
 use crate::snapshot::persist::SnapshotFile;
 use crate::upstream::UpstreamClient;
 use crate::upstream::health::PoolHealth;
+use crate::usage::UsageDelivery;
 
 /// How the Sync stream is doing, as `/readyz` shows it.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +35,10 @@ pub struct EdgeState {
     /// Who owns which Foundry object: a bounded cache over the control plane's records.
     pub ownership: Ownership,
     sync: Mutex<SyncStatus>,
-    /// Leases on the attendees' daily request allowance.
-    pub quota: RequestQuota,
+    /// Leases on the events' caps (daily requests and tokens, the event token budget).
+    pub quota: Quotas,
+    /// Usage records on their way to the control plane.
+    pub usage: UsageDelivery,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub region: String,
@@ -49,7 +52,7 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    pub fn new(config: &EdgeConfig, edge_token: &str) -> anyhow::Result<Self> {
+    pub fn new(config: &EdgeConfig, edge_token: &str, edge_id: &str) -> anyhow::Result<Self> {
         let state_file = config
             .state_dir
             .as_deref()
@@ -82,7 +85,12 @@ impl EdgeState {
                 i64::try_from(config.ownership_negative_ttl_ms).unwrap_or(i64::MAX),
             ),
             sync: Mutex::new(SyncStatus::default()),
-            quota: RequestQuota::default(),
+            quota: Quotas::default(),
+            usage: UsageDelivery::new(
+                edge_id,
+                config.usage_delivery(),
+                config.state_dir.as_deref(),
+            ),
             health: PoolHealth::default(),
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,

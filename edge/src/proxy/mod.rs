@@ -13,6 +13,7 @@ pub mod routes;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::Utc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -22,19 +23,37 @@ use crate::body::{EdgeBody, full};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
+use crate::usage::{Metering, Served};
 use canonical::CanonicalPath;
 use errors::{ProxyError, json_response};
 use routes::Route;
 
 pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
+    let started = Started {
+        at: std::time::Instant::now(),
+        at_ms: Utc::now().timestamp_millis(),
+    };
     // A client that stops sending its body mid-way is not waited for forever.
     let request = request.map(|body| {
         crate::body::with_idle_timeout(body, state.limits.body_read_timeout, "the request body")
     });
-    match serve(&state, request).await {
+    let mut metering = None;
+    let response = match serve(&state, request, started, &mut metering).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    };
+    // Every authenticated call to a model, Foundry, search or MCP route leaves one usage record,
+    // made when its answer has been streamed to the end.
+    match metering {
+        Some(metering) => metering.wrap(&state, response),
+        None => response,
     }
+}
+
+#[derive(Clone, Copy)]
+struct Started {
+    at: std::time::Instant,
+    at_ms: i64,
 }
 
 /// Where a proxied request goes: which kind of resource, named how, and the upstream path.
@@ -50,6 +69,10 @@ struct Plan<'a> {
     json: bool,
     /// Where the event's token cap goes when the caller asked for no limit.
     cap: Cap,
+    /// The route family usage is reported under.
+    family: &'static str,
+    /// A chat/completions call, whose streams report usage only when asked to.
+    stream_usage: bool,
 }
 
 enum Cap {
@@ -62,23 +85,42 @@ enum Cap {
 }
 
 impl Plan<'_> {
+    /// `stream_options` is known to Azure OpenAI from API version 2024-09-01 on (and to v1).
+    fn stream_usage_supported(&self, query: Option<&str>) -> bool {
+        matches!(self.name, Name::BodyModel) || api_version(query) >= "2024-09-01"
+    }
+
     fn cap_field(&self, query: Option<&str>) -> Option<policy::CapField> {
         match self.cap {
             Cap::NotApplicable => None,
             Cap::Field(field) => Some(field),
-            Cap::ChatByApiVersion => {
-                let version = query
-                    .unwrap_or_default()
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("api-version="))
-                    .unwrap_or_default();
-                Some(if version >= "2024-09-01" {
-                    policy::CapField::CHAT
-                } else {
-                    policy::CapField::MAX_TOKENS
-                })
-            }
+            Cap::ChatByApiVersion => Some(if api_version(query) >= "2024-09-01" {
+                policy::CapField::CHAT
+            } else {
+                policy::CapField::MAX_TOKENS
+            }),
         }
+    }
+}
+
+fn api_version(query: Option<&str>) -> &str {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("api-version="))
+        .unwrap_or_default()
+}
+
+/// The route family of an Azure OpenAI operation.
+fn family_of(operation: &str) -> &'static str {
+    match operation {
+        "chat/completions" | "extensions/chat/completions" => "chat",
+        "completions" => "completions",
+        "embeddings" => "embeddings",
+        "responses" => "responses",
+        o if o.starts_with("images") => "images",
+        o if o.starts_with("audio") => "audio",
+        _ => "other",
     }
 }
 
@@ -111,6 +153,8 @@ enum Base {
 async fn serve(
     state: &Arc<EdgeState>,
     request: Request<EdgeBody>,
+    started: Started,
+    metering: &mut Option<Metering>,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
     let canonical = CanonicalPath::parse(request.uri().path())
@@ -160,6 +204,8 @@ async fn serve(
             model_header: false,
             json: operation != "audio/transcriptions",
             cap: cap_of(operation, false),
+            family: family_of(operation),
+            stream_usage: matches!(operation, "chat/completions" | "completions"),
         }),
         Route::OpenAiV1 { operation } => Some(Plan {
             model_type: FOUNDRY_MODEL,
@@ -169,6 +215,8 @@ async fn serve(
             model_header: false,
             json: true,
             cap: cap_of(operation, true),
+            family: family_of(operation),
+            stream_usage: operation == "chat/completions",
         }),
         Route::Search { index, path } => Some(Plan {
             model_type: AZURE_AI_SEARCH,
@@ -178,6 +226,8 @@ async fn serve(
             model_header: false,
             json: false,
             cap: Cap::NotApplicable,
+            family: "search",
+            stream_usage: false,
         }),
         Route::Inference { operation } => Some(Plan {
             model_type: AI_INFERENCE,
@@ -194,6 +244,8 @@ async fn serve(
                 "chat/completions" => Cap::Field(policy::CapField::MAX_TOKENS),
                 _ => Cap::NotApplicable,
             },
+            family: "inference",
+            stream_usage: false,
         }),
         Route::Mcp { name, rest } => Some(Plan {
             model_type: MCP_SERVER,
@@ -203,6 +255,8 @@ async fn serve(
             model_header: false,
             json: false,
             cap: Cap::NotApplicable,
+            family: "mcp",
+            stream_usage: false,
         }),
     };
     if !snapshot.loaded {
@@ -210,71 +264,107 @@ async fn serve(
     }
     let caller =
         client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
-    if (plan.is_some() || foundry_path.is_some())
-        && let Err(reached) = state
+    let family = match (&plan, &foundry_path) {
+        (Some(plan), _) => plan.family,
+        (None, Some(path)) if path.kind == foundry::ObjectKind::Response => "responses",
+        (None, Some(_)) => "agents",
+        (None, None) => "",
+    };
+    if !family.is_empty() {
+        let mut meter = Metering::new(
+            &caller.event.id,
+            &caller.user_id,
+            family,
+            started.at,
+            started.at_ms,
+        );
+        let admitted = state
             .quota
-            .take(state, &caller.event, &caller.user_id)
-            .await
-    {
-        return Err(ProxyError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "The event daily request rate of {} calls has been exceeded. Requests are disabled until UTC midnight.",
-                reached.cap
-            ),
-        )
-        .with_retry_after(reached.retry_after_secs));
+            .admit(state, &caller.event, &caller.user_id)
+            .await;
+        let refused = admitted.as_ref().err().map(|reached| {
+            let error = ProxyError::new(StatusCode::TOO_MANY_REQUESTS, reached.message.clone());
+            match reached.retry_after_secs {
+                Some(secs) => error.with_retry_after(secs),
+                None => error,
+            }
+        });
+        meter.charge = admitted.unwrap_or_default();
+        *metering = Some(meter);
+        if let Some(error) = refused {
+            return Err(error);
+        }
     }
     let Some(plan) = plan else {
         return match foundry_path {
             Some(path) => {
-                let (parts, body) = request.into_parts();
+                let (mut parts, body) = request.into_parts();
+                // Usage (a finished run's) is read from the answer: it must come uncompressed.
+                parts.headers.remove(http::header::ACCEPT_ENCODING);
                 let body = foundry::RequestBody::Unread(body);
                 foundry::serve(state, &snapshot, &caller, path, parts, body).await
             }
-            None => Ok(event_info::for_caller(&snapshot, &caller)),
+            None => Ok(event_info::for_caller(state, &snapshot, &caller).await),
         };
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let responses = plan.path == "/openai/v1/responses";
     // A JSON body is read (once) only when a rule needs it: a `model` to route by, the token cap
-    // on model calls, or the object references of a Responses call. Everything else (uploads,
-    // search, MCP) streams through untouched. Model calls are JSON whatever the content type says.
+    // on model calls, a chat call's stream (which must report its usage), a resource that wants
+    // `max_completion_tokens`, or the object references of a Responses call. Everything else
+    // (uploads, search, MCP) streams through untouched. Model calls are JSON whatever the
+    // content type says.
     let json_call = plan.json && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE);
+    if json_call {
+        // Usage is read from the answer: it must come uncompressed.
+        parts.headers.remove(http::header::ACCEPT_ENCODING);
+    }
     let capped = json_call && caller.event.max_token_cap > 0;
     let by_body = matches!(plan.name, Name::BodyModel);
+    let path_pool = match plan.name {
+        Name::Path(name) => snapshot.pool(&caller.event.id, plan.model_type, name),
+        _ => None,
+    };
     // A JSON model call to a pool of several members is kept, so it can be replayed on another
     // member if the first surely did not take it (429, or no connection).
     let several = match plan.name {
-        Name::Path(name) => snapshot
-            .pool(&caller.event.id, plan.model_type, name)
-            .is_some_and(|m| m.len() > 1),
+        Name::Path(_) => path_pool.is_some_and(|m| m.len() > 1),
         _ => true,
     };
+    let renames = path_pool.is_some_and(|m| m.iter().any(|m| m.use_max_completion_tokens));
     let replayable = several && !responses && json_call;
-    let mut stored_on = Vec::new();
-    let mut stores_response = true;
-    let (body, model, replay) = if by_body || capped || replayable || responses {
+    let read = by_body || capped || replayable || responses || plan.stream_usage || renames;
+    let (bytes, unread) = if read {
         let bytes = policy::read_body(
             body,
             state.max_json_body_bytes,
             state.limits.body_read_timeout,
         )
         .await?;
-        let call = policy::inspect(&bytes)?;
-        let cap_field = plan.cap_field(parts.uri.query());
-        let (agent, store) = (call.agent, call.store);
+        (Some(bytes), None)
+    } else {
+        (None, Some(body))
+    };
+    let call = bytes.as_deref().map(policy::inspect).transpose()?;
+    let cap_field = plan.cap_field(parts.uri.query());
+    let mut model = None;
+    let mut stored_on = Vec::new();
+    let mut stores_response = true;
+    let mut responses_body = None;
+    if let (Some(bytes), Some(call)) = (&bytes, &call) {
         // An agent's Responses call names no model.
-        let model = if by_body && !(responses && agent) {
-            Some(policy::model_of(&call)?.to_string())
-        } else {
-            None
-        };
-        let bytes =
-            policy::apply_token_cap(bytes.clone(), &call, caller.event.max_token_cap, cap_field)?;
+        if by_body && !(responses && call.agent) {
+            model = Some(policy::model_of(call)?.to_string());
+        }
         if responses {
+            let bytes = policy::apply_token_cap(
+                bytes.clone(),
+                call,
+                caller.event.max_token_cap,
+                cap_field,
+            )?;
             // A Responses call that names an agent goes to the Foundry Agent Service.
-            if agent {
+            if call.agent {
                 let path = routes::FoundryPath {
                     kind: foundry::ObjectKind::Response,
                     id: None,
@@ -285,13 +375,10 @@ async fn serve(
                 return foundry::serve(state, &snapshot, &caller, path, parts, body).await;
             }
             stored_on = foundry::authorize_body(state, &caller, &bytes).await?;
-            stores_response = store != Some(false);
+            stores_response = call.store != Some(false);
+            responses_body = Some(bytes);
         }
-        let replay = replayable.then(|| bytes.clone());
-        (full(bytes), model, replay)
-    } else {
-        (body, None, None)
-    };
+    }
     let name = match plan.name {
         Name::Path(name) => name.to_string(),
         Name::BodyModel => model.unwrap_or_default(),
@@ -302,6 +389,9 @@ async fn serve(
             "model: letters, digits, '.', '_' and '-' only",
         ));
     }
+    if let Some(meter) = metering.as_mut() {
+        meter.deployment = name.clone();
+    }
     let url_for = |upstream: &UpstreamResource| {
         let base = match plan.base {
             Base::Origin => upstream.origin.as_str(),
@@ -311,7 +401,7 @@ async fn serve(
     };
     let model_header = plan.model_header.then_some(name.as_str());
     let mut upstream = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
-    if responses {
+    if let Some(body) = responses_body {
         // Stored upstream and read back by id: recorded like Foundry objects, so
         // `GET /openai/v1/responses/{id}` finds this resource and only its creator reads it. A
         // continued response goes to the pool member that stores the one it continues.
@@ -331,11 +421,52 @@ async fn serve(
             record: stores_response,
         };
         return foundry::create(
-            state, &snapshot, &caller, upstream, &url, parts, body, creation,
+            state,
+            &snapshot,
+            &caller,
+            upstream,
+            &url,
+            parts,
+            full(body),
+            creation,
         )
         .await;
     }
-    let retry_parts = replay.as_ref().map(|_| copy_parts(&parts));
+    // The body each pool member gets: the cap, its own `max_tokens` spelling, and (for streams)
+    // the usage chunk asked for.
+    let stream_usage = plan.stream_usage && plan.stream_usage_supported(parts.uri.query());
+    if plan.stream_usage
+        && !stream_usage
+        && call.as_ref().is_some_and(|c| c.stream == Some(true))
+        && (caller.event.daily_token_cap > 0 || caller.event.token_budget > 0)
+    {
+        return Err(ProxyError::bad_request(
+            "This event caps tokens, and streamed usage is reported from api-version 2024-09-01 on: use a newer api-version to stream",
+        ));
+    }
+    let body_for = |member: &UpstreamResource| -> Result<Option<(Bytes, bool)>, ProxyError> {
+        let (Some(bytes), Some(call)) = (&bytes, &call) else {
+            return Ok(None);
+        };
+        let how = policy::Prepare {
+            cap: caller.event.max_token_cap,
+            limit: cap_field,
+            rename_max_tokens: member.use_max_completion_tokens && plan.family == "chat",
+            stream_usage,
+        };
+        policy::prepare(bytes, call, how).map(Some)
+    };
+    let body = match (body_for(&upstream)?, unread) {
+        (Some((bytes, usage_added)), _) => {
+            if let Some(meter) = metering.as_mut() {
+                meter.strip_usage_chunk = usage_added;
+            }
+            full(bytes)
+        }
+        (None, Some(body)) => body,
+        (None, None) => full(Bytes::new()),
+    };
+    let retry_parts = (replayable && bytes.is_some()).then(|| copy_parts(&parts));
     let url = url_for(&upstream);
     let result = forward(
         state,
@@ -369,9 +500,12 @@ async fn serve(
         }
         _ => false,
     };
-    if replay_safe && let (Some(bytes), Some(parts)) = (replay, retry_parts) {
+    if replay_safe && let Some(parts) = retry_parts {
         let next = choose(state, &snapshot, &caller.event.id, plan.model_type, &name)?;
-        if next.id != upstream.id && state.health.is_healthy(&next.id) {
+        if next.id != upstream.id
+            && state.health.is_healthy(&next.id)
+            && let Some((bytes, _)) = body_for(&next)?
+        {
             tracing::info!(from = %upstream.id, to = %next.id, "retrying on another pool member");
             let url = url_for(&next);
             return forward(
@@ -438,7 +572,8 @@ fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody
         status,
         &json!({"ready": ready, "draining": state.draining(), "catalog_version": snapshot.version,
                 "sync": {"connected": sync.connected, "failures_in_a_row": sync.failures_in_a_row,
-                         "last_error": sync.last_error}}),
+                         "last_error": sync.last_error},
+                "usage": state.usage.status()}),
     )
 }
 
@@ -519,6 +654,10 @@ async fn forward(
         .map_err(|e| upstream_failure(&upstream, e))?;
     let (mut parts, body) = response.into_parts();
     parts.headers = headers::for_client(parts.headers);
+    parts.extensions.insert(Served {
+        resource_id: upstream.id.clone(),
+        deployment_name: upstream.deployment_name.clone(),
+    });
     let body = crate::body::with_idle_timeout(
         body,
         state.limits.upstream_idle_timeout,

@@ -5,12 +5,14 @@
 //! cannot be dodged by calling it `text/plain`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::errors::ProxyError;
 use crate::body::{EdgeBody, ReadError, read_to_bytes};
@@ -59,9 +61,14 @@ pub struct ModelCall<'a> {
     pub store: Option<bool>,
     /// The name `POST /agents` gives the agent it creates (not a string: none).
     pub name: Option<String>,
+    pub stream: Option<bool>,
+    /// As sent (an object, normally), where it lies in the body.
+    pub stream_options: Option<&'a RawValue>,
+    /// The `max_tokens` key as written in the body (`None` if written with escapes).
+    pub max_tokens_key: Option<&'a str>,
 }
 
-const WATCHED: [&str; 9] = [
+const WATCHED: [&str; 11] = [
     "model",
     "max_tokens",
     "max_completion_tokens",
@@ -71,6 +78,8 @@ const WATCHED: [&str; 9] = [
     "agent",
     "store",
     "name",
+    "stream",
+    "stream_options",
 ];
 
 impl<'de: 'a, 'a> Deserialize<'de> for ModelCall<'a> {
@@ -91,7 +100,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ModelCallVisitor<'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ModelCall<'a>, A::Error> {
         let mut call = ModelCall::default();
         let mut seen = [false; WATCHED.len()];
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(FieldName(key)) = map.next_key::<FieldName<'de>>()? {
             let Some(index) = WATCHED.iter().position(|w| w.eq_ignore_ascii_case(&key)) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -107,13 +116,20 @@ impl<'de: 'a, 'a> Visitor<'de> for ModelCallVisitor<'a> {
             }
             match WATCHED[index] {
                 "model" => call.model = map.next_value()?,
-                "max_tokens" => call.max_tokens = Some(map.next_value()?),
+                "max_tokens" => {
+                    if let Cow::Borrowed(key) = key {
+                        call.max_tokens_key = Some(key);
+                    }
+                    call.max_tokens = Some(map.next_value()?)
+                }
                 "max_completion_tokens" => call.max_completion_tokens = Some(map.next_value()?),
                 "max_output_tokens" => call.max_output_tokens = Some(map.next_value()?),
                 "n" => call.n = Some(map.next_value()?),
                 "best_of" => call.best_of = Some(map.next_value()?),
                 "agent" => call.agent = !map.next_value::<Value>()?.is_null(),
                 "store" => call.store = map.next_value()?,
+                "stream" => call.stream = map.next_value()?,
+                "stream_options" => call.stream_options = Some(map.next_value()?),
                 _ => {
                     call.name = match map.next_value::<Value>()? {
                         Value::String(name) => Some(name),
@@ -123,6 +139,29 @@ impl<'de: 'a, 'a> Visitor<'de> for ModelCallVisitor<'a> {
             }
         }
         Ok(call)
+    }
+}
+
+/// A key as written in the body: borrowed from it (no copy, and its place in the body is known)
+/// unless it was written with escapes. (`Cow<str>` itself always deserializes owned.)
+struct FieldName<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> Visitor<'de> for Name {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 
@@ -185,8 +224,20 @@ pub fn apply_token_cap(
     cap: u32,
     limit: Option<CapField>,
 ) -> Result<Bytes, ProxyError> {
+    Ok(match cap_limit(call, cap, limit)? {
+        Some((field, value)) => append_field(&bytes, field, &value.to_string()),
+        None => bytes,
+    })
+}
+
+/// The limit the token cap adds to a call (field and value), if it adds one.
+fn cap_limit(
+    call: &ModelCall<'_>,
+    cap: u32,
+    limit: Option<CapField>,
+) -> Result<Option<(&'static str, u64)>, ProxyError> {
     if cap == 0 {
-        return Ok(bytes);
+        return Ok(None);
     }
     let whole = |field: &str, value: &Value| {
         value
@@ -230,15 +281,102 @@ pub fn apply_token_cap(
                     "n exceeds the event max token cap of {cap}"
                 )));
             }
-            Ok(append_field(&bytes, limit.insert, each))
+            Ok(Some((limit.insert, each)))
         }
-        _ => Ok(bytes),
+        _ => Ok(None),
     }
+}
+
+/// How a model call's body is prepared for the upstream that will take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepare {
+    /// The event's per-call token cap (0: none), and where the API reads its limit.
+    pub cap: u32,
+    pub limit: Option<CapField>,
+    /// The resource wants `max_completion_tokens` (reasoning models refuse `max_tokens`).
+    pub rename_max_tokens: bool,
+    /// A chat/completions call: a stream gets `stream_options.include_usage` so its usage is
+    /// reported.
+    pub stream_usage: bool,
+}
+
+/// The body to send, and whether the edge asked for the usage chunk the client did not.
+pub fn prepare(
+    bytes: &Bytes,
+    call: &ModelCall<'_>,
+    how: Prepare,
+) -> Result<(Bytes, bool), ProxyError> {
+    let mut edits: Vec<(Range<usize>, Cow<'static, str>)> = Vec::new();
+    let mut appended: Vec<(&str, String)> = Vec::new();
+    let mut limit = how.limit;
+    if how.rename_max_tokens && call.max_tokens.is_some() && call.max_completion_tokens.is_none() {
+        let key = call.max_tokens_key.ok_or_else(|| {
+            ProxyError::bad_request("max_tokens: write the field name without escapes")
+        })?;
+        edits.push((span_in(bytes, key), Cow::Borrowed("max_completion_tokens")));
+        limit = limit.map(|_| CapField::CHAT);
+    }
+    if let Some((field, value)) = cap_limit(call, how.cap, limit)? {
+        appended.push((field, value.to_string()));
+    }
+    let mut usage_added = false;
+    if how.stream_usage && call.stream == Some(true) {
+        const ASKED: &str = r#"{"include_usage":true}"#;
+        match call.stream_options {
+            None => {
+                appended.push(("stream_options", ASKED.to_string()));
+                usage_added = true;
+            }
+            Some(raw) => {
+                // Rewritten whole, so the upstream reads one unambiguous `include_usage: true`
+                // whatever the client sent (a duplicate, another case, null).
+                let mut options = match serde_json::from_str::<Value>(raw.get()) {
+                    Ok(Value::Object(options)) => options,
+                    _ => serde_json::Map::new(),
+                };
+                let asked = options.get("include_usage") == Some(&Value::Bool(true))
+                    && options
+                        .keys()
+                        .filter(|k| k.eq_ignore_ascii_case("include_usage"))
+                        .count()
+                        == 1;
+                options.retain(|k, _| !k.eq_ignore_ascii_case("include_usage"));
+                options.insert("include_usage".into(), Value::Bool(true));
+                let text = Value::Object(options).to_string();
+                edits.push((span_in(bytes, raw.get()), Cow::Owned(text)));
+                usage_added = !asked;
+            }
+        }
+    }
+    if edits.is_empty() && appended.is_empty() {
+        return Ok((bytes.clone(), false));
+    }
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = BytesMut::with_capacity(bytes.len() + 64);
+    let mut at = 0;
+    for (range, text) in &edits {
+        out.extend_from_slice(&bytes[at..range.start]);
+        out.extend_from_slice(text.as_bytes());
+        at = range.end;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    let mut out = out.freeze();
+    for (field, value) in appended {
+        out = append_field(&out, field, &value);
+    }
+    Ok((out, usage_added))
+}
+
+/// Where `part` (a slice of `whole`, as the borrowing parser hands them out) lies in `whole`.
+fn span_in(whole: &[u8], part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    let start = start.min(whole.len());
+    start..(start + part.len()).min(whole.len())
 }
 
 /// `{…,"field":value}` from `{…}` (the body was checked to be an object). Appended last, so an
 /// upstream that keeps the last of two values keeps the edge's.
-fn append_field(bytes: &[u8], field: &str, value: u64) -> Bytes {
+fn append_field(bytes: &[u8], field: &str, value: &str) -> Bytes {
     let close = bytes
         .iter()
         .rposition(|b| *b == b'}')
@@ -364,6 +502,110 @@ mod tests {
                 .unwrap(),
             "gpt"
         );
+    }
+
+    fn prepared(body: &str, how: Prepare) -> Result<(Value, bool), String> {
+        let bytes = Bytes::from(body.to_string());
+        let call = inspect(&bytes).map_err(|e| e.message)?;
+        prepare(&bytes, &call, how)
+            .map(|(sent, added)| (serde_json::from_slice(&sent).unwrap(), added))
+            .map_err(|e| e.message)
+    }
+
+    const PLAIN: Prepare = Prepare {
+        cap: 0,
+        limit: Some(CapField::CHAT),
+        rename_max_tokens: false,
+        stream_usage: true,
+    };
+
+    #[test]
+    fn a_stream_is_asked_for_its_usage_whatever_the_client_sent() {
+        // Not asked: added, and the client's stream must lose the usage chunk.
+        let (sent, added) = prepared(r#"{"stream":true,"messages":[]}"#, PLAIN).unwrap();
+        assert_eq!(
+            sent["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        assert!(added);
+        // Asked: kept (rewritten canonically), the client keeps the chunk.
+        let (sent, added) = prepared(
+            r#"{"stream":true,"stream_options":{"include_usage":true,"x":1}}"#,
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(
+            sent["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
+        assert!(!added);
+        // Refused, ambiguous or odd: the upstream still reports usage.
+        for odd in [
+            r#"{"stream":true,"stream_options":{"include_usage":false}}"#,
+            r#"{"stream":true,"stream_options":null}"#,
+            r#"{"stream":true,"stream_options":{"Include_Usage":true}}"#,
+            r#"{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#,
+        ] {
+            let (sent, added) = prepared(odd, PLAIN).unwrap();
+            assert_eq!(sent["stream_options"]["include_usage"], true, "{odd}");
+            assert_eq!(
+                sent["stream_options"].as_object().unwrap().len(),
+                1,
+                "{odd}"
+            );
+            assert!(added, "{odd}");
+        }
+        // No stream, or not a chat call: untouched.
+        let (sent, added) = prepared(r#"{"stream":false}"#, PLAIN).unwrap();
+        assert!(sent.get("stream_options").is_none() && !added);
+        let off = Prepare {
+            stream_usage: false,
+            ..PLAIN
+        };
+        assert!(
+            prepared(r#"{"stream":true}"#, off)
+                .unwrap()
+                .0
+                .get("stream_options")
+                .is_none()
+        );
+        assert!(prepared(r#"{"stream":true,"Stream":false}"#, PLAIN).is_err());
+    }
+
+    #[test]
+    fn max_tokens_is_renamed_for_reasoning_models_and_still_capped() {
+        let rename = Prepare {
+            rename_max_tokens: true,
+            cap: 100,
+            ..PLAIN
+        };
+        let (sent, _) = prepared(r#"{"messages":[],"max_tokens":50}"#, rename).unwrap();
+        assert_eq!(sent["max_completion_tokens"], 50);
+        assert!(sent.get("max_tokens").is_none());
+        assert!(prepared(r#"{"max_tokens":500}"#, rename).is_err());
+        // Both given: left as sent (the upstream decides), both capped.
+        let (sent, _) = prepared(r#"{"max_tokens":5,"max_completion_tokens":6}"#, rename).unwrap();
+        assert_eq!(
+            (
+                sent["max_tokens"].as_u64(),
+                sent["max_completion_tokens"].as_u64()
+            ),
+            (Some(5), Some(6))
+        );
+        // Renamed, asked for usage and capped in one pass.
+        let (sent, added) = prepared(
+            r#"{"stream":true,"stream_options":{},"max_tokens":7}"#,
+            Prepare {
+                limit: Some(CapField::MAX_TOKENS),
+                ..rename
+            },
+        )
+        .unwrap();
+        assert_eq!(sent["max_completion_tokens"], 7);
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        assert!(added && sent.get("max_tokens").is_none());
+        // An escaped key cannot be renamed in place: refused rather than sent unrenamed.
+        assert!(prepared(r#"{"max\u005ftokens":5}"#, rename).is_err());
     }
 
     proptest! {

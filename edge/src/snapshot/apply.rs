@@ -187,6 +187,7 @@ fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, Str
         identity_client_id: info.identity_client_id,
         token_scope: resource.token_scope,
         active: info.active,
+        use_max_completion_tokens: info.use_max_completion_tokens,
         api_key: Some(resource.api_key).filter(|k| !k.is_empty()),
     })
 }

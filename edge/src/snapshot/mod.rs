@@ -28,6 +28,8 @@ pub struct UpstreamResource {
     /// The scope of the managed-identity token this resource needs (empty: it uses a key).
     pub token_scope: String,
     pub active: bool,
+    /// Chat calls have `max_tokens` renamed `max_completion_tokens` (reasoning models).
+    pub use_max_completion_tokens: bool,
     pub api_key: Option<String>,
 }
 
@@ -152,6 +154,7 @@ impl CatalogSnapshot {
                     identity_client_id: r.identity_client_id.clone(),
                     active: r.active,
                     has_key: r.api_key.is_some(),
+                    use_max_completion_tokens: r.use_max_completion_tokens,
                 }),
                 api_key: r.api_key.clone().unwrap_or_default(),
                 token_scope: r.token_scope.clone(),

@@ -48,6 +48,7 @@ mod tests {
             identity_client_id: String::new(),
             token_scope: String::new(),
             active: true,
+            use_max_completion_tokens: false,
             api_key: Some("k".into()),
         })
     }

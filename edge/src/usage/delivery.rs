@@ -1,0 +1,396 @@
+//! Getting usage records to the control plane: nothing lost, nothing counted twice.
+//!
+//! Records collect in memory and are sealed into batches (at most `batch_records` each) at least
+//! every `flush_interval`, or at once when that many are waiting. A sealed batch has an id and
+//! never changes: it is sent, and sent again with the same id until the control plane
+//! acknowledges it, which applies each id once. With `AIPROXY_EDGE_STATE_DIR` set, every batch is
+//! written to `<dir>/usage/` when sealed and deleted when acknowledged, so a restart (or a crash)
+//! delivers it later. While the control plane is unreachable, records wait, up to
+//! `buffer_records`; past that, new records are dropped, counted (`/readyz`) and logged. On
+//! shutdown the edge seals and sends what it holds before it exits.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aiproxy_proto::v1 as pb;
+use prost::Message;
+use tokio::sync::Notify;
+
+use crate::control_calls::ControlPlaneCalls;
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub flush_interval: Duration,
+    pub batch_records: usize,
+    pub buffer_records: usize,
+    /// The most of one answer kept to find its usage (`AIPROXY_USAGE_SCAN_BYTES`).
+    pub scan_bytes: usize,
+}
+
+/// How delivery is going, for `/readyz`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeliveryStatus {
+    /// Records not yet acknowledged by the control plane.
+    pub pending_records: usize,
+    /// Records dropped because the buffer was full (since the edge started).
+    pub dropped_records: u64,
+    pub delivered_batches: u64,
+    /// Why the last send failed; cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+struct Sealed {
+    batch: pb::UsageBatch,
+    /// Where the batch waits on disk, if it does.
+    file: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    open: Vec<pb::UsageRecord>,
+    sealed: VecDeque<Sealed>,
+    status: DeliveryStatus,
+}
+
+/// Runs whose tokens were charged lately (a finished run is often read several times).
+const RECENT_RUNS: usize = 10_000;
+
+pub struct UsageDelivery {
+    edge_id: String,
+    pub settings: DeliverySettings,
+    buffer: Mutex<Buffer>,
+    wake: Notify,
+    /// One sender at a time (the background loop, or the shutdown flush).
+    sending: tokio::sync::Mutex<()>,
+    spill: Option<PathBuf>,
+    /// Batches sealed by this process: orders batch ids sealed in the same millisecond.
+    sealed_count: AtomicU64,
+    recent_runs: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+impl UsageDelivery {
+    /// With `state_dir`, batches left on disk by an earlier run are taken up first.
+    pub fn new(edge_id: &str, settings: DeliverySettings, state_dir: Option<&Path>) -> Self {
+        let spill = state_dir.map(|dir| dir.join("usage"));
+        let mut buffer = Buffer::default();
+        if let Some(dir) = &spill {
+            match load_spilled(dir) {
+                Ok(found) if !found.is_empty() => {
+                    let records: usize = found.iter().map(|s| s.batch.records.len()).sum();
+                    tracing::info!(
+                        batches = found.len(),
+                        records,
+                        "usage batches left on disk will be delivered"
+                    );
+                    buffer.status.pending_records = records;
+                    buffer.sealed.extend(found);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the usage spill folder")
+                }
+            }
+        }
+        Self {
+            edge_id: edge_id.to_string(),
+            settings,
+            buffer: Mutex::new(buffer),
+            wake: Notify::new(),
+            sending: tokio::sync::Mutex::new(()),
+            spill,
+            sealed_count: AtomicU64::new(0),
+            recent_runs: Mutex::new(Default::default()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Buffer) -> R) -> R {
+        f(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes one record (never blocks; drops and counts it when the buffer is full).
+    pub fn push(&self, record: pb::UsageRecord) {
+        let (dropped, full_batch) = self.with(|b| {
+            if b.status.pending_records >= self.settings.buffer_records {
+                b.status.dropped_records += 1;
+                return (Some(b.status.dropped_records), false);
+            }
+            b.open.push(record);
+            b.status.pending_records += 1;
+            (None, b.open.len() >= self.settings.batch_records)
+        });
+        if let Some(count) = dropped {
+            // The first drop, then one line per thousand.
+            if count == 1 || count.is_multiple_of(1000) {
+                tracing::error!(
+                    dropped = count,
+                    bound = self.settings.buffer_records,
+                    "usage records dropped: the buffer is full (the control plane has been unreachable for long)"
+                );
+            }
+        }
+        if full_batch {
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn status(&self) -> DeliveryStatus {
+        self.with(|b| b.status.clone())
+    }
+
+    /// Whether this once-key is seen for the first time lately (its tokens are charged once).
+    pub fn first_sight(&self, key: &str) -> bool {
+        let mut recent = self.recent_runs.lock().unwrap_or_else(|p| p.into_inner());
+        if !recent.0.insert(key.to_string()) {
+            return false;
+        }
+        recent.1.push_back(key.to_string());
+        if recent.1.len() > RECENT_RUNS
+            && let Some(old) = recent.1.pop_front()
+        {
+            recent.0.remove(&old);
+        }
+        true
+    }
+
+    /// Seals the open records into batches (written to disk when a state folder is set).
+    fn seal(&self) {
+        let open = self.with(|b| std::mem::take(&mut b.open));
+        if open.is_empty() {
+            return;
+        }
+        let mut sealed = Vec::new();
+        let mut records = open.into_iter().peekable();
+        while records.peek().is_some() {
+            let batch = pb::UsageBatch {
+                batch_id: format!(
+                    "{:013}-{:010}-{}",
+                    chrono::Utc::now().timestamp_millis(),
+                    self.sealed_count.fetch_add(1, Ordering::Relaxed),
+                    uuid::Uuid::new_v4().simple()
+                ),
+                edge_id: self.edge_id.clone(),
+                records: records.by_ref().take(self.settings.batch_records).collect(),
+            };
+            let file = self.spill.as_ref().and_then(|dir| match spill(dir, &batch) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not write a usage batch to disk; it is kept in memory only");
+                    None
+                }
+            });
+            sealed.push(Sealed { batch, file });
+        }
+        self.with(|b| b.sealed.extend(sealed));
+    }
+
+    /// Sends the sealed batches in order until all are acknowledged or one fails.
+    async fn send_sealed(&self, control: &ControlPlaneCalls) -> Result<(), String> {
+        let _one_sender = self.sending.lock().await;
+        loop {
+            let Some(batch) = self.with(|b| b.sealed.front().map(|s| s.batch.clone())) else {
+                return Ok(());
+            };
+            let id = batch.batch_id.clone();
+            let records = batch.records.len();
+            match control.report_usage(batch).await {
+                Ok(duplicate) => {
+                    if duplicate {
+                        tracing::debug!(batch = %id, "usage batch had been delivered before");
+                    }
+                    let done = self.with(|b| {
+                        let done = b.sealed.pop_front();
+                        b.status.pending_records = b.status.pending_records.saturating_sub(records);
+                        b.status.delivered_batches += 1;
+                        b.status.last_error = None;
+                        done
+                    });
+                    if let Some(file) = done.and_then(|s| s.file)
+                        && let Err(e) = std::fs::remove_file(&file)
+                    {
+                        tracing::warn!(file = %file.display(), error = %e, "could not delete a delivered usage batch (it would be sent again, and ignored)");
+                    }
+                }
+                Err(status) => {
+                    let error = format!("{}: {}", status.code(), status.message());
+                    self.with(|b| b.status.last_error = Some(error.clone()));
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Delivers in the background for as long as the edge runs.
+    pub async fn run(&self, control: &ControlPlaneCalls) {
+        const MAX_BACKOFF: Duration = Duration::from_secs(30);
+        let mut backoff = self.settings.flush_interval;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.flush_interval) => {}
+                _ = self.wake.notified() => {}
+            }
+            self.seal();
+            match self.send_sealed(control).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("usage delivery resumed");
+                    }
+                    failing = false;
+                    backoff = self.settings.flush_interval;
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, pending = self.status().pending_records, "usage records wait: the control plane did not take them");
+                    }
+                    failing = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// On shutdown: seals and sends everything, trying until `deadline` passes. Returns the
+    /// records still undelivered (on disk when a state folder is set; lost otherwise).
+    pub async fn flush(&self, control: &ControlPlaneCalls, deadline: Duration) -> usize {
+        self.seal();
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let sent = tokio::time::timeout_at(until, self.send_sealed(control)).await;
+            match sent {
+                Ok(Ok(())) => return 0,
+                Ok(Err(_)) if tokio::time::Instant::now() + Duration::from_millis(500) < until => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ => {
+                    let left = self.status().pending_records;
+                    if self.spill.is_some() {
+                        tracing::warn!(
+                            records = left,
+                            "usage records not delivered before exit: they stay on disk and are sent at the next start"
+                        );
+                    } else {
+                        tracing::error!(
+                            records = left,
+                            "usage records not delivered before exit are lost (set AIPROXY_EDGE_STATE_DIR to keep them)"
+                        );
+                    }
+                    return left;
+                }
+            }
+        }
+    }
+}
+
+fn spill(dir: &Path, batch: &pb::UsageBatch) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(format!("{}.pb", batch.batch_id));
+    let partial = dir.join(format!("{}.partial", batch.batch_id));
+    std::fs::write(&partial, batch.encode_to_vec())?;
+    std::fs::rename(&partial, &file)?;
+    Ok(file)
+}
+
+/// Batches left by an earlier run, oldest first (ids start with their sealing time).
+fn load_spilled(dir: &Path) -> std::io::Result<Vec<Sealed>> {
+    let mut files = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "pb") {
+                    files.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    files.sort();
+    let mut found = Vec::new();
+    for file in files {
+        match std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| pb::UsageBatch::decode(bytes.as_slice()).map_err(|e| e.to_string()))
+        {
+            Ok(batch) => found.push(Sealed {
+                batch,
+                file: Some(file),
+            }),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "unreadable usage batch set aside");
+                let _ = std::fs::rename(&file, file.with_extension("bad"));
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(buffer: usize) -> DeliverySettings {
+        DeliverySettings {
+            flush_interval: Duration::from_millis(10),
+            batch_records: 2,
+            buffer_records: buffer,
+            scan_bytes: 1024,
+        }
+    }
+
+    fn record(n: u64) -> pb::UsageRecord {
+        pb::UsageRecord {
+            event_id: "e".into(),
+            total_tokens: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts() {
+        let delivery = UsageDelivery::new("edge", settings(3), None);
+        for n in 0..5 {
+            delivery.push(record(n));
+        }
+        let status = delivery.status();
+        assert_eq!((status.pending_records, status.dropped_records), (3, 2));
+    }
+
+    #[test]
+    fn sealed_batches_survive_a_restart_on_disk_in_order() {
+        let dir = std::env::temp_dir().join(format!("aiproxy-usage-{}", uuid::Uuid::new_v4()));
+        let delivery = UsageDelivery::new("edge", settings(100), Some(&dir));
+        for n in 0..5 {
+            delivery.push(record(n));
+        }
+        delivery.seal();
+        drop(delivery);
+        std::fs::write(dir.join("usage/zzz.pb"), b"\xff\xff not a batch").unwrap();
+        let again = UsageDelivery::new("edge", settings(100), Some(&dir));
+        assert_eq!(again.status().pending_records, 5);
+        let totals: Vec<u64> = again.with(|b| {
+            b.sealed
+                .iter()
+                .flat_map(|s| s.batch.records.iter().map(|r| r.total_tokens))
+                .collect()
+        });
+        assert_eq!(totals, vec![0, 1, 2, 3, 4]);
+        assert!(dir.join("usage/zzz.bad").exists());
+        let sizes: Vec<usize> =
+            again.with(|b| b.sealed.iter().map(|s| s.batch.records.len()).collect());
+        assert_eq!(sizes, vec![2, 2, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_is_charged_once() {
+        let delivery = UsageDelivery::new("edge", settings(3), None);
+        assert!(delivery.first_sight("run:r:1"));
+        assert!(!delivery.first_sight("run:r:1"));
+        assert!(delivery.first_sight("run:r:2"));
+    }
+}

@@ -1,0 +1,430 @@
+//! The body every metered answer streams through: frames go to the client as they arrive, while a
+//! copy is scanned for the upstream's `usage`; when the body ends (or the client goes away) one
+//! usage record is made and the tokens are charged to the event's token caps.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use aiproxy_proto::v1 as pb;
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use super::scan::{self, StreamScan, Tokens, UsageChunkFilter};
+use crate::body::{BoxError, EdgeBody};
+use crate::quota::Charge;
+use crate::state::EdgeState;
+
+/// Which upstream resource answered (put in the response's extensions by `proxy::forward`).
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub resource_id: String,
+    pub deployment_name: String,
+}
+
+/// Longest the edge keeps reading an answer its client stopped reading, to learn its usage.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A request being metered: what its usage record needs, filled in as the pipeline learns it.
+#[derive(Debug)]
+pub struct Metering {
+    pub event_id: String,
+    pub user_id: String,
+    /// chat, completions, embeddings, responses, images, audio, agents, search, inference, mcp.
+    pub family: &'static str,
+    /// The deployment or model the caller named (empty: the serving resource's).
+    pub deployment: String,
+    /// The edge added `stream_options.include_usage` upstream: the usage-only chunk is not for
+    /// the client.
+    pub strip_usage_chunk: bool,
+    /// The token counters to charge.
+    pub charge: Charge,
+    started: Instant,
+    started_at_ms: i64,
+}
+
+impl Metering {
+    pub fn new(
+        event_id: &str,
+        user_id: &str,
+        family: &'static str,
+        started: Instant,
+        started_at_ms: i64,
+    ) -> Self {
+        Self {
+            event_id: event_id.to_string(),
+            user_id: user_id.to_string(),
+            family,
+            deployment: String::new(),
+            strip_usage_chunk: false,
+            charge: Charge::default(),
+            started,
+            started_at_ms,
+        }
+    }
+
+    /// Wraps the answer's body so its usage is read as it streams by; the record is made when
+    /// the body ends or is dropped.
+    pub fn wrap(self, state: &Arc<EdgeState>, response: Response<EdgeBody>) -> Response<EdgeBody> {
+        let (mut parts, body) = response.into_parts();
+        let served = parts.extensions.get::<Served>().cloned();
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let encoding = header(http::header::CONTENT_ENCODING);
+        let limit = state.usage.settings.scan_bytes;
+        let tokens_expected = !matches!(self.family, "search" | "mcp");
+        let scan = match &served {
+            None => Scan::Nothing,
+            Some(_) if !tokens_expected => Scan::Nothing,
+            Some(_) if !encoding.is_empty() && encoding != "identity" => Scan::Unreadable,
+            Some(_) if content_type.starts_with("text/event-stream") => {
+                if self.strip_usage_chunk {
+                    // The filter changes the length of what the client receives.
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    Scan::Filter(UsageChunkFilter::new(limit))
+                } else {
+                    Scan::Stream(StreamScan::new(limit))
+                }
+            }
+            Some(_) if content_type.contains("json") => Scan::Json {
+                copy: Vec::new(),
+                limit,
+                over: false,
+            },
+            Some(_) => Scan::Nothing,
+        };
+        let streamed = matches!(scan, Scan::Filter(_) | Scan::Stream(_));
+        let record = Pending {
+            state: state.clone(),
+            metering: self,
+            served,
+            status: parts.status.as_u16(),
+            streamed,
+        };
+        let body = MeteredBody {
+            inner: Some(body),
+            scan,
+            first_byte: None,
+            tail: None,
+            ended: false,
+            record: Some(record),
+        };
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+}
+
+/// What is read from the answer as it passes.
+enum Scan {
+    /// No tokens to find (an edge-made answer, search, MCP, binary content).
+    Nothing,
+    /// Compressed: the edge cannot read it (the edge asks for uncompressed answers, so rare).
+    Unreadable,
+    Json {
+        copy: Vec<u8>,
+        limit: usize,
+        over: bool,
+    },
+    Stream(StreamScan),
+    Filter(UsageChunkFilter),
+}
+
+/// What the scan found: tokens (if the upstream reported them), the run or response they belong
+/// to, and whether usage should have been there but could not be read.
+struct Found {
+    tokens: Option<Tokens>,
+    once_id: Option<String>,
+    unknown: bool,
+}
+
+impl Scan {
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            Scan::Json { copy, limit, over } => {
+                if !*over && copy.len() + data.len() <= *limit {
+                    copy.extend_from_slice(data);
+                } else if !*over {
+                    *over = true;
+                    *copy = Vec::new();
+                }
+            }
+            Scan::Stream(scan) => scan.feed(data),
+            // The filter is fed by `poll_frame`, which forwards what it returns.
+            Scan::Filter(_) | Scan::Nothing | Scan::Unreadable => {}
+        }
+    }
+
+    /// `complete`: the body arrived whole (not cut off by an error or a client gone).
+    fn found(&mut self, complete: bool) -> Found {
+        let (tokens, once_id, broken) = match self {
+            Scan::Nothing => (None, None, false),
+            Scan::Unreadable => (None, None, true),
+            Scan::Json { copy, over, .. } => {
+                if *over {
+                    (None, None, true)
+                } else {
+                    let answer = scan::scan_json(copy);
+                    (answer.usage, answer.once_id, false)
+                }
+            }
+            Scan::Stream(scan) => {
+                let outcome = scan.finish();
+                (outcome.usage, outcome.once_id, outcome.broken)
+            }
+            Scan::Filter(filter) => (filter.usage(), None, filter.broken()),
+        };
+        let expected = !matches!(self, Scan::Nothing);
+        Found {
+            unknown: tokens.is_none() && expected && (broken || !complete),
+            tokens,
+            once_id,
+        }
+    }
+}
+
+/// The record waiting for its body to end.
+struct Pending {
+    state: Arc<EdgeState>,
+    metering: Metering,
+    served: Option<Served>,
+    status: u16,
+    streamed: bool,
+}
+
+impl Pending {
+    fn finish(self, found: Found, first_byte: Option<Instant>) {
+        let m = self.metering;
+        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let (resource_id, deployment) = match self.served {
+            Some(s) if m.deployment.is_empty() => (s.resource_id, s.deployment_name),
+            Some(s) => (s.resource_id, m.deployment),
+            None => (String::new(), m.deployment),
+        };
+        let tokens = found.tokens.unwrap_or_default();
+        // A run's or a stored response's usage shows on every read of it: its tokens count once
+        // (here for the caps, in the control plane for the totals).
+        let once_key = found
+            .once_id
+            .map(|id| format!("{resource_id}:{id}"))
+            .unwrap_or_default();
+        let first_charge = once_key.is_empty() || self.state.usage.first_sight(&once_key);
+        if first_charge {
+            self.state
+                .quota
+                .charge(&self.state, &m.charge, tokens.total);
+        }
+        self.state.usage.push(pb::UsageRecord {
+            event_id: m.event_id,
+            user_id: m.user_id,
+            resource_id,
+            deployment_name: deployment,
+            route_family: m.family.to_string(),
+            status: u32::from(self.status),
+            started_at_ms: m.started_at_ms,
+            duration_ms: millis(m.started.elapsed()),
+            ttfb_ms: first_byte.map_or(0, |t| millis(t - m.started)),
+            streamed: self.streamed,
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            total_tokens: tokens.total,
+            cached_tokens: tokens.cached,
+            reasoning_tokens: tokens.reasoning,
+            usage_unknown: found.unknown,
+            once_key,
+        });
+    }
+}
+
+struct MeteredBody {
+    /// Taken by `Drop` to read on after the client left.
+    inner: Option<EdgeBody>,
+    scan: Scan,
+    first_byte: Option<Instant>,
+    /// What the filter still held when the stream ended, sent before the end.
+    tail: Option<Bytes>,
+    ended: bool,
+    record: Option<Pending>,
+}
+
+impl MeteredBody {
+    fn finish(&mut self, complete: bool) {
+        if let Some(record) = self.record.take() {
+            record.finish(self.scan.found(complete), self.first_byte);
+        }
+    }
+}
+
+impl Body for MeteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(tail) = this.tail.take() {
+                return Poll::Ready(Some(Ok(Frame::data(tail))));
+            }
+            let Some(inner) = this.inner.as_mut().filter(|_| !this.ended) else {
+                return Poll::Ready(None);
+            };
+            match ready!(Pin::new(inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            if this.first_byte.is_none() && !data.is_empty() {
+                                this.first_byte = Some(Instant::now());
+                            }
+                            if let Scan::Filter(filter) = &mut this.scan {
+                                let out = filter.push(&data);
+                                if out.is_empty() {
+                                    continue;
+                                }
+                                Frame::data(out)
+                            } else {
+                                this.scan.feed(&data);
+                                Frame::data(data)
+                            }
+                        }
+                        Err(frame) => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Some(Err(e)) => {
+                    this.ended = true;
+                    this.finish(false);
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    this.ended = true;
+                    if let Scan::Filter(filter) = &mut this.scan {
+                        let tail = filter.finish();
+                        if !tail.is_empty() {
+                            this.tail = Some(tail);
+                        }
+                    }
+                    this.finish(true);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.tail.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.scan, &self.inner) {
+            (Scan::Filter(_), _) | (_, None) => SizeHint::default(),
+            (_, Some(inner)) => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for MeteredBody {
+    /// The client went away before the end: the rest of the answer is read (and discarded) in
+    /// the background, for at most a minute, so its usage is still counted — the upstream bills
+    /// the tokens whether or not the client reads them.
+    fn drop(&mut self) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        let scan = std::mem::replace(&mut self.scan, Scan::Nothing);
+        let first_byte = self.first_byte;
+        let inner = self.inner.take().filter(|_| !self.ended);
+        let reads_on = inner.is_some()
+            && !matches!(scan, Scan::Nothing | Scan::Unreadable)
+            && !record.state.draining();
+        match (inner, tokio::runtime::Handle::try_current()) {
+            (Some(inner), Ok(runtime)) if reads_on => {
+                runtime.spawn(drain(inner, scan, record, first_byte));
+            }
+            _ => {
+                let mut scan = scan;
+                record.finish(scan.found(false), first_byte);
+            }
+        }
+    }
+}
+
+async fn drain(mut inner: EdgeBody, mut scan: Scan, record: Pending, first_byte: Option<Instant>) {
+    let read = async {
+        while let Some(frame) = inner.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Ok(data) = frame.into_data() {
+                match &mut scan {
+                    Scan::Filter(filter) => {
+                        filter.push(&data);
+                    }
+                    other => other.feed(&data),
+                }
+            }
+        }
+        true
+    };
+    let complete = tokio::time::timeout(DRAIN_LIMIT, read)
+        .await
+        .unwrap_or(false);
+    record.finish(scan.found(complete), first_byte);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+
+    fn json(limit: usize) -> Scan {
+        Scan::Json {
+            copy: Vec::new(),
+            limit,
+            over: false,
+        }
+    }
+
+    #[test]
+    fn a_json_answer_is_read_from_its_copy_in_any_pieces() {
+        let mut scan = json(1024);
+        for piece in CHAT.chunks(5) {
+            scan.feed(piece);
+        }
+        let found = scan.found(true);
+        assert_eq!(found.tokens.map(|t| t.total), Some(7));
+        assert!(!found.unknown);
+    }
+
+    #[test]
+    fn an_answer_past_the_bound_is_counted_without_tokens_and_flagged() {
+        let mut scan = json(CHAT.len() - 1);
+        scan.feed(CHAT);
+        let found = scan.found(true);
+        assert_eq!(found.tokens, None);
+        assert!(found.unknown);
+    }
+
+    #[test]
+    fn a_cut_answer_without_usage_is_flagged_and_one_without_tokens_to_find_is_not() {
+        let mut scan = json(1024);
+        scan.feed(&CHAT[..20]);
+        assert!(scan.found(false).unknown);
+        assert!(!Scan::Nothing.found(false).unknown);
+        assert!(Scan::Unreadable.found(true).unknown);
+        // A complete answer that reports no usage (an error, a file) is not a reading failure.
+        let mut scan = json(1024);
+        scan.feed(br#"{"error":{"code":"429"}}"#);
+        assert!(!scan.found(true).unknown);
+    }
+}
