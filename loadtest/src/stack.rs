@@ -517,6 +517,57 @@ impl Admin {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// `GET /usage?event_id=…` over the last day and the next: its `totals`.
+    pub async fn usage_totals(&self, event_id: &str) -> Value {
+        let (status, usage) = self
+            .get(&format!(
+                "/usage?event_id={event_id}&from={}&to={}",
+                rfc3339_from_now(-86_400),
+                rfc3339_from_now(86_400)
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{usage}");
+        usage["totals"].clone()
+    }
+
+    /// Waits until the event's usage totals (tokens: prompt, completion, total, cached) equal,
+    /// exactly, what the mock upstreams reported (delivery is asynchronous: about a second).
+    /// Returns the totals.
+    pub async fn assert_usage_matches(
+        &self,
+        event_id: &str,
+        mocks: &[&crate::mock::MockAzure],
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut reported = crate::mock::UsageTotals::default();
+            for mock in mocks {
+                let t = mock.stats.usage_total();
+                reported.prompt_tokens += t.prompt_tokens;
+                reported.completion_tokens += t.completion_tokens;
+                reported.total_tokens += t.total_tokens;
+                reported.cached_tokens += t.cached_tokens;
+            }
+            let totals = self.usage_totals(event_id).await;
+            let counted = |field: &str| totals[field].as_u64().unwrap_or(0);
+            let pairs = [
+                ("prompt_tokens", reported.prompt_tokens),
+                ("completion_tokens", reported.completion_tokens),
+                ("total_tokens", reported.total_tokens),
+                ("cached_tokens", reported.cached_tokens),
+            ];
+            if pairs.iter().all(|(f, want)| counted(f) == *want) {
+                return totals;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "usage totals did not reach what the upstream reported in {timeout:?}: {totals} vs {reported:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// RFC 3339 (UTC) of now plus `offset_secs`.

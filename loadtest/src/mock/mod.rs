@@ -1,8 +1,13 @@
-//! A mock Azure upstream on loopback: Azure OpenAI (chat completions as JSON and SSE with a
-//! configurable pause between chunks and a final usage chunk, completions, embeddings, the v1 API
-//! with stored Responses), a Foundry project (`foundry`), Azure AI Search and an MCP server. It
-//! checks the credential it was told to expect and records what it saw, so tests can assert what
-//! the proxy sent.
+//! A mock Azure upstream on loopback: Azure OpenAI (chat completions and completions as JSON and
+//! SSE with a configurable pause between chunks, embeddings, the v1 API with stored Responses), a
+//! Foundry project (`foundry`), Azure AI Search and an MCP server. It checks the credential it was
+//! told to expect and records what it saw, so tests can assert what the proxy sent.
+//!
+//! Answers report token usage as Azure OpenAI does (`usage` on JSON answers; on streams, the
+//! usage chunk only when `stream_options.include_usage` asks for it, `response.completed` on the
+//! Responses API, `thread.run.completed` on runs), with numbers that differ on every call, and the
+//! mock keeps a ledger of what it reported (`usage`): `MockStats::usage_ledger` in process,
+//! `GET /_mock/usage` (JSON, neither authenticated nor recorded) from another process.
 //!
 //! It reads paths the way Azure's front ends do (`path`): encoded dots, encoded slashes and
 //! backslashes are decoded, dot segments resolved, literals matched in any case. A proxy that
@@ -16,8 +21,10 @@ mod responses;
 mod search;
 mod sse;
 pub mod store;
+mod usage;
 
 pub use openai::MOCK_REPLY;
+pub use usage::{UsageLedger, UsageTotals};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -120,6 +127,8 @@ pub struct MockStats {
     /// What the Azure OpenAI side stores: Responses and conversations.
     openai: Mutex<foundry::Project>,
     recent: Mutex<VecDeque<RecordedRequest>>,
+    /// The usage numbers handed out, and the ledger of what was reported.
+    usage: Arc<usage::Meter>,
 }
 
 const RECENT_KEPT: usize = 256;
@@ -172,6 +181,26 @@ impl MockStats {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Every usage the mock reported, overall and per deployment or model.
+    pub fn usage_ledger(&self) -> UsageLedger {
+        self.usage.ledger()
+    }
+
+    /// The totals of every usage the mock reported.
+    pub fn usage_total(&self) -> UsageTotals {
+        self.usage.ledger().total
+    }
+
+    /// The totals of the usage the mock reported for one deployment or model (exact name).
+    pub fn usage_for(&self, model: &str) -> UsageTotals {
+        self.usage
+            .ledger()
+            .by_model
+            .get(model)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn record(&self, request: RecordedRequest, keep_body: bool) {
@@ -294,6 +323,9 @@ impl MockRequest<'_> {
 /// An error answer returned early (boxed: a response is large for an `Err`).
 pub(crate) type Refused = Box<Response<MockBody>>;
 
+/// Where the ledger is read over HTTP.
+pub const USAGE_PATH: &str = "/_mock/usage";
+
 async fn handle(
     config: &MockConfig,
     stats: &Arc<MockStats>,
@@ -306,6 +338,12 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let raw_path = parts.uri.path().to_string();
+    if raw_path == USAGE_PATH && parts.method == Method::GET {
+        return json(
+            StatusCode::OK,
+            &serde_json::to_value(stats.usage_ledger()).unwrap_or_default(),
+        );
+    }
     let normalised = path::normalise(&raw_path);
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
@@ -347,7 +385,7 @@ async fn handle(
     };
     let route = request.route();
     if route.starts_with(&["api", "projects"]) {
-        foundry::answer(&stats.foundry, &request)
+        foundry::answer(&stats.foundry, &stats.usage, &request)
     } else if normalised.to_ascii_lowercase().starts_with("/indexes") {
         search::answer(&request)
     } else if route.starts_with(&["mcp"]) {

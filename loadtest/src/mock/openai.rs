@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::responses::{self, Flavor};
+use super::store::{new_id, now};
+use super::usage::Drawn;
 use super::{Hang, MockBody, MockConfig, MockRequest, MockStats, json};
 
 /// Text the mock streams back, split into `stream_chunks` pieces.
@@ -43,7 +45,7 @@ pub async fn answer(
             stream_delay: config.stream_chunk_delay,
         };
         let mut objects = stats.openai.lock().unwrap();
-        return responses::answer(&mut objects, &flavor, request, &route);
+        return responses::answer(&mut objects, &flavor, request, &route, &stats.usage);
     }
     let parsed: Value = serde_json::from_slice(request.body).unwrap_or(Value::Null);
     let shape = route.shape();
@@ -76,37 +78,73 @@ pub async fn answer(
     } else {
         return not_found(request.path);
     };
-    match operation.as_str() {
-        "info" => json(
-            StatusCode::OK,
-            &json!({"model_name": deployment, "model_type": "chat-completion", "model_provider_name": "MockProvider"}),
-        ),
-        "images/embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
-        "chat/completions" | "extensions/chat/completions" => {
-            if parsed.get("stream").and_then(Value::as_bool) == Some(true) {
-                let include_usage = parsed
-                    .pointer("/stream_options/include_usage")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                stream_chat(config, stats, deployment, include_usage)
-            } else {
-                json(StatusCode::OK, &chat_completion(&deployment))
-            }
+    let meter = &stats.usage;
+    let streamed = parsed.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = parsed
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let kind = match operation.as_str() {
+        "chat/completions" | "extensions/chat/completions" => Kind::Chat,
+        "completions" => Kind::Completions,
+        "embeddings" | "images/embeddings" => {
+            let drawn = Drawn {
+                completion: 0,
+                cached: 0,
+                reasoning: 0,
+                ..meter.draw(request.body.len())
+            };
+            meter.record(&deployment, &drawn);
+            return json(StatusCode::OK, &embeddings(&deployment, &parsed, &drawn));
         }
-        "completions" => json(
-            StatusCode::OK,
-            &json!({
-                "id": "cmpl-mock", "object": "text_completion", "created": now(), "model": deployment,
-                "choices": [{"index": 0, "text": MOCK_REPLY, "finish_reason": "stop", "logprobs": null}],
-                "usage": usage(),
-            }),
-        ),
-        "embeddings" => json(StatusCode::OK, &embeddings(&deployment, &parsed)),
-        other => json(
-            StatusCode::OK,
-            &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": request.body.len()}),
-        ),
+        "info" => {
+            return json(
+                StatusCode::OK,
+                &json!({"model_name": deployment, "model_type": "chat-completion", "model_provider_name": "MockProvider"}),
+            );
+        }
+        other => {
+            return json(
+                StatusCode::OK,
+                &json!({"mock": "generic", "deployment": deployment, "operation": other, "bytes_received": request.body.len()}),
+            );
+        }
+    };
+    let drawn = match kind {
+        // Legacy completions report the three counts only: no details to count.
+        Kind::Completions => Drawn {
+            cached: 0,
+            reasoning: 0,
+            ..meter.draw(request.body.len())
+        },
+        _ => meter.draw(request.body.len()),
+    };
+    if streamed {
+        return stream_completion(config, stats, kind, deployment, include_usage, drawn);
     }
+    meter.record(&deployment, &drawn);
+    let answer = match kind {
+        Kind::Chat => json!({
+            "id": new_id("chatcmpl-"), "object": "chat.completion", "created": now(), "model": deployment,
+            "system_fingerprint": null,
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                         "message": {"role": "assistant", "content": MOCK_REPLY}}],
+            "usage": drawn.chat(),
+        }),
+        Kind::Completions => json!({
+            "id": new_id("cmpl-"), "object": "text_completion", "created": now(), "model": deployment,
+            "choices": [{"index": 0, "text": MOCK_REPLY, "finish_reason": "stop", "logprobs": null}],
+            "usage": drawn.plain(),
+        }),
+    };
+    json(StatusCode::OK, &answer)
+}
+
+/// The two APIs that stream chunks of a completion.
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat,
+    Completions,
 }
 
 /// `chat/completions`, `embeddings`, `images/embeddings`, `info`, optionally under `models`.
@@ -133,28 +171,7 @@ fn not_found(path: &str) -> Response<MockBody> {
     )
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn usage() -> Value {
-    json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13})
-}
-
-fn chat_completion(deployment: &str) -> Value {
-    json!({
-        "id": "chatcmpl-mock", "object": "chat.completion", "created": now(), "model": deployment,
-        "system_fingerprint": null,
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
-                     "message": {"role": "assistant", "content": MOCK_REPLY}}],
-        "usage": usage(),
-    })
-}
-
-fn embeddings(deployment: &str, request: &Value) -> Value {
+fn embeddings(deployment: &str, request: &Value, drawn: &Drawn) -> Value {
     let inputs = match request.get("input") {
         Some(Value::Array(items)) => items.len().max(1),
         _ => 1,
@@ -164,38 +181,73 @@ fn embeddings(deployment: &str, request: &Value) -> Value {
             |i| json!({"object": "embedding", "index": i, "embedding": [0.0125, -0.25, 0.5, 0.75]}),
         )
         .collect();
-    json!({"object": "list", "data": data, "model": deployment, "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+    json!({"object": "list", "data": data, "model": deployment, "usage": drawn.embeddings()})
 }
 
-fn chunk(deployment: &str, delta: Value, finish: Option<&str>) -> Value {
+/// Azure's first chunk: the prompt's content filter results, no choices.
+fn prompt_filter_chunk() -> Value {
+    let safe = json!({"filtered": false, "severity": "safe"});
     json!({
-        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now(), "model": deployment,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        "choices": [], "created": 0, "id": "", "model": "", "object": "",
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+            "hate": safe, "self_harm": safe, "sexual": safe, "violence": safe}}],
     })
 }
 
-fn stream_chat(
+/// A streamed chat completion or completion, as Azure OpenAI sends it: the prompt filter chunk,
+/// the content, the finish chunk; with `include_usage`, `"usage": null` on each of them and a
+/// last chunk with no choices and the usage (counted once it has been handed over); then
+/// `data: [DONE]`.
+fn stream_completion(
     config: &MockConfig,
     stats: &Arc<MockStats>,
+    kind: Kind,
     deployment: String,
     include_usage: bool,
+    drawn: Drawn,
 ) -> Response<MockBody> {
+    let (id, object) = match kind {
+        Kind::Chat => (new_id("chatcmpl-"), "chat.completion.chunk"),
+        Kind::Completions => (new_id("cmpl-"), "text_completion"),
+    };
+    let created = now();
+    let chunk = |choice: Value| {
+        let mut chunk = json!({"id": id, "object": object, "created": created, "model": deployment,
+                               "choices": [choice]});
+        if let Kind::Chat = kind {
+            chunk["system_fingerprint"] = json!("fp_mock");
+        }
+        chunk
+    };
     let pieces = responses::split(MOCK_REPLY, config.stream_chunks);
-    let mut events: Vec<Value> = Vec::new();
+    let mut events: Vec<Value> = vec![prompt_filter_chunk()];
     for (i, piece) in pieces.iter().enumerate() {
-        let delta = if i == 0 {
-            json!({"role": "assistant", "content": piece})
-        } else {
-            json!({"content": piece})
-        };
-        events.push(chunk(&deployment, delta, None));
-    }
-    events.push(chunk(&deployment, json!({}), Some("stop")));
-    if include_usage {
-        events.push(json!({
-            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now(), "model": deployment,
-            "choices": [], "usage": usage(),
+        events.push(chunk(match kind {
+            Kind::Chat if i == 0 => json!({"index": 0, "finish_reason": null, "logprobs": null,
+                                           "delta": {"role": "assistant", "content": piece}}),
+            Kind::Chat => json!({"index": 0, "finish_reason": null, "logprobs": null,
+                                 "delta": {"content": piece}}),
+            Kind::Completions => json!({"index": 0, "finish_reason": null, "logprobs": null,
+                                        "text": piece}),
         }));
+    }
+    events.push(chunk(match kind {
+        Kind::Chat => json!({"index": 0, "finish_reason": "stop", "logprobs": null, "delta": {}}),
+        Kind::Completions => {
+            json!({"index": 0, "finish_reason": "stop", "logprobs": null, "text": ""})
+        }
+    }));
+    if include_usage {
+        for event in &mut events {
+            event["usage"] = Value::Null;
+        }
+        let mut last = chunk(Value::Null);
+        last["choices"] = json!([]);
+        last["usage"] = match kind {
+            Kind::Chat => drawn.chat(),
+            Kind::Completions => drawn.plain(),
+        };
+        events.push(last);
     }
     let delay = config.stream_chunk_delay;
     let stall = config.hang == Some(Hang::AfterFirstChunk);
@@ -217,6 +269,9 @@ fn stream_chat(
             if tx.send(Ok(frame)).await.is_err() {
                 return;
             }
+        }
+        if include_usage {
+            stats.usage.record(&deployment, &drawn);
         }
         let _ = tx
             .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))

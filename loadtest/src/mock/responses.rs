@@ -9,6 +9,7 @@
 //! the files a request names show the same way. `stream: true` answers with Azure's SSE events,
 //! `response.created` first and `response.completed` (with usage) last.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Response, StatusCode};
@@ -17,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::foundry::{Project, deleted, fields_of, list, merge, method_not_allowed};
 use super::path::Route;
 use super::store::{new_id, now};
+use super::usage::Meter;
 use super::{MockBody, MockRequest, error, json, not_found, sse};
 
 /// How one side of the mock answers.
@@ -43,6 +45,7 @@ pub fn answer(
     flavor: &Flavor,
     request: &MockRequest,
     route: &Route,
+    meter: &Arc<Meter>,
 ) -> Response<MockBody> {
     let body = match request.json() {
         Ok(body) => body,
@@ -53,7 +56,9 @@ pub fn answer(
     let conversation_missing = || not_found(&format!("Conversation with id '{id}' not found."));
     let items = format!("conversations/{id}/items");
     match (request.method, route.shape().as_slice()) {
-        (&Method::POST, ["responses"]) => create_response(project, flavor, &body),
+        (&Method::POST, ["responses"]) => {
+            create_response(project, flavor, &body, request.body.len(), meter)
+        }
         (&Method::GET, ["responses", _]) => match project.store.get("responses", id) {
             Some(response) => json(StatusCode::OK, response),
             None => response_missing(),
@@ -245,7 +250,15 @@ fn joined_texts<'v>(values: impl IntoIterator<Item = &'v Value>) -> String {
     out.join(" | ")
 }
 
-fn create_response(project: &mut Project, flavor: &Flavor, body: &Value) -> Response<MockBody> {
+/// Creates a response (stored unless `store: false`) with fresh usage, counted in the ledger once
+/// the answer is built (JSON) or fully handed over (SSE).
+fn create_response(
+    project: &mut Project,
+    flavor: &Flavor,
+    body: &Value,
+    body_len: usize,
+    meter: &Arc<Meter>,
+) -> Response<MockBody> {
     let references = if flavor.agents {
         match project.check_references(body) {
             Ok(references) => Some(references),
@@ -315,13 +328,11 @@ fn create_response(project: &mut Project, flavor: &Flavor, body: &Value) -> Resp
     let stored = body["store"] != false;
     let mut fields = Map::new();
     fields.insert("status".into(), json!("completed"));
+    let model_name = model.as_str().unwrap_or_default().to_string();
     fields.insert("model".into(), model);
     fields.insert("output".into(), json!([output]));
-    fields.insert(
-        "usage".into(),
-        json!({"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0},
-               "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}),
-    );
+    let drawn = meter.draw(body_len);
+    fields.insert("usage".into(), drawn.responses());
     fields.insert(
         "previous_response_id".into(),
         body["previous_response_id"].clone(),
@@ -376,8 +387,14 @@ fn create_response(project: &mut Project, flavor: &Flavor, body: &Value) -> Resp
         add_items(project, conversation, &added);
     }
     if body["stream"] == true {
-        sse::stream(stream_events(flavor, &response), flavor.stream_delay)
+        let meter = meter.clone();
+        sse::stream_then(
+            stream_events(flavor, &response),
+            flavor.stream_delay,
+            move || meter.record(&model_name, &drawn),
+        )
     } else {
+        meter.record(&model_name, &drawn);
         json(StatusCode::OK, &response)
     }
 }

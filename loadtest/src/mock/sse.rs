@@ -46,8 +46,13 @@ pub fn metadata_first(value: &Value) -> String {
     }
 }
 
-/// A `text/event-stream` response sending `messages`, waiting `delay` before each after the first.
-pub fn stream(messages: Vec<String>, delay: Duration) -> Response<MockBody> {
+/// A `text/event-stream` response sending `messages`, waiting `delay` before each after the first,
+/// then calling `sent` once every message has been handed over (not if the reader left).
+pub fn stream_then(
+    messages: Vec<String>,
+    delay: Duration,
+    sent: impl FnOnce() + Send + 'static,
+) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
         for (i, message) in messages.into_iter().enumerate() {
@@ -62,6 +67,7 @@ pub fn stream(messages: Vec<String>, delay: Duration) -> Response<MockBody> {
                 return;
             }
         }
+        sent();
     });
     let mut response = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed_unsync());
     let headers = response.headers_mut();

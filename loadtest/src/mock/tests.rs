@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{MockAzure, MockConfig};
+use super::{MockAzure, MockConfig, UsageLedger, UsageTotals};
 use crate::stack::raw_request;
 
 const PROJECT: &str = "/api/projects/hack";
@@ -538,7 +538,15 @@ async fn streamed_responses_send_created_deltas_and_completed_with_usage() {
     );
     let last = data.last().unwrap();
     assert_eq!(last["type"], "response.completed");
-    assert_eq!(last["response"]["usage"]["total_tokens"], 13);
+    let usage = &last["response"]["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        c.mock.stats.usage_total().total_tokens,
+        usage["total_tokens"].as_u64().unwrap()
+    );
     let (status, _) = c
         .call("GET", &format!("/openai/v1/responses/{id}"), None)
         .await;
@@ -608,4 +616,347 @@ async fn agent_responses_see_the_agent_the_conversation_and_the_files() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// `data:` values of an event stream, in order (`[DONE]` as a string).
+fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| json!(d)))
+        .collect()
+}
+
+/// The totals one `usage` object (either shape) adds to the ledger.
+fn totals_of(usage: &Value) -> UsageTotals {
+    let count = |a: &str, b: &str| usage[a].as_u64().or(usage[b].as_u64()).unwrap_or(0);
+    let detail = |a: &str, b: &str, field: &str| {
+        usage[a][field]
+            .as_u64()
+            .or(usage[b][field].as_u64())
+            .unwrap_or(0)
+    };
+    UsageTotals {
+        requests: 1,
+        prompt_tokens: count("prompt_tokens", "input_tokens"),
+        completion_tokens: count("completion_tokens", "output_tokens"),
+        total_tokens: usage["total_tokens"].as_u64().unwrap(),
+        cached_tokens: detail(
+            "prompt_tokens_details",
+            "input_tokens_details",
+            "cached_tokens",
+        ),
+        reasoning_tokens: detail(
+            "completion_tokens_details",
+            "output_tokens_details",
+            "reasoning_tokens",
+        ),
+    }
+}
+
+fn sum(totals: impl IntoIterator<Item = UsageTotals>) -> UsageTotals {
+    totals
+        .into_iter()
+        .fold(UsageTotals::default(), |a, b| UsageTotals {
+            requests: a.requests + b.requests,
+            prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+            completion_tokens: a.completion_tokens + b.completion_tokens,
+            total_tokens: a.total_tokens + b.total_tokens,
+            cached_tokens: a.cached_tokens + b.cached_tokens,
+            reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
+        })
+}
+
+impl Client {
+    async fn post(&self, target: &str, body: Value) -> crate::stack::RawReply {
+        raw_request(
+            self.mock.addr,
+            "POST",
+            target,
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn json_answers_report_varying_usage_and_the_ledger_adds_it_up() {
+    let c = Client::start().await;
+    let mut chat = Vec::new();
+    for i in 0..8 {
+        let body = json!({"messages": [{"role": "user", "content": "hi ".repeat(i * 5)}]});
+        let reply = c
+            .post("/openai/deployments/gpt-4o/chat/completions", body)
+            .await;
+        let usage = reply.json()["usage"].clone();
+        assert_eq!(
+            usage["total_tokens"].as_u64().unwrap(),
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap(),
+            "{usage}"
+        );
+        assert!(usage["prompt_tokens_details"]["cached_tokens"].is_u64());
+        assert!(usage["completion_tokens_details"]["reasoning_tokens"].is_u64());
+        chat.push(totals_of(&usage));
+    }
+    let distinct: std::collections::HashSet<_> = chat.iter().map(|t| t.total_tokens).collect();
+    assert!(distinct.len() > 4, "numbers vary: {chat:?}");
+    assert!(chat.iter().any(|t| t.cached_tokens > 0), "{chat:?}");
+    assert!(chat.iter().any(|t| t.reasoning_tokens > 0), "{chat:?}");
+    assert!(
+        chat.iter()
+            .any(|t| t.cached_tokens == 0 && t.reasoning_tokens == 0)
+    );
+
+    let v1 = c
+        .post(
+            "/openai/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": []}),
+        )
+        .await
+        .json();
+    let completion = c
+        .post(
+            "/openai/deployments/instruct/completions",
+            json!({"prompt": "Say hi"}),
+        )
+        .await
+        .json();
+    assert_eq!(completion["object"], "text_completion");
+    let embeddings = c
+        .post(
+            "/openai/deployments/embed/embeddings",
+            json!({"input": ["a", "b"]}),
+        )
+        .await
+        .json();
+    let usage = &embeddings["usage"];
+    assert_eq!(usage.as_object().unwrap().len(), 2, "{usage}");
+    assert_eq!(usage["prompt_tokens"], usage["total_tokens"]);
+
+    let stats = &c.mock.stats;
+    assert_eq!(stats.usage_for("gpt-4o"), sum(chat.iter().copied()));
+    assert_eq!(stats.usage_for("gpt-4o-mini"), totals_of(&v1["usage"]));
+    assert_eq!(stats.usage_for("instruct"), totals_of(&completion["usage"]));
+    assert_eq!(stats.usage_for("embed"), totals_of(&embeddings["usage"]));
+    assert_eq!(stats.usage_for("nothing"), UsageTotals::default());
+    let ledger = stats.usage_ledger();
+    assert_eq!(ledger.total, sum(ledger.by_model.values().copied()));
+    assert_eq!(ledger.total.requests, 11);
+
+    let requests = stats.total();
+    let (status, over_http) = c.call("GET", "/_mock/usage", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_value::<UsageLedger>(over_http.clone()).unwrap(),
+        ledger
+    );
+    assert_eq!(
+        over_http["by_model"]["embed"]["prompt_tokens"],
+        embeddings["usage"]["prompt_tokens"]
+    );
+    assert_eq!(
+        stats.total(),
+        requests,
+        "reading the ledger is not a request"
+    );
+}
+
+#[tokio::test]
+async fn streams_carry_usage_only_when_asked_like_azure() {
+    let c = Client::start().await;
+    for (path, object) in [
+        (
+            "/openai/deployments/gpt-4o/chat/completions",
+            "chat.completion.chunk",
+        ),
+        ("/openai/deployments/gpt-4o/completions", "text_completion"),
+    ] {
+        let before = c.mock.stats.usage_total();
+        let body = json!({"messages": [{"role": "user", "content": "Hi"}], "prompt": "Hi", "stream": true});
+        let text = c.post(path, body.clone()).await.text();
+        assert!(!text.contains("usage"), "{text}");
+        let data = sse_data(&text);
+        assert_eq!(data[0]["choices"], json!([]));
+        assert!(data[0]["prompt_filter_results"].is_array());
+        assert_eq!(data[1]["object"], object);
+        assert_eq!(data.last().unwrap(), "[DONE]");
+        assert_eq!(c.mock.stats.usage_total(), before, "nothing reported");
+
+        let mut body = body;
+        body["stream_options"] = json!({"include_usage": true});
+        let text = c.post(path, body).await.text();
+        let data = sse_data(&text);
+        let (done, data) = data.split_last().unwrap();
+        let (last, chunks) = data.split_last().unwrap();
+        assert_eq!(done, "[DONE]");
+        assert_eq!(chunks[0]["prompt_filter_results"][0]["prompt_index"], 0);
+        for chunk in chunks {
+            assert!(
+                chunk["usage"].is_null() && chunk.get("usage").is_some(),
+                "{chunk}"
+            );
+            assert!(chunk["choices"].is_array());
+        }
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "stop"
+        );
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["object"], object);
+        let reported = totals_of(&last["usage"]);
+        assert!(reported.total_tokens > 0);
+        assert_eq!(
+            c.mock.stats.usage_total(),
+            sum([before, reported]),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn responses_report_usage_stored_or_not_as_json_and_as_a_stream() {
+    let c = Client::start().await;
+    let mut reported = Vec::new();
+    for store in [true, false] {
+        let response = c
+            .post(
+                "/openai/v1/responses",
+                json!({"model": "gpt-4.1", "input": "hello there", "store": store}),
+            )
+            .await
+            .json();
+        let usage = &response["usage"];
+        assert!(
+            usage["input_tokens_details"]["cached_tokens"].is_u64(),
+            "{usage}"
+        );
+        assert!(usage["output_tokens_details"]["reasoning_tokens"].is_u64());
+        reported.push(totals_of(usage));
+
+        let text = c
+            .post(
+                "/openai/v1/responses",
+                json!({"model": "gpt-4.1", "input": "hi", "store": store, "stream": true}),
+            )
+            .await
+            .text();
+        let data = sse_data(&text);
+        assert!(data[0]["response"]["usage"].is_null());
+        let completed = data.last().unwrap();
+        assert_eq!(completed["type"], "response.completed");
+        reported.push(totals_of(&completed["response"]["usage"]));
+        // Reading a stored response again reports nothing new.
+        if store {
+            let id = completed["response"]["id"].as_str().unwrap();
+            let (status, again) = c
+                .call("GET", &format!("/openai/v1/responses/{id}"), None)
+                .await;
+            assert_eq!(
+                (status, &again["usage"]),
+                (200, &completed["response"]["usage"])
+            );
+        }
+    }
+    assert_ne!(reported[0], reported[2], "numbers vary");
+    assert_eq!(c.mock.stats.usage_for("gpt-4.1"), sum(reported));
+}
+
+#[tokio::test]
+async fn a_runs_usage_is_reported_when_completed_and_counted_once() {
+    let c = Client::start().await;
+    let agent = id(&c
+        .create(
+            "/assistants",
+            json!({"model": "gpt-4o", "instructions": "be brief"}),
+        )
+        .await);
+    let thread = id(&c.create("/threads", json!({})).await);
+    let runs = format!("{PROJECT}/threads/{thread}/runs");
+    let queued = c
+        .create(
+            &format!("/threads/{thread}/runs"),
+            json!({"assistant_id": agent}),
+        )
+        .await;
+    assert_eq!(queued["status"], "queued");
+    assert!(queued["usage"].is_null(), "{queued}");
+    assert_eq!(c.mock.stats.usage_total(), UsageTotals::default());
+    let (_, run) = c
+        .call("GET", &format!("{runs}/{}", id(&queued)), None)
+        .await;
+    assert_eq!(run["status"], "completed");
+    let first = totals_of(&run["usage"]);
+    assert!(first.total_tokens > 0);
+    let (_, again) = c
+        .call("GET", &format!("{runs}/{}", id(&queued)), None)
+        .await;
+    assert_eq!(again["usage"], run["usage"]);
+    let (_, list) = c.call("GET", &runs, None).await;
+    assert_eq!(list["data"][0]["usage"], run["usage"]);
+    assert_eq!(
+        c.mock.stats.usage_for("gpt-4o"),
+        first,
+        "read three times, counted once"
+    );
+
+    let text = c
+        .post(
+            &format!("{PROJECT}/threads/runs"),
+            json!({"assistant_id": agent, "stream": true,
+                   "thread": {"messages": [{"role": "user", "content": "hi"}]}}),
+        )
+        .await
+        .text();
+    let events: Vec<(&str, Value)> = text
+        .split("\n\n")
+        .filter_map(|e| {
+            let (name, data) = e.strip_prefix("event: ")?.split_once("\ndata: ")?;
+            Some((name, serde_json::from_str(data).unwrap_or(Value::Null)))
+        })
+        .collect();
+    for (name, data) in &events {
+        if name.starts_with("thread.run.") && !name.starts_with("thread.run.step") {
+            assert_eq!(
+                data["usage"].is_null(),
+                *name != "thread.run.completed",
+                "{name}: {data}"
+            );
+        }
+    }
+    let (_, completed) = events
+        .iter()
+        .find(|(name, _)| *name == "thread.run.completed")
+        .unwrap();
+    let second = totals_of(&completed["usage"]);
+    assert_ne!(first, second, "numbers vary");
+    let (_, read) = c
+        .call(
+            "GET",
+            &format!(
+                "{PROJECT}/threads/{}/runs/{}",
+                completed["thread_id"].as_str().unwrap(),
+                id(completed)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(read["usage"], completed["usage"]);
+    assert_eq!(c.mock.stats.usage_for("gpt-4o"), sum([first, second]));
+
+    c.create(
+        "/agents",
+        json!({"name": "guide", "definition": {"model": "gpt-4o-mini", "instructions": "x"}}),
+    )
+    .await;
+    let response = c
+        .create(
+            "/openai/v1/responses",
+            json!({"agent": {"type": "agent_reference", "name": "guide"}, "input": "hi"}),
+        )
+        .await;
+    assert_eq!(
+        c.mock.stats.usage_for("gpt-4o-mini"),
+        totals_of(&response["usage"])
+    );
+    assert_eq!(c.mock.stats.usage_total().requests, 3);
 }

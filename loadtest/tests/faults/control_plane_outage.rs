@@ -2,7 +2,9 @@
 //! outage (20 s here; `AIPROXY_FAULT_OUTAGE_SECS=60` gives the figure), then restarts on
 //! the same data. The event is capped (daily requests and tokens per request), so every call needs
 //! a quota lease: the edges must keep serving from their snapshot and the leases they hold, with
-//! no failed call and no added latency from waiting on a control plane that is gone.
+//! no failed call and no added latency from waiting on a control plane that is gone. The usage of
+//! every call made meanwhile waits on the edges and reaches the control plane after its restart:
+//! the totals equal, exactly, what the upstreams reported.
 
 use std::time::Duration;
 
@@ -48,4 +50,11 @@ async fn control_plane_killed_and_restarted_under_load_on_a_capped_event() {
     );
     assert_p99_within("while the control plane was down", &steady, &down);
     assert_p99_within("after it restarted", &steady, &after);
+    s.admin
+        .assert_usage_matches(
+            &s.event_id,
+            &[&s.keyed, &s.managed],
+            Duration::from_secs(30),
+        )
+        .await;
 }

@@ -2,7 +2,8 @@
 //! must first answer `/readyz` with 503 (so the load balancer stops sending new calls) for
 //! `AIPROXY_SHUTDOWN_DELAY_MS`, then close its listener, let every open stream finish (within
 //! `AIPROXY_SHUTDOWN_GRACE_SECS`), and exit by itself. Not one stream may be cut. The other edge
-//! carries the steady load meanwhile.
+//! carries the steady load meanwhile. The terminated edge delivers the usage of every stream
+//! before it exits: the totals equal, exactly, what the upstreams reported.
 
 use std::time::{Duration, Instant};
 
@@ -189,4 +190,11 @@ async fn sigterm_turns_readiness_off_first_and_lets_fifty_streams_finish() {
         ms(last_end)
     );
     assert_clean("calls through the other edge", &report.all());
+    s.admin
+        .assert_usage_matches(
+            &s.event_id,
+            &[&s.keyed, &s.managed, &slow],
+            Duration::from_secs(15),
+        )
+        .await;
 }

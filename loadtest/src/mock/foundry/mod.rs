@@ -16,13 +16,14 @@ mod threads;
 pub use threads::AGENT_REPLY;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use super::store::Store;
+use super::usage::Meter;
 use super::{MockBody, MockRequest, Refused, error, json, not_found};
 
 /// Every project the mock serves, by name (any case).
@@ -199,7 +200,11 @@ impl Project {
     }
 }
 
-pub fn answer(projects: &Mutex<Projects>, request: &MockRequest) -> Response<MockBody> {
+pub fn answer(
+    projects: &Mutex<Projects>,
+    meter: &Arc<Meter>,
+    request: &MockRequest,
+) -> Response<MockBody> {
     let route = request.route();
     if route.len() < 3 {
         return not_found(&format!("Resource not found: {}", request.path));
@@ -214,7 +219,7 @@ pub fn answer(projects: &Mutex<Projects>, request: &MockRequest) -> Response<Moc
     match collection.as_deref() {
         Some("assistants") => agents::assistants(project, request, &rest.skip(1)),
         Some("agents") => agents::agents(project, request, &rest.skip(1)),
-        Some("threads") => threads::answer(project, request, &rest.skip(1)),
+        Some("threads") => threads::answer(project, request, &rest.skip(1), meter),
         Some("files") => files::files(project, request, &rest.skip(1)),
         Some("vector_stores") => files::vector_stores(project, request, &rest.skip(1)),
         Some("openai") if rest.starts_with(&["openai", "v1"]) => super::responses::answer(
@@ -222,6 +227,7 @@ pub fn answer(projects: &Mutex<Projects>, request: &MockRequest) -> Response<Moc
             &super::responses::AGENT_SERVICE,
             request,
             &rest.skip(2),
+            meter,
         ),
         _ => not_found(&format!("Resource not found: {}", request.path)),
     }

@@ -5,18 +5,26 @@
 //! attendee's files, shows in the reply. `POST /threads/runs` creates the thread too, and when
 //! streamed starts with `thread.created`, as Azure does.
 
+use std::sync::Arc;
+
 use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{Project, References, deleted, fields_of, list, merge, method_not_allowed};
 use crate::mock::path::Route;
 use crate::mock::store::{new_id, now};
+use crate::mock::usage::Meter;
 use crate::mock::{MockBody, MockRequest, Refused, json, not_found, sse};
 
 /// The first part of every reply.
 pub const AGENT_REPLY: &str = "Hello from the mock agent.";
 
-pub fn answer(project: &mut Project, request: &MockRequest, route: &Route) -> Response<MockBody> {
+pub fn answer(
+    project: &mut Project,
+    request: &MockRequest,
+    route: &Route,
+    meter: &Arc<Meter>,
+) -> Response<MockBody> {
     let body = match request.json() {
         Ok(body) => body,
         Err(response) => return *response,
@@ -31,7 +39,7 @@ pub fn answer(project: &mut Project, request: &MockRequest, route: &Route) -> Re
     let messages = format!("threads/{thread}/messages");
     let runs = format!("threads/{thread}/runs");
     match (request.method, shape.as_slice()) {
-        (&Method::POST, ["runs"]) => create_thread_and_run(project, &body, streaming),
+        (&Method::POST, ["runs"]) => create_thread_and_run(project, &body, streaming, meter),
         (&Method::POST, []) => match create_thread(project, &body) {
             Ok(thread) => json(StatusCode::OK, &thread),
             Err(response) => *response,
@@ -89,21 +97,31 @@ pub fn answer(project: &mut Project, request: &MockRequest, route: &Route) -> Re
             if let Err(response) = checked {
                 return *response;
             }
-            run(project, thread, &body, None, streaming)
+            run(project, thread, &body, None, streaming, meter)
         }
-        (&Method::GET, [_, "runs", _]) => object_or_404(project, &runs, route.seg(2), "run"),
-        (&Method::POST, [_, "runs", _]) => update(project, &runs, route.seg(2), "run", &body),
-        (&Method::POST, [_, "runs", _, "cancel"]) => {
+        (&Method::GET, [_, "runs", _])
+        | (&Method::POST, [_, "runs", _] | [_, "runs", _, "submit_tool_outputs"]) => {
             match project.store.get_mut(&runs, route.seg(2)) {
                 Some(run) => {
-                    run["status"] = json!("cancelled");
-                    json(StatusCode::OK, run)
+                    if request.method == Method::POST
+                        && shape.len() == 3
+                        && let Some(metadata) = body.get("metadata")
+                    {
+                        run["metadata"] = metadata.clone();
+                    }
+                    answer_run(meter, run)
                 }
                 None => not_found(&format!("No run found with id '{}'.", route.seg(2))),
             }
         }
-        (&Method::POST, [_, "runs", _, "submit_tool_outputs"]) => {
-            object_or_404(project, &runs, route.seg(2), "run")
+        (&Method::POST, [_, "runs", _, "cancel"]) => {
+            match project.store.get_mut(&runs, route.seg(2)) {
+                Some(run) => {
+                    run["status"] = json!("cancelled");
+                    answer_run(meter, run)
+                }
+                None => not_found(&format!("No run found with id '{}'.", route.seg(2))),
+            }
         }
         (&Method::GET, [_, "runs", _, "steps"]) => list(
             &project.store,
@@ -122,6 +140,12 @@ pub fn answer(project: &mut Project, request: &MockRequest, route: &Route) -> Re
         }
         _ => not_found(&format!("Resource not found: {}", request.path)),
     }
+}
+
+/// A run answered alone: its usage goes into the ledger the first time.
+fn answer_run(meter: &Meter, run: &Value) -> Response<MockBody> {
+    meter.record_run(run);
+    json(StatusCode::OK, run)
 }
 
 fn object_or_404(project: &Project, collection: &str, id: &str, what: &str) -> Response<MockBody> {
@@ -237,6 +261,7 @@ fn create_thread_and_run(
     project: &mut Project,
     body: &Value,
     streaming: bool,
+    meter: &Arc<Meter>,
 ) -> Response<MockBody> {
     if let Err(response) = project
         .check_references(body)
@@ -249,16 +274,19 @@ fn create_thread_and_run(
         Err(response) => return *response,
     };
     let id = thread["id"].as_str().unwrap_or_default().to_string();
-    run(project, &id, body, Some(thread), streaming)
+    run(project, &id, body, Some(thread), streaming, meter)
 }
 
-/// Runs the agent on the thread: the reply message, a run step, and the run, completed.
+/// Runs the agent on the thread: the reply message, a run step, and the run, completed, with
+/// fresh usage. Answered as Azure does: queued (no usage yet), or streamed up to
+/// `thread.run.completed` (with usage, counted once the stream was handed over).
 fn run(
     project: &mut Project,
     thread: &str,
     body: &Value,
     created_thread: Option<Value>,
     streaming: bool,
+    meter: &Arc<Meter>,
 ) -> Response<MockBody> {
     let agent = run_agent(project, body).ok().flatten();
     for message in body["additional_messages"].as_array().into_iter().flatten() {
@@ -325,10 +353,8 @@ fn run(
     }
     fields.insert("started_at".into(), json!(now()));
     fields.insert("completed_at".into(), json!(now()));
-    fields.insert(
-        "usage".into(),
-        json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}),
-    );
+    let drawn = meter.draw(body.to_string().len());
+    fields.insert("usage".into(), drawn.plain());
     let run = project.store.insert(
         &format!("threads/{thread}/runs"),
         &run_id,
@@ -337,13 +363,14 @@ fn run(
     );
     let mut queued = run.clone();
     queued["status"] = json!("queued");
+    queued["completed_at"] = Value::Null;
+    queued["usage"] = Value::Null;
     if !streaming {
         return json(StatusCode::OK, &queued);
     }
-    sse::stream(
-        run_events(created_thread, &queued, &run, &step, &message),
-        Default::default(),
-    )
+    let meter = meter.clone();
+    let events = run_events(created_thread, &queued, &run, &step, &message);
+    sse::stream_then(events, Default::default(), move || meter.record_run(&run))
 }
 
 /// What a run can read: the files and vector stores reachable from its agent, its thread, the

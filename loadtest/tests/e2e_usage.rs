@@ -1,0 +1,407 @@
+//! Usage metering and token budgets end to end (issue 11): the real control plane and edges
+//! against the mock upstream, which keeps a ledger of the usage it reported.
+//! - the usage totals the admin API reports equal, exactly, what the upstream reported, for every
+//!   kind of call, driven by the official `openai` SDK through two edges with concurrent clients;
+//! - a stream whose client did not ask for usage reaches the client without it (byte-exact);
+//! - token caps (per attendee per day, per event) hold across two edges within the documented
+//!   bound, with the documented 429s;
+//! - `/eventinfo` shows the caller's usage today and what is left;
+//! - a resource with `use_max_completion_tokens` gets `max_tokens` renamed.
+
+use std::time::Duration;
+
+use aiproxy_loadtest::mock::MockConfig;
+use aiproxy_loadtest::stack::{API_VERSION, Edge, Scenario, eventually, run_python_check};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CHAT: &str = "/openai/deployments/gpt-4o/chat/completions";
+
+async fn set_event(s: &Scenario, fields: Value) {
+    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
+    for (k, v) in fields.as_object().unwrap() {
+        event[k] = v.clone();
+    }
+    let (status, answer) = s.admin.put(&format!("/events/{}", s.event_id), event).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+async fn chat(edge: &Edge, key: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "{}{CHAT}?api-version={API_VERSION}",
+            edge.api_base()
+        ))
+        .header("api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("edge reachable")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_totals_equal_what_the_upstream_reported_through_two_edges() {
+    let s = Scenario::start(MockConfig {
+        stream_chunks: 4,
+        stream_chunk_delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
+    let second = Edge::start(&s.cp, "").await;
+    run_python_check(
+        "usage_sdk_load.py",
+        &[
+            (
+                "AIPROXY_EDGE_APIS",
+                format!("{},{}", s.edge.api_base(), second.api_base()),
+            ),
+            ("AIPROXY_KEY", s.key.clone()),
+            ("AIPROXY_DEPLOYMENT", "gpt-4o".into()),
+            ("AIPROXY_ROUNDS", "4".into()),
+        ],
+        "usage SDK load passed",
+    )
+    .await;
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+    let reported = s.mock.stats.usage_total();
+    assert!(
+        reported.cached_tokens > 0,
+        "the mock reported cached tokens: {reported:?}"
+    );
+    // One record per call the mock answered (each SDK call is one HTTP request).
+    assert_eq!(totals["requests"].as_u64(), Some(s.mock.stats.total()));
+    assert_eq!(totals["errors"], 0);
+
+    // The same usage by resource and by attendee, and as CSV.
+    let (_, by) = s
+        .admin
+        .get(&format!(
+            "/usage?event_id={}&group_by=resource,attendee&granularity=day",
+            s.event_id
+        ))
+        .await;
+    let rows = by["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{by}");
+    assert!(
+        rows.iter()
+            .all(|r| r["resource_id"] == s.resource_id.as_str()
+                && r["user_id"] == "attendee-1"
+                && r["deployment_name"] == "gpt-4o"),
+        "{by}"
+    );
+    let summed: u64 = rows
+        .iter()
+        .map(|r| r["total_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summed, reported.total_tokens);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_did_not_ask_for_usage_reaches_its_client_as_azure_sends_it() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true});
+    let through_edge = chat(&s.edge, &s.key, body.clone())
+        .await
+        .text()
+        .await
+        .unwrap();
+    // The upstream was asked for usage…
+    let sent = s
+        .mock
+        .stats
+        .last_request(CHAT)
+        .expect("the mock saw the call");
+    let sent: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    // …and the client got what the upstream sends a client that did not ask: the same events,
+    // with no usage chunk and no `usage` member.
+    let direct = reqwest::Client::new()
+        .post(format!(
+            "{}{}?api-version={API_VERSION}",
+            s.mock.endpoint(),
+            CHAT
+        ))
+        .header("api-key", aiproxy_loadtest::stack::UPSTREAM_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shape = |text: &str| -> Vec<Value> {
+        text.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| {
+                let mut v: Value = serde_json::from_str(d).unwrap();
+                // Ids and timestamps differ from call to call.
+                v.as_object_mut().unwrap().remove("id");
+                v.as_object_mut().unwrap().remove("created");
+                v
+            })
+            .collect()
+    };
+    assert!(!through_edge.contains("usage"), "{through_edge}");
+    assert_eq!(shape(&through_edge), shape(&direct));
+    assert!(through_edge.ends_with("data: [DONE]\n\n"), "{through_edge}");
+    // It was counted all the same.
+    s.admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
+        .await;
+}
+
+/// Streams chat calls (asking for their usage) through `edge` from `clients` concurrent clients
+/// until one is refused; returns (calls answered, the largest call's tokens, the refusal).
+async fn spend_until_refused(
+    edge: &Edge,
+    key: &str,
+    clients: usize,
+) -> (usize, u64, reqwest::Response) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(clients);
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let tx = tx.clone();
+            let url = format!("{}{CHAT}?api-version={API_VERSION}", edge.api_base());
+            let key = key.to_string();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut answered, mut largest) = (0, 0);
+                for _ in 0..500 {
+                    let response = http
+                        .post(&url)
+                        .header("api-key", &key)
+                        .json(&json!({"messages": [{"role": "user", "content": "Spend"}],
+                                      "stream": true, "stream_options": {"include_usage": true}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    if response.status() != StatusCode::OK {
+                        let _ = tx.send(response).await;
+                        break;
+                    }
+                    let mut text = Vec::new();
+                    let mut body = response.bytes_stream();
+                    while let Some(chunk) = body.next().await {
+                        text.extend_from_slice(&chunk.unwrap());
+                    }
+                    let text = String::from_utf8(text).unwrap();
+                    let total = text
+                        .split("\"total_tokens\":")
+                        .nth(1)
+                        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .expect("the stream reported its usage");
+                    largest = largest.max(total);
+                    answered += 1;
+                }
+                (answered, largest)
+            })
+        })
+        .collect();
+    drop(tx);
+    let (mut answered, mut largest) = (0, 0);
+    for worker in workers {
+        let (calls, most) = worker.await.unwrap();
+        answered += calls;
+        largest = largest.max(most);
+    }
+    let refusal = rx.recv().await.expect("the cap refused a call");
+    (answered, largest, refusal)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_caps_hold_across_two_edges_within_the_bound() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let second = Edge::start(&s.cp, "").await;
+    const CAP: u64 = 3_000;
+    const CLIENTS: usize = 3;
+    set_event(&s, json!({"daily_token_cap": CAP})).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    let (a, b) = tokio::join!(
+        spend_until_refused(&s.edge, &s.key, CLIENTS),
+        spend_until_refused(&second, &s.key, CLIENTS)
+    );
+    let ((answered_a, largest_a, refusal), (answered_b, largest_b, _)) = (a, b);
+    assert_eq!(refusal.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: i64 = refusal.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    let message: Value = refusal.json().await.unwrap();
+    assert_eq!(
+        message["error"]["message"],
+        format!(
+            "The event daily token cap of {CAP} tokens per attendee has been reached. Requests are disabled until UTC midnight."
+        )
+    );
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
+        .await;
+    let used = totals["total_tokens"].as_u64().unwrap();
+    // The bound: the calls in flight on each edge when the cap was reached (one per client),
+    // each at most the largest call seen.
+    let calls = answered_a + answered_b;
+    let bound = (2 * CLIENTS) as u64 * largest_a.max(largest_b);
+    println!(
+        "[usage] daily token cap {CAP}: {used} tokens used in {calls} calls (bound {CAP} + {bound})"
+    );
+    assert!(used >= CAP, "the cap was reached: {used}");
+    assert!(used <= CAP + bound, "{used} > {CAP} + {bound}");
+
+    // The event budget: 429 without Retry-After (waiting does not help).
+    set_event(&s, json!({"daily_token_cap": 0, "token_budget": used})).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    let refused = chat(&second, &s.key, json!({"messages": []})).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_none());
+    let message: Value = refused.json().await.unwrap();
+    assert_eq!(
+        message["error"]["message"],
+        format!(
+            "The event token budget of {used} tokens has been used up. Ask the organizer to raise it."
+        )
+    );
+    // Raised: calls go through again at once.
+    set_event(&s, json!({"token_budget": used + 10_000})).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        chat(&second, &s.key, json!({"messages": []}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eventinfo_shows_the_usage_today_and_what_is_left() {
+    let s = Scenario::start(MockConfig::default()).await;
+    set_event(
+        &s,
+        json!({"daily_token_cap": 100_000, "token_budget": 1_000_000, "daily_request_cap": 50}),
+    )
+    .await;
+    s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            chat(
+                &s.edge,
+                &s.key,
+                json!({"messages": [{"role": "user", "content": "Hi"}]})
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+    }
+    let used = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
+        .await["total_tokens"]
+        .as_u64()
+        .unwrap();
+    let info: Value = reqwest::Client::new()
+        .post(format!("{}/eventinfo", s.edge.api_base()))
+        .header("api-key", &s.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["usage_today"]["requests"], 3, "{info}");
+    assert_eq!(info["usage_today"]["total_tokens"], used, "{info}");
+    assert_eq!(info["remaining"]["daily_requests"], 47, "{info}");
+    assert_eq!(info["remaining"]["daily_tokens"], 100_000 - used, "{info}");
+    assert_eq!(
+        info["remaining"]["event_tokens"],
+        1_000_000 - used,
+        "{info}"
+    );
+    assert_eq!(info["daily_token_cap"], 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reasoning_model_resource_gets_max_completion_tokens() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let (_, mut resource) = s.admin.get(&format!("/resources/{}", s.resource_id)).await;
+    resource["use_max_completion_tokens"] = json!(true);
+    for field in ["id", "has_key", "managed_identity"] {
+        resource.as_object_mut().unwrap().remove(field);
+    }
+    let (status, answer) = s
+        .admin
+        .put(&format!("/resources/{}", s.resource_id), resource)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
+    eventually(
+        "the edge renames max_tokens",
+        Duration::from_secs(10),
+        || async {
+            let status = chat(
+                &s.edge,
+                &s.key,
+                json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 64}),
+            )
+            .await
+            .status();
+            let sent: Value =
+                serde_json::from_slice(&s.mock.stats.last_request(CHAT).unwrap().body).unwrap();
+            status == StatusCode::OK
+                && sent["max_completion_tokens"] == 64
+                && sent.get("max_tokens").is_none()
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_wait_on_disk_while_the_control_plane_is_down_and_arrive_after_a_restart() {
+    let mut s = Scenario::start(MockConfig::default()).await;
+    let state = aiproxy_loadtest::stack::ScratchDir::new("edge-state");
+    let state_dir = state.path().display().to_string();
+    let env = [
+        ("AIPROXY_EDGE_STATE_DIR", state_dir.as_str()),
+        ("AIPROXY_USAGE_SHUTDOWN_FLUSH_SECS", "1"),
+        ("AIPROXY_SHUTDOWN_DELAY_MS", "0"),
+    ];
+    let mut edge = Edge::start_with_env(&s.cp, "", &env).await;
+    s.cp.kill().await;
+    for _ in 0..5 {
+        let answer = chat(
+            &edge,
+            &s.key,
+            json!({"messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::OK,
+            "the edge serves while the control plane is down"
+        );
+    }
+    let ready: Value = reqwest::get(format!("{}/readyz", edge.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["usage"]["pending_records"], 5, "{ready}");
+    edge.terminate();
+    assert!(edge.wait_exit(Duration::from_secs(20)).await.is_some());
+    assert!(edge.log().contains("they stay on disk"), "{}", edge.log());
+    s.cp.restart().await;
+    // A new edge on the same state folder sends what the old one left.
+    let _again = Edge::start_with_env(&s.cp, "", &env).await;
+    s.admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+}
