@@ -7,10 +7,12 @@
 // /usr/bin/chromium), E2E_SCREENSHOTS (default <repo>/target/admin-web-screenshots),
 // E2E_SUMMARY (a file that receives {"passed":N,"failed":N}), E2E_KEEP_TMP=1 keeps the logs.
 //
+// E2E_DOCS_IMG=1 also copies the Reports screenshot to docs/img/admin-reports.png.
+//
 // Each step prints "ok" or "FAIL"; a browser console error or page error that the step did not
 // expect fails it. Steps depend on each other, so the first failure skips the rest (counted as failed).
 
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -24,6 +26,8 @@ const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const shots = process.env.E2E_SCREENSHOTS || join(repo, 'target', 'admin-web-screenshots');
 const ZONE = 'Asia/Kolkata'; // UTC+05:30 all year: any zone mix-up shows.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const DAILY_TOKEN_CAP = 100000;
+const TOKEN_BUDGET = 1000000;
 
 class Failure extends Error {}
 function check(condition, message) {
@@ -124,13 +128,44 @@ async function main() {
   let secondKey = '';
   let eventId = '';
 
-  async function callEdge(key) {
-    const res = await fetch(`${stack.edgeUrl}/api/v1/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`, {
+  /**
+   * The usage the mock upstream reported to each attendee key, read from the answers (the mock
+   * draws new numbers for every call): what the reports must show.
+   */
+  const reported = new Map();
+  const ZERO_USAGE = { calls: 0, prompt: 0, completion: 0, total: 0, cached: 0 };
+  function usageOf(body, streamed) {
+    if (!streamed) return JSON.parse(body).usage ?? null;
+    // The stream's last chunk with a usage object (asked for with stream_options.include_usage).
+    const chunks = body
+      .split(/\r?\n/)
+      .filter((line) => line.startsWith('data:') && !line.includes('[DONE]'))
+      .map((line) => JSON.parse(line.slice(5)));
+    return chunks.filter((c) => c.usage).pop()?.usage ?? null;
+  }
+  async function callEdge(key, { stream = false, deployment = 'gpt-4o' } = {}) {
+    const res = await fetch(`${stack.edgeUrl}/api/v1/openai/deployments/${deployment}/chat/completions?api-version=2024-10-21`, {
       method: 'POST',
       headers: { 'api-key': key, 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello from the admin console test' }] }),
+      body: JSON.stringify({
+        messages: [{ role: 'user', content: 'Hello from the admin console test' }],
+        ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+      }),
     });
-    return { status: res.status, body: await res.text() };
+    const body = await res.text();
+    if (res.status === 200) {
+      const usage = usageOf(body, stream);
+      if (!usage) throw new Failure(`an answer without usage: ${body.slice(0, 300)}`);
+      const sum = reported.get(key) ?? { ...ZERO_USAGE };
+      reported.set(key, {
+        calls: sum.calls + 1,
+        prompt: sum.prompt + usage.prompt_tokens,
+        completion: sum.completion + usage.completion_tokens,
+        total: sum.total + usage.total_tokens,
+        cached: sum.cached + (usage.prompt_tokens_details?.cached_tokens ?? 0),
+      });
+    }
+    return { status: res.status, body };
   }
 
   /** Edges get catalog changes pushed within milliseconds; allow a few seconds on a busy machine. */
@@ -300,6 +335,13 @@ async function main() {
     const startHint = await page.locator('#starts_at-hint').innerText();
     check(startHint.includes('in your time zone (Europe/London)'), `start hint: ${startHint}`);
     await field('Max tokens per request').fill('4096');
+    await field('Daily tokens per attendee').fill('12x');
+    await page.getByRole('button', { name: 'Save' }).click();
+    const capError = await page.locator('#daily_token_cap-error').innerText();
+    check(/whole number/.test(capError), `daily token cap error: ${capError}`);
+    check(await field('Daily tokens per attendee').evaluate((el) => el === document.activeElement), 'focus should move to the daily token cap');
+    await field('Daily tokens per attendee').fill(String(DAILY_TOKEN_CAP));
+    await field('Token budget for the event').fill(String(TOKEN_BUDGET));
     await field('Organizer').fill('Ada Lovelace');
     await field('Organizer email').fill('ada@example.com');
     await page.getByRole('checkbox', { name: /Hackathon agents/ }).check();
@@ -311,6 +353,15 @@ async function main() {
     check(eventId.length > 0, `event page address: ${page.url()}`);
     const summary = await page.locator('.summary').innerText();
     check(summary.includes(ZONE) && summary.includes('Hackathon agents') && summary.includes('GPT-4o (mock)'), `summary: ${summary}`);
+    check(
+      summary.includes('4,096 max tokens per request') &&
+        summary.includes('100,000 tokens per attendee per UTC day') &&
+        summary.includes('1,000,000 tokens for the whole event'),
+      `caps: ${summary}`,
+    );
+    // Read back from the API, not only from the page.
+    const stored = await (await fetch(`${stack.adminUrl}/admin/api/v1/events/${encodeURIComponent(eventId)}`, { headers: { authorization: `Bearer ${stack.adminToken}` } })).json();
+    check(stored.daily_token_cap === DAILY_TOKEN_CAP && stored.token_budget === TOKEN_BUDGET, `stored caps: ${JSON.stringify(stored)}`);
     check((await page.locator('h1 .badge').innerText()) === 'Live', 'the event should be live');
   });
 
@@ -397,6 +448,8 @@ async function main() {
     await page.getByRole('heading', { name: /Edit resource/ }).waitFor();
     check((await page.locator('#key-hint').innerText()).includes('A key is stored'), 'edit key hint');
     await field('Region').fill('local-2');
+    check(!(await field('Use max_completion_tokens (reasoning models)').isChecked()), 'use_max_completion_tokens should start unchecked');
+    await field('Use max_completion_tokens (reasoning models)').check();
     await page.getByRole('button', { name: 'Save' }).click();
     await page.locator('#resources-table tbody tr', { hasText: 'local-2' }).waitFor();
     // The mock upstream checks its api-key: a 200 after the edit proves the stored key was kept.
@@ -405,7 +458,181 @@ async function main() {
     await page.getByRole('heading', { name: 'Duplicate resource' }).waitFor();
     check((await field('Friendly Name').inputValue()) === 'GPT-4o (mock) (copy)', 'duplicate name');
     check((await field('Key').inputValue()) === '', 'duplicate key must be blank');
+    check(await field('Use max_completion_tokens (reasoning models)').isChecked(), 'use_max_completion_tokens should be stored (and duplicated)');
     await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('heading', { name: 'Resources', level: 1 }).waitFor();
+  });
+
+  const count = (n) => new Intl.NumberFormat('en-GB').format(n);
+  const all = () =>
+    [...reported.values()].reduce(
+      (a, u) => ({ calls: a.calls + u.calls, prompt: a.prompt + u.prompt, completion: a.completion + u.completion, total: a.total + u.total, cached: a.cached + u.cached }),
+      { ...ZERO_USAGE },
+    );
+  const okCalls = () => all().calls;
+  const expectedTokens = () => all().total;
+  let todayUtc = '';
+
+  /** Polls (clicking the page's Refresh) until `read()` gives `wanted`: edges send usage about once a second. */
+  async function eventually(what, read, wanted, refresh, timeoutMs = 15_000) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+      last = await read();
+      if (last === wanted) return;
+      if (Date.now() > deadline) throw new Failure(`${what}: ${JSON.stringify(last)}, wanted ${JSON.stringify(wanted)}`);
+      await sleep(500);
+      if (refresh) await refresh();
+    }
+  }
+
+  async function usageApi(query) {
+    const res = await fetch(`${stack.adminUrl}/admin/api/v1/usage?${new URLSearchParams(query)}`, {
+      headers: { authorization: `Bearer ${stack.adminToken}` },
+    });
+    check(res.status === 200, `GET /usage: ${res.status} ${await res.clone().text()}`);
+    return res.json();
+  }
+
+  step('model calls through the edge with an attendee key are metered: the usage API counts the upstream’s tokens exactly', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await callEdge(secondKey);
+      check(res.status === 200, `call ${i + 1}: ${res.status} ${res.body.slice(0, 200)}`);
+    }
+    const streamed = await callEdge(secondKey, { stream: true });
+    check(streamed.status === 200 && streamed.body.includes('data:'), `streamed call: ${streamed.status} ${streamed.body.slice(0, 200)}`);
+    // A deployment the event does not expose: refused by the edge, an error in the reports.
+    const refused = await callEdge(secondKey, { deployment: 'not-exposed' });
+    check(refused.status >= 400, `a deployment the event does not expose: ${refused.status}`);
+    todayUtc = new Date().toISOString().slice(0, 10);
+    const from = `${todayUtc}T00:00:00Z`;
+    await eventually(
+      'total_tokens of the event today (GET /usage)',
+      async () => (await usageApi({ event_id: eventId, from, granularity: 'day' })).totals.total_tokens,
+      expectedTokens(),
+    );
+    const { totals } = await usageApi({ event_id: eventId, from, granularity: 'day' });
+    const sent = all();
+    check(
+      totals.prompt_tokens === sent.prompt && totals.completion_tokens === sent.completion && totals.cached_tokens === sent.cached,
+      `totals ${JSON.stringify(totals)}, the answers reported ${JSON.stringify(sent)}`,
+    );
+    check(totals.requests >= sent.calls + 1 && totals.errors >= 1, `requests and errors: ${JSON.stringify(totals)} (${sent.calls} answered)`);
+    // The mock's own ledger of what it reported (its only client here is the edge).
+    const ledger = await (await fetch(`${stack.mockUrl}/_mock/usage`)).json();
+    check(ledger.total.total_tokens === sent.total && ledger.total.requests === sent.calls, `mock ledger ${JSON.stringify(ledger.total)}, answers ${JSON.stringify(sent)}`);
+    const who = (k) => (k === attendeeKey ? 'grace' : 'linus');
+    console.log(`     answers: ${JSON.stringify(Object.fromEntries([...reported].map(([k, u]) => [who(k), u])))}; GET /usage totals: ${JSON.stringify(totals)}`);
+  });
+
+  step('the event page shows today’s requests, tokens and errors, and links to the Reports page', async () => {
+    await page.goto(`${stack.adminUrl}/events/${encodeURIComponent(eventId)}`);
+    const today = page.getByRole('region', { name: /Today/ });
+    await today.waitFor();
+    await eventually(
+      'today’s tokens on the event page',
+      async () => (await today.locator('[data-stat="Tokens"]').textContent().catch(() => null))?.trim(),
+      count(expectedTokens()),
+      () => today.getByRole('button', { name: 'Refresh' }).click(),
+    );
+    const requests = Number((await today.locator('[data-stat="Requests"]').innerText()).replace(/,/g, ''));
+    const errors = Number((await today.locator('[data-stat="Errors"]').innerText()).replace(/,/g, ''));
+    check(requests >= okCalls() + 1 && errors >= 1, `today: ${requests} requests, ${errors} errors (${okCalls()} answered)`);
+    await shot('10-event-detail-today', { fullPage: true });
+    await page.locator('.page-head').getByRole('link', { name: 'Reports' }).click();
+    await page.getByRole('heading', { name: /^Reports/, level: 1 }).waitFor();
+    check(new URL(page.url()).pathname === `/events/${encodeURIComponent(eventId)}/reports`, `reports address: ${page.url()}`);
+    const current = await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Reports' }).getAttribute('aria-current');
+    check(current === 'page', `the Reports navigation link should be current: ${current}`);
+  });
+
+  step('Reports: totals, the chart and the tables by resource and by attendee show the usage; headers sort', async () => {
+    const stat = (label) => page.locator(`.report [data-stat="${label}"]`);
+    await eventually(
+      'total tokens on the Reports page',
+      async () => (await stat('Total tokens').textContent().catch(() => null))?.trim(),
+      count(expectedTokens()),
+      () => page.getByRole('button', { name: 'Refresh' }).click(),
+    );
+    check((await stat('Prompt tokens').innerText()) === count(all().prompt), 'prompt tokens');
+    check((await stat('Completion tokens').innerText()) === count(all().completion), 'completion tokens');
+    check((await stat('Cached tokens').innerText()) === count(all().cached), 'cached tokens');
+    const requests = Number((await stat('Requests').innerText()).replace(/,/g, ''));
+    // Last 7 days by day: 7 bars, the usage in today's.
+    const bars = await page.locator('#requests-chart .chart-bar').evaluateAll((els) =>
+      els.map((el) => ({ bucket: el.getAttribute('data-bucket'), value: Number(el.getAttribute('data-value')), title: el.querySelector('title')?.textContent })),
+    );
+    check(bars.length === 7, `bars: ${bars.length}`);
+    const todayBar = bars.find((b) => b.bucket?.startsWith(todayUtc));
+    check(todayBar?.value === requests && /requests?, \d+ errors?/.test(todayBar.title ?? ''), `today's bar: ${JSON.stringify(todayBar)} (${requests} requests)`);
+    const tokenBars = await page.locator('#tokens-chart .chart-bar').evaluateAll((els) => els.map((el) => Number(el.getAttribute('data-value'))));
+    check(tokenBars.reduce((a, v) => a + v, 0) === expectedTokens(), `token bars: ${tokenBars}`);
+
+    const byResource = page.locator('#usage-by-resource tbody tr', { hasText: 'GPT-4o (mock)' });
+    const resourceText = await byResource.innerText();
+    check(resourceText.includes(count(expectedTokens())) && resourceText.includes('gpt-4o'), `resource row: ${resourceText}`);
+    const graceTokens = reported.get(attendeeKey)?.total ?? 0;
+    const linusTokens = reported.get(secondKey)?.total ?? 0;
+    const attendeeRows = async () =>
+      page.locator('#usage-by-attendee tbody tr').evaluateAll((rows) =>
+        rows.map((r) => [r.querySelector('th')?.textContent, r.querySelector('td:last-child')?.textContent]),
+      );
+    const rows = await attendeeRows();
+    check(
+      JSON.stringify(rows) ===
+        JSON.stringify(
+          [
+            ['grace@example.com', count(graceTokens)],
+            ['linus@example.com', count(linusTokens)],
+          ].sort((a, b) => Number(b[1].replace(/,/g, '')) - Number(a[1].replace(/,/g, ''))),
+        ),
+      `attendee rows (by total tokens, largest first): ${JSON.stringify(rows)}`,
+    );
+    const linusErrors = await page.locator('#usage-by-attendee tbody tr', { hasText: 'linus@example.com' }).locator('td').nth(1).innerText();
+    check(/^[1-9]/.test(linusErrors), `linus's errors: ${linusErrors}`);
+    const header = page.locator('#usage-by-attendee thead th', { hasText: 'Attendee' });
+    check((await header.getAttribute('aria-sort')) === 'none', 'not sorted by attendee yet');
+    await header.getByRole('button').click();
+    check((await header.getAttribute('aria-sort')) === 'ascending', 'sorted by attendee, ascending');
+    check((await attendeeRows()).map((r) => r[0]).join() === 'grace@example.com,linus@example.com', 'A to Z');
+    await header.getByRole('button').click();
+    check((await header.getAttribute('aria-sort')) === 'descending', 'sorted by attendee, descending');
+    check((await attendeeRows()).map((r) => r[0]).join() === 'linus@example.com,grace@example.com', 'Z to A');
+  });
+
+  step('Reports by hour for today: 24 bars; Download CSV fetches the rows with the admin token', async () => {
+    await field('From (UTC)').fill(todayUtc);
+    await field('To (UTC, included)').fill(todayUtc);
+    await field('Granularity').selectOption({ label: 'By hour' });
+    await page.waitForFunction(() => document.querySelectorAll('#requests-chart .chart-bar').length === 24);
+    // The filters are in the address (`to` only once it differs from its default, today).
+    const q = new URL(page.url()).searchParams;
+    check(q.get('from') === todayUtc && (q.get('to') ?? todayUtc) === todayUtc && q.get('granularity') === 'hour', `address: ${page.url()}`);
+    check((await field('To (UTC, included)').inputValue()) === todayUtc, 'the To date');
+    await page.locator('.report-range', { hasText: /UTC\)$/ }).waitFor();
+    const hourly = await page.locator('#tokens-chart .chart-bar').evaluateAll((els) => els.map((el) => Number(el.getAttribute('data-value'))));
+    check(hourly.reduce((a, v) => a + v, 0) === expectedTokens(), `hourly token bars: ${hourly}`);
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.mouse.move(0, 0);
+    await shot('11-reports', { fullPage: true });
+    if (process.env.E2E_DOCS_IMG === '1') copyFileSync(join(shots, '11-reports.png'), join(repo, 'docs', 'img', 'admin-reports.png'));
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+    const name = download.suggestedFilename();
+    check(name === `usage-spring-hackathon-${todayUtc}-to-${todayUtc}-hour-by-resource-attendee.csv`, `file name: ${name}`);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    const columns = csv[0].split(',');
+    for (const c of ['bucket', 'resource_id', 'user_id', 'requests', 'errors', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'cached_tokens']) {
+      check(columns.includes(c), `CSV header ${csv[0]} lacks ${c}`);
+    }
+    const at = columns.indexOf('total_tokens');
+    const user = columns.indexOf('user_id');
+    const body = csv.slice(1).map((line) => line.split(','));
+    const sum = body.reduce((a, cells) => a + Number(cells[at]), 0);
+    check(sum === expectedTokens(), `CSV total_tokens ${sum}, wanted ${expectedTokens()}:\n${csv.join('\n')}`);
+    check(body.some((cells) => cells[user] === 'linus@example.com'), `CSV rows per attendee:\n${csv.join('\n')}`);
+    await page.getByRole('status').filter({ hasText: `Downloaded ${name}` }).waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Resources' }).click();
     await page.getByRole('heading', { name: 'Resources', level: 1 }).waitFor();
   });
 
@@ -436,6 +663,11 @@ async function main() {
     width = await page.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, `event page is ${width}px wide`);
     await shot('09-event-detail-phone', { fullPage: true });
+    await page.goto(`${stack.adminUrl}/events/${encodeURIComponent(eventId)}/reports`);
+    await page.locator('#usage-by-attendee').waitFor();
+    width = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(width <= 390, `reports page is ${width}px wide`);
+    await shot('12-reports-phone', { fullPage: true });
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 

@@ -8,6 +8,8 @@ import { EventsPage } from './pages/EventsPage';
 import { EventFormPage } from './pages/EventFormPage';
 import { EventDetailPage } from './pages/EventDetailPage';
 import { NotFoundPage } from './pages/NotFoundPage';
+import { ReportsPage } from './pages/ReportsPage';
+import { ReportsIndexPage } from './pages/ReportsIndexPage';
 
 export function App() {
   const { signedIn } = useSession();
@@ -25,6 +27,8 @@ export function App() {
         <Route path="events/new" element={<EventFormPage />} />
         <Route path="events/:id" element={<EventDetailPage />} />
         <Route path="events/:id/edit" element={<EventFormPage />} />
+        <Route path="events/:id/reports" element={<ReportsPage />} />
+        <Route path="reports" element={<ReportsIndexPage />} />
         <Route path="*" element={<NotFoundPage />} />
       </Route>
     </Routes>

@@ -9,6 +9,8 @@ import type {
   IssuedAttendee,
   Resource,
   ResourceInput,
+  UsageQuery,
+  UsageReport,
 } from './types';
 
 export const API_BASE = '/admin/api/v1';
@@ -55,9 +57,10 @@ interface RequestOptions {
   endsSession?: boolean;
 }
 
-export async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+/** Sends one call with the bearer token; answers the response when it is a success. */
+async function send(method: string, path: string, options: RequestOptions, accept: string): Promise<Response> {
   const token = options.token ?? currentToken;
-  const headers: Record<string, string> = { accept: 'application/json' };
+  const headers: Record<string, string> = { accept };
   if (token) headers.authorization = `Bearer ${token}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   let response: Response;
@@ -72,31 +75,50 @@ export async function request<T>(method: string, path: string, options: RequestO
   } catch {
     throw new ApiError(0, 'Unreachable', 'Cannot reach the control plane. Is it running, and is this page served by it?');
   }
-  if (response.status === 204) return undefined as T;
+  if (response.ok) return response;
   const text = await response.text();
   let payload: unknown = undefined;
-  if (text) {
-    try {
-      payload = JSON.parse(text);
-    } catch {
-      payload = undefined;
-    }
+  try {
+    payload = text ? JSON.parse(text) : undefined;
+  } catch {
+    payload = undefined;
   }
-  if (!response.ok) {
-    const err = (payload as { error?: { code?: string; message?: string; field?: string } } | undefined)?.error;
-    const apiError = new ApiError(
-      response.status,
-      err?.code ?? response.statusText ?? 'Error',
-      err?.message ??
-        (response.status >= 500
-          ? `The control plane answered HTTP ${response.status}: is it running and reachable?`
-          : `The control plane answered HTTP ${response.status}.`),
-      err?.field,
-    );
-    if (response.status === 401 && options.endsSession !== false && onUnauthorized) onUnauthorized();
-    throw apiError;
+  const err = (payload as { error?: { code?: string; message?: string; field?: string } } | undefined)?.error;
+  const apiError = new ApiError(
+    response.status,
+    err?.code ?? response.statusText ?? 'Error',
+    err?.message ??
+      (response.status >= 500
+        ? `The control plane answered HTTP ${response.status}: is it running and reachable?`
+        : `The control plane answered HTTP ${response.status}.`),
+    err?.field,
+  );
+  if (response.status === 401 && options.endsSession !== false && onUnauthorized) onUnauthorized();
+  throw apiError;
+}
+
+export async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const response = await send(method, path, options, 'application/json');
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined as T;
   }
-  return payload as T;
+}
+
+/** The query string of GET /usage (`group_by` comma-separated; unset filters left out). */
+export function usageSearch(query: UsageQuery, format?: 'json' | 'csv'): string {
+  const params = new URLSearchParams();
+  for (const key of ['event_id', 'resource_id', 'user_id', 'from', 'to', 'granularity'] as const) {
+    const value = query[key];
+    if (value) params.set(key, value);
+  }
+  if (query.group_by?.length) params.set('group_by', query.group_by.join(','));
+  if (format) params.set('format', format);
+  return params.toString();
 }
 
 const enc = encodeURIComponent;
@@ -124,4 +146,11 @@ export const api = {
     request<IssuedAttendee>('POST', `/events/${enc(eventId)}/attendees`, { body: { user_id: userId } }),
   setAttendeeActive: (eventId: string, userId: string, active: boolean) =>
     request<Attendee>('PUT', `/events/${enc(eventId)}/attendees/${enc(userId)}`, { body: { active } }),
+
+  usage: (query: UsageQuery) => request<UsageReport>('GET', `/usage?${usageSearch(query)}`),
+  /** The same rows as CSV; fetched with the bearer header (a plain link could not carry it). */
+  usageCsv: async (query: UsageQuery): Promise<Blob> => {
+    const response = await send('GET', `/usage?${usageSearch(query, 'csv')}`, {}, 'text/csv');
+    return response.blob();
+  },
 };

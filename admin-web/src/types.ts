@@ -28,6 +28,8 @@ export interface Resource {
   identity_client_id: string | null;
   active: boolean;
   has_key: boolean;
+  /** Chat calls have `max_tokens` renamed `max_completion_tokens` (GPT-5, o-series). */
+  use_max_completion_tokens?: boolean;
   managed_identity?: ManagedIdentityStatus;
 }
 
@@ -42,6 +44,7 @@ export interface ResourceInput {
   use_managed_identity: boolean;
   identity_client_id: string | null;
   active: boolean;
+  use_max_completion_tokens: boolean;
 }
 
 export interface EventInput {
@@ -52,6 +55,10 @@ export interface EventInput {
   time_zone: string;
   max_token_cap: number;
   daily_request_cap: number;
+  /** Tokens per attendee per UTC day; 0: no cap. */
+  daily_token_cap: number;
+  /** Tokens for the whole event, all attendees together; 0: no budget. */
+  token_budget: number;
   organizer_name: string;
   organizer_email: string;
   active: boolean;
@@ -73,4 +80,41 @@ export interface Attendee {
 export interface IssuedAttendee extends Attendee {
   /** Returned by the create call only; never again. */
   api_key: string;
+}
+
+export type Granularity = 'hour' | 'day';
+export type UsageDimension = 'event' | 'resource' | 'attendee';
+
+/** The filters of GET /usage; `from` inclusive, `to` exclusive (RFC 3339). */
+export interface UsageQuery {
+  event_id?: string;
+  resource_id?: string;
+  user_id?: string;
+  from?: string;
+  to?: string;
+  granularity?: Granularity;
+  group_by?: UsageDimension[];
+}
+
+export interface UsageCounts {
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  cached_tokens: number;
+}
+
+/** One bucket (hour or UTC day) of one group; dimensions not grouped on are null. */
+export interface UsageRow extends UsageCounts {
+  bucket: string;
+  event_id: string | null;
+  resource_id: string | null;
+  deployment_name: string | null;
+  user_id: string | null;
+}
+
+export interface UsageReport {
+  rows: UsageRow[];
+  totals: UsageCounts;
 }

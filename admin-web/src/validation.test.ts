@@ -4,6 +4,8 @@ import {
   EMPTY_RESOURCE,
   KEY_REQUIRED,
   endpointError,
+  eventToForm,
+  resourceToForm,
   fieldErrorsFrom,
   foundryAgentEndpointError,
   toEventInput,
@@ -121,6 +123,19 @@ describe('the resource request body', () => {
     expect(removing.key).toBeNull();
   });
 
+  it('carries use_max_completion_tokens, read back from the API (missing: off)', () => {
+    expect(toResourceInput(resource(), create).use_max_completion_tokens).toBe(false);
+    expect(toResourceInput(resource({ use_max_completion_tokens: true }), create).use_max_completion_tokens).toBe(true);
+    const stored = {
+      id: 'r1',
+      ...toResourceInput(resource(), create),
+      has_key: true,
+      use_max_completion_tokens: true,
+    };
+    expect(resourceToForm(stored).use_max_completion_tokens).toBe(true);
+    expect(resourceToForm({ ...stored, use_max_completion_tokens: undefined }).use_max_completion_tokens).toBe(false);
+  });
+
   it('sends the identity client ID only with managed identity', () => {
     const id = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd';
     expect(toResourceInput(resource({ identity_client_id: id }), create).identity_client_id).toBeNull();
@@ -136,6 +151,8 @@ function event(patch: Partial<EventFormValues> = {}): EventFormValues {
     time_zone: 'Europe/Paris',
     max_token_cap: '4096',
     daily_request_cap: '',
+    daily_token_cap: '50000',
+    token_budget: '',
     organizer_name: 'Ada',
     organizer_email: 'ada@example.com',
     active: true,
@@ -170,6 +187,36 @@ describe('event rules', () => {
     expect(validateEvent(event({ max_token_cap: '4294967296' })).max_token_cap).toBeDefined();
   });
 
+  it('need whole-number token caps, 0 or more, beyond 32 bits but exact in JSON', () => {
+    const errors = validateEvent(event({ daily_token_cap: '-5', token_budget: '1e6' }));
+    expect(errors.daily_token_cap).toMatch(/whole number from 0 .*no cap/);
+    expect(errors.token_budget).toMatch(/whole number from 0 .*no budget/);
+    expect(validateEvent(event({ daily_token_cap: '2.5' })).daily_token_cap).toBeDefined();
+    expect(validateEvent(event({ token_budget: ' 10 000 ' })).token_budget).toBeDefined();
+    // 64-bit in the API: larger than the request caps' 4294967295, up to 2^53 - 1.
+    expect(validateEvent(event({ daily_token_cap: '5000000000', token_budget: '9007199254740991' }))).toEqual({});
+    expect(validateEvent(event({ token_budget: '9007199254740992' })).token_budget).toBeDefined();
+    expect(validateEvent(event({ daily_token_cap: '0', token_budget: ' 0 ' }))).toEqual({});
+    expect(toEventInput(event({ daily_token_cap: ' 250000 ', token_budget: '1000000' }))).toMatchObject({
+      daily_token_cap: 250000,
+      token_budget: 1000000,
+    });
+  });
+
+  it('read token caps from the API, missing ones (an older control plane) as 0', () => {
+    const api = {
+      id: 'e1',
+      ...toEventInput(event()),
+      starts_at: '2026-03-28T09:00:00+01:00',
+      ends_at: '2026-03-28T17:00:00+01:00',
+      daily_token_cap: 1000,
+      token_budget: 20000,
+    };
+    expect(eventToForm(api)).toMatchObject({ daily_token_cap: '1000', token_budget: '20000' });
+    const { daily_token_cap: _a, token_budget: _b, ...old } = api;
+    expect(eventToForm(old as typeof api)).toMatchObject({ daily_token_cap: '0', token_budget: '0' });
+  });
+
   it('send local times with their zone, and blank caps as 0 (no cap)', () => {
     expect(toEventInput(event())).toEqual({
       name: 'Spring hackathon',
@@ -178,6 +225,8 @@ describe('event rules', () => {
       time_zone: 'Europe/Paris',
       max_token_cap: 4096,
       daily_request_cap: 0,
+      daily_token_cap: 50000,
+      token_budget: 0,
       organizer_name: 'Ada',
       organizer_email: 'ada@example.com',
       active: true,

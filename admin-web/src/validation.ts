@@ -95,6 +95,7 @@ export interface ResourceFormValues {
   use_managed_identity: boolean;
   identity_client_id: string;
   active: boolean;
+  use_max_completion_tokens: boolean;
   /** Edit only: send `key: null` to remove the stored key (managed identity on). */
   remove_stored_key: boolean;
 }
@@ -115,6 +116,7 @@ export const EMPTY_RESOURCE: ResourceFormValues = {
   use_managed_identity: false,
   identity_client_id: '',
   active: true,
+  use_max_completion_tokens: false,
   remove_stored_key: false,
 };
 
@@ -129,6 +131,7 @@ export function resourceToForm(r: Resource): ResourceFormValues {
     use_managed_identity: r.use_managed_identity,
     identity_client_id: r.identity_client_id ?? '',
     active: r.active,
+    use_max_completion_tokens: r.use_max_completion_tokens ?? false,
     remove_stored_key: false,
   };
 }
@@ -181,6 +184,7 @@ export function toResourceInput(v: ResourceFormValues, ctx: ResourceFormContext)
     use_managed_identity: v.use_managed_identity,
     identity_client_id: v.use_managed_identity && v.identity_client_id.trim() ? v.identity_client_id.trim() : null,
     active: v.active,
+    use_max_completion_tokens: v.use_max_completion_tokens,
   };
   const key = v.key.trim();
   if (key && !v.use_managed_identity) input.key = key;
@@ -197,6 +201,8 @@ export interface EventFormValues {
   time_zone: string;
   max_token_cap: string;
   daily_request_cap: string;
+  daily_token_cap: string;
+  token_budget: string;
   organizer_name: string;
   organizer_email: string;
   active: boolean;
@@ -211,6 +217,8 @@ export function emptyEvent(timeZone: string = browserTimeZone()): EventFormValue
     time_zone: timeZone,
     max_token_cap: '0',
     daily_request_cap: '0',
+    daily_token_cap: '0',
+    token_budget: '0',
     organizer_name: '',
     organizer_email: '',
     active: true,
@@ -226,6 +234,8 @@ export function eventToForm(e: AiEvent): EventFormValues {
     time_zone: e.time_zone,
     max_token_cap: String(e.max_token_cap ?? 0),
     daily_request_cap: String(e.daily_request_cap ?? 0),
+    daily_token_cap: String(e.daily_token_cap ?? 0),
+    token_budget: String(e.token_budget ?? 0),
     organizer_name: e.organizer_name ?? '',
     organizer_email: e.organizer_email ?? '',
     active: e.active,
@@ -235,11 +245,13 @@ export function eventToForm(e: AiEvent): EventFormValues {
 
 const LOCAL_INPUT_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/;
 const MAX_U32 = 4294967295;
+/** Token caps are 64-bit in the API; JSON numbers stay exact up to 2^53 - 1. */
+const MAX_TOKENS = Number.MAX_SAFE_INTEGER;
 
-function capError(raw: string): string | null {
+function capError(raw: string, max: number = MAX_U32, none = 'no cap'): string | null {
   const s = raw.trim();
   if (!s) return null;
-  if (!/^\d+$/.test(s) || Number(s) > MAX_U32) return 'A whole number from 0 to 4294967295 (0: no cap).';
+  if (!/^\d+$/.test(s) || Number(s) > max) return `A whole number from 0 to ${max} (0: ${none}).`;
   return null;
 }
 
@@ -264,6 +276,10 @@ export function validateEvent(v: EventFormValues): FieldErrors<EventField> {
   if (maxTokens) errors.max_token_cap = maxTokens;
   const daily = capError(v.daily_request_cap);
   if (daily) errors.daily_request_cap = daily;
+  const dailyTokens = capError(v.daily_token_cap, MAX_TOKENS);
+  if (dailyTokens) errors.daily_token_cap = dailyTokens;
+  const budget = capError(v.token_budget, MAX_TOKENS, 'no budget');
+  if (budget) errors.token_budget = budget;
   const email = v.organizer_email.trim();
   if (email && !/^[^\s@]+@[^\s@]+$/.test(email)) errors.organizer_email = 'Must be an email address.';
   return errors;
@@ -277,6 +293,8 @@ export function toEventInput(v: EventFormValues): EventInput {
     time_zone: v.time_zone,
     max_token_cap: Number(v.max_token_cap.trim() || 0),
     daily_request_cap: Number(v.daily_request_cap.trim() || 0),
+    daily_token_cap: Number(v.daily_token_cap.trim() || 0),
+    token_budget: Number(v.token_budget.trim() || 0),
     organizer_name: v.organizer_name.trim(),
     organizer_email: v.organizer_email.trim(),
     active: v.active,

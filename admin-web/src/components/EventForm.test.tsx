@@ -83,11 +83,47 @@ describe('EventForm', () => {
       time_zone: 'Europe/Paris',
       max_token_cap: 4096,
       daily_request_cap: 0,
+      daily_token_cap: 0,
+      token_budget: 0,
       organizer_name: '',
       organizer_email: '',
       active: true,
       resource_ids: ['r2'],
     });
+  });
+
+  it('takes the token caps, refuses what is not a whole number inline, and sends them', async () => {
+    const { onSubmit, user } = setup();
+    await fill(user, '2026-03-28T09:00', '2026-03-28T17:00');
+    const daily = screen.getByLabelText(/Daily tokens per attendee/);
+    const budget = screen.getByLabelText(/Token budget for the event/);
+    expect(document.getElementById('daily_token_cap-hint')?.textContent).toMatch(/UTC day/);
+    await user.clear(daily);
+    await user.type(daily, '50k');
+    await user.clear(budget);
+    await user.type(budget, '-1');
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect(onSubmit).not.toHaveBeenCalled();
+    expect(screen.getByRole('alert').textContent).toMatch(/2 fields need attention/);
+    expect(daily.getAttribute('aria-invalid')).toBe('true');
+    expect(document.getElementById('daily_token_cap-error')?.textContent).toMatch(/whole number/);
+    expect(document.getElementById('token_budget-error')?.textContent).toMatch(/no budget/);
+    expect(document.activeElement).toBe(daily);
+    await user.clear(daily);
+    await user.type(daily, '50000');
+    await user.clear(budget);
+    await user.type(budget, '2000000');
+    expect(document.getElementById('daily_token_cap-error')).toBeNull();
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect(onSubmit).toHaveBeenCalledWith(expect.objectContaining({ daily_token_cap: 50000, token_budget: 2000000 }));
+  });
+
+  it('shows a refusal of a token cap by the control plane under that field', async () => {
+    const { onSubmit, user } = setup();
+    onSubmit.mockRejectedValueOnce(new ApiError(400, 'Bad Request', 'token_budget: is too large', 'token_budget'));
+    await fill(user, '2026-03-28T09:00', '2026-03-28T17:00');
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect((await screen.findByText('is too large')).id).toBe('token_budget-error');
   });
 
   it('shows the control plane’s refusal next to the field it names', async () => {

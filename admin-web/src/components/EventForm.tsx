@@ -20,6 +20,8 @@ const FIELD_ORDER: readonly EventField[] = [
   'ends_at',
   'max_token_cap',
   'daily_request_cap',
+  'daily_token_cap',
+  'token_budget',
   'organizer_name',
   'organizer_email',
   'resource_ids',
@@ -138,25 +140,51 @@ export function EventForm({ initial, resources, submitLabel = 'Save', onSubmit, 
           />
         </div>
       </fieldset>
+      <fieldset className="fieldset">
+        <legend>Caps</legend>
+        <p className="hint">
+          Enforced by every edge. A call over a cap gets 429 with a message naming it. 0 or blank: no cap.
+        </p>
+        <div className="grid-2">
+          <TextField
+            id="max_token_cap"
+            label="Max tokens per request"
+            inputMode="numeric"
+            value={values.max_token_cap}
+            onValue={(v) => update({ max_token_cap: v })}
+            error={errors.max_token_cap}
+            hint="Requests asking for more (max_tokens, max_completion_tokens or max_output_tokens) are refused."
+          />
+          <TextField
+            id="daily_request_cap"
+            label="Daily requests per attendee"
+            inputMode="numeric"
+            value={values.daily_request_cap}
+            onValue={(v) => update({ daily_request_cap: v })}
+            error={errors.daily_request_cap}
+            hint="Model calls per attendee per UTC day."
+          />
+          <TextField
+            id="daily_token_cap"
+            label="Daily tokens per attendee"
+            inputMode="numeric"
+            value={values.daily_token_cap}
+            onValue={(v) => update({ daily_token_cap: v })}
+            error={errors.daily_token_cap}
+            hint="Total tokens (prompt + completion) per attendee per UTC day; resets at 00:00 UTC."
+          />
+          <TextField
+            id="token_budget"
+            label="Token budget for the event"
+            inputMode="numeric"
+            value={values.token_budget}
+            onValue={(v) => update({ token_budget: v })}
+            error={errors.token_budget}
+            hint="Total tokens for the whole event, all attendees and days together."
+          />
+        </div>
+      </fieldset>
       <div className="grid-2">
-        <TextField
-          id="max_token_cap"
-          label="Max tokens per request"
-          inputMode="numeric"
-          value={values.max_token_cap}
-          onValue={(v) => update({ max_token_cap: v })}
-          error={errors.max_token_cap}
-          hint="Requests asking for more max_tokens are refused. 0 or blank: no cap."
-        />
-        <TextField
-          id="daily_request_cap"
-          label="Daily requests per attendee"
-          inputMode="numeric"
-          value={values.daily_request_cap}
-          onValue={(v) => update({ daily_request_cap: v })}
-          error={errors.daily_request_cap}
-          hint="0 or blank: no cap."
-        />
         <TextField
           id="organizer_name"
           label="Organizer"

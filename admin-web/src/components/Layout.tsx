@@ -1,5 +1,5 @@
 import { useEffect, useRef } from 'react';
-import { NavLink, Outlet, useLocation } from 'react-router-dom';
+import { Link, NavLink, Outlet, useLocation } from 'react-router-dom';
 import { useSession } from '../session';
 
 export function Layout() {
@@ -7,6 +7,8 @@ export function Layout() {
   const { pathname } = useLocation();
   const main = useRef<HTMLElement>(null);
   const first = useRef(true);
+  // An event's report (/events/:id/reports) belongs to Reports, not to Events.
+  const inReports = pathname === '/reports' || /^\/events\/[^/]+\/reports\/?$/.test(pathname);
 
   // After a client-side navigation, keyboard and screen-reader users start at the new content,
   // as they would after a page load.
@@ -31,7 +33,16 @@ export function Layout() {
           </span>
           <nav aria-label="Main">
             <NavLink to="/resources">Resources</NavLink>
-            <NavLink to="/events">Events</NavLink>
+            <NavLink
+              to="/events"
+              className={({ isActive }) => (isActive && !inReports ? 'active' : undefined)}
+              aria-current={inReports ? 'false' : 'page'}
+            >
+              Events
+            </NavLink>
+            <Link to="/reports" className={inReports ? 'active' : undefined} aria-current={inReports ? 'page' : undefined}>
+              Reports
+            </Link>
           </nav>
           <button type="button" className="button button-quiet" onClick={signOut}>
             Sign out

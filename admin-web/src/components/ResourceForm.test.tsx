@@ -126,4 +126,28 @@ describe('ResourceForm', () => {
     expect(mi.checked).toBe(false);
     expect(document.getElementById('use_managed_identity-hint')?.textContent).toMatch(/Not available for MCP servers/);
   });
+
+  it('sends use_max_completion_tokens as checked, off by default, and keeps it on edit', async () => {
+    const { onSubmit, user } = setup();
+    await user.type(screen.getByLabelText(/Friendly Name/), 'GPT-5');
+    await user.type(screen.getByLabelText(/Deployment Name/), 'gpt-5');
+    await user.type(screen.getByLabelText(/^Endpoint/), 'https://x.openai.azure.com');
+    await user.type(screen.getByLabelText(/^Key/), 'secret');
+    const box = screen.getByLabelText(/Use max_completion_tokens/) as HTMLInputElement;
+    expect(box.checked).toBe(false);
+    expect(document.getElementById('use_max_completion_tokens-hint')?.textContent).toMatch(/GPT-5 and o-series/);
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect(onSubmit.mock.calls[0][0].use_max_completion_tokens).toBe(false);
+    await user.click(box);
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect(onSubmit.mock.calls[1][0].use_max_completion_tokens).toBe(true);
+  });
+
+  it('shows a stored use_max_completion_tokens checked on edit', () => {
+    setup(
+      { ...EMPTY_RESOURCE, friendly_name: 'GPT-5', deployment_name: 'gpt-5', endpoint_url: 'https://x.openai.azure.com', use_max_completion_tokens: true },
+      { editing: true, hasStoredKey: true },
+    );
+    expect((screen.getByLabelText(/Use max_completion_tokens/) as HTMLInputElement).checked).toBe(true);
+  });
 });

@@ -24,6 +24,7 @@ const FIELD_ORDER: readonly ResourceField[] = [
   'region',
   'use_managed_identity',
   'identity_client_id',
+  'use_max_completion_tokens',
   'active',
 ];
 
@@ -158,6 +159,14 @@ export function ResourceForm({ initial, context, submitLabel = 'Save', onSubmit,
         autoComplete="new-password"
         spellCheck={false}
         placeholder={mi ? 'Not used with managed identity' : context.editing && context.hasStoredKey ? '•••••••• (stored)' : ''}
+      />
+      <CheckboxField
+        id="use_max_completion_tokens"
+        label="Use max_completion_tokens (reasoning models)"
+        checked={values.use_max_completion_tokens}
+        onChecked={(c) => update({ use_max_completion_tokens: c })}
+        error={errors.use_max_completion_tokens}
+        hint="For GPT-5 and o-series deployments, which refuse max_tokens: chat calls through this resource have max_tokens renamed max_completion_tokens."
       />
       <fieldset className="fieldset">
         <legend>Authentication and status</legend>

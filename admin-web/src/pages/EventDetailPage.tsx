@@ -5,6 +5,19 @@ import { modelTypeLabel } from '../validation';
 import { ActiveBadge, AuthBadge, ErrorBanner, Notice } from '../components/ui';
 import { EventWindow, PhaseBadge } from '../components/EventWindow';
 import { Attendees } from '../components/Attendees';
+import { TodayUsage } from '../components/TodayUsage';
+import { formatCount } from '../usage';
+import type { AiEvent } from '../types';
+
+/** Each cap on its own line: "4,096 max tokens per request", "no daily token cap". */
+function capLines(e: AiEvent): string[] {
+  return [
+    e.max_token_cap ? `${formatCount(e.max_token_cap)} max tokens per request` : 'No max tokens per request',
+    e.daily_request_cap ? `${formatCount(e.daily_request_cap)} requests per attendee per UTC day` : 'No daily request cap',
+    e.daily_token_cap ? `${formatCount(e.daily_token_cap)} tokens per attendee per UTC day` : 'No daily token cap',
+    e.token_budget ? `${formatCount(e.token_budget)} tokens for the whole event` : 'No event token budget',
+  ];
+}
 
 export function EventDetailPage() {
   const { id = '' } = useParams();
@@ -30,6 +43,9 @@ export function EventDetailPage() {
               {event.name} <PhaseBadge event={event} />
             </h1>
             <div className="actions">
+              <Link className="button" to={`/events/${encodeURIComponent(event.id)}/reports`}>
+                Reports
+              </Link>
               <Link className="button" to={`/events/${encodeURIComponent(event.id)}/edit`}>
                 Edit event
               </Link>
@@ -43,8 +59,13 @@ export function EventDetailPage() {
             </dd>
             <dt>Caps</dt>
             <dd>
-              {event.max_token_cap ? `${event.max_token_cap} max tokens per request` : 'No token cap'} ·{' '}
-              {event.daily_request_cap ? `${event.daily_request_cap} requests per attendee per day` : 'no daily cap'}
+              <ul className="plain-list caps">
+                {capLines(event).map((line) => (
+                  <li key={line} className={line.startsWith('No ') ? 'muted' : undefined}>
+                    {line}
+                  </li>
+                ))}
+              </ul>
             </dd>
             <dt>Organizer</dt>
             <dd>
@@ -76,10 +97,8 @@ export function EventDetailPage() {
               )}
             </dd>
           </dl>
+          <TodayUsage eventId={event.id} />
           <Attendees eventId={event.id} />
-          <p className="muted small reports-note">
-            Usage reports (requests and tokens per resource and day) will appear here once the control plane records usage.
-          </p>
         </>
       ) : null}
     </section>

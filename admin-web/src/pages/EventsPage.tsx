@@ -126,6 +126,18 @@ export function EventsPage() {
                     {e.max_token_cap ? `${e.max_token_cap} tokens/request` : 'no token cap'}
                     <br />
                     {e.daily_request_cap ? `${e.daily_request_cap} requests/day` : 'no daily cap'}
+                    {e.daily_token_cap ? (
+                      <>
+                        <br />
+                        {`${e.daily_token_cap} tokens/day`}
+                      </>
+                    ) : null}
+                    {e.token_budget ? (
+                      <>
+                        <br />
+                        {`${e.token_budget} tokens in all`}
+                      </>
+                    ) : null}
                   </td>
                   <td data-label="Organizer">
                     {e.organizer_name || e.organizer_email ? (

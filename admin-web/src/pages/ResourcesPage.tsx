@@ -168,6 +168,11 @@ export function ResourcesPage() {
                     </th>
                     <td data-label="Deployment" className="nowrap">
                       <code>{r.deployment_name}</code>
+                      {r.use_max_completion_tokens ? (
+                        <span className="cell-sub" title="max_tokens is renamed max_completion_tokens in chat calls">
+                          max_completion_tokens
+                        </span>
+                      ) : null}
                     </td>
                     <td data-label="Type">{modelTypeLabel(r.model_type)}</td>
                     <td data-label="Region">{r.region || <span className="muted">—</span>}</td>

@@ -7,7 +7,9 @@ export interface Call {
   body: unknown;
 }
 
-type Responder = (call: Call) => { status: number; body?: unknown } | undefined;
+/** `body` is sent as JSON; `text` as is, with `contentType` (e.g. a CSV answer). */
+type Answer = { status: number; body?: unknown; text?: string; contentType?: string };
+type Responder = (call: Call) => Answer | undefined;
 
 /** Replaces fetch with a scripted admin API; records every call. */
 export function mockApi(respond: Responder) {
@@ -21,10 +23,10 @@ export function mockApi(respond: Responder) {
     };
     calls.push(call);
     const answer = respond(call) ?? { status: 404, body: { error: { code: 'Not Found', message: `no mock for ${call.method} ${call.url}`, status: 404 } } };
-    const text = answer.body === undefined ? '' : JSON.stringify(answer.body);
+    const text = answer.text ?? (answer.body === undefined ? '' : JSON.stringify(answer.body));
     return new Response(answer.status === 204 ? null : text, {
       status: answer.status,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': answer.contentType ?? 'application/json' },
     });
   });
   vi.stubGlobal('fetch', fetchMock);
