@@ -36,8 +36,9 @@ pub struct LeaseAsk {
     pub debt: u64,
 }
 
-/// Takes a lease; returns how much was granted (0 once the cap is reached).
-pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<u32> {
+/// Takes a lease; returns how much was granted (0 once the cap is reached) and what is left of
+/// the cap (`u64::MAX` when there is none).
+pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<(u32, u64)> {
     required_id("event_id", &ask.event_id)?;
     if ask.counter != LeaseCounter::EventTokens {
         required_id("user_id", &ask.user_id)?;
@@ -54,10 +55,10 @@ pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<u32> {
     let granted = match ask.counter {
         LeaseCounter::DailyRequests => {
             if event.daily_request_cap == 0 {
-                return Ok(ask.wanted);
+                return Ok((ask.wanted, u64::MAX));
             }
             let wanted = ask.wanted.max(1);
-            let granted = store
+            store
                 .lease_requests(
                     &ask.event_id,
                     &ask.user_id,
@@ -65,8 +66,7 @@ pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<u32> {
                     wanted,
                     event.daily_request_cap,
                 )
-                .await?;
-            u64::from(granted)
+                .await?
         }
         LeaseCounter::DailyTokens | LeaseCounter::EventTokens => {
             let (cap, user_id, period) = match ask.counter {
@@ -78,7 +78,7 @@ pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<u32> {
                 _ => (event.token_budget, "", EVENT_PERIOD),
             };
             if cap == 0 {
-                return Ok(ask.wanted);
+                return Ok((ask.wanted, u64::MAX));
             }
             store
                 .lease_tokens(
@@ -92,5 +92,8 @@ pub async fn lease(catalog: &Catalog, ask: &LeaseAsk) -> CatalogResult<u32> {
                 .await?
         }
     };
-    Ok(u32::try_from(granted).unwrap_or(ask.wanted))
+    Ok((
+        u32::try_from(granted.granted).unwrap_or(ask.wanted),
+        granted.left,
+    ))
 }

@@ -649,32 +649,37 @@ async fn request_leases_never_grant_past_the_daily_cap(s: Arc<dyn CatalogStore>)
     assert_eq!(
         s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         3
     );
     assert_eq!(
         s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         2
     );
     assert_eq!(
         s.lease_requests("e1", "u1", "2026-11-30", 3, 5)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         0
     );
     assert_eq!(
         s.lease_requests("e1", "u1", "2026-12-01", 3, 5)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         3,
         "a new UTC day"
     );
     assert_eq!(
         s.lease_requests("e1", "u2", "2026-11-30", 3, 5)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         3,
         "per attendee"
     );
@@ -685,6 +690,7 @@ async fn request_leases_never_grant_past_the_daily_cap(s: Arc<dyn CatalogStore>)
                 s.lease_requests("e1", "u3", "2026-11-30", 1, 4)
                     .await
                     .unwrap()
+                    .granted
             })
         })
         .collect();
@@ -1193,52 +1199,62 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
     assert_eq!(
         s.lease_tokens("e1", "u1", day, 400, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         400
     );
     // The edge spent 700 of its 400: 300 of debt, paid before the next lease.
     assert_eq!(
         s.lease_tokens("e1", "u1", day, 400, 300, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         300
     );
     assert_eq!(
         s.lease_tokens("e1", "u1", day, 400, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         0
     );
     assert_eq!(
-        s.lease_tokens("e1", "u1", day, 0, 50, 1_000).await.unwrap(),
+        s.lease_tokens("e1", "u1", day, 0, 50, 1_000)
+            .await
+            .unwrap()
+            .granted,
         0,
         "debt alone is paid, nothing granted"
     );
     assert_eq!(
         s.lease_tokens("e1", "u1", "2026-03-30", 400, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         400,
         "a new UTC day"
     );
     assert_eq!(
         s.lease_tokens("e1", "u2", day, 400, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         400,
         "per attendee"
     );
     assert_eq!(
         s.lease_tokens("e1", "", "event", 2_000, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         1_000,
         "the event budget is its own counter"
     );
     assert_eq!(
         s.lease_tokens("e1", "u3", day, 400, 2_000, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         0,
         "a debt past the cap leaves nothing"
     );
@@ -1251,7 +1267,8 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
                 let granted = s
                     .lease_tokens("e1", "u4", day, 100, debt, 1_000)
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .granted;
                 (granted, debt)
             })
         })
@@ -1271,6 +1288,13 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
         "granted {granted}, with debts {spent}"
     );
 
+    // What is left of the cap comes with every grant (edges size their next lease by it).
+    let lease = s
+        .lease_tokens("e1", "u9", day, 100, 20, 1_000)
+        .await
+        .unwrap();
+    assert_eq!((lease.granted, lease.left), (100, 880));
+
     // A counter starts from the usage recorded before it (a cap set mid-event): 600 tokens of
     // u5 that day (HOUR_10 is on 2026-03-29), 50 the day before; 1,250 for the whole event.
     s.apply_usage_batch(
@@ -1287,7 +1311,8 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
     assert_eq!(
         s.lease_tokens("e1", "u5", day, 500, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         400,
         "the day's recorded usage counts, the day before's does not"
     );
@@ -1298,7 +1323,8 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
     assert_eq!(
         s.lease_tokens("e3", "", "event", 500, 0, 1_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .granted,
         300,
         "an event budget counts all the event's recorded usage"
     );

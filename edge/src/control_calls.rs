@@ -175,12 +175,11 @@ impl ControlPlaneCalls {
         }
     }
 
-    /// A lease on one of the event's counters (see `crate::quota`): how much was granted.
-    pub async fn lease(&self, request: pb::LeaseRequest) -> Result<u32, String> {
+    /// A lease on one of the event's counters (see `crate::quota`): what was granted and left.
+    pub async fn lease(&self, request: pb::LeaseRequest) -> Result<pb::Lease, String> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
         self.within(client.lease_requests(self.request(request)))
             .await
-            .map(|lease| lease.granted)
             .map_err(|s| s.message().to_string())
     }
 

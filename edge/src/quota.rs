@@ -12,12 +12,17 @@
 //!
 //! The next lease is fetched in the background when half of the current one is spent, so a
 //! request waits for the control plane only for an attendee's first request of the day on this
-//! edge — and then at most the control-call deadline. A lease another edge holds unspent is lost
-//! (the counter already counts it), so leases stay small (a twentieth of the cap; a hundredth of
-//! an event budget): caps are never exceeded through leases, and an attendee may be refused up to
-//! one lease per edge early. If the control plane cannot be reached and nothing is leased, the
-//! request is let through (the edge keeps serving while the control plane is down), a warning is
-//! logged, and the tokens it uses are charged as debt once the control plane is back.
+//! edge — and then at most the control-call deadline. Leases are sized to the attendee's observed
+//! rate on this edge (what it spent since its previous lease, smoothed), to cover about
+//! `LEASE_HORIZON` of calls, so a busy attendee costs a lease every second or so whatever its rate
+//! (the control plane's counters are written O(edges), not O(requests)). A lease is never smaller
+//! than the base size (a twentieth of a daily cap, at most 20 requests; a hundredth of an event
+//! budget) and never larger than a quarter of what the control plane says is left of the cap. A
+//! lease another edge holds unspent is lost (the counter already counts it): caps are never
+//! exceeded through leases, and an attendee may be refused up to one lease per edge early. If the
+//! control plane cannot be reached and nothing is leased, the request is let through (the edge
+//! keeps serving while the control plane is down), a warning is logged, and the tokens it uses are
+//! charged as debt once the control plane is back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,9 @@ use crate::state::EdgeState;
 
 /// After a failed lease call, how long requests stop waiting for the control plane.
 const UNREACHABLE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How much time of calls, at the observed rate, one lease covers.
+const LEASE_HORIZON_SECS: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
@@ -61,8 +69,8 @@ pub struct Key {
 }
 
 impl Key {
-    /// What one lease asks for.
-    fn lease(&self) -> u64 {
+    /// The smallest lease (and the first one's size, before any rate is known).
+    fn base_lease(&self) -> u64 {
         match self.counter {
             Counter::DailyRequests => (self.cap / 20).clamp(1, 20),
             Counter::DailyTokens => (self.cap / 20).max(1),
@@ -71,10 +79,18 @@ impl Key {
     }
 }
 
-#[derive(Default)]
 struct Allowance {
     /// Leased and not yet spent.
     left: u64,
+    /// The size of the last lease asked for (the next is fetched when half of it is left).
+    lease: u64,
+    /// What the control plane said was left of the cap at the last lease.
+    left_at_source: u64,
+    /// Spent since `window_start` (requests, or tokens charged), for the rate.
+    window_start: std::time::Instant,
+    window_spent: u64,
+    /// Spent per second, smoothed over the last leases.
+    rate: f64,
     /// Spent beyond the lease (tokens of calls that ended after it ran out), not yet sent.
     debt: u64,
     /// The control plane granted nothing: the cap is reached.
@@ -89,6 +105,8 @@ struct Allowance {
 #[derive(Default)]
 pub struct Quotas {
     allowances: Mutex<HashMap<Key, Allowance>>,
+    /// Lease calls made (shown in `/readyz`: they should grow with time, not with traffic).
+    lease_calls: std::sync::atomic::AtomicU64,
 }
 
 /// A cap is reached: the answer is 429 with this message, and `Retry-After` when waiting helps.
@@ -117,6 +135,31 @@ enum Local {
     },
 }
 
+impl Default for Allowance {
+    fn default() -> Self {
+        Self {
+            left: 0,
+            lease: 0,
+            left_at_source: u64::MAX,
+            window_start: std::time::Instant::now(),
+            window_spent: 0,
+            rate: 0.0,
+            debt: 0,
+            dry: false,
+            refilling: false,
+            unreachable_until: None,
+        }
+    }
+}
+
+/// The size of the next lease: `LEASE_HORIZON_SECS` of calls at `rate`, at least `base`, at most
+/// a quarter of what is left of the cap (but never under `base`), and never more than the cap.
+fn lease_size(base: u64, rate: f64, left_at_source: u64, cap: u64) -> u64 {
+    let by_rate = (rate * LEASE_HORIZON_SECS).ceil() as u64;
+    let most = base.max(left_at_source / 4);
+    by_rate.clamp(base, most).min(cap).max(1)
+}
+
 impl Quotas {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<Key, Allowance>) -> R) -> R {
         f(&mut self.allowances.lock().unwrap_or_else(|p| p.into_inner()))
@@ -129,7 +172,8 @@ impl Quotas {
             let allowance = all.entry(key.clone()).or_default();
             if allowance.left > 0 && allowance.left >= cost {
                 allowance.left -= cost;
-                let refill = allowance.wants_refill(key.lease());
+                allowance.window_spent += cost;
+                let refill = allowance.wants_refill();
                 allowance.refilling |= refill;
                 Local::Admitted { refill }
             } else if allowance.dry {
@@ -150,13 +194,14 @@ impl Quotas {
 
     /// Adds a lease's grant (0: the cap is reached), or notes that the lease call failed and
     /// keeps the debt it carried for the next one.
-    fn leased(&self, key: &Key, granted: Result<u64, &str>, debt_sent: u64) {
+    fn leased(&self, key: &Key, granted: Result<&pb::Lease, &str>, debt_sent: u64) {
         self.with(|all| {
             let allowance = all.entry(key.clone()).or_default();
             match granted {
-                Ok(granted) => {
-                    allowance.left += granted;
-                    allowance.dry |= granted == 0;
+                Ok(lease) => {
+                    allowance.left += u64::from(lease.granted);
+                    allowance.left_at_source = lease.left;
+                    allowance.dry |= lease.granted == 0;
                     allowance.unreachable_until = None;
                 }
                 Err(_) => {
@@ -168,10 +213,24 @@ impl Quotas {
         });
     }
 
-    /// The debt to send with a lease call (taken: it is added back if the call fails).
-    fn take_debt(&self, key: &Key) -> u64 {
-        self.with(|all| all.get_mut(key).map(|a| std::mem::take(&mut a.debt)))
-            .unwrap_or(0)
+    /// The terms of the next lease call: its size (from the rate observed since the previous
+    /// one) and the debt it pays (taken: it is added back if the call fails).
+    fn lease_terms(&self, key: &Key) -> (u64, u64) {
+        self.with(|all| {
+            let a = all.entry(key.clone()).or_default();
+            let now = std::time::Instant::now();
+            let elapsed = (now - a.window_start).as_secs_f64().max(0.05);
+            let observed = a.window_spent as f64 / elapsed;
+            a.rate = if a.rate == 0.0 {
+                observed
+            } else {
+                (a.rate + observed) / 2.0
+            };
+            a.window_start = now;
+            a.window_spent = 0;
+            a.lease = lease_size(key.base_lease(), a.rate, a.left_at_source, key.cap);
+            (a.lease, std::mem::take(&mut a.debt))
+        })
     }
 
     /// Admits a model call under every cap the event sets, or says which cap is reached. Token
@@ -244,13 +303,9 @@ impl Quotas {
         // Yesterday's allowances are of no use any more (the event budget has no day).
         let today = key.day.clone();
         self.with(|all| all.retain(|k, _| k.day.is_empty() || k.day == today));
-        let debt = self.take_debt(key);
-        let granted = lease(state, key, debt).await;
-        self.leased(
-            key,
-            granted.as_ref().map(|g| *g).map_err(String::as_str),
-            debt,
-        );
+        let (wanted, debt) = self.lease_terms(key);
+        let granted = lease(state, key, wanted, debt).await;
+        self.leased(key, granted.as_ref().map_err(String::as_str), debt);
         match granted {
             Ok(_) => match self.admit_local(key, cost) {
                 Local::Admitted { refill } => {
@@ -268,6 +323,10 @@ impl Quotas {
         }
     }
 
+    pub fn lease_calls(&self) -> u64 {
+        self.lease_calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Charges the tokens a call used to the counters it was admitted under.
     pub fn charge(&self, state: &Arc<EdgeState>, charge: &Charge, tokens: u64) {
         if tokens == 0 {
@@ -279,7 +338,8 @@ impl Quotas {
                 let from_lease = allowance.left.min(tokens);
                 allowance.left -= from_lease;
                 allowance.debt += tokens - from_lease;
-                let refill = allowance.wants_refill(key.lease()) || allowance.debt > 0;
+                allowance.window_spent += tokens;
+                let refill = allowance.wants_refill() || allowance.debt > 0;
                 let refill = refill && !allowance.refilling && !allowance.dry;
                 allowance.refilling |= refill;
                 refill
@@ -292,8 +352,8 @@ impl Quotas {
 }
 
 impl Allowance {
-    fn wants_refill(&self, lease: u64) -> bool {
-        !self.dry && !self.refilling && self.left <= lease / 2
+    fn wants_refill(&self) -> bool {
+        !self.dry && !self.refilling && self.left <= self.lease / 2
     }
 }
 
@@ -327,29 +387,31 @@ fn reached(key: &Key, now: DateTime<Utc>) -> CapReached {
     }
 }
 
-/// One lease call: the lease's size (never more than the cap), paying `debt` first.
-async fn lease(state: &EdgeState, key: &Key, debt: u64) -> Result<u64, String> {
-    let wanted = u32::try_from(key.lease().min(key.cap)).unwrap_or(u32::MAX);
+/// One lease call for `wanted`, paying `debt` first.
+async fn lease(state: &EdgeState, key: &Key, wanted: u64, debt: u64) -> Result<pb::Lease, String> {
+    state
+        .quota
+        .lease_calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state
         .control
         .lease(pb::LeaseRequest {
             event_id: key.event_id.clone(),
             user_id: key.user_id.clone(),
             day: key.day.clone(),
-            wanted,
+            wanted: u32::try_from(wanted).unwrap_or(u32::MAX),
             counter: key.counter.proto().into(),
             debt,
         })
         .await
-        .map(u64::from)
 }
 
 /// Leases more in the background, before the current lease runs out (and pays the debt).
 fn spawn_refill(state: &Arc<EdgeState>, key: Key) {
     let state = state.clone();
     tokio::spawn(async move {
-        let debt = state.quota.take_debt(&key);
-        let granted = lease(&state, &key, debt).await;
+        let (wanted, debt) = state.quota.lease_terms(&key);
+        let granted = lease(&state, &key, wanted, debt).await;
         state.quota.with(|all| {
             if let Some(a) = all.get_mut(&key) {
                 a.refilling = false;
@@ -358,10 +420,26 @@ fn spawn_refill(state: &Arc<EdgeState>, key: Key) {
         if let Err(e) = &granted {
             tracing::debug!(event = %key.event_id, counter = ?key.counter, error = %e, "could not lease ahead for a cap");
         }
-        state.quota.leased(
-            &key,
-            granted.as_ref().map(|g| *g).map_err(String::as_str),
-            debt,
-        );
+        state
+            .quota
+            .leased(&key, granted.as_ref().map_err(String::as_str), debt);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_follow_the_rate_within_the_base_and_a_quarter_of_what_is_left() {
+        // 15,000 requests/s against a daily cap of 1,000,000: two seconds' worth per lease.
+        assert_eq!(lease_size(20, 15_000.0, 900_000, 1_000_000), 30_000);
+        // Near the end of the cap: a quarter of what is left, but never under the base.
+        assert_eq!(lease_size(20, 15_000.0, 40_000, 1_000_000), 10_000);
+        assert_eq!(lease_size(20, 15_000.0, 10, 1_000_000), 20);
+        // An idle attendee, or the first lease: the base.
+        assert_eq!(lease_size(20, 0.0, u64::MAX, 1_000_000), 20);
+        // Never more than the cap.
+        assert_eq!(lease_size(5, 1e9, u64::MAX, 100), 100);
+    }
 }

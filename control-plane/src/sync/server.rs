@@ -170,8 +170,8 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
             wanted: r.wanted,
             debt: r.debt,
         };
-        let granted = quota::lease(&self.catalog, &ask).await.map_err(status)?;
-        Ok(Response::new(pb::Lease { granted }))
+        let (granted, left) = quota::lease(&self.catalog, &ask).await.map_err(status)?;
+        Ok(Response::new(pb::Lease { granted, left }))
     }
 
     async fn report_usage(

@@ -573,7 +573,7 @@ fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody
         &json!({"ready": ready, "draining": state.draining(), "catalog_version": snapshot.version,
                 "sync": {"connected": sync.connected, "failures_in_a_row": sync.failures_in_a_row,
                          "last_error": sync.last_error},
-                "usage": state.usage.status()}),
+                "usage": state.usage.status(), "quota": {"lease_calls": state.quota.lease_calls()}}),
     )
 }
 

@@ -72,6 +72,14 @@ impl std::fmt::Debug for KeyWrite {
     }
 }
 
+/// What a lease took from a counter, and what was left of the cap after it (an edge sizes its
+/// next lease by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    pub granted: u64,
+    pub left: u64,
+}
+
 #[async_trait]
 pub trait CatalogStore: OwnershipStore + UsageStore + Send + Sync + 'static {
     /// The catalog's identity: a random id made when the database was created. An edge holding a
@@ -110,7 +118,7 @@ pub trait CatalogStore: OwnershipStore + UsageStore + Send + Sync + 'static {
     async fn list_attendees(&self, event_id: &str) -> StoreResult<Vec<Attendee>>;
 
     /// Takes up to `wanted` requests from an attendee's allowance of `cap` for `day`; returns how
-    /// many were granted (0 once the cap is reached). Atomic across replicas.
+    /// many were granted (0 once the cap is reached) and what is left. Atomic across replicas.
     async fn lease_requests(
         &self,
         event_id: &str,
@@ -118,7 +126,7 @@ pub trait CatalogStore: OwnershipStore + UsageStore + Send + Sync + 'static {
         day: &str,
         wanted: u32,
         cap: u32,
-    ) -> StoreResult<u32>;
+    ) -> StoreResult<Granted>;
 
     /// Token leases: adds `debt + wanted` to the counter `(event_id, user_id, period)` in one
     /// atomic statement and grants what was left of `cap` before it, after the debt:
@@ -134,7 +142,7 @@ pub trait CatalogStore: OwnershipStore + UsageStore + Send + Sync + 'static {
         wanted: u64,
         debt: u64,
         cap: u64,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<Granted>;
 
     async fn set_attendee_active(
         &self,

@@ -178,7 +178,7 @@ macro_rules! impl_catalog_store {
             RESOURCE_COLUMNS, ResourceRow, UPDATE_EVENT, UPDATE_RESOURCE, assemble_events,
             lease_grant, removals_from_rows, to_i64, version_u64,
         };
-        use $crate::catalog::store::{CatalogStore, KeyWrite, StoreError};
+        use $crate::catalog::store::{CatalogStore, Granted, KeyWrite, StoreError};
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
@@ -615,7 +615,7 @@ macro_rules! impl_catalog_store {
                 day: &str,
                 wanted: u32,
                 cap: u32,
-            ) -> StoreResult<u32> {
+            ) -> StoreResult<Granted> {
                 // One atomic increment: concurrent leases serialise on the row, and each is granted
                 // what was left before its own increment (the counter may pass the cap; grants never do).
                 let (used,): (i64,) = sqlx::query_as(
@@ -630,7 +630,10 @@ macro_rules! impl_catalog_store {
                 .fetch_one(&self.pool)
                 .await?;
                 let granted = lease_grant(used, i64::from(wanted), 0, i64::from(cap), i64::from(wanted));
-                Ok(u32::try_from(granted).unwrap_or(0))
+                Ok(Granted {
+                    granted: u64::try_from(granted).unwrap_or(0),
+                    left: u64::try_from(i64::from(cap) - used).unwrap_or(0),
+                })
             }
 
             async fn lease_tokens(
@@ -641,7 +644,7 @@ macro_rules! impl_catalog_store {
                 wanted: u64,
                 debt: u64,
                 cap: u64,
-            ) -> StoreResult<u64> {
+            ) -> StoreResult<Granted> {
                 // Like request leases: one atomic increment (the debt is paid even when nothing is
                 // left to grant), the grant carved from what was left before it. A counter starts
                 // from the usage already recorded in its period (the attendee's day, or the whole
@@ -672,7 +675,10 @@ macro_rules! impl_catalog_store {
                 .fetch_one(&self.pool)
                 .await?;
                 let granted = lease_grant(used, charged, debt, to_i64(cap), wanted);
-                Ok(u64::try_from(granted).unwrap_or(0))
+                Ok(Granted {
+                    granted: u64::try_from(granted).unwrap_or(0),
+                    left: u64::try_from(to_i64(cap).saturating_sub(used)).unwrap_or(0),
+                })
             }
 
             async fn set_attendee_active(
