@@ -80,6 +80,8 @@ pub async fn run(
     let feed = ChangeFeed::new();
     feed.notify(store.current_version().await?);
     feed.notify_forget(store.current_forget_seq().await?);
+    // Other replicas' writes: Postgres change notifications, with polling as the fallback.
+    let listener = feed.spawn_listener(store.clone(), &config.database_url);
     let poller = feed.spawn_poller(
         store.clone(),
         Duration::from_millis(config.change_poll_ms.max(50)),
@@ -150,6 +152,9 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     poller.abort();
+    if let Some(listener) = listener {
+        listener.abort();
+    }
     broker_task.abort();
     upkeep.abort();
     admin.await??;

@@ -2,13 +2,16 @@
 //! loop (`session`), the cutting of large updates into messages of bounded size (`chunks`), the
 //! conversion of catalog rows to wire messages (`convert`), the registry of connected edges
 //! (`edges`), and the change feed that wakes every stream when the catalog version or the forget
-//! sequence moves.
+//! sequence moves: raised by this replica's own writes, by Postgres change notifications from the
+//! other replicas (`listen`), and by a poller kept as the fallback.
 
 pub mod chunks;
 pub mod convert;
 pub mod edges;
+pub mod listen;
 pub mod server;
 mod session;
+mod shared_changes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,8 +71,21 @@ impl ChangeFeed {
         self.forgets.subscribe()
     }
 
+    /// Re-reads the store's catalog version and forget sequence and raises the feed to them.
+    pub async fn refresh(&self, store: &dyn CatalogStore) {
+        match store.current_version().await {
+            Ok(v) => self.notify(v),
+            Err(e) => tracing::warn!(error = %e, "could not read the catalog version"),
+        }
+        match store.current_forget_seq().await {
+            Ok(seq) => self.notify_forget(seq),
+            Err(e) => tracing::warn!(error = %e, "could not read the forget sequence"),
+        }
+    }
+
     /// Polls the store's catalog version and forget sequence so that changes written by other
-    /// control-plane replicas reach this replica's edges too.
+    /// control-plane replicas reach this replica's edges too (the fallback when change
+    /// notifications are not available or were missed).
     pub fn spawn_poller(
         &self,
         store: Arc<dyn CatalogStore>,
@@ -81,16 +97,20 @@ impl ChangeFeed {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match store.current_version().await {
-                    Ok(v) => feed.notify(v),
-                    Err(e) => tracing::warn!(error = %e, "could not read the catalog version"),
-                }
-                match store.current_forget_seq().await {
-                    Ok(seq) => feed.notify_forget(seq),
-                    Err(e) => tracing::warn!(error = %e, "could not read the forget sequence"),
-                }
+                feed.refresh(store.as_ref()).await;
             }
         })
+    }
+
+    /// On Postgres, listens for the change notifications other replicas' commits send (see
+    /// `listen`); `None` for a database without them (SQLite: one replica).
+    pub fn spawn_listener(
+        &self,
+        store: Arc<dyn CatalogStore>,
+        database_url: &str,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        listen::supported(database_url)
+            .then(|| listen::spawn(self.clone(), store, database_url.to_string()))
     }
 }
 

@@ -16,6 +16,7 @@ use super::chunks::MAX_SYNC_MESSAGE_BYTES;
 use super::convert;
 use super::edges::EdgeRegistry;
 use super::session::SyncSession;
+use super::shared_changes::SharedChanges;
 use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog, CatalogError};
 use crate::ownership::{ObjectOwnership, OwnedObjectsQuery};
 use crate::quota::{self, LeaseAsk, LeaseCounter};
@@ -28,6 +29,7 @@ pub struct EdgeSyncService {
     usage: Arc<UsageLedger>,
     edges: EdgeRegistry,
     tokens: Arc<TokenBroker>,
+    changes: Arc<SharedChanges>,
 }
 
 impl EdgeSyncService {
@@ -39,6 +41,7 @@ impl EdgeSyncService {
         tokens: Arc<TokenBroker>,
     ) -> Self {
         Self {
+            changes: Arc::new(SharedChanges::new(catalog.store().clone())),
             catalog,
             ownership,
             usage,
@@ -73,6 +76,7 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         let (tx, rx) = mpsc::channel(8);
         let session = SyncSession {
             catalog: self.catalog.clone(),
+            changes: self.changes.clone(),
             tokens: self.tokens.clone(),
             edge: self.edges.connected(&hello),
             edge_id: hello.edge_id.clone(),

@@ -25,6 +25,7 @@ use tonic::{Status, Streaming};
 use super::chunks::split_update;
 use super::convert;
 use super::edges::EdgeSession;
+use super::shared_changes::SharedChanges;
 use crate::catalog::model::CatalogChanges;
 use crate::catalog::service::{CATALOG_UNAVAILABLE, Catalog};
 use crate::tokens::TokenBroker;
@@ -45,6 +46,8 @@ fn next_nack_delay(previous: Duration) -> Duration {
 
 pub(super) struct SyncSession {
     pub(super) catalog: Arc<Catalog>,
+    /// Catalog reads shared with the other streams (see `shared_changes`).
+    pub(super) changes: Arc<SharedChanges>,
     pub(super) tokens: Arc<TokenBroker>,
     pub(super) edge: EdgeSession,
     pub(super) edge_id: String,
@@ -124,7 +127,8 @@ impl SyncSession {
                 continue;
             }
             forgets_due |= *forgets_rx.borrow_and_update() > forget_seq;
-            let changes = match store.changes_since(held).await {
+            let at_least = *changes_rx.borrow_and_update();
+            let changes = match self.changes.since(held, at_least).await {
                 Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!(edge = %edge_id, error = %e, "could not read catalog changes; retrying");
@@ -161,7 +165,7 @@ impl SyncSession {
             {
                 let update = self.build_update(
                     held.unwrap_or(0),
-                    changes,
+                    &changes,
                     &catalog_id,
                     forgotten,
                     owed.reset_objects,
@@ -220,7 +224,7 @@ impl SyncSession {
     fn build_update(
         &self,
         base: u64,
-        changes: CatalogChanges,
+        changes: &CatalogChanges,
         catalog_id: &str,
         forgotten: Vec<(String, String)>,
         reset_object_cache: bool,
