@@ -152,6 +152,14 @@ impl Default for Allowance {
     }
 }
 
+/// The allowance of `key`, made on first use (the key is cloned only then: this runs per request).
+fn allowance_of<'a>(all: &'a mut HashMap<Key, Allowance>, key: &Key) -> &'a mut Allowance {
+    if !all.contains_key(key) {
+        all.insert(key.clone(), Allowance::default());
+    }
+    all.get_mut(key).expect("inserted above")
+}
+
 /// The size of the next lease: `LEASE_HORIZON_SECS` of calls at `rate`, at least `base`, at most
 /// a quarter of what is left of the cap (but never under `base`), and never more than the cap.
 fn lease_size(base: u64, rate: f64, left_at_source: u64, cap: u64) -> u64 {
@@ -169,7 +177,7 @@ impl Quotas {
     /// charged when the call ends).
     fn admit_local(&self, key: &Key, cost: u64) -> Local {
         self.with(|all| {
-            let allowance = all.entry(key.clone()).or_default();
+            let allowance = allowance_of(all, key);
             if allowance.left > 0 && allowance.left >= cost {
                 allowance.left -= cost;
                 allowance.window_spent += cost;
@@ -196,7 +204,7 @@ impl Quotas {
     /// keeps the debt it carried for the next one.
     fn leased(&self, key: &Key, granted: Result<&pb::Lease, &str>, debt_sent: u64) {
         self.with(|all| {
-            let allowance = all.entry(key.clone()).or_default();
+            let allowance = allowance_of(all, key);
             match granted {
                 Ok(lease) => {
                     allowance.left += u64::from(lease.granted);
@@ -217,7 +225,7 @@ impl Quotas {
     /// one) and the debt it pays (taken: it is added back if the call fails).
     fn lease_terms(&self, key: &Key) -> (u64, u64) {
         self.with(|all| {
-            let a = all.entry(key.clone()).or_default();
+            let a = allowance_of(all, key);
             let now = std::time::Instant::now();
             let elapsed = (now - a.window_start).as_secs_f64().max(0.05);
             let observed = a.window_spent as f64 / elapsed;
@@ -334,7 +342,7 @@ impl Quotas {
         }
         for key in &charge.keys {
             let refill = self.with(|all| {
-                let allowance = all.entry(key.clone()).or_default();
+                let allowance = allowance_of(all, key);
                 let from_lease = allowance.left.min(tokens);
                 allowance.left -= from_lease;
                 allowance.debt += tokens - from_lease;

@@ -136,8 +136,12 @@ impl CatalogSnapshot {
             let event_pools = pools.entry(event.id.clone()).or_default();
             for rid in &event.resource_ids {
                 if let Some(r) = self.resources.get(rid).filter(|r| r.active) {
-                    let key = (r.model_type.clone(), r.deployment_name.clone());
-                    event_pools.entry(key).or_default().push(r.clone());
+                    event_pools
+                        .entry(r.model_type.clone())
+                        .or_default()
+                        .entry(r.deployment_name.clone())
+                        .or_default()
+                        .push(r.clone());
                 }
             }
         }

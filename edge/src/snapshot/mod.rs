@@ -64,8 +64,9 @@ pub struct AttendeeEntry {
     pub active: bool,
 }
 
-/// (model type, name) → the active resources answering to that name in one event.
-pub type EventPools = HashMap<(String, String), Vec<Arc<UpstreamResource>>>;
+/// model type → name → the active resources answering to that name in one event (nested, so a
+/// request looks its pool up by `&str`, without building a key).
+pub type EventPools = HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>>;
 
 #[derive(Default)]
 pub struct CatalogSnapshot {
@@ -104,8 +105,9 @@ impl CatalogSnapshot {
         name: &str,
     ) -> Option<&[Arc<UpstreamResource>]> {
         self.pools
-            .get(event_id)
-            .and_then(|pools| pools.get(&(model_type.to_string(), name.to_string())))
+            .get(event_id)?
+            .get(model_type)?
+            .get(name)
             .map(Vec::as_slice)
             .filter(|members| !members.is_empty())
     }
@@ -116,10 +118,10 @@ impl CatalogSnapshot {
         let mut names: Vec<&str> = self
             .pools
             .get(event_id)
+            .and_then(|p| p.get(model_type))
             .into_iter()
-            .flat_map(|p| p.keys())
-            .filter(|(t, _)| t == model_type)
-            .map(|(_, name)| name.as_str())
+            .flat_map(|names| names.keys())
+            .map(String::as_str)
             .collect();
         names.sort_unstable();
         names
@@ -128,10 +130,10 @@ impl CatalogSnapshot {
     /// What an event offers: model type → names, sorted (for `/eventinfo` and "not found" messages).
     pub fn capabilities(&self, event_id: &str) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (model_type, name) in self.pools.get(event_id).into_iter().flat_map(|p| p.keys()) {
+        for (model_type, names) in self.pools.get(event_id).into_iter().flatten() {
             out.entry(model_type.clone())
                 .or_default()
-                .push(name.clone());
+                .extend(names.keys().cloned());
         }
         out.values_mut().for_each(|names| names.sort());
         out
