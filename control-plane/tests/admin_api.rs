@@ -4,13 +4,7 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use aiproxy_control_plane::admin::{self, AdminState, OPENAPI_JSON};
-use aiproxy_control_plane::identity::{CredentialMode, TokenProvider};
-use aiproxy_control_plane::secrets::Secret;
-use aiproxy_control_plane::sync::edges::EdgeRegistry;
-use aiproxy_control_plane::tokens::{BrokerSettings, MemoryTokenCache, TokenBroker};
+use aiproxy_control_plane::admin::{self, OPENAPI_JSON};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -532,16 +526,7 @@ async fn the_console_is_served_at_the_root_with_client_side_routes() {
     std::fs::create_dir_all(web.join("assets")).unwrap();
     std::fs::write(web.join("index.html"), "<html>console</html>").unwrap();
     std::fs::write(web.join("assets/app.js"), "console.log(1)").unwrap();
-    let state = AdminState {
-        catalog: api.catalog.clone(),
-        edges: EdgeRegistry::default(),
-        tokens: TokenBroker::new(
-            Arc::new(TokenProvider::new(CredentialMode::None, None)),
-            Arc::new(MemoryTokenCache::default()),
-            BrokerSettings::default(),
-        ),
-        admin_token: Secret::new(TOKEN),
-    };
+    let state = state(api.catalog.clone());
     let router = admin::router_with_console(state.clone(), &web);
     let get = |path: &'static str| {
         let router = router.clone();

@@ -26,6 +26,20 @@ pub struct Api {
     pub _dir: std::path::PathBuf,
 }
 
+/// The admin API's state over `catalog`: no edges, no credential, the test token.
+pub fn state(catalog: Arc<Catalog>) -> AdminState {
+    AdminState {
+        catalog,
+        edges: EdgeRegistry::default(),
+        tokens: TokenBroker::new(
+            Arc::new(TokenProvider::new(CredentialMode::None, None)),
+            Arc::new(MemoryTokenCache::default()),
+            BrokerSettings::default(),
+        ),
+        admin_token: Secret::new(TOKEN),
+    }
+}
+
 pub async fn api(allow_insecure: bool) -> Api {
     new_api(allow_insecure).await
 }
@@ -42,16 +56,7 @@ pub async fn new_api(allow_insecure: bool) -> Api {
         allow_insecure,
         ChangeFeed::new(),
     ));
-    let router = admin::router(AdminState {
-        catalog: catalog.clone(),
-        edges: EdgeRegistry::default(),
-        tokens: TokenBroker::new(
-            Arc::new(TokenProvider::new(CredentialMode::None, None)),
-            Arc::new(MemoryTokenCache::default()),
-            BrokerSettings::default(),
-        ),
-        admin_token: Secret::new(TOKEN),
-    });
+    let router = admin::router(state(catalog.clone()));
     Api {
         router,
         catalog,
