@@ -1,0 +1,252 @@
+//! Micro-benchmarks of the edge's per-request work, through the crate's public API only: key
+//! lookup (`client_auth::authenticate` against a snapshot with many attendees), route resolution
+//! (`CanonicalPath::parse` + `routes::resolve`, and the event's pool), header rewrite
+//! (`headers::for_upstream`), and the cap check (`policy::inspect` + `policy::prepare` on a
+//! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`), then the
+//! request-side steps all in a row.
+//!
+//!   cargo bench -p aiproxy-edge --bench hot_path             # full measurement
+//!   cargo bench -p aiproxy-edge --bench hot_path -- --quick  # a few seconds
+
+use std::hint::black_box;
+
+use aiproxy_edge::proxy::canonical::CanonicalPath;
+use aiproxy_edge::proxy::policy::{self, CapField, Prepare};
+use aiproxy_edge::proxy::{client_auth, routes};
+use aiproxy_edge::snapshot::CatalogSnapshot;
+use aiproxy_edge::upstream::headers;
+use aiproxy_edge::usage;
+use aiproxy_proto::v1 as pb;
+use aws_lc_rs::hmac;
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method};
+
+const SECRET: &[u8] = b"bench-key-hash-secret-0123456789abcdef";
+const EVENT: &str = "evt-bench";
+const PATH: &str = "/api/v1/openai/deployments/gpt-4o/chat/completions";
+/// A chat call as SDKs send it: a system prompt, a short exchange, sampling settings.
+const CHAT_BODY: &str = r#"{"messages":[{"role":"system","content":"You are a helpful assistant for a hackathon team. Answer briefly and cite the documentation when you can."},{"role":"user","content":"How do I stream a chat completion with the Python SDK?"},{"role":"assistant","content":"Pass stream=True to client.chat.completions.create and iterate over the chunks; each chunk has choices[0].delta.content."},{"role":"user","content":"And how do I get the token usage at the end of the stream?"}],"max_tokens":512,"temperature":0.7,"top_p":0.95,"stream":false}"#;
+const STREAM_BODY: &str = r#"{"messages":[{"role":"user","content":"Say hello in three languages."}],"max_tokens":64,"stream":true}"#;
+
+fn key_of(i: usize) -> String {
+    format!("aip_bench_attendee_key_{i:08}_0123456789abcdef")
+}
+
+/// A loaded snapshot: one open event with a token cap and a daily request cap, one
+/// `foundry-model` resource, `attendees` attendees.
+fn snapshot(attendees: usize) -> CatalogSnapshot {
+    let hasher = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+    let now = chrono::Utc::now().timestamp_millis();
+    let update = pb::SyncUpdate {
+        version: 1,
+        full: true,
+        key_hash_secret: SECRET.to_vec(),
+        catalog_id: "bench".into(),
+        resources: vec![pb::EdgeResource {
+            info: Some(pb::ResourceInfo {
+                id: "res-1".into(),
+                friendly_name: "gpt-4o".into(),
+                deployment_name: "gpt-4o".into(),
+                model_type: "foundry-model".into(),
+                endpoint_url: "http://127.0.0.1:9100".into(),
+                active: true,
+                has_key: true,
+                ..Default::default()
+            }),
+            api_key: "upstream-key".into(),
+            token_scope: String::new(),
+        }],
+        events: vec![pb::EventInfo {
+            id: EVENT.into(),
+            name: "Bench hackathon".into(),
+            starts_at_ms: now - 86_400_000,
+            ends_at_ms: now + 86_400_000,
+            time_zone: "UTC".into(),
+            max_token_cap: 4096,
+            daily_request_cap: 1_000_000,
+            active: true,
+            resource_ids: vec!["res-1".into()],
+            ..Default::default()
+        }],
+        attendees: (0..attendees)
+            .map(|i| pb::EdgeAttendee {
+                event_id: EVENT.into(),
+                user_id: format!("user-{i}"),
+                key_hash: hmac::sign(&hasher, key_of(i).as_bytes()).as_ref().to_vec(),
+                active: true,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    CatalogSnapshot::default()
+        .apply(update)
+        .expect("a valid snapshot")
+}
+
+/// What an OpenAI SDK sends with a chat call.
+fn client_headers(key: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "edge.example.com"),
+        ("user-agent", "AzureOpenAI/Python 1.82.0"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate"),
+        ("content-type", "application/json"),
+        ("content-length", "512"),
+        ("connection", "keep-alive"),
+        ("x-stainless-lang", "python"),
+        ("x-stainless-package-version", "1.82.0"),
+        ("x-stainless-os", "Linux"),
+        ("x-stainless-arch", "x64"),
+        ("x-stainless-runtime", "CPython"),
+        ("x-stainless-runtime-version", "3.12.3"),
+        ("x-stainless-retry-count", "0"),
+        ("x-stainless-read-timeout", "600"),
+        ("x-forwarded-for", "203.0.113.7"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h.insert(
+        "api-key",
+        HeaderValue::from_str(key).expect("a header value"),
+    );
+    h
+}
+
+fn key_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("key_lookup");
+    for attendees in [1_000, 100_000] {
+        let snap = snapshot(attendees);
+        let known = client_headers(&key_of(attendees / 2));
+        let unknown = client_headers("aip_not_a_key_of_this_event_0123456789abcdef");
+        let now = chrono::Utc::now().timestamp_millis();
+        group.bench_function(format!("authenticate/{attendees}_attendees"), |b| {
+            b.iter(|| {
+                let caller = client_auth::authenticate(&snap, black_box(&known), now);
+                assert!(caller.is_ok());
+                caller
+            })
+        });
+        group.bench_function(format!("unknown_key/{attendees}_attendees"), |b| {
+            b.iter(|| {
+                let caller = client_auth::authenticate(&snap, black_box(&unknown), now);
+                assert!(caller.is_err());
+                caller
+            })
+        });
+    }
+    group.finish();
+}
+
+fn route_resolution(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route");
+    group.bench_function("parse+resolve/deployment_chat", |b| {
+        b.iter(|| {
+            let canonical = CanonicalPath::parse(black_box(PATH)).expect("a valid path");
+            let matched = matches!(
+                routes::resolve(&Method::POST, &canonical),
+                Ok(routes::Route::Deployment { .. })
+            );
+            assert!(matched);
+        })
+    });
+    let snap = snapshot(1);
+    group.bench_function("pool/foundry_model", |b| {
+        b.iter(|| {
+            let pool = snap.pool(black_box(EVENT), "foundry-model", black_box("gpt-4o"));
+            assert!(pool.is_some());
+            pool.map(<[_]>::len)
+        })
+    });
+    group.finish();
+}
+
+fn header_rewrite(c: &mut Criterion) {
+    let mut group = c.benchmark_group("headers");
+    let h = client_headers(&key_of(0));
+    group.bench_function("for_upstream/sdk_headers", |b| {
+        b.iter_batched(|| h.clone(), headers::for_upstream, BatchSize::SmallInput)
+    });
+    group.finish();
+}
+
+fn cap_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cap_check");
+    let how = Prepare {
+        cap: 4096,
+        limit: Some(CapField::CHAT),
+        rename_max_tokens: false,
+        stream_usage: true,
+    };
+    for (name, body) in [("chat", CHAT_BODY), ("chat_stream", STREAM_BODY)] {
+        let bytes = Bytes::from_static(body.as_bytes());
+        group.bench_function(format!("inspect/{name}_{}B", body.len()), |b| {
+            b.iter(|| policy::inspect(black_box(&bytes)).is_ok())
+        });
+        group.bench_function(format!("inspect+prepare/{name}_{}B", body.len()), |b| {
+            b.iter(|| {
+                let call = policy::inspect(black_box(&bytes)).expect("a valid body");
+                policy::prepare(&bytes, &call, how).expect("under the cap")
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The usage meter's read of a (non-streamed) answer: `usage::scan::scan_json`.
+fn usage_scan(c: &mut Criterion) {
+    let answer = br#"{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}},"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello! Bonjour! Hola!","refusal":null,"role":"assistant"}}],"created":1796308381,"id":"chatcmpl-KtpQR2i45eTugjucZevfv29u","model":"gpt-4o-2024-11-20","object":"chat.completion","system_fingerprint":"fp_mock","usage":{"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":0},"prompt_tokens":24,"prompt_tokens_details":{"cached_tokens":0},"total_tokens":33}}"#;
+    c.bench_function(&format!("usage_scan/chat_answer_{}B", answer.len()), |b| {
+        b.iter(|| usage::scan::scan_json(black_box(answer)))
+    });
+}
+
+/// Everything above for one capped chat call, as the request path runs it.
+fn all_together(c: &mut Criterion) {
+    let snap = snapshot(100_000);
+    let h = client_headers(&key_of(4_242));
+    let bytes = Bytes::from_static(CHAT_BODY.as_bytes());
+    let how = Prepare {
+        cap: 4096,
+        limit: Some(CapField::CHAT),
+        rename_max_tokens: false,
+        stream_usage: true,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    c.bench_function("hot_path/chat_100000_attendees", |b| {
+        b.iter_batched(
+            || h.clone(),
+            |h| {
+                let canonical = CanonicalPath::parse(black_box(PATH)).expect("a valid path");
+                let route = routes::resolve(&Method::POST, &canonical).expect("a route");
+                let routes::Route::Deployment { deployment, .. } = route else {
+                    panic!("not a deployment route");
+                };
+                let caller = client_auth::authenticate(&snap, &h, now).expect("known");
+                let pool = snap
+                    .pool(&caller.event.id, "foundry-model", deployment)
+                    .expect("a pool");
+                let call = policy::inspect(&bytes).expect("a valid body");
+                let body = policy::prepare(&bytes, &call, how).expect("under the cap");
+                (pool.len(), body, headers::for_upstream(h))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(
+    benches,
+    key_lookup,
+    route_resolution,
+    header_rewrite,
+    cap_check,
+    usage_scan,
+    all_together
+);
+criterion_main!(benches);

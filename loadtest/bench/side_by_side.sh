@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark, in one run: the same chat call sent direct to the mock upstream, through
+# nginx (a plain keep-alive reverse proxy: the practical limit of one HTTP hop) and through the
+# edge (auth, routing, token cap and daily request cap on the event, metering). The proxy under
+# test is pinned to one core, the load generator, the mock and the control plane to another.
+#
+#   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph] [--keep]
+#
+#   --duration SECS  length of each throughput and fixed-rate run (default 10)
+#   --no-caps        the event has no token cap and no daily request cap
+#   --flamegraph     afterwards, profile the edge under the throughput load with `perf` and write
+#                    docs/img/edge-flamegraph.svg (needs perf and inferno; both installed if absent)
+#   --keep           keep the scratch folder (logs, configs, raw oha output)
+#
+# Measured, per path (direct, nginx, edge):
+#   1. throughput: closed loop, 32 keep-alive connections, ROUNDS rounds of --duration/2 seconds
+#      per path (after 2 s of warm-up), nginx and edge alternating; the median round per path and
+#      the median of the rounds' edge/nginx ratios; the proxy's process CPU and its core's busy
+#      time (/proc/stat, softirq included), and peak RSS (VmRSS, sampled every 0.2 s; nginx:
+#      master + worker);
+#   2. latency p50/p99 at a fixed rate of half nginx's measured throughput (oha, 32 connections,
+#      latency measured from the scheduled send time: no coordinated omission);
+#   3. SSE first byte: 50 concurrent workers, each a curl making SSE_CALLS sequential streamed
+#      chat calls on one keep-alive connection (after one uncounted warm-up call); first byte =
+#      curl's time_starttransfer minus time_pretransfer (from the request sent to the first
+#      response byte). The mock sends the first chunk at once, then 3 more 10 ms apart.
+# Then prints the ratios. Everything listens on 127.0.0.1; all processes are stopped on exit.
+#
+# Environment: PROXY_CPU (default 0), LOAD_CPU (default 1), SSE_CALLS (default 20), ROUNDS (3).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+REPO=$PWD
+
+DURATION=10
+CAPS=1
+FLAMEGRAPH=0
+KEEP=0
+CONNS=32
+SSE_STREAMS=50
+SSE_CALLS=${SSE_CALLS:-20}
+ROUNDS=${ROUNDS:-3}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --duration) DURATION=$2; shift ;;
+    --no-caps) CAPS=0 ;;
+    --flamegraph) FLAMEGRAPH=1 ;;
+    --keep) KEEP=1 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+export PATH="$HOME/.cargo/bin:$PATH"
+for tool in curl jq taskset python3; do
+  command -v "$tool" >/dev/null || die "$tool is needed"
+done
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  log "installing nginx from the distribution"
+  apt-get install -y nginx-light >/dev/null 2>&1 || apt-get install -y nginx >/dev/null 2>&1 \
+    || die "could not install nginx (apt-get install -y nginx-light)"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if ! command -v oha >/dev/null; then
+  log "installing oha from crates.io (cargo install oha --locked)"
+  cargo install oha --locked >/dev/null 2>&1 || die "could not install oha (cargo install oha --locked)"
+fi
+if [[ $FLAMEGRAPH == 1 ]]; then
+  if ! command -v perf >/dev/null; then
+    apt-get install -y linux-perf >/dev/null 2>&1 || die "--flamegraph: could not install perf (apt-get install -y linux-perf)"
+  fi
+  if ! command -v inferno-flamegraph >/dev/null; then
+    log "installing inferno from crates.io (cargo install inferno --locked)"
+    cargo install inferno --locked >/dev/null 2>&1 || die "--flamegraph: could not install inferno"
+  fi
+fi
+
+BIN=$REPO/target/release
+if [[ ! -x $BIN/aiproxy-edge || ! -x $BIN/aiproxy-control-plane || ! -x $BIN/mock-azure ]]; then
+  log "building the release binaries"
+  cargo build --release -p aiproxy-edge -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Processes, and their end
+DIR=$(mktemp -d /tmp/aiproxy-side-by-side.XXXXXX)
+chmod 755 "$DIR" # nginx's worker runs as nobody
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 30); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ $KEEP == 1 ]]; then log "scratch folder kept: $DIR"; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r MOCK_PORT ADMIN_PORT GRPC_PORT EDGE_PORT NGINX_PORT < <(python3 - <<'PY'
+import socket
+socks = []
+for _ in range(5):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+)
+
+wait_http() { # url what pid [expected status]
+  local url=$1 what=$2 pid=$3 want=${4:-}
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || die "$what exited at start (logs in $DIR; rerun with --keep)"
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
+    if [[ -n $want && $code == "$want" ]] || [[ -z $want && $code != 000 ]]; then return 0; fi
+    sleep 0.1
+  done
+  die "$what was not ready within 30 s"
+}
+
+UPSTREAM_KEY="upstream-key-$RANDOM$RANDOM"
+ADMIN_TOKEN="adm_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+EDGE_TOKEN="edge_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+CLEAN_ENV=(env -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u IDENTITY_ENDPOINT -u MSI_ENDPOINT)
+
+log "mock upstream on 127.0.0.1:$MOCK_PORT (cpu $LOAD_CPU)"
+taskset -c "$LOAD_CPU" "$BIN/mock-azure" --listen "127.0.0.1:$MOCK_PORT" --api-key "$UPSTREAM_KEY" \
+  --stream-chunks 4 --stream-delay-ms 10 >"$DIR/mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/" "the mock" "${PIDS[-1]}"
+
+log "control plane on 127.0.0.1:$ADMIN_PORT (cpu $LOAD_CPU)"
+(cd "$DIR" && exec "${CLEAN_ENV[@]}" RUST_LOG=warn \
+  AIPROXY_DATABASE_URL="sqlite://$DIR/aiproxy.db" AIPROXY_DATA_DIR="$DIR" \
+  AIPROXY_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" AIPROXY_GRPC_ADDR="127.0.0.1:$GRPC_PORT" \
+  AIPROXY_ADMIN_TOKEN="$ADMIN_TOKEN" AIPROXY_EDGE_TOKEN="$EDGE_TOKEN" \
+  AIPROXY_ALLOW_INSECURE_UPSTREAMS=true AIPROXY_CREDENTIAL=none \
+  taskset -c "$LOAD_CPU" "$BIN/aiproxy-control-plane") >"$DIR/control-plane.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "the control plane" "${PIDS[-1]}" 200
+
+admin() { # method path [json]
+  local out
+  out=$(curl -sS -X "$1" "http://127.0.0.1:$ADMIN_PORT/admin/api/v1$2" \
+    -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+    ${3:+--data "$3"} -w '\n%{http_code}')
+  local code=${out##*$'\n'}
+  [[ $code == 2* ]] || die "admin $1 $2 answered $code: ${out%$'\n'*}"
+  printf '%s' "${out%$'\n'*}"
+}
+RESOURCE_ID=$(admin POST /resources "$(jq -nc --arg ep "http://127.0.0.1:$MOCK_PORT" --arg key "$UPSTREAM_KEY" \
+  '{friendly_name: "gpt-4o (bench)", deployment_name: "gpt-4o", model_type: "Foundry_Model",
+    endpoint_url: $ep, key: $key, region: ""}')" | jq -r .id)
+if [[ $CAPS == 1 ]]; then TOKEN_CAP=4096; REQUEST_CAP=1000000000; else TOKEN_CAP=0; REQUEST_CAP=0; fi
+EVENT_ID=$(admin POST /events "$(jq -nc --arg rid "$RESOURCE_ID" \
+  --arg from "$(date -u -d '-1 day' +%Y-%m-%dT%H:%M:%SZ)" --arg to "$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)" \
+  --argjson tcap "$TOKEN_CAP" --argjson rcap "$REQUEST_CAP" \
+  '{name: "Side-by-side bench", starts_at: $from, ends_at: $to, time_zone: "UTC",
+    organizer_name: "Ada", organizer_email: "ada@example.com", resource_ids: [$rid],
+    max_token_cap: $tcap, daily_request_cap: $rcap}')" | jq -r .id)
+ATTENDEE_KEY=$(admin POST "/events/$EVENT_ID/attendees" '{"user_id":"bench-1"}' | jq -r .api_key)
+[[ -n $ATTENDEE_KEY && $ATTENDEE_KEY != null ]] || die "no attendee key"
+log "event $EVENT_ID: max_token_cap=$TOKEN_CAP daily_request_cap=$REQUEST_CAP"
+
+log "edge on 127.0.0.1:$EDGE_PORT (cpu $PROXY_CPU)"
+mkdir -p "$DIR/edge"
+(cd "$DIR/edge" && exec "${CLEAN_ENV[@]}" RUST_LOG=warn \
+  AIPROXY_CONTROL_PLANE_URL="http://127.0.0.1:$GRPC_PORT" AIPROXY_LISTEN_ADDR="127.0.0.1:$EDGE_PORT" \
+  AIPROXY_EDGE_TOKEN="$EDGE_TOKEN" AIPROXY_EDGE_ID=bench-edge AIPROXY_EDGE_STATE_DIR="$DIR/edge" \
+  taskset -c "$PROXY_CPU" "$BIN/aiproxy-edge") >"$DIR/edge.log" 2>&1 &
+PIDS+=($!)
+EDGE_PID=${PIDS[-1]}
+wait_http "http://127.0.0.1:$EDGE_PORT/readyz" "the edge" "$EDGE_PID" 200
+
+log "nginx on 127.0.0.1:$NGINX_PORT (cpu $PROXY_CPU)"
+sed -e "s|@DIR@|$DIR|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
+  "$REPO/loadtest/bench/nginx.conf.template" >"$DIR/nginx.conf"
+taskset -c "$PROXY_CPU" "$NGINX" -p "$DIR" -e "$DIR/nginx-error.log" -c "$DIR/nginx.conf" >"$DIR/nginx.log" 2>&1 &
+PIDS+=($!)
+NGINX_PID=${PIDS[-1]}
+wait_http "http://127.0.0.1:$NGINX_PORT/" "nginx" "$NGINX_PID"
+
+API_VERSION=2024-10-21
+CHAT_PATH="/openai/deployments/gpt-4o/chat/completions?api-version=$API_VERSION"
+BODY='{"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in three languages."}],"max_tokens":64,"temperature":0.2}'
+STREAM_BODY='{"messages":[{"role":"user","content":"Say hello in three languages."}],"max_tokens":64,"stream":true}'
+declare -A URL KEY PID
+URL[direct]="http://127.0.0.1:$MOCK_PORT$CHAT_PATH"; KEY[direct]=$UPSTREAM_KEY
+URL[nginx]="http://127.0.0.1:$NGINX_PORT$CHAT_PATH"; KEY[nginx]=$UPSTREAM_KEY; PID[nginx]=$NGINX_PID
+URL[edge]="http://127.0.0.1:$EDGE_PORT/api/v1$CHAT_PATH"; KEY[edge]=$ATTENDEE_KEY; PID[edge]=$EDGE_PID
+PATHS=(direct nginx edge)
+
+# The attendee's key reaches the edge with the catalog: wait until a call goes through.
+for _ in $(seq 1 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "api-key: $ATTENDEE_KEY" -H 'content-type: application/json' \
+    --data "$BODY" "${URL[edge]}" || true)
+  [[ $code == 200 ]] && break
+  sleep 0.1
+done
+[[ $code == 200 ]] || die "a call through the edge answered $code"
+for p in direct nginx; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "api-key: ${KEY[$p]}" -H 'content-type: application/json' \
+    --data "$BODY" "${URL[$p]}" || true)
+  [[ $code == 200 ]] || die "a call $p answered $code"
+done
+
+oha_run() { # path out.json [oha args...]
+  local p=$1 out=$2
+  shift 2
+  taskset -c "$LOAD_CPU" oha --no-tui --output-format json -m POST \
+    -H "api-key: ${KEY[$p]}" -H 'content-type: application/json' -d "$BODY" "$@" "${URL[$p]}" >"$out" 2>"$out.err" \
+    || die "oha failed on $p: $(cat "$out.err")"
+  local bad
+  bad=$(jq '[.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0' "$out")
+  [[ $bad == 0 ]] || log "warning: $p: $bad answers were not 200: $(jq -c .statusCodeDistribution "$out")"
+}
+
+# The proxy's RSS (KiB, the process and its children: nginx's worker) until the file stop appears.
+rss_sampler() { # pid out
+  local pid=$1 out=$2 max=0
+  while [[ ! -e $out.stop ]]; do
+    local total=0 p
+    for p in $pid $(pgrep -P "$pid" || true); do
+      local kb
+      kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+      total=$((total + ${kb:-0}))
+    done
+    ((total > max)) && max=$total
+    echo "$max" >"$out"
+    sleep 0.2
+  done
+}
+
+# CPU time (clock ticks) used so far by the proxy: the process and its children (nginx's worker).
+cpu_ticks() { # pid
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+# Busy and total ticks of one CPU (softirq included: loopback TCP work is mostly accounted there,
+# not to the process).
+cpu_busy() { # cpu
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+for p in nginx edge; do
+  log "$p pinned to cpu(s) $(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/${PID[$p]}/status")"
+done
+
+declare -A RPS RSS P50 P99 SSE50 SSE99 CPU CORE
+# 1. Throughput, closed loop: ROUNDS rounds of DURATION/2 s per path, nginx and the edge in
+# alternating order; per path the median round, and the median of the rounds' edge/nginx ratios
+# (paired, so that a burst of outside load on the machine skews one round, not the result).
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ROUND_SECS=$(((DURATION + 1) / 2))
+for p in "${PATHS[@]}"; do
+  log "warm-up $p: 2 s with $CONNS connections"
+  oha_run "$p" "$DIR/warm-$p.json" -c "$CONNS" -z 2s
+done
+: >"$DIR/ratios"
+for ((round = 1; round <= ROUNDS; round++)); do
+  if ((round % 2)); then order=(direct nginx edge); else order=(direct edge nginx); fi
+  line="throughput round $round ($ROUND_SECS s each):"
+  for p in "${order[@]}"; do
+    if [[ -n ${PID[$p]:-} ]]; then
+      rss_sampler "${PID[$p]}" "$DIR/rss-$p.$round" &
+      sampler=$!
+      ticks=$(cpu_ticks "${PID[$p]}")
+      read -r busy0 total0 < <(cpu_busy "$PROXY_CPU")
+      started=$(date +%s.%N)
+    fi
+    oha_run "$p" "$DIR/tput-$p.$round.json" -c "$CONNS" -z "${ROUND_SECS}s"
+    rps=$(jq '.summary.requestsPerSec' "$DIR/tput-$p.$round.json")
+    echo "$rps" >>"$DIR/rps-$p"
+    line+=" $p $(printf '%.0f' "$rps")"
+    if [[ -n ${PID[$p]:-} ]]; then
+      awk -v t="$(($(cpu_ticks "${PID[$p]}") - ticks))" -v hz="$TICKS" -v s="$started" -v e="$(date +%s.%N)" \
+        'BEGIN { printf "%.0f\n", 100 * t / hz / (e - s) }' >>"$DIR/cpu-$p"
+      read -r busy1 total1 < <(cpu_busy "$PROXY_CPU")
+      awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN { printf "%.0f\n", 100 * b / t }' >>"$DIR/core-$p"
+      touch "$DIR/rss-$p.$round.stop"
+      wait "$sampler" || true
+      cat "$DIR/rss-$p.$round" >>"$DIR/rss-$p"
+      line+=" (process $(tail -n 1 "$DIR/cpu-$p") %, cpu $PROXY_CPU $(tail -n 1 "$DIR/core-$p") %)"
+    fi
+    line+=";"
+  done
+  awk -v e="$(tail -n 1 "$DIR/rps-edge")" -v n="$(tail -n 1 "$DIR/rps-nginx")" 'BEGIN { print e / n }' >>"$DIR/ratios"
+  log "$line edge/nginx $(tail -n 1 "$DIR/ratios")"
+done
+for p in "${PATHS[@]}"; do
+  RPS[$p]=$(median <"$DIR/rps-$p")
+  if [[ -n ${PID[$p]:-} ]]; then
+    CPU[$p]=$(median <"$DIR/cpu-$p")
+    CORE[$p]=$(median <"$DIR/core-$p")
+    RSS[$p]=$(sort -n "$DIR/rss-$p" | tail -n 1)
+  fi
+done
+RATIO=$(median <"$DIR/ratios")
+RATIO_RANGE="$(sort -g "$DIR/ratios" | head -n 1) to $(sort -g "$DIR/ratios" | tail -n 1)"
+
+# 2. Latency at a fixed rate: half of nginx's maximum.
+RATE=$(awk -v r="${RPS[nginx]}" 'BEGIN { printf "%d", r / 2 }')
+for p in "${PATHS[@]}"; do
+  log "latency $p: $RATE req/s for $DURATION s"
+  oha_run "$p" "$DIR/lat-$p.json" -c "$CONNS" -q "$RATE" -z "${DURATION}s" --latency-correction
+  P50[$p]=$(jq '.latencyPercentiles.p50 * 1000' "$DIR/lat-$p.json")
+  P99[$p]=$(jq '.latencyPercentiles.p99 * 1000' "$DIR/lat-$p.json")
+done
+
+# 3. SSE first byte, 50 concurrent streams.
+sse_run() { # path out
+  local p=$1 out=$2 args=() i
+  # One warm-up call per worker (connection set-up, process start), not counted.
+  for ((i = 0; i <= SSE_CALLS; i++)); do args+=(-o /dev/null "${URL[$p]}"); done
+  local workers=()
+  for ((i = 0; i < SSE_STREAMS; i++)); do
+    taskset -c "$LOAD_CPU" timeout 60 curl -sS -N -H "api-key: ${KEY[$p]}" -H 'content-type: application/json' \
+      --data "$STREAM_BODY" -w '%{http_code} %{time_pretransfer} %{time_starttransfer}\n' "${args[@]}" >"$out.$i" 2>>"$out.err" &
+    workers+=($!)
+  done
+  for i in "${workers[@]}"; do wait "$i" || true; done
+  for ((i = 0; i < SSE_STREAMS; i++)); do tail -n +2 "$out.$i"; done >"$out"
+}
+percentile() { # file q → value (ms) of column 1
+  sort -n "$1" | awk -v q="$2" '{ v[NR] = $1 } END { i = int(NR * q / 100 + 0.999999); if (i < 1) i = 1; printf "%.3f", v[i] }'
+}
+for p in "${PATHS[@]}"; do
+  log "SSE first byte $p: $SSE_STREAMS streams x $SSE_CALLS calls"
+  sse_run "$p" "$DIR/sse-$p.txt"
+  bad=$(awk '$1 != 200' "$DIR/sse-$p.txt" | wc -l)
+  [[ $bad == 0 ]] || log "warning: $p: $bad streamed calls were not 200"
+  awk '$1 == 200 { printf "%.3f\n", ($3 - $2) * 1000 }' "$DIR/sse-$p.txt" >"$DIR/sse-$p.ms"
+  SSE50[$p]=$(percentile "$DIR/sse-$p.ms" 50)
+  SSE99[$p]=$(percentile "$DIR/sse-$p.ms" 99)
+done
+
+# 4. Optional: a flame graph of the edge under the throughput load (after the measured runs, so
+# the profiler does not perturb them).
+if [[ $FLAMEGRAPH == 1 ]]; then
+  log "flame graph: perf record on the edge for $DURATION s of throughput load"
+  perf record -F 499 --call-graph dwarf,16384 -p "$EDGE_PID" -o "$DIR/perf.data" -- sleep "$DURATION" \
+    >"$DIR/perf.log" 2>&1 &
+  perf_pid=$!
+  oha_run edge "$DIR/flame-edge.json" -c "$CONNS" -z "${DURATION}s"
+  wait "$perf_pid" || die "perf record failed: $(tail -3 "$DIR/perf.log")"
+  log "flame graph: folding the stacks"
+  mkdir -p "$REPO/docs/img"
+  perf script -i "$DIR/perf.data" 2>/dev/null | inferno-collapse-perf 2>/dev/null >"$DIR/edge.folded"
+  inferno-flamegraph --minwidth 0.5 --title "aiproxy-edge, $CONNS connections, one core (caps: $([[ $CAPS == 1 ]] && echo on || echo off))" \
+    "$DIR/edge.folded" >"$REPO/docs/img/edge-flamegraph.svg"
+  log "wrote docs/img/edge-flamegraph.svg"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Report
+f() { awk -v v="$1" 'BEGIN { printf "%.3f", v }'; }
+echo
+echo "Side by side on one pinned core (proxy on cpu $PROXY_CPU; oha, mock, control plane on cpu $LOAD_CPU)"
+echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), oha $(oha --version | awk '{print $2}'), event caps: $([[ $CAPS == 1 ]] && echo "max_token_cap $TOKEN_CAP, daily_request_cap $REQUEST_CAP" || echo none)"
+echo
+echo "| path | req/s ($CONNS conns, median of $ROUNDS x $ROUND_SECS s) | proxy process CPU % | cpu $PROXY_CPU busy % | p50 ms @ $RATE req/s | p99 ms @ $RATE req/s | SSE first byte p50 ms | SSE first byte p99 ms | proxy peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for p in "${PATHS[@]}"; do
+  rss=-
+  [[ -n ${RSS[$p]:-} ]] && rss=$(awk -v k="${RSS[$p]}" 'BEGIN { printf "%.1f", k / 1024 }')
+  printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$p" "${RPS[$p]}" "${CPU[$p]:--}" "${CORE[$p]:--}" "$(f "${P50[$p]}")" "$(f "${P99[$p]}")" \
+    "${SSE50[$p]}" "${SSE99[$p]}" "$rss"
+done
+echo
+awk -v r="$RATIO" -v range="$RATIO_RANGE" -v n="$ROUNDS" \
+  'BEGIN { printf "edge/nginx throughput: %.2f, median of %d paired rounds (%s) (target >= 0.90)\n", r, n, range }'
+for p in nginx edge; do
+  awk -v p="$p" -v a50="${P50[$p]}" -v a99="${P99[$p]}" -v d50="${P50[direct]}" -v d99="${P99[direct]}" \
+    -v s50="${SSE50[$p]}" -v s99="${SSE99[$p]}" -v t50="${SSE50[direct]}" -v t99="${SSE99[direct]}" \
+    'BEGIN { printf "%-5s added vs direct: p50 %+.3f ms, p99 %+.3f ms; SSE first byte p50 %+.3f ms, p99 %+.3f ms\n", p, a50 - d50, a99 - d99, s50 - t50, s99 - t99 }'
+done
+awk -v e="${RSS[edge]}" -v n="${RSS[nginx]}" 'BEGIN { printf "peak RSS under load: edge %.1f MiB, nginx %.1f MiB (target: edge <= 30 MiB)\n", e / 1024, n / 1024 }'
