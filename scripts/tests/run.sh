@@ -53,6 +53,7 @@ SHELL_FILES=(
   scripts/tests/test-rbac-script.sh
   scripts/tests/test-postdeploy-hook.sh
   scripts/tests/fake-az/az
+  loadtest/bench/side_by_side.sh
 )
 
 run_shellcheck() {
