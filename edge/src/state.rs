@@ -125,6 +125,7 @@ impl EdgeState {
         {
             tracing::warn!(file = %file.path().display(), error = %e, "could not keep the last-known-good snapshot on disk");
         }
+        release_freed_memory();
         Ok(())
     }
 
@@ -147,5 +148,22 @@ impl EdgeState {
 
     pub fn next_round_robin(&self) -> usize {
         self.round_robin.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Applying an update (decoding it, building the next snapshot, writing the state file) allocates
+/// transiently about as much as the catalog itself; glibc keeps what is freed in its arenas, so a
+/// large catalog would leave the edge's RSS at its high-water mark. Hand it back to the system.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's `malloc_trim` takes no pointers and may be called at any time from any
+        // thread; it only returns free memory at the top of the heaps to the system.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }

@@ -70,7 +70,7 @@ pub fn authenticate(
     }
     Ok(Caller {
         event: event.clone(),
-        user_id: attendee.user_id.clone(),
+        user_id: attendee.user_id.to_string(),
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
 
-use super::{AttendeeEntry, CatalogSnapshot, EventPools, TokenEntry, UpstreamResource};
+use super::{CatalogSnapshot, EventPools, TokenEntry, UpstreamResource};
 
 impl CatalogSnapshot {
     pub fn apply(&self, update: pb::SyncUpdate) -> Result<CatalogSnapshot, String> {
@@ -57,11 +57,11 @@ impl CatalogSnapshot {
         for event in update.events {
             next.events.insert(event.id.clone(), Arc::new(event));
         }
-        for attendee in update.attendees {
-            next.attendees.insert(
-                (attendee.event_id.clone(), attendee.user_id.clone()),
-                attendee,
-            );
+        if !update.attendees.is_empty() {
+            let attendees = Arc::make_mut(&mut next.attendees);
+            for attendee in update.attendees {
+                attendees.upsert(attendee)?;
+            }
         }
         for removal in update.removals {
             match pb::ObjectKind::try_from(removal.kind) {
@@ -70,13 +70,11 @@ impl CatalogSnapshot {
                 }
                 Ok(pb::ObjectKind::Event) => {
                     next.events.remove(&removal.id);
-                    next.attendees
-                        .retain(|(event_id, _), _| *event_id != removal.id);
+                    Arc::make_mut(&mut next.attendees).remove_event(&removal.id);
                 }
                 Ok(pb::ObjectKind::Attendee) => {
                     if let Some((event_id, user_id)) = removal.id.split_once('/') {
-                        next.attendees
-                            .remove(&(event_id.to_string(), user_id.to_string()));
+                        Arc::make_mut(&mut next.attendees).remove(event_id, user_id);
                     }
                 }
                 _ => return Err(format!("removal of unknown kind {}", removal.kind)),
@@ -87,7 +85,7 @@ impl CatalogSnapshot {
         next.version = update.version;
         next.catalog_id = update.catalog_id;
         next.key_hasher = Some(hmac::Key::new(hmac::HMAC_SHA256, &next.key_hash_secret));
-        next.rebuild_indexes();
+        next.rebuild_pools();
         Ok(next)
     }
 
@@ -116,21 +114,7 @@ impl CatalogSnapshot {
             && same_tokens
     }
 
-    fn rebuild_indexes(&mut self) {
-        self.by_key_hash = self
-            .attendees
-            .values()
-            .map(|a| {
-                (
-                    a.key_hash.clone(),
-                    AttendeeEntry {
-                        event_id: a.event_id.clone(),
-                        user_id: a.user_id.clone(),
-                        active: a.active,
-                    },
-                )
-            })
-            .collect();
+    fn rebuild_pools(&mut self) {
         let mut pools: HashMap<String, EventPools> = HashMap::new();
         for event in self.events.values() {
             let event_pools = pools.entry(event.id.clone()).or_default();

@@ -4,7 +4,10 @@
 //! the deployment pools derived from them.
 
 mod apply;
+mod attendees;
 pub mod persist;
+
+pub use attendees::{AttendeeEntry, Attendees};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,13 +60,6 @@ pub struct TokenEntry {
     pub expires_on_ms: i64,
 }
 
-#[derive(Debug, Clone)]
-pub struct AttendeeEntry {
-    pub event_id: String,
-    pub user_id: String,
-    pub active: bool,
-}
-
 /// model type → name → the active resources answering to that name in one event (nested, so a
 /// request looks its pool up by `&str`, without building a key).
 pub type EventPools = HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>>;
@@ -78,8 +74,8 @@ pub struct CatalogSnapshot {
     key_hasher: Option<hmac::Key>,
     resources: HashMap<String, Arc<UpstreamResource>>,
     events: HashMap<String, Arc<pb::EventInfo>>,
-    attendees: HashMap<(String, String), pb::EdgeAttendee>,
-    by_key_hash: HashMap<Vec<u8>, AttendeeEntry>,
+    /// Shared by successive snapshots until a delta changes an attendee.
+    attendees: Arc<Attendees>,
     /// event id → (model type, deployment name) → the active resources answering to that name.
     pools: HashMap<String, EventPools>,
     /// (identity client id, scope) → token.
@@ -90,7 +86,7 @@ impl CatalogSnapshot {
     pub fn attendee_for_key(&self, key: &str) -> Option<&AttendeeEntry> {
         let hasher = self.key_hasher.as_ref()?;
         let tag = hmac::sign(hasher, key.as_bytes());
-        self.by_key_hash.get(tag.as_ref())
+        self.attendees.get(tag.as_ref())
     }
 
     pub fn event(&self, id: &str) -> Option<&Arc<pb::EventInfo>> {
@@ -184,7 +180,7 @@ impl CatalogSnapshot {
             key_hash_secret: self.key_hash_secret.clone(),
             resources,
             events: self.events.values().map(|e| (**e).clone()).collect(),
-            attendees: self.attendees.values().cloned().collect(),
+            attendees: self.attendees.to_proto(),
             tokens_included: true,
             tokens,
             ..Default::default()
