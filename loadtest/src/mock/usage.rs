@@ -75,7 +75,8 @@ impl Drawn {
     pub fn responses(&self) -> Value {
         json!({
             "input_tokens": self.prompt,
-            "input_tokens_details": {"cached_tokens": self.cached},
+            // `cache_write_tokens`: the openai SDK's Response model requires it (3.x).
+            "input_tokens_details": {"cached_tokens": self.cached, "cache_write_tokens": 0},
             "output_tokens": self.completion,
             "output_tokens_details": {"reasoning_tokens": self.reasoning},
             "total_tokens": self.total(),
