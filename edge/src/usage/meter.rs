@@ -256,6 +256,25 @@ struct MeteredBody {
 }
 
 impl MeteredBody {
+    /// The upstream's answer says it has no more frames.
+    fn inner_done(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.is_end_stream())
+    }
+
+    /// The answer arrived whole: what the filter still holds goes out last, and the record is made.
+    fn end(&mut self) {
+        self.ended = true;
+        if let Scan::Filter(filter) = &mut self.scan {
+            let tail = filter.finish();
+            if !tail.is_empty() {
+                self.tail = Some(tail);
+            }
+        }
+        self.finish(true);
+    }
+
     fn finish(&mut self, complete: bool) {
         if let Some(record) = self.record.take() {
             record.finish(self.scan.found(complete), self.first_byte);
@@ -288,7 +307,7 @@ impl Body for MeteredBody {
                             }
                             if let Scan::Filter(filter) = &mut this.scan {
                                 let out = filter.push(&data);
-                                if out.is_empty() {
+                                if out.is_empty() && !this.inner_done() {
                                     continue;
                                 }
                                 Frame::data(out)
@@ -299,6 +318,11 @@ impl Body for MeteredBody {
                         }
                         Err(frame) => frame,
                     };
+                    // A body of known length says it has ended with its last frame, and hyper
+                    // then stops polling (and drops it): the record is made now, not on drop.
+                    if this.inner_done() {
+                        this.end();
+                    }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 Some(Err(e)) => {
@@ -306,22 +330,13 @@ impl Body for MeteredBody {
                     this.finish(false);
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => {
-                    this.ended = true;
-                    if let Scan::Filter(filter) = &mut this.scan {
-                        let tail = filter.finish();
-                        if !tail.is_empty() {
-                            this.tail = Some(tail);
-                        }
-                    }
-                    this.finish(true);
-                }
+                None => this.end(),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.tail.is_none()
+        self.tail.is_none() && (self.ended || self.inner_done())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -340,9 +355,14 @@ impl Drop for MeteredBody {
         let Some(record) = self.record.take() else {
             return;
         };
-        let scan = std::mem::replace(&mut self.scan, Scan::Nothing);
+        let mut scan = std::mem::replace(&mut self.scan, Scan::Nothing);
         let first_byte = self.first_byte;
-        let inner = self.inner.take().filter(|_| !self.ended);
+        if self.ended || self.inner_done() {
+            // Whole (an empty body hyper never polled, or one that ended with its last frame).
+            record.finish(scan.found(true), first_byte);
+            return;
+        }
+        let inner = self.inner.take();
         let reads_on = inner.is_some()
             && !matches!(scan, Scan::Nothing | Scan::Unreadable)
             && !record.state.draining();
@@ -350,10 +370,7 @@ impl Drop for MeteredBody {
             (Some(inner), Ok(runtime)) if reads_on => {
                 runtime.spawn(drain(inner, scan, record, first_byte));
             }
-            _ => {
-                let mut scan = scan;
-                record.finish(scan.found(false), first_byte);
-            }
+            _ => record.finish(scan.found(false), first_byte),
         }
     }
 }
