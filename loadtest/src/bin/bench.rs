@@ -1,17 +1,36 @@
 //! `aiproxy-bench`: non-streaming chat completions, direct to the mock upstream vs through the
 //! edge, with the same bounded load, in one run on this machine. Prints requests/s and p50/p99
-//! for both and their ratios. Build in release first (`cargo build --release --workspace --bins`)
-//! and run `target/release/aiproxy-bench`; it starts the mock in-process and the control plane
-//! and edge binaries beside it, all on loopback.
+//! for both and their ratios, the edge's CPU per request, and the time to the first body byte of
+//! streamed chat calls. Build in release first (`cargo build --release --workspace --bins`) and
+//! run `target/release/aiproxy-bench`; it starts the mock in-process and the control plane and
+//! edge binaries beside it, all on loopback.
+//!
+//! `--baseline-edge <path>` also starts another edge binary (a build of an earlier commit) against
+//! the same control plane and measures it in the same rounds, alternating with the current edge:
+//! the figures are then current vs baseline (e.g. what usage metering costs).
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use aiproxy_loadtest::load::{self, LoadResult, LoadSpec};
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
-use aiproxy_loadtest::stack::{API_VERSION, ControlPlane, Edge, Scenario, UPSTREAM_KEY};
+use aiproxy_loadtest::stack::{
+    API_VERSION, ControlPlane, Edge, Scenario, ScratchDir, UPSTREAM_KEY, free_addr,
+    rfc3339_from_now,
+};
+use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::process::{Child, Command};
 
 #[derive(Parser)]
 #[command(about = "Edge vs direct benchmark (loopback only, bounded)")]
@@ -22,15 +41,33 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Measured rounds; each round runs direct then edge, and the best round of each is kept.
+    /// Measured rounds; each round runs direct then the edge(s), and the best round of each is
+    /// kept.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Offered rate (requests/s) of the open-loop latency run, the same on both paths.
+    /// Offered rate (requests/s) of the open-loop latency run, the same on every path.
     #[arg(long, default_value_t = 2_000)]
     rate: u32,
     /// Duration of each open-loop latency run, in seconds.
     #[arg(long, default_value_t = 5)]
     latency_seconds: u32,
+    /// Another `aiproxy-edge` binary (e.g. built from an earlier commit) to measure beside the
+    /// current one, against the same control plane, in alternating rounds.
+    #[arg(long)]
+    baseline_edge: Option<PathBuf>,
+    /// Streamed chat calls in flight at once in the first-byte measurement.
+    #[arg(long, default_value_t = 50)]
+    sse_concurrency: usize,
+    /// Streamed calls each of those connections makes, one after the other, per round and path.
+    #[arg(long, default_value_t = 10)]
+    sse_calls: usize,
+    /// Rounds of the first-byte measurement (paths alternate in each round); each path's p50 and
+    /// p99 are the medians of its rounds'.
+    #[arg(long, default_value_t = 5)]
+    sse_rounds: usize,
+    /// Pause of the mock upstream between two chunks of a stream, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    stream_chunk_delay_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,10 +80,49 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args))
 }
 
+/// One way to the mock upstream: directly, through the current edge, or through the baseline edge.
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    base: String,
+    headers: HeaderMap,
+    /// Calls made through it (the current edge's are checked against the usage API at the end).
+    calls: Arc<AtomicUsize>,
+    /// The edge process, whose CPU time is read around each throughput run.
+    pid: Option<u32>,
+}
+
+impl Target {
+    fn new(name: &'static str, base: String, headers: HeaderMap, pid: Option<u32>) -> Self {
+        Self {
+            name,
+            base,
+            headers,
+            calls: Arc::new(AtomicUsize::new(0)),
+            pid,
+        }
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
-    let scenario = Scenario::start(MockConfig::default()).await;
+    anyhow::ensure!(
+        args.rounds > 0 && args.sse_rounds > 0 && args.sse_concurrency > 0 && args.sse_calls > 0,
+        "--rounds, --sse-rounds, --sse-concurrency and --sse-calls must be at least 1"
+    );
+    let mock_config = MockConfig {
+        stream_chunk_delay: Duration::from_millis(args.stream_chunk_delay_ms),
+        ..MockConfig::default()
+    };
+    let scenario = Scenario::start(mock_config).await;
+    let baseline = match &args.baseline_edge {
+        Some(path) => Some(BaselineEdge::start(path, &scenario.cp).await?),
+        None => None,
+    };
     let body = Bytes::from_static(
         br#"{"messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#,
+    );
+    let stream_body = Bytes::from_static(
+        br#"{"messages":[{"role":"user","content":"Say hello"}],"max_tokens":16,"stream":true}"#,
     );
     let path = format!("/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}");
 
@@ -57,100 +133,268 @@ async fn run(args: Args) -> anyhow::Result<()> {
     edge_headers.insert("api-key", HeaderValue::from_str(&scenario.key)?);
     edge_headers.insert("content-type", HeaderValue::from_static("application/json"));
 
-    let spec = |base: String, headers: &HeaderMap, total: usize| LoadSpec {
-        uri: format!("{base}{path}").parse().expect("uri"),
-        headers: headers.clone(),
-        body: body.clone(),
-        concurrency: args.concurrency,
-        total,
+    let direct = Target::new(
+        "direct to mock",
+        scenario.mock.endpoint(),
+        direct_headers,
+        None,
+    );
+    let current = Target::new(
+        if baseline.is_some() {
+            "current edge"
+        } else {
+            "through the edge"
+        },
+        format!("{}/api/v1", scenario.edge.url()),
+        edge_headers.clone(),
+        scenario.edge.pid(),
+    );
+    let baseline_target = baseline.as_ref().map(|b| {
+        Target::new(
+            "baseline edge",
+            format!("{}/api/v1", b.url()),
+            edge_headers,
+            b.pid(),
+        )
+    });
+    // What other processes on the machine used meanwhile: the figures are only comparable
+    // when that is about nothing.
+    let ours = || {
+        cpu_time(Some(std::process::id()))
+            + cpu_time(scenario.cp.pid())
+            + cpu_time(scenario.edge.pid())
+            + cpu_time(baseline.as_ref().and_then(BaselineEdge::pid))
     };
-    let direct_base = scenario.mock.endpoint();
-    let edge_base = format!("{}/api/v1", scenario.edge.url());
-
-    // Warm up connection pools and caches on both paths.
-    load::run(spec(direct_base.clone(), &direct_headers, 2_000)).await;
-    load::run(spec(edge_base.clone(), &edge_headers, 2_000)).await;
-
-    // 1. Throughput: closed loop, the same number of connections on both paths, best of the rounds.
-    let mut best_direct: Option<LoadResult> = None;
-    let mut best_edge: Option<LoadResult> = None;
-    for round in 1..=args.rounds {
-        let direct = load::run(spec(direct_base.clone(), &direct_headers, args.requests)).await;
-        let edge = load::run(spec(edge_base.clone(), &edge_headers, args.requests)).await;
-        println!(
-            "throughput round {round}: direct {}, edge {}",
-            summary(&direct),
-            summary(&edge)
-        );
-        anyhow::ensure!(
-            direct.failed == 0 && edge.failed == 0,
-            "requests failed during the benchmark"
-        );
-        if best_direct
-            .as_ref()
-            .is_none_or(|b| direct.requests_per_second() > b.requests_per_second())
-        {
-            best_direct = Some(direct);
+    let (busy_at_start, ours_at_start, wall_start) = (machine_busy(), ours(), Instant::now());
+    // The edges in the order of round `round` (1-based): alternating, so that neither always
+    // runs right after direct (warmer caches) or right before it.
+    let edges_in = |round: usize| -> Vec<&Target> {
+        match &baseline_target {
+            Some(b) if round.is_multiple_of(2) => vec![b, &current],
+            Some(b) => vec![&current, b],
+            None => vec![&current],
         }
-        if best_edge
-            .as_ref()
-            .is_none_or(|b| edge.requests_per_second() > b.requests_per_second())
-        {
-            best_edge = Some(edge);
+    };
+    let all: Vec<&Target> = std::iter::once(&direct)
+        .chain(std::iter::once(&current))
+        .chain(baseline_target.as_ref())
+        .collect();
+
+    let spec = |t: &Target, total: usize| {
+        t.calls.fetch_add(total, Ordering::Relaxed);
+        LoadSpec {
+            uri: format!("{}{path}", t.base).parse().expect("uri"),
+            headers: t.headers.clone(),
+            body: body.clone(),
+            concurrency: args.concurrency,
+            total,
         }
+    };
+
+    // Warm up connection pools and caches on every path.
+    for t in &all {
+        let warm = load::run(spec(t, 2_000)).await;
+        anyhow::ensure!(warm.failed == 0, "{}: requests failed at warm-up", t.name);
     }
-    let (direct, edge) = (best_direct.expect("a round"), best_edge.expect("a round"));
 
-    // 2. Latency: open loop at the same fixed rate on both paths, below saturation; rounds
-    // alternate between the paths and the round with the median edge p99 is reported.
+    // 1. Throughput: closed loop, the same number of connections on every path, best of the rounds.
+    let mut best: Vec<Option<LoadResult>> = all.iter().map(|_| None).collect();
+    let mut paired_ratios = Vec::new();
+    // CPU time the edge process and the control plane used during each path's runs (all rounds).
+    let cp_pid = scenario.cp.pid();
+    let mut edge_cpu = vec![Duration::ZERO; all.len()];
+    let mut cp_cpu = vec![Duration::ZERO; all.len()];
+    let mut measured = vec![0usize; all.len()];
+    for round in 1..=args.rounds {
+        let mut order = vec![&direct];
+        order.extend(edges_in(round));
+        let mut line = format!("throughput round {round}:");
+        let mut rps = Vec::new();
+        for t in order {
+            let (edge_before, cp_before) = (cpu_time(t.pid), cpu_time(cp_pid));
+            let r = load::run(spec(t, args.requests)).await;
+            let i = index_of(&all, t);
+            edge_cpu[i] += cpu_time(t.pid).saturating_sub(edge_before);
+            cp_cpu[i] += cpu_time(cp_pid).saturating_sub(cp_before);
+            measured[i] += args.requests;
+            anyhow::ensure!(
+                r.failed == 0,
+                "{}: requests failed in the benchmark",
+                t.name
+            );
+            line.push_str(&format!(" {} {};", t.name, summary(&r)));
+            rps.push((t.name, r.requests_per_second()));
+            let slot = &mut best[i];
+            if slot
+                .as_ref()
+                .is_none_or(|b| r.requests_per_second() > b.requests_per_second())
+            {
+                *slot = Some(r);
+            }
+        }
+        if let Some(b) = &baseline_target {
+            let get = |name| rps.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+            let ratio = get(current.name).unwrap_or(0.0) / get(b.name).unwrap_or(f64::NAN);
+            line.push_str(&format!(" current/baseline {ratio:.3}"));
+            paired_ratios.push(ratio);
+        }
+        println!("{line}");
+    }
+    let best: Vec<LoadResult> = best.into_iter().map(|r| r.expect("a round")).collect();
+
+    // 2. Latency: open loop at the same fixed rate on every path, below saturation; rounds
+    // alternate between the edges and the round with the median current-edge p99 is reported.
     let latency_total = (args.rate as usize * args.latency_seconds as usize).max(1);
-    let mut latency_rounds = Vec::new();
+    let mut latency_rounds: Vec<Vec<LoadResult>> = Vec::new();
     for round in 1..=args.rounds {
-        let d = load::run_at_rate(
-            spec(direct_base.clone(), &direct_headers, latency_total),
-            args.rate,
-        )
-        .await;
-        let e = load::run_at_rate(
-            spec(edge_base.clone(), &edge_headers, latency_total),
-            args.rate,
-        )
-        .await;
-        anyhow::ensure!(
-            d.failed == 0 && e.failed == 0,
-            "requests failed during the latency run"
-        );
-        println!(
-            "latency round {round}: direct {}, edge {}",
-            summary(&d),
-            summary(&e)
-        );
-        latency_rounds.push((d, e));
+        let mut order = vec![&direct];
+        order.extend(edges_in(round));
+        let mut results: Vec<Option<LoadResult>> = all.iter().map(|_| None).collect();
+        let mut line = format!("latency round {round}:");
+        for t in order {
+            let r = load::run_at_rate(spec(t, latency_total), args.rate).await;
+            anyhow::ensure!(
+                r.failed == 0,
+                "{}: requests failed in the latency run",
+                t.name
+            );
+            line.push_str(&format!(" {} {};", t.name, summary(&r)));
+            results[index_of(&all, t)] = Some(r);
+        }
+        println!("{line}");
+        latency_rounds.push(results.into_iter().map(|r| r.expect("measured")).collect());
     }
-    latency_rounds.sort_by_key(|(_, e)| e.percentile(99.0));
-    let (direct_lat, edge_lat) = latency_rounds.swap_remove(latency_rounds.len() / 2);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    latency_rounds.sort_by_key(|r| r[1].percentile(99.0));
+    let latency = latency_rounds.swap_remove(latency_rounds.len() / 2);
+
+    // 3. Streamed chat: time to the first body byte, `sse_concurrency` calls in flight.
+    let mut sse_rounds: Vec<Vec<LoadResult>> = Vec::new();
+    let mut usage_chunks = vec![0usize; all.len()];
+    let mut upstream_usage = vec![0u64; all.len()];
+    for round in 1..=args.sse_rounds {
+        let mut order = vec![&direct];
+        order.extend(edges_in(round));
+        let mut results: Vec<Option<LoadResult>> = all.iter().map(|_| None).collect();
+        let mut line = format!("first-byte round {round}:");
+        for t in order {
+            let i = index_of(&all, t);
+            let before = scenario.mock.stats.usage_total().requests;
+            let uri: Uri = format!("{}{path}", t.base).parse()?;
+            t.calls.fetch_add(
+                args.sse_concurrency * (args.sse_calls + 1),
+                Ordering::Relaxed,
+            );
+            let r = tokio::time::timeout(
+                Duration::from_secs(120),
+                sse_round(
+                    uri,
+                    t.headers.clone(),
+                    stream_body.clone(),
+                    args.sse_concurrency,
+                    args.sse_calls,
+                ),
+            )
+            .await
+            .with_context(|| format!("{}: streamed calls did not finish in 120 s", t.name))?;
+            anyhow::ensure!(
+                r.failed == 0,
+                "{}: {} streamed calls failed",
+                t.name,
+                r.failed
+            );
+            upstream_usage[i] += scenario.mock.stats.usage_total().requests - before;
+            usage_chunks[i] += r.usage_chunks;
+            line.push_str(&format!(
+                " {} p50 {:.3} ms p99 {:.3} ms;",
+                t.name,
+                ms(r.result.percentile(50.0)),
+                ms(r.result.percentile(99.0))
+            ));
+            results[i] = Some(r.result);
+        }
+        println!("{line}");
+        sse_rounds.push(results.into_iter().map(|r| r.expect("measured")).collect());
+    }
+    // Per path, the median over the rounds of each percentile (a round's p99 of 500 streams on a
+    // shared machine swings with whatever else ran in it).
+    let median_of = |i: usize, p: f64| {
+        let mut v: Vec<Duration> = sse_rounds.iter().map(|r| r[i].percentile(p)).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let ttfb: Vec<(Duration, Duration)> = (0..all.len())
+        .map(|i| (median_of(i, 50.0), median_of(i, 99.0)))
+        .collect();
+    let timed_calls = args.sse_concurrency * args.sse_calls;
+
+    // 4. The current edge really metered: what the usage API counted for the event.
+    let metered = wait_usage_requests(
+        &scenario.cp,
+        &scenario.event_id,
+        current.calls.load(Ordering::Relaxed) as u64,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    // The report.
     println!();
     println!(
         "Throughput, closed loop with {} connections (best of {} rounds of {} requests):",
         args.concurrency, args.rounds, args.requests
     );
     println!();
-    println!("| path | requests/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    for (name, r) in [("direct to mock", &direct), ("through the edge", &edge)] {
+    println!(
+        "| path | requests/s | p50 ms | p99 ms | edge CPU µs/request | control plane CPU µs/request |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let per_request = |cpu: Duration, i: usize| cpu.as_secs_f64() * 1e6 / measured[i].max(1) as f64;
+    for (i, (t, r)) in all.iter().zip(&best).enumerate() {
+        let edge = match t.pid {
+            Some(_) => format!("{:.1}", per_request(edge_cpu[i], i)),
+            None => "-".to_string(),
+        };
         println!(
-            "| {name} | {:.0} | {:.3} | {:.3} |",
+            "| {} | {:.0} | {:.3} | {:.3} | {edge} | {:.1} |",
+            t.name,
             r.requests_per_second(),
             ms(r.percentile(50.0)),
-            ms(r.percentile(99.0))
+            ms(r.percentile(99.0)),
+            per_request(cp_cpu[i], i),
         );
     }
     println!();
     println!(
-        "edge/direct throughput ratio: {:.2} (target >= 0.50)",
-        edge.requests_per_second() / direct.requests_per_second()
+        "(CPU: user + system time of the process over all {} rounds, per request; {} ms resolution)",
+        args.rounds,
+        1000 / clock_ticks()
     );
+    println!();
+    println!(
+        "edge/direct throughput ratio: {:.2} (target >= 0.50)",
+        best[1].requests_per_second() / best[0].requests_per_second()
+    );
+    if baseline_target.is_some() {
+        println!(
+            "current/baseline edge CPU per request: {:.3}; with the control plane's: {:.3}",
+            per_request(edge_cpu[1], 1) / per_request(edge_cpu[2], 2),
+            (per_request(edge_cpu[1], 1) + per_request(cp_cpu[1], 1))
+                / (per_request(edge_cpu[2], 2) + per_request(cp_cpu[2], 2)),
+        );
+        let ratio = best[1].requests_per_second() / best[2].requests_per_second();
+        let mut sorted = paired_ratios;
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let verdict = match (ratio >= 0.95, median >= 0.95) {
+            (true, true) => "meets",
+            (false, false) => "DOES NOT meet",
+            _ => "inconclusive (the two estimates disagree) on",
+        };
+        println!(
+            "current/baseline throughput ratio: {ratio:.3} best vs best, {median:.3} median of the rounds' ratios (rounds {:.3} to {:.3}); {verdict} \"metering costs at most 5 % throughput\"",
+            sorted[0],
+            sorted[sorted.len() - 1],
+        );
+    }
     println!();
     println!(
         "Latency, open loop at {} requests/s for {} s on each path (median of {} rounds):",
@@ -159,12 +403,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("| path | p50 ms | p99 ms |");
     println!("|---|---|---|");
-    for (name, r) in [
-        ("direct to mock", &direct_lat),
-        ("through the edge", &edge_lat),
-    ] {
+    for (t, r) in all.iter().zip(&latency) {
         println!(
-            "| {name} | {:.3} | {:.3} |",
+            "| {} | {:.3} | {:.3} |",
+            t.name,
             ms(r.percentile(50.0)),
             ms(r.percentile(99.0))
         );
@@ -172,25 +414,394 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!(
         "added by the edge: p50 {:.3} ms, p99 {:.3} ms (target <= 0.5 ms); edge/direct p99 ratio {:.2}",
-        ms(edge_lat.percentile(50.0)) - ms(direct_lat.percentile(50.0)),
-        ms(edge_lat.percentile(99.0)) - ms(direct_lat.percentile(99.0)),
-        ms(edge_lat.percentile(99.0)) / ms(direct_lat.percentile(99.0)),
+        ms(latency[1].percentile(50.0)) - ms(latency[0].percentile(50.0)),
+        ms(latency[1].percentile(99.0)) - ms(latency[0].percentile(99.0)),
+        ms(latency[1].percentile(99.0)) / ms(latency[0].percentile(99.0)),
     );
+    if baseline_target.is_some() {
+        println!(
+            "current vs baseline edge: p50 {:+.3} ms, p99 {:+.3} ms",
+            ms(latency[1].percentile(50.0)) - ms(latency[2].percentile(50.0)),
+            ms(latency[1].percentile(99.0)) - ms(latency[2].percentile(99.0)),
+        );
+    }
+    println!();
     println!(
-        "machine: {} cores, load generator, mock, control plane and edge on it together",
+        "Streamed chat (\"stream\": true, no stream_options), time to first body byte: {} calls in flight, {} calls per path and round, {} ms between upstream chunks (medians over {} rounds):",
+        args.sse_concurrency,
+        args.sse_concurrency * args.sse_calls,
+        args.stream_chunk_delay_ms,
+        args.sse_rounds
+    );
+    println!();
+    println!(
+        "| path | calls | p50 ms | p99 ms | usage chunks the client saw (all rounds) | upstream answers with usage (all rounds, with warm-up calls) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, (t, (p50, p99))) in all.iter().zip(&ttfb).enumerate() {
+        println!(
+            "| {} | {timed_calls} | {:.3} | {:.3} | {} | {} |",
+            t.name,
+            ms(*p50),
+            ms(*p99),
+            usage_chunks[i],
+            upstream_usage[i]
+        );
+    }
+    println!();
+    let added = |a: usize, b: usize| (ms(ttfb[a].0) - ms(ttfb[b].0), ms(ttfb[a].1) - ms(ttfb[b].1));
+    let (p50, p99) = added(1, 0);
+    println!(
+        "first byte, {} vs direct: p50 {p50:+.3} ms, p99 {p99:+.3} ms",
+        current.name
+    );
+    if baseline_target.is_some() {
+        let (p50, p99) = added(2, 0);
+        println!("first byte, baseline edge vs direct: p50 {p50:+.3} ms, p99 {p99:+.3} ms");
+        let (p50, p99) = added(1, 2);
+        println!("first byte, current vs baseline edge: p50 {p50:+.3} ms, p99 {p99:+.3} ms");
+    }
+    println!();
+    match metered {
+        Some(n) => println!(
+            "usage API: {n} requests counted for the event; {} calls went through the current edge",
+            current.calls.load(Ordering::Relaxed)
+        ),
+        None => println!("usage API: no answer (totals not available)"),
+    }
+    let others = (machine_busy().saturating_sub(busy_at_start))
+        .saturating_sub(ours().saturating_sub(ours_at_start));
+    println!(
+        "machine: {} cores, load generator, mock, control plane and edge(s) on it together; other processes used {:.1} CPU-s in the {:.0} s of the run",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        others.as_secs_f64(),
+        wall_start.elapsed().as_secs_f64()
     );
+    anyhow::ensure!(
+        usage_chunks.iter().all(|&n| n == 0),
+        "a client that did not ask for usage received a usage chunk"
+    );
+    drop(baseline);
     drop::<(MockAzure, ControlPlane, Edge)>((scenario.mock, scenario.cp, scenario.edge));
     Ok(())
+}
+
+/// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (zero if unknown).
+fn cpu_time(pid: Option<u32>) -> Duration {
+    let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+    else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces, in parentheses): state is field 3,
+    // utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / clock_ticks() as f64)
+}
+
+/// CPU time all cores spent busy (not idle or waiting for I/O) since boot, from `/proc/stat`.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    Duration::from_secs_f64(busy as f64 / clock_ticks() as f64)
+}
+
+/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+fn index_of(all: &[&Target], t: &Target) -> usize {
+    all.iter()
+        .position(|x| x.name == t.name)
+        .expect("a known target")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn summary(r: &LoadResult) -> String {
     format!(
         "{:.0} req/s p50 {:.3} ms p99 {:.3} ms",
         r.requests_per_second(),
-        r.percentile(50.0).as_secs_f64() * 1000.0,
-        r.percentile(99.0).as_secs_f64() * 1000.0
+        ms(r.percentile(50.0)),
+        ms(r.percentile(99.0))
     )
+}
+
+/// What one path's streamed calls gave: time to the first body byte of each (in `latencies`).
+struct SseRound {
+    result: LoadResult,
+    failed: usize,
+    /// Chunks carrying a non-null `usage` that reached the client.
+    usage_chunks: usize,
+}
+
+/// `concurrency` connections each make `calls` streamed calls one after the other (after one
+/// untimed call that opens the connection), reading each stream to its end; the time from sending
+/// a request to its first body byte is recorded.
+async fn sse_round(
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    concurrency: usize,
+    calls: usize,
+) -> SseRound {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, uri, headers, body) =
+                (client.clone(), uri.clone(), headers.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut ttfb = Vec::with_capacity(calls);
+                let (mut failed, mut usage_chunks) = (0usize, 0usize);
+                // The first call opens the connection and is not timed: the figures are those of
+                // streams on open keep-alive connections, as an SDK's pool makes them.
+                for call in 0..=calls {
+                    let mut request = Request::new(Full::new(body.clone()));
+                    *request.method_mut() = Method::POST;
+                    *request.uri_mut() = uri.clone();
+                    *request.headers_mut() = headers.clone();
+                    match one_stream(&client, request).await {
+                        Some((first, usage)) => {
+                            if call > 0 {
+                                ttfb.push(first);
+                            }
+                            usage_chunks += usage;
+                        }
+                        None => failed += 1,
+                    }
+                }
+                (ttfb, failed, usage_chunks)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failed, mut usage_chunks) = (Vec::new(), 0, 0);
+    for worker in workers {
+        let (l, f, u) = worker.await.expect("stream worker");
+        latencies.extend(l);
+        failed += f;
+        usage_chunks += u;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    SseRound {
+        result: LoadResult {
+            ok: latencies.len(),
+            failed,
+            elapsed,
+            latencies,
+        },
+        failed,
+        usage_chunks,
+    }
+}
+
+/// One streamed call read to its end: the time to its first body byte and the number of usage
+/// chunks in it; `None` if it failed, was not an event stream, or ended without `[DONE]`.
+async fn one_stream(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Option<(Duration, usize)> {
+    let t0 = Instant::now();
+    let call = async {
+        let response = client.request(request).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let is_sse = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let mut body = response.into_body();
+        let mut first = None;
+        let mut text = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.ok()?.into_data()
+                && !data.is_empty()
+            {
+                first.get_or_insert_with(|| t0.elapsed());
+                text.extend_from_slice(&data);
+            }
+        }
+        let text = String::from_utf8_lossy(&text);
+        if !is_sse || !text.contains("data: [DONE]") {
+            return None;
+        }
+        let usage = text
+            .split("\n\n")
+            .filter(|event| event.contains("\"usage\":{"))
+            .count();
+        Some((first?, usage))
+    };
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls the admin usage API until the event's `totals.requests` reaches `expected` (delivery is
+/// asynchronous) or `timeout` passes; the last count, `None` if the API never answered.
+async fn wait_usage_requests(
+    cp: &ControlPlane,
+    event_id: &str,
+    expected: u64,
+    timeout: Duration,
+) -> Option<u64> {
+    let admin = cp.admin();
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let (status, usage) = admin
+            .get(&format!(
+                "/usage?event_id={event_id}&from={}&to={}",
+                rfc3339_from_now(-86_400),
+                rfc3339_from_now(86_400)
+            ))
+            .await;
+        if status.is_success() {
+            last = usage["totals"]["requests"].as_u64();
+        }
+        if last.is_some_and(|n| n >= expected) || Instant::now() >= deadline {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Another edge binary, started as `stack::Edge` starts the current one: same control plane,
+/// same environment, its own loopback port and scratch dir (with its log). Killed on drop.
+struct BaselineEdge {
+    child: Child,
+    addr: SocketAddr,
+    _dir: ScratchDir,
+}
+
+impl BaselineEdge {
+    async fn start(binary: &Path, cp: &ControlPlane) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            binary.exists(),
+            "baseline edge {} not found",
+            binary.display()
+        );
+        let dir = ScratchDir::new("baseline-edge");
+        let log_path = dir.path().join("edge.log");
+        for _ in 0..3 {
+            let addr = free_addr();
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)?;
+            let mut cmd = Command::new(binary);
+            for var in [
+                "AZURE_CLIENT_ID",
+                "AZURE_TENANT_ID",
+                "AZURE_CLIENT_SECRET",
+                "AZURE_AUTHORITY_HOST",
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "IDENTITY_ENDPOINT",
+                "IDENTITY_HEADER",
+                "MSI_ENDPOINT",
+            ] {
+                cmd.env_remove(var);
+            }
+            cmd.current_dir(dir.path())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("AIPROXY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
+                .env("AIPROXY_LISTEN_ADDR", addr.to_string())
+                .env("AIPROXY_REGION", "")
+                .env("AIPROXY_EDGE_TOKEN", &cp.edge_token)
+                .env("AIPROXY_EDGE_ID", format!("edge-baseline-{}", addr.port()))
+                .env("AIPROXY_CONTROL_CALL_DEADLINE_MS", "2000")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("start {}", binary.display()))?;
+            if wait_ready(addr, &mut child).await? {
+                return Ok(Self {
+                    child,
+                    addr,
+                    _dir: dir,
+                });
+            }
+        }
+        anyhow::bail!(
+            "the baseline edge exited at start 3 times; see {}",
+            log_path.display()
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// Waits up to 30 s for `/readyz` to answer 2xx; `false` if the process exited first.
+async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<bool> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(true);
+        }
+        if child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the baseline edge did not become ready at {url} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
