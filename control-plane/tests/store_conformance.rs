@@ -1250,6 +1250,9 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
         1_000,
         "the event budget is its own counter"
     );
+    // (A first lease starts from the recorded usage, which already holds what a debt was for: the
+    // debt counts from the second lease on.)
+    s.lease_tokens("e1", "u3", day, 0, 0, 1_000).await.unwrap();
     assert_eq!(
         s.lease_tokens("e1", "u3", day, 400, 2_000, 1_000)
             .await
@@ -1290,10 +1293,15 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
 
     // What is left of the cap comes with every grant (edges size their next lease by it).
     let lease = s
+        .lease_tokens("e1", "u9", day, 100, 0, 1_000)
+        .await
+        .unwrap();
+    assert_eq!((lease.granted, lease.left), (100, 900));
+    let lease = s
         .lease_tokens("e1", "u9", day, 100, 20, 1_000)
         .await
         .unwrap();
-    assert_eq!((lease.granted, lease.left), (100, 880));
+    assert_eq!((lease.granted, lease.left), (100, 780));
 
     // A counter starts from the usage recorded before it (a cap set mid-event): 600 tokens of
     // u5 that day (HOUR_10 is on 2026-03-29), 50 the day before; 1,250 for the whole event.

@@ -650,30 +650,50 @@ macro_rules! impl_catalog_store {
                 // from the usage already recorded in its period (the attendee's day, or the whole
                 // event), so a cap set or raised mid-event counts what was used before it.
                 let (wanted, debt) = (to_i64(wanted), to_i64(debt));
-                let charged = wanted.saturating_add(debt);
-                let (from_ms, to_ms) = match chrono::NaiveDate::parse_from_str(period, "%Y-%m-%d") {
-                    Ok(day) => {
-                        let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
-                        (start, start + 86_400_000)
-                    }
-                    Err(_) => (i64::MIN, i64::MAX),
+                let charge = |add: i64| {
+                    sqlx::query_as::<_, (i64,)>(
+                        "UPDATE token_counts SET used = used + $4 \
+                         WHERE event_id = $1 AND user_id = $2 AND period = $3 RETURNING used",
+                    )
+                    .bind(event_id)
+                    .bind(user_id)
+                    .bind(period)
+                    .bind(add)
                 };
-                let (used,): (i64,) = sqlx::query_as(
-                    "INSERT INTO token_counts (event_id, user_id, period, used) \
-                     SELECT $1, $2, $3, $4 + CAST(COALESCE((SELECT SUM(total_tokens) FROM usage_hourly \
-                        WHERE event_id = $1 AND ($2 = '' OR user_id = $2) AND hour_ms >= $5 AND hour_ms < $6), 0) AS BIGINT) \
-                     WHERE true \
-                     ON CONFLICT (event_id, user_id, period) DO UPDATE SET used = token_counts.used + $4 \
-                     RETURNING used",
-                )
-                .bind(event_id)
-                .bind(user_id)
-                .bind(period)
-                .bind(charged)
-                .bind(from_ms)
-                .bind(to_ms)
-                .fetch_one(&self.pool)
-                .await?;
+                let charged = wanted.saturating_add(debt);
+                let (used, charged, debt) = match charge(charged).fetch_optional(&self.pool).await? {
+                    Some((used,)) => (used, charged, debt),
+                    None => {
+                        // First lease of this counter: it starts from the usage recorded so far (the
+                        // recorded usage already holds what the debt was for: it is not added again).
+                        let (from_ms, to_ms) = match chrono::NaiveDate::parse_from_str(period, "%Y-%m-%d") {
+                            Ok(day) => {
+                                let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
+                                (start, start + 86_400_000)
+                            }
+                            Err(_) => (i64::MIN, i64::MAX),
+                        };
+                        let inserted = sqlx::query(
+                            "INSERT INTO token_counts (event_id, user_id, period, used) \
+                             SELECT $1, $2, $3, CAST(COALESCE((SELECT SUM(total_tokens) FROM usage_hourly \
+                                WHERE event_id = $1 AND ($2 = '' OR user_id = $2) AND hour_ms >= $4 AND hour_ms < $5), 0) AS BIGINT) \
+                             WHERE true \
+                             ON CONFLICT (event_id, user_id, period) DO NOTHING",
+                        )
+                        .bind(event_id)
+                        .bind(user_id)
+                        .bind(period)
+                        .bind(from_ms)
+                        .bind(to_ms)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        let (add, debt) = if inserted { (wanted, 0) } else { (charged, debt) };
+                        let (used,) = charge(add).fetch_one(&self.pool).await?;
+                        (used, add, debt)
+                    }
+                };
                 let granted = lease_grant(used, charged, debt, to_i64(cap), wanted);
                 Ok(Granted {
                     granted: u64::try_from(granted).unwrap_or(0),
