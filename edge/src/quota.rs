@@ -236,18 +236,26 @@ impl Quotas {
             };
             a.window_start = now;
             a.window_spent = 0;
-            a.lease = lease_size(key.base_lease(), a.rate, a.left_at_source, key.cap);
+            a.lease = if a.dry {
+                // Only the debt is paid: nothing is left to lease.
+                0
+            } else {
+                lease_size(key.base_lease(), a.rate, a.left_at_source, key.cap)
+            };
             (a.lease, std::mem::take(&mut a.debt))
         })
     }
 
     /// Admits a model call under every cap the event sets, or says which cap is reached. Token
     /// caps are checked first, so a refused call spends no request.
+    /// `tokens`: the call may generate tokens (search and MCP calls do not: only the request cap
+    /// applies to them).
     pub async fn admit(
         &self,
         state: &Arc<EdgeState>,
         event: &pb::EventInfo,
         user_id: &str,
+        tokens: bool,
     ) -> Result<Charge, CapReached> {
         let now = Utc::now();
         let day = now.format("%Y-%m-%d").to_string();
@@ -259,7 +267,7 @@ impl Quotas {
             cap,
         };
         let mut charge = Charge::default();
-        if event.daily_token_cap > 0 {
+        if tokens && event.daily_token_cap > 0 {
             charge.keys.push(key(
                 Counter::DailyTokens,
                 user_id,
@@ -267,7 +275,7 @@ impl Quotas {
                 event.daily_token_cap,
             ));
         }
-        if event.token_budget > 0 {
+        if tokens && event.token_budget > 0 {
             charge
                 .keys
                 .push(key(Counter::EventTokens, "", "", event.token_budget));
@@ -347,8 +355,10 @@ impl Quotas {
                 allowance.left -= from_lease;
                 allowance.debt += tokens - from_lease;
                 allowance.window_spent += tokens;
+                // Past the cap (dry) a debt is still paid: the counter must know what was used,
+                // or raising the cap later would let it be exceeded by more than the bound.
                 let refill = allowance.wants_refill() || allowance.debt > 0;
-                let refill = refill && !allowance.refilling && !allowance.dry;
+                let refill = refill && !allowance.refilling;
                 allowance.refilling |= refill;
                 refill
             });

@@ -278,9 +278,10 @@ async fn serve(
             started.at,
             started.at_ms,
         );
+        let tokens = !matches!(family, "search" | "mcp");
         let admitted = state
             .quota
-            .admit(state, &caller.event, &caller.user_id)
+            .admit(state, &caller.event, &caller.user_id, tokens)
             .await;
         let refused = admitted.as_ref().err().map(|reached| {
             let error = ProxyError::new(StatusCode::TOO_MANY_REQUESTS, reached.message.clone());
@@ -333,7 +334,14 @@ async fn serve(
     };
     let renames = path_pool.is_some_and(|m| m.iter().any(|m| m.use_max_completion_tokens));
     let replayable = several && !responses && json_call;
-    let read = by_body || capped || replayable || responses || plan.stream_usage || renames;
+    let read = by_body
+        || capped
+        || replayable
+        || responses
+        || plan.stream_usage
+        || renames
+        || (matches!(plan.family, "chat" | "completions")
+            && (caller.event.daily_token_cap > 0 || caller.event.token_budget > 0));
     let (bytes, unread) = if read {
         let bytes = policy::read_body(
             body,
@@ -435,13 +443,13 @@ async fn serve(
     // The body each pool member gets: the cap, its own `max_tokens` spelling, and (for streams)
     // the usage chunk asked for.
     let stream_usage = plan.stream_usage && plan.stream_usage_supported(parts.uri.query());
-    if plan.stream_usage
+    if matches!(plan.family, "chat" | "completions")
         && !stream_usage
         && call.as_ref().is_some_and(|c| c.stream == Some(true))
         && (caller.event.daily_token_cap > 0 || caller.event.token_budget > 0)
     {
         return Err(ProxyError::bad_request(
-            "This event caps tokens, and streamed usage is reported from api-version 2024-09-01 on: use a newer api-version to stream",
+            "This event caps tokens, and streamed usage is reported only by the chat and completions APIs from api-version 2024-09-01 on: use a newer api-version, or do not stream",
         ));
     }
     let body_for = |member: &UpstreamResource| -> Result<Option<(Bytes, bool)>, ProxyError> {

@@ -38,6 +38,9 @@ pub struct DeliveryStatus {
     /// Records dropped because the buffer was full (since the edge started).
     pub dropped_records: u64,
     pub delivered_batches: u64,
+    /// Records in batches the control plane refused as invalid (set aside, on disk as
+    /// `<id>.refused` when a state folder is set).
+    pub refused_records: u64,
     /// Why the last send failed; cleared by the next success.
     pub last_error: Option<String>,
 }
@@ -211,6 +214,18 @@ impl UsageDelivery {
                         && let Err(e) = std::fs::remove_file(&file)
                     {
                         tracing::warn!(file = %file.display(), error = %e, "could not delete a delivered usage batch (it would be sent again, and ignored)");
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    // Sending it again cannot help, and it would hold up every batch behind it.
+                    tracing::error!(batch = %id, records, error = %status.message(), "the control plane refused a usage batch; it is set aside");
+                    let refused = self.with(|b| {
+                        b.status.pending_records = b.status.pending_records.saturating_sub(records);
+                        b.status.refused_records += records as u64;
+                        b.sealed.pop_front()
+                    });
+                    if let Some(file) = refused.and_then(|s| s.file) {
+                        let _ = std::fs::rename(&file, file.with_extension("refused"));
                     }
                 }
                 Err(status) => {

@@ -25,6 +25,9 @@ pub struct Served {
     pub deployment_name: String,
 }
 
+/// What is kept of a JSON answer larger than `AIPROXY_USAGE_SCAN_BYTES`: its end.
+const TAIL: usize = 64 * 1024;
+
 /// Longest the edge keeps reading an answer its client stopped reading, to learn its usage.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -132,6 +135,7 @@ enum Scan {
     Json {
         copy: Vec<u8>,
         limit: usize,
+        /// Past `limit`, `copy` keeps only the last `TAIL` bytes (where `usage` is written).
         over: bool,
     },
     Stream(StreamScan),
@@ -152,9 +156,11 @@ impl Scan {
             Scan::Json { copy, limit, over } => {
                 if !*over && copy.len() + data.len() <= *limit {
                     copy.extend_from_slice(data);
-                } else if !*over {
+                } else {
                     *over = true;
-                    *copy = Vec::new();
+                    copy.extend_from_slice(&data[data.len().saturating_sub(TAIL)..]);
+                    let excess = copy.len().saturating_sub(TAIL);
+                    copy.drain(..excess);
                 }
             }
             Scan::Stream(scan) => scan.feed(data),
@@ -170,7 +176,9 @@ impl Scan {
             Scan::Unreadable => (None, None, true),
             Scan::Json { copy, over, .. } => {
                 if *over {
-                    (None, None, true)
+                    // Chat, completions and embeddings answers write `usage` last.
+                    let usage = scan::usage_in_tail(copy);
+                    (usage, None, usage.is_none())
                 } else {
                     let answer = scan::scan_json(copy);
                     (answer.usage, answer.once_id, false)
@@ -209,6 +217,12 @@ impl Pending {
             Some(s) => (s.resource_id, m.deployment),
             None => (String::new(), m.deployment),
         };
+        // A successful stream of these APIs always ends with its usage (the edge asks for it).
+        let unknown = found.unknown
+            || (found.tokens.is_none()
+                && self.streamed
+                && (200..300).contains(&self.status)
+                && matches!(m.family, "chat" | "completions" | "responses"));
         let tokens = found.tokens.unwrap_or_default();
         // A run's or a stored response's usage shows on every read of it: its tokens count once
         // (here for the caps, in the control plane for the totals).
@@ -238,7 +252,7 @@ impl Pending {
             total_tokens: tokens.total,
             cached_tokens: tokens.cached,
             reasoning_tokens: tokens.reasoning,
-            usage_unknown: found.unknown,
+            usage_unknown: unknown,
             once_key,
         });
     }
@@ -424,9 +438,22 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_past_the_bound_is_counted_without_tokens_and_flagged() {
+    fn an_answer_past_the_bound_is_read_from_its_end_or_flagged() {
+        // Larger than the bound: the usage written last is still read.
+        let big = format!(
+            r#"{{"object":"list","data":[{}],"usage":{{"prompt_tokens":9,"total_tokens":9}}}}"#,
+            "0.125,".repeat(40_000) + "1"
+        );
+        let mut scan = json(1024);
+        for piece in big.as_bytes().chunks(4096) {
+            scan.feed(piece);
+        }
+        let found = scan.found(true);
+        assert_eq!(found.tokens.map(|t| t.total), Some(9));
+        assert!(!found.unknown);
+        // No usage at its end: counted without tokens, and flagged.
         let mut scan = json(CHAT.len() - 1);
-        scan.feed(CHAT);
+        scan.feed(&big.as_bytes()[..200_000]);
         let found = scan.found(true);
         assert_eq!(found.tokens, None);
         assert!(found.unknown);

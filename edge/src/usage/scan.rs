@@ -65,6 +65,26 @@ pub fn scan_json(bytes: &[u8]) -> Answer {
     }
 }
 
+/// The `usage` written last in the end of a JSON answer too large to keep whole (chat,
+/// completions and embeddings answers write it last): the object after the last `"usage":`.
+pub fn usage_in_tail(tail: &[u8]) -> Option<Tokens> {
+    let key = b"\"usage\"";
+    let at = tail.windows(key.len()).rposition(|w| w == key)?;
+    let rest = &tail[at + key.len()..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..])
+        .into_iter::<&serde_json::value::RawValue>();
+    let value = values.next()?.ok()?;
+    let mut wrapped = Vec::with_capacity(value.get().len() + 10);
+    wrapped.extend_from_slice(b"{\"usage\":");
+    wrapped.extend_from_slice(value.get().as_bytes());
+    wrapped.push(b'}');
+    scan_json(&wrapped).usage
+}
+
 /// `run:<id>` / `response:<id>`.
 fn once_id(object: &str, id: Option<Cow<'_, str>>) -> Option<String> {
     let prefix = if object == RUN { "run" } else { "response" };
