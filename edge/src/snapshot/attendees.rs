@@ -32,12 +32,9 @@ impl Attendees {
         self.by_key_hash.get(key_hash)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_key_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key_hash.is_empty()
     }
 
     /// Adds or replaces an attendee. A new key hash for the same user retires the old one, and
