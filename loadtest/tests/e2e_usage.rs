@@ -269,6 +269,38 @@ async fn token_caps_hold_across_two_edges_within_the_bound() {
             "The event token budget of {used} tokens has been used up. Ask the organizer to raise it."
         )
     );
+    // A search call generates no tokens: a used-up token budget does not refuse it.
+    let search = s
+        .admin
+        .create_resource(
+            json!({"friendly_name": "products", "deployment_name": "products",
+            "model_type": "azure-ai-search", "endpoint_url": s.mock.endpoint(),
+            "key": aiproxy_loadtest::stack::UPSTREAM_KEY}),
+        )
+        .await;
+    set_event(&s, json!({"resource_ids": [s.resource_id, search]})).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    let searched = reqwest::Client::new()
+        .post(format!(
+            "{}/indexes/products/docs/search?api-version=2024-07-01",
+            second.api_base()
+        ))
+        .header("api-key", &s.key)
+        .json(&json!({"search": "*"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        searched.status(),
+        StatusCode::OK,
+        "search under a used-up token budget"
+    );
+    assert_eq!(
+        chat(&second, &s.key, json!({"messages": []}))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Raised: calls go through again at once.
     set_event(&s, json!({"token_budget": used + 10_000})).await;
     s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
