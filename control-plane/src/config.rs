@@ -26,6 +26,12 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// Largest number of Postgres connections this replica opens for the catalog (one more is
+    /// held for LISTEN/NOTIFY). Size the server for replicas × (this + 1) plus headroom; see
+    /// docs/deploying.md. Ignored for SQLite.
+    #[arg(long, env = "AIPROXY_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
     /// gRPC listen address (EdgeService, CatalogService, health; reflection when enabled).
     #[arg(long, env = "AIPROXY_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,

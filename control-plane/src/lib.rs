@@ -50,7 +50,7 @@ pub async fn run(
         );
     }
     let secrets = bootstrap::resolve(&config)?;
-    let store = catalog::store::open(&config.database_url)
+    let store = catalog::store::open(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| "opening the catalog database (AIPROXY_DATABASE_URL)")?;
     let cipher = Arc::new(secrets.cipher);

@@ -190,7 +190,7 @@ async fn writer_and_listening_feed(
     tokio::task::JoinHandle<()>,
 ) {
     let a = start_with(&fresh_dir(), replica(&db.url)).await;
-    let store = open(&db.url).await.unwrap();
+    let store = open(&db.url, 10).await.unwrap();
     let feed = ChangeFeed::new();
     let listener = feed
         .spawn_listener(store.clone(), &db.url)
@@ -294,7 +294,7 @@ async fn versions_and_forgets_are_notified_and_a_lost_connection_is_caught_up() 
 async fn without_the_listener_the_poller_alone_carries_changes() {
     let db = Database::create().await;
     let a = start_with(&fresh_dir(), replica(&db.url)).await;
-    let store = open(&db.url).await.unwrap();
+    let store = open(&db.url, 10).await.unwrap();
     let feed = ChangeFeed::new();
     let poller = feed.spawn_poller(store.clone(), Duration::from_millis(100));
     let mut versions = feed.subscribe();

@@ -325,7 +325,7 @@ async fn an_empty_catalog_is_sent_once_and_then_only_changes() {
 /// admin API would take minutes), stamped with the event's catalog version.
 async fn seed_attendees(dir: &std::path::Path, count: u32) {
     let url = database_url(dir);
-    let store = open(&url).await.unwrap();
+    let store = open(&url, 10).await.unwrap();
     let version = store
         .create_event(&Event {
             id: "big-event".into(),

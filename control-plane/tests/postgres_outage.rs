@@ -84,7 +84,7 @@ async fn admin_writes_answer_a_clear_503_while_postgres_is_down() {
     let (base, _) = admin_url.rsplit_once('/').unwrap();
     let (scheme_user, host) = base.rsplit_once('@').unwrap();
     let relay = Relay::start(host.to_string()).await;
-    let store = open(&format!("{scheme_user}@127.0.0.1:{}/{db}", relay.port))
+    let store = open(&format!("{scheme_user}@127.0.0.1:{}/{db}", relay.port), 10)
         .await
         .expect("open postgres store through the relay");
     let router = admin::router(AdminState {

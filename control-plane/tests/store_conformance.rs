@@ -40,13 +40,17 @@ async fn sqlite_store() -> TestStore {
     let dir = std::env::temp_dir().join(format!("aiproxy-store-{}", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}", dir.join("catalog.db").display());
     TestStore {
-        store: open(&url).await.expect("open sqlite store"),
+        store: open(&url, 10).await.expect("open sqlite store"),
         cleanup: None,
         _dir: Some(dir),
     }
 }
 
 async fn postgres_store() -> TestStore {
+    postgres_store_with(10).await
+}
+
+async fn postgres_store_with(max_connections: u32) -> TestStore {
     let admin_url = std::env::var("AIPROXY_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("aiproxy_test_{}", uuid::Uuid::new_v4().simple());
@@ -58,7 +62,7 @@ async fn postgres_store() -> TestStore {
         .await
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let store = open(&format!("{base}/{db}"))
+    let store = open(&format!("{base}/{db}"), max_connections)
         .await
         .expect("open postgres store");
     TestStore {
@@ -1494,3 +1498,49 @@ macro_rules! conformance {
 
 conformance!(sqlite, sqlite_store);
 conformance!(postgres, postgres_store);
+
+/// `AIPROXY_DATABASE_MAX_CONNECTIONS`: many concurrent catalog reads never hold more than the
+/// configured number of Postgres connections (the server's limit is shared by every replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_holds_at_most_the_configured_connections() {
+    const LIMIT: i64 = 2;
+    let t = postgres_store_with(LIMIT as u32).await;
+    let (admin_url, db) = t.cleanup.clone().unwrap();
+    for i in 0..20 {
+        t.store
+            .create_resource(&resource(&format!("r{i}"), &format!("d{i}")))
+            .await
+            .unwrap();
+    }
+    let readers: Vec<_> = (0..64)
+        .map(|_| {
+            let store = t.store.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    store.list_resources().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let mut most = 0;
+    while readers.iter().any(|r| !r.is_finished()) {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        )
+        .bind(&db)
+        .bind(aiproxy_control_plane::catalog::store::POSTGRES_APPLICATION_NAME)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        most = most.max(n);
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert!(
+        (1..=LIMIT).contains(&most),
+        "the pool held {most} connections at once; the limit is {LIMIT}"
+    );
+    t.finish().await;
+}

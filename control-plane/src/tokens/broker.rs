@@ -529,7 +529,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("aiproxy-broker-{}", uuid::Uuid::new_v4().simple()));
         let store =
-            crate::catalog::store::open(&format!("sqlite://{}", dir.join("c.db").display()))
+            crate::catalog::store::open(&format!("sqlite://{}", dir.join("c.db").display()), 1)
                 .await
                 .unwrap();
         // The hung scope sorts first, so a one-by-one refresh would never reach the other.

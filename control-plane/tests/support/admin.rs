@@ -46,7 +46,7 @@ pub async fn api(allow_insecure: bool) -> Api {
 
 pub async fn new_api(allow_insecure: bool) -> Api {
     let dir = std::env::temp_dir().join(format!("aiproxy-admin-{}", uuid::Uuid::new_v4().simple()));
-    let store = open(&format!("sqlite://{}", dir.join("c.db").display()))
+    let store = open(&format!("sqlite://{}", dir.join("c.db").display()), 4)
         .await
         .unwrap();
     let cipher = Arc::new(KeyCipher::from_raw([9; 32]));

@@ -20,7 +20,7 @@ mod sql;
 mod sqlite;
 mod usage_sql;
 
-pub use postgres::PostgresCatalogStore;
+pub use postgres::{APPLICATION_NAME as POSTGRES_APPLICATION_NAME, PostgresCatalogStore};
 pub use sqlite::SqliteCatalogStore;
 
 use std::sync::Arc;
@@ -226,10 +226,13 @@ pub trait UsageStore: Send + Sync + 'static {
     async fn purge_usage_dedupe(&self, older_than_ms: i64) -> StoreResult<u64>;
 }
 
-/// Opens (and migrates) the store `AIPROXY_DATABASE_URL` names.
-pub async fn open(url: &str) -> StoreResult<Arc<dyn CatalogStore>> {
+/// Opens (and migrates) the store `AIPROXY_DATABASE_URL` names; a Postgres pool holds at most
+/// `max_connections` (`AIPROXY_DATABASE_MAX_CONNECTIONS`).
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn CatalogStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresCatalogStore::connect(url).await?))
+        Ok(Arc::new(
+            PostgresCatalogStore::connect(url, max_connections).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteCatalogStore::connect(url).await?))
     } else {

@@ -1,6 +1,8 @@
 //! The production store: Postgres through sqlx, migrations in `migrations/postgres`.
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::StoreResult;
 
@@ -8,15 +10,22 @@ pub struct PostgresCatalogStore {
     pool: PgPool,
 }
 
+/// How the catalog pool's connections show in `pg_stat_activity` (unless the URL names one).
+pub const APPLICATION_NAME: &str = "aiproxy-control-plane";
+
 impl PostgresCatalogStore {
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let mut options = PgConnectOptions::from_str(url)?;
+        if options.get_application_name().is_none() {
+            options = options.application_name(APPLICATION_NAME);
+        }
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .max_connections(max_connections)
             // With the database down, a call waits this long for a connection before it fails
             // (the admin API then answers 503): long enough to ride out a restart's first
             // seconds, short enough to tell an admin promptly.
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Self::ensure_catalog_row(&pool).await?;
