@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from './api';
+import endpointCases from './endpoint-cases.json';
 import {
   EMPTY_RESOURCE,
   KEY_REQUIRED,
@@ -17,6 +18,7 @@ import {
   type ResourceFormValues,
 } from './validation';
 import { eventPhase, localInputFromApi, zonedToInstant } from './time';
+import type { ModelType } from './types';
 
 const FORM = 'https://<account>.services.ai.azure.com/api/projects/<project>';
 const create = { editing: false, hasStoredKey: false };
@@ -76,6 +78,13 @@ describe('endpoint rules of every type', () => {
   });
 });
 
+describe('the endpoint table shared with the control plane', () => {
+  const judged = endpointCases.cases.filter((c) => c.console !== false);
+  it.each(judged.map((c) => [c.endpoint, c.type, c.valid] as const))('%s (%s) valid: %s', (endpoint, type, valid) => {
+    expect(endpointError(endpoint, type as ModelType) === null).toBe(valid);
+  });
+});
+
 describe('resource rules', () => {
   it('need a key unless Use Managed Identity is checked', () => {
     expect(validateResource(resource({ key: '' }), create).key).toBe(KEY_REQUIRED);
@@ -109,26 +118,25 @@ describe('resource rules', () => {
 
 describe('the resource request body', () => {
   it('carries a typed key, trimmed', () => {
-    expect(toResourceInput(resource({ key: ' k ' }), create).key).toBe('k');
+    expect(toResourceInput(resource({ key: ' k ' })).key).toBe('k');
   });
 
   it('omits a blank key (on edit: keep the stored one)', () => {
-    const body = toResourceInput(resource({ key: '' }), editWithKey);
+    const body = toResourceInput(resource({ key: '' }));
     expect('key' in body).toBe(false);
   });
 
-  it('never sends a key with managed identity, unless asked to remove the stored one (null)', () => {
-    expect('key' in toResourceInput(resource({ use_managed_identity: true, key: 'typed' }), create)).toBe(false);
-    const removing = toResourceInput(resource({ use_managed_identity: true, key: '', remove_stored_key: true }), editWithKey);
-    expect(removing.key).toBeNull();
+  it('never sends a key with managed identity (the control plane then drops a stored one)', () => {
+    expect('key' in toResourceInput(resource({ use_managed_identity: true, key: 'typed' }))).toBe(false);
+    expect('key' in toResourceInput(resource({ use_managed_identity: true, key: '' }))).toBe(false);
   });
 
   it('carries use_max_completion_tokens, read back from the API (missing: off)', () => {
-    expect(toResourceInput(resource(), create).use_max_completion_tokens).toBe(false);
-    expect(toResourceInput(resource({ use_max_completion_tokens: true }), create).use_max_completion_tokens).toBe(true);
+    expect(toResourceInput(resource()).use_max_completion_tokens).toBe(false);
+    expect(toResourceInput(resource({ use_max_completion_tokens: true })).use_max_completion_tokens).toBe(true);
     const stored = {
       id: 'r1',
-      ...toResourceInput(resource(), create),
+      ...toResourceInput(resource()),
       has_key: true,
       use_max_completion_tokens: true,
     };
@@ -138,8 +146,8 @@ describe('the resource request body', () => {
 
   it('sends the identity client ID only with managed identity', () => {
     const id = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd';
-    expect(toResourceInput(resource({ identity_client_id: id }), create).identity_client_id).toBeNull();
-    expect(toResourceInput(resource({ use_managed_identity: true, identity_client_id: id }), create).identity_client_id).toBe(id);
+    expect(toResourceInput(resource({ identity_client_id: id })).identity_client_id).toBeNull();
+    expect(toResourceInput(resource({ use_managed_identity: true, identity_client_id: id })).identity_client_id).toBe(id);
   });
 });
 

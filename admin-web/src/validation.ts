@@ -96,8 +96,6 @@ export interface ResourceFormValues {
   identity_client_id: string;
   active: boolean;
   use_max_completion_tokens: boolean;
-  /** Edit only: send `key: null` to remove the stored key (managed identity on). */
-  remove_stored_key: boolean;
 }
 
 export interface ResourceFormContext {
@@ -117,7 +115,6 @@ export const EMPTY_RESOURCE: ResourceFormValues = {
   identity_client_id: '',
   active: true,
   use_max_completion_tokens: false,
-  remove_stored_key: false,
 };
 
 export function resourceToForm(r: Resource): ResourceFormValues {
@@ -132,20 +129,21 @@ export function resourceToForm(r: Resource): ResourceFormValues {
     identity_client_id: r.identity_client_id ?? '',
     active: r.active,
     use_max_completion_tokens: r.use_max_completion_tokens ?? false,
-    remove_stored_key: false,
   };
 }
 
 export const KEY_REQUIRED = 'Required unless “Use Managed Identity” is checked.';
 export const KEY_NOT_USED =
   'Not used: with managed identity the proxy gets an Entra ID token for this resource and stores no key.';
+export const STORED_KEY_DROPPED =
+  'Saving with managed identity removes the stored key: a managed-identity resource stores none. To go back to a key, give it again.';
 export const MI_NOT_AVAILABLE = 'Not available for MCP servers (they have no Entra ID scope): give a key instead.';
 
 /** A key is needed when managed identity is off and none is typed or (on edit) kept. */
 export function keyIsMissing(v: ResourceFormValues, ctx: ResourceFormContext): boolean {
   if (v.use_managed_identity) return false;
   if (v.key.trim()) return false;
-  return !(ctx.editing && ctx.hasStoredKey && !v.remove_stored_key);
+  return !(ctx.editing && ctx.hasStoredKey);
 }
 
 export function validateResource(v: ResourceFormValues, ctx: ResourceFormContext): FieldErrors<ResourceField> {
@@ -171,10 +169,10 @@ export function validateResource(v: ResourceFormValues, ctx: ResourceFormContext
 }
 
 /**
- * The request body. The key is sent only when typed (and never with managed identity on): on
- * edit an omitted key keeps the stored one, and `null` removes it when asked to.
+ * The request body. The key is sent only when typed, and never with managed identity on (the
+ * control plane then drops any stored key); on edit an omitted key keeps the stored one.
  */
-export function toResourceInput(v: ResourceFormValues, ctx: ResourceFormContext): ResourceInput {
+export function toResourceInput(v: ResourceFormValues): ResourceInput {
   const input: ResourceInput = {
     friendly_name: v.friendly_name.trim(),
     deployment_name: v.deployment_name.trim(),
@@ -188,7 +186,6 @@ export function toResourceInput(v: ResourceFormValues, ctx: ResourceFormContext)
   };
   const key = v.key.trim();
   if (key && !v.use_managed_identity) input.key = key;
-  else if (ctx.editing && v.remove_stored_key && v.use_managed_identity) input.key = null;
   return input;
 }
 

@@ -117,6 +117,23 @@ describe('ResourceForm', () => {
     expect('key' in onSubmit.mock.calls[0][0]).toBe(false);
   });
 
+  it('on edit, switching a key resource to managed identity says the stored key goes, and sends none', async () => {
+    const initial: ResourceFormValues = {
+      ...EMPTY_RESOURCE,
+      friendly_name: 'GPT-4o',
+      deployment_name: 'gpt-4o',
+      endpoint_url: 'https://x.openai.azure.com',
+    };
+    const { onSubmit, user } = setup(initial, { editing: true, hasStoredKey: true });
+    await user.click(screen.getByLabelText('Use Managed Identity'));
+    expect(document.getElementById('key-hint')?.textContent).toMatch(/removes the stored key/);
+    expect(screen.queryByLabelText(/Remove the stored key/)).toBeNull();
+    await user.click(screen.getByRole('button', { name: 'Save' }));
+    expect(onSubmit).toHaveBeenCalledTimes(1);
+    expect(onSubmit.mock.calls[0][0]).toMatchObject({ use_managed_identity: true });
+    expect('key' in onSubmit.mock.calls[0][0]).toBe(false);
+  });
+
   it('does not offer managed identity for MCP servers', async () => {
     const { user } = setup();
     await user.click(screen.getByLabelText('Use Managed Identity'));

@@ -1,6 +1,7 @@
 import type { ModelType, ResourceInput } from '../types';
 import {
   KEY_NOT_USED,
+  STORED_KEY_DROPPED,
   MI_NOT_AVAILABLE,
   MODEL_TYPES,
   FOUNDRY_AGENT_ENDPOINT_FORM,
@@ -32,7 +33,7 @@ const ENDPOINT_HINTS: Record<ModelType, string> = {
   'foundry-model': 'The Azure OpenAI or AI Services account, e.g. https://<name>.openai.azure.com.',
   'foundry-agent': `The Foundry project endpoint: ${FOUNDRY_AGENT_ENDPOINT_FORM}.`,
   'azure-ai-search': 'The search service, e.g. https://<service>.search.windows.net.',
-  'ai-inference': 'The inference endpoint, e.g. https://<name>.services.ai.azure.com.',
+  'ai-inference': 'The model inference endpoint, with /models: https://<name>.services.ai.azure.com/models.',
   'mcp-server': 'The MCP server’s https:// address.',
 };
 
@@ -57,7 +58,7 @@ export function ResourceForm({ initial, context, submitLabel = 'Save', onSubmit,
     initial,
     fieldOrder: FIELD_ORDER,
     validate: (v: ResourceFormValues) => validateResource(v, context),
-    toInput: (v: ResourceFormValues) => toResourceInput(v, context),
+    toInput: (v: ResourceFormValues) => toResourceInput(v),
     onSubmit,
     normalize: (next: ResourceFormValues, patch: Partial<ResourceFormValues>) =>
       patch.model_type && !managedIdentityAvailable(patch.model_type) ? { ...next, use_managed_identity: false } : next,
@@ -69,7 +70,7 @@ export function ResourceForm({ initial, context, submitLabel = 'Save', onSubmit,
   const errorCount = Object.keys(errors).length;
 
   let keyHint: string;
-  if (mi) keyHint = KEY_NOT_USED;
+  if (mi) keyHint = context.editing && context.hasStoredKey ? STORED_KEY_DROPPED : KEY_NOT_USED;
   else if (context.editing && context.hasStoredKey) keyHint = 'A key is stored. Leave blank to keep it, or type a new one to replace it.';
   else keyHint = 'The upstream’s API key; stored encrypted and never shown again. Required unless “Use Managed Identity” is checked.';
 
@@ -193,15 +194,6 @@ export function ResourceForm({ initial, context, submitLabel = 'Save', onSubmit,
             hint="Blank: the proxy’s own identity. A GUID: a user-assigned identity used for this resource only."
             autoComplete="off"
             spellCheck={false}
-          />
-        ) : null}
-        {mi && context.editing && context.hasStoredKey ? (
-          <CheckboxField
-            id="remove_stored_key"
-            label="Remove the stored key"
-            checked={values.remove_stored_key}
-            onChecked={(c) => update({ remove_stored_key: c })}
-            hint="A key stored earlier is kept (unused) unless you remove it."
           />
         ) : null}
         <CheckboxField

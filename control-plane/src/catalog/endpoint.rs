@@ -9,8 +9,8 @@ pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<String, Stri
     let uri: Uri = trimmed.parse().map_err(|_| {
         "must be an absolute URL such as https://<name>.openai.azure.com".to_string()
     })?;
-    let scheme = uri.scheme_str().unwrap_or("");
-    match scheme {
+    let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+    match scheme.as_str() {
         "https" => {}
         "http" if allow_insecure => {}
         "http" => {
@@ -33,10 +33,18 @@ pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<String, Stri
     if uri.query().is_some() || trimmed.contains('#') {
         return Err("must not carry a query string or fragment".to_string());
     }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    if authority.contains('@') {
         return Err("must not carry credentials".to_string());
     }
-    Ok(trimmed.to_string())
+    // Scheme and host are case-insensitive: stored in lower case, so every rule below (and the
+    // origin a key is bound to) sees one spelling. The path is kept as given.
+    let path = uri.path().trim_end_matches('/');
+    Ok(format!(
+        "{}://{}{path}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    ))
 }
 
 /// Where an endpoint sends requests: its scheme and authority (host and port), lower-cased. A stored
@@ -148,6 +156,39 @@ mod tests {
             endpoint_origin("https://a.openai.azure.com"),
             endpoint_origin("https://a.openai.azure.com.evil.example")
         );
+    }
+
+    /// The table the console's tests read too (`admin-web/src/endpoint-cases.json`): both sides
+    /// judge every endpoint the same way.
+    #[test]
+    fn the_shared_endpoint_table() {
+        use crate::catalog::model::ModelType;
+        let table: serde_json::Value =
+            serde_json::from_str(include_str!("../../../admin-web/src/endpoint-cases.json"))
+                .unwrap();
+        for case in table["cases"].as_array().unwrap() {
+            let endpoint = case["endpoint"].as_str().unwrap();
+            let model_type = ModelType::parse(case["type"].as_str().unwrap()).unwrap();
+            let verdict = validate_endpoint(endpoint, false).and_then(|stored| {
+                if model_type == ModelType::FoundryAgent {
+                    super::validate_foundry_project_endpoint(&stored, false)?;
+                }
+                Ok(stored)
+            });
+            match (case["valid"].as_bool().unwrap(), verdict) {
+                (true, Ok(stored)) => {
+                    if let Some(expected) = case["stored"].as_str() {
+                        assert_eq!(stored, expected, "{case}");
+                    }
+                }
+                (false, Err(why)) => {
+                    if let Some(part) = case["error"].as_str() {
+                        assert!(why.contains(part), "{case}: {why}");
+                    }
+                }
+                (valid, verdict) => panic!("{case}: expected valid={valid}, got {verdict:?}"),
+            }
+        }
     }
 
     #[test]
