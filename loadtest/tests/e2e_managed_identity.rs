@@ -588,3 +588,121 @@ async fn throttled_and_slow_identity_endpoints() {
         "a throttled mint is not retried before the back-off"
     );
 }
+
+/// The Foundry Agent Service through an edge with a managed-identity agent resource: every call
+/// carries a bearer token for `https://ai.azure.com` (the mock refuses any other audience, and
+/// any `api-key`), minted once; the run's thread and agent are the caller's.
+#[tokio::test(flavor = "multi_thread")]
+async fn foundry_agent_calls_carry_an_ai_azure_com_token() {
+    let identity = FakeIdentityEndpoint::start("hdr", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_env: mi_env(&identity, "managed-identity"),
+        ..Default::default()
+    })
+    .await;
+    let upstream = bearer_mock(AI_AZURE).await;
+    let admin = cp.admin();
+    let agent = admin
+        .create_resource(mi_resource(
+            "agents",
+            "Foundry_Agent",
+            &format!("{}/api/projects/hack", upstream.endpoint()),
+            None,
+        ))
+        .await;
+    let (_, key) = admin.open_event(std::slice::from_ref(&agent)).await;
+    let status = admin.wait_token(&agent, Duration::from_secs(10)).await;
+    assert_eq!(status["scope"], "https://ai.azure.com/.default");
+    let edge = Edge::start(&cp, "").await;
+    admin.wait_edges_acked(1, Duration::from_secs(5)).await;
+
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(
+                method,
+                format!("{}{path}?api-version=2025-05-15-preview", edge.api_base()),
+            )
+            .header("Authorization", format!("Bearer {key}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // The token may follow the catalog by a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let assistant = loop {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            "/assistants",
+            Some(json!({"model": "gpt-4o", "name": "helper"})),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let assistant_id = assistant["id"].as_str().unwrap().to_string();
+    let (status, thread) = call(reqwest::Method::POST, "/threads", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+    let thread_id = thread["id"].as_str().unwrap();
+    let (status, message) = call(
+        reqwest::Method::POST,
+        &format!("/threads/{thread_id}/messages"),
+        Some(json!({"role": "user", "content": "Hi"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    let (status, run) = call(
+        reqwest::Method::POST,
+        &format!("/threads/{thread_id}/runs"),
+        Some(json!({"assistant_id": assistant_id})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let run_id = run["id"].as_str().unwrap();
+    let (status, run) = call(
+        reqwest::Method::GET,
+        &format!("/threads/{thread_id}/runs/{run_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+
+    let rejected = upstream
+        .stats
+        .rejected_auth
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rejected, 0, "every call carried an ai.azure.com token");
+    let seen = upstream
+        .stats
+        .last_request(&format!(
+            "/api/projects/hack/threads/{thread_id}/runs/{run_id}"
+        ))
+        .unwrap();
+    assert!(seen.headers.get("api-key").is_none());
+    let bearer = seen.headers["authorization"].to_str().unwrap();
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    assert_eq!(
+        aiproxy_loadtest::identity::audience_of(token).as_deref(),
+        Some(AI_AZURE)
+    );
+    assert_eq!(
+        identity.count(Some(PROXY_CLIENT_ID), AI_AZURE),
+        1,
+        "{:?}",
+        identity.counts()
+    );
+    assert_eq!(identity.calls().len(), 1, "{:?}", identity.calls());
+}
