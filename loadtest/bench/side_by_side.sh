@@ -4,12 +4,15 @@
 # edge (auth, routing, token cap and daily request cap on the event, metering). The proxy under
 # test is pinned to one core, the load generator, the mock and the control plane to another.
 #
-#   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph] [--keep]
+#   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH] [--keep]
 #
 #   --duration SECS  length of each throughput and fixed-rate run (default 10)
 #   --no-caps        the event has no token cap and no daily request cap
 #   --flamegraph     afterwards, profile the edge under the throughput load with `perf` and write
-#                    docs/img/edge-flamegraph.svg (needs perf and inferno; both installed if absent)
+#                    docs/img/edge-flamegraph.svg, or the SVG path given (needs perf and inferno;
+#                    both installed if absent)
+#   --edge-bin PATH  measure this edge binary instead of target/release/aiproxy-edge (an older
+#                    build, for a before/after comparison; the control plane stays the current one)
 #   --keep           keep the scratch folder (logs, configs, raw oha output)
 #
 # Measured, per path (direct, nginx, edge):
@@ -34,6 +37,8 @@ REPO=$PWD
 DURATION=10
 CAPS=1
 FLAMEGRAPH=0
+FLAME_SVG=docs/img/edge-flamegraph.svg
+EDGE_BIN=
 KEEP=0
 CONNS=32
 SSE_STREAMS=50
@@ -45,9 +50,13 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --duration) DURATION=$2; shift ;;
     --no-caps) CAPS=0 ;;
-    --flamegraph) FLAMEGRAPH=1 ;;
+    --flamegraph)
+      FLAMEGRAPH=1
+      if [[ $# -gt 1 && $2 == *.svg ]]; then FLAME_SVG=$2; shift; fi
+      ;;
+    --edge-bin) EDGE_BIN=$(realpath "$2"); shift ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -87,6 +96,9 @@ if [[ ! -x $BIN/aiproxy-edge || ! -x $BIN/aiproxy-control-plane || ! -x $BIN/moc
   log "building the release binaries"
   cargo build --release -p aiproxy-edge -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2
 fi
+EDGE_BIN=${EDGE_BIN:-$BIN/aiproxy-edge}
+[[ $FLAME_SVG == /* ]] || FLAME_SVG=$REPO/$FLAME_SVG
+[[ -x $EDGE_BIN ]] || die "--edge-bin: $EDGE_BIN is not an executable"
 
 # ---------------------------------------------------------------------------------------------
 # Processes, and their end
@@ -181,7 +193,7 @@ mkdir -p "$DIR/edge"
 (cd "$DIR/edge" && exec "${CLEAN_ENV[@]}" RUST_LOG=warn \
   AIPROXY_CONTROL_PLANE_URL="http://127.0.0.1:$GRPC_PORT" AIPROXY_LISTEN_ADDR="127.0.0.1:$EDGE_PORT" \
   AIPROXY_EDGE_TOKEN="$EDGE_TOKEN" AIPROXY_EDGE_ID=bench-edge AIPROXY_EDGE_STATE_DIR="$DIR/edge" \
-  taskset -c "$PROXY_CPU" "$BIN/aiproxy-edge") >"$DIR/edge.log" 2>&1 &
+  taskset -c "$PROXY_CPU" "$EDGE_BIN") >"$DIR/edge.log" 2>&1 &
 PIDS+=($!)
 EDGE_PID=${PIDS[-1]}
 wait_http "http://127.0.0.1:$EDGE_PORT/readyz" "the edge" "$EDGE_PID" 200
@@ -361,11 +373,11 @@ if [[ $FLAMEGRAPH == 1 ]]; then
   oha_run edge "$DIR/flame-edge.json" -c "$CONNS" -z "${DURATION}s"
   wait "$perf_pid" || die "perf record failed: $(tail -3 "$DIR/perf.log")"
   log "flame graph: folding the stacks"
-  mkdir -p "$REPO/docs/img"
+  mkdir -p "$(dirname "$FLAME_SVG")"
   perf script -i "$DIR/perf.data" 2>/dev/null | inferno-collapse-perf 2>/dev/null >"$DIR/edge.folded"
   inferno-flamegraph --minwidth 0.5 --title "aiproxy-edge, $CONNS connections, one core (caps: $([[ $CAPS == 1 ]] && echo on || echo off))" \
-    "$DIR/edge.folded" >"$REPO/docs/img/edge-flamegraph.svg"
-  log "wrote docs/img/edge-flamegraph.svg"
+    "$DIR/edge.folded" >"$FLAME_SVG"
+  log "wrote $FLAME_SVG"
 fi
 
 # ---------------------------------------------------------------------------------------------
