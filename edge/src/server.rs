@@ -10,7 +10,7 @@
 //! grace period to finish.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -125,6 +125,32 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What a connection's requests tell its idle timer: how many are in flight, and when the last
+/// one ended. Plain atomics, so a request never wakes the connection task or touches a timer.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds after `since` at which the last request ended.
+    last_end_ms: AtomicU64,
+    since: tokio::time::Instant,
+}
+
+impl Activity {
+    fn ended(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.last_end_ms.store(ms, Ordering::Release);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// When the connection goes idle if nothing else happens; `None` while a request is open.
+    fn idle_at(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.since + last + idle)
+    }
+}
+
 /// One client connection, until the client leaves, it idles past the idle timeout with no
 /// request in flight, or the server drains (then open requests finish first).
 async fn connection(
@@ -134,8 +160,11 @@ async fn connection(
     mut closing: watch::Receiver<bool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let (active_tx, mut active) = watch::channel(());
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last_end_ms: AtomicU64::new(0),
+        since: tokio::time::Instant::now(),
+    });
     let idle = state.limits.idle_timeout;
     // hyper's header timer starts only once it knows the protocol: a client that sends nothing
     // at all is held to the same deadline from the moment it connects.
@@ -144,24 +173,26 @@ async fn connection(
     let mut requested = false;
     let started = Arc::new(AtomicBool::new(false));
     let service = {
-        let in_flight = in_flight.clone();
+        let activity = activity.clone();
         let started = started.clone();
         service_fn(move |request| {
             let state = state.clone();
-            let in_flight = in_flight.clone();
-            let active_tx = active_tx.clone();
+            let activity = activity.clone();
             started.store(true, Ordering::Release);
             async move {
-                in_flight.fetch_add(1, Ordering::AcqRel);
+                activity.in_flight.fetch_add(1, Ordering::AcqRel);
                 let response = proxy::handle(state, request).await;
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                let _ = active_tx.send(());
+                activity.ended();
                 Ok::<_, std::convert::Infallible>(response)
             }
         })
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // Fires at the earliest moment the connection could be idle; on waking it checks what the
+    // requests recorded meanwhile and sleeps on if there was activity.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     let mut shutting = false;
     loop {
         tokio::select! {
@@ -182,16 +213,15 @@ async fn connection(
                 shutting = true;
                 connection.as_mut().graceful_shutdown();
             }
-            activity = tokio::time::timeout(idle, active.changed()), if !shutting => {
-                match activity {
-                    Ok(Ok(())) => {}
-                    Err(_idle) if in_flight.load(Ordering::Acquire) == 0 => {
+            _ = &mut idle_timer, if !shutting => {
+                let now = tokio::time::Instant::now();
+                match activity.idle_at(idle) {
+                    Some(at) if at <= now => {
                         shutting = true;
                         connection.as_mut().graceful_shutdown();
                     }
-                    Err(_idle) => {}
-                    // The service is gone: the connection is ending by itself.
-                    Ok(Err(_)) => shutting = true,
+                    Some(at) => idle_timer.as_mut().reset(at),
+                    None => idle_timer.as_mut().reset(now + idle),
                 }
             }
         }

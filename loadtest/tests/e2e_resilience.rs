@@ -159,3 +159,54 @@ async fn an_edge_restarted_while_the_control_plane_is_down_serves_its_stored_sna
         "the stored snapshot is sealed"
     );
 }
+
+/// `AIPROXY_IDLE_TIMEOUT_SECS`: a keep-alive connection stays open while requests keep coming
+/// (each one restarts the count) and is closed once none has been in flight for the timeout.
+/// The header-read timeout is set far above it, so only the idle timer can close it.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_and_busy_ones_are_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Scenario::start(MockConfig::default()).await;
+    let edge = Edge::start_with_env(
+        &s.cp,
+        "",
+        &[
+            ("AIPROXY_IDLE_TIMEOUT_SECS", "1"),
+            ("AIPROXY_HEADER_READ_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    let mut socket = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", edge.addr);
+    let started = std::time::Instant::now();
+    // Six requests 400 ms apart: 2.4 s in all, longer than the timeout, on the one connection.
+    for i in 0..6 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "request {i} on the kept connection: {}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    let idle_since = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection was closed within 5 s")
+        .unwrap();
+    let took = idle_since.elapsed();
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "closed {took:?} after the last request (timeout 1 s)"
+    );
+}
