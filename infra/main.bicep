@@ -1,15 +1,20 @@
 // AI Proxy on Azure Container Apps, deployed by `azd up`.
 //
 // One resource group holds everything. The primary region (`location`) gets the shared
-// state (Postgres, Redis), the container registry, monitoring and the public admin console.
+// state (Postgres, Azure Managed Redis), the container registry, monitoring and the admin app
+// (the public admin console/API, the only ingress the admin IP rules apply to).
 // Every region listed in `regions` gets a Container Apps environment with a control plane
 // (internal gRPC for its edges, at least two replicas) and an autoscaled edge app: edges only
 // reach a control plane in their own environment, so each region runs one, and all of them
 // share the primary region's Postgres and Redis.
 //
-// The proxy's one user-assigned identity is attached to every control plane (AZURE_CLIENT_ID);
-// edges get no identity. Its roles on your AI resources come from
+// The proxy's user-assigned identity is attached to every control plane and the admin app
+// (AZURE_CLIENT_ID); edges never get it. Its roles on your AI resources come from
 // scripts/setup-managed-identity-rbac.sh, or from the optional rbac* parameters below.
+// A second identity holds AcrPull only and pulls every app's image.
+//
+// Invalid combinations (a Postgres size too small for the replicas' connection pools, high
+// availability on Burstable) are refused here, by fail(), before ARM creates anything.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -27,6 +32,9 @@ param regions string = ''
 @description('Control-plane image. azd fills it from SERVICE_CONTROL_PLANE_IMAGE_NAME after a deploy; empty deploys a placeholder until then.')
 param controlPlaneImage string = ''
 
+@description('Admin app image (the control-plane image, built as the azd service `admin`). azd fills it from SERVICE_ADMIN_IMAGE_NAME after a deploy; empty deploys a placeholder until then.')
+param adminImage string = ''
+
 @description('Edge image. azd fills it from SERVICE_EDGE_IMAGE_NAME after a deploy; empty deploys a placeholder until then.')
 param edgeImage string = ''
 
@@ -36,6 +44,18 @@ param controlPlaneMinReplicas int = 2
 
 @minValue(2)
 param controlPlaneMaxReplicas int = 4
+
+@minValue(1)
+@description('Admin app replicas (primary region only); each is a full control-plane replica with its own connection pool.')
+param adminMinReplicas int = 1
+
+@minValue(1)
+param adminMaxReplicas int = 2
+
+@minValue(1)
+@maxValue(1000)
+@description('AIPROXY_DATABASE_MAX_CONNECTIONS: the Postgres pool of each control-plane and admin replica (each holds one more connection for LISTEN/NOTIFY). See docs/deploying.md for the arithmetic.')
+param databaseMaxConnections int = 10
 
 @minValue(1)
 @description('Edge replicas per region that stay up when idle (1 keeps the first request fast and the last-known-good snapshot warm).')
@@ -51,34 +71,53 @@ param edgeConcurrentRequests int = 100
 @description('RUST_LOG for both binaries.')
 param logLevel string = 'info'
 
-@description('Comma-separated CIDR ranges allowed to reach the admin console; empty allows any address (the console still requires its admin token).')
+@description('Comma-separated CIDR ranges allowed to reach the admin app (console and admin API) and only it; empty allows any address (the API still requires its admin token). The control planes the edges sync from never get these rules.')
 param adminAllowedIpRanges string = ''
 
-@description('Send traces and logs through the Container Apps managed OpenTelemetry agent to Application Insights.')
-param enableManagedOpenTelemetry bool = true
+@description('Send traces and logs through the Container Apps managed OpenTelemetry agent to Application Insights. Off until the binaries export OpenTelemetry.')
+param enableManagedOpenTelemetry bool = false
 
 @description('Optional OTLP/gRPC endpoint of your own collector; set, it replaces the managed agent\'s endpoint in OTEL_EXPORTER_OTLP_ENDPOINT.')
 param otlpEndpoint string = ''
 
-@allowed(['Burstable', 'GeneralPurpose', 'MemoryOptimized'])
-param postgresTier string = 'Burstable'
+// Each allowed size is in postgresSkus below, with its tier and connection limit.
+@allowed([
+  'Standard_B1ms'
+  'Standard_B2s'
+  'Standard_B2ms'
+  'Standard_B4ms'
+  'Standard_B8ms'
+  'Standard_D2ds_v5'
+  'Standard_D4ds_v5'
+  'Standard_D8ds_v5'
+  'Standard_D16ds_v5'
+  'Standard_E2ds_v5'
+  'Standard_E4ds_v5'
+])
+@description('Postgres compute size; the tier (Burstable, GeneralPurpose, MemoryOptimized) follows from it.')
+param postgresSkuName string = 'Standard_B2s'
 
-@description('Postgres compute size, e.g. Standard_B1ms (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
-param postgresSkuName string = 'Standard_B1ms'
-
-@minValue(32)
+// The Premium SSD sizes Flexible Server offers (32 GiB to 32 TiB).
+@allowed([32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768])
 param postgresStorageGb int = 32
 
-@description('Zone-redundant standby for Postgres (needs GeneralPurpose or MemoryOptimized).')
+@description('Zone-redundant standby for Postgres (GeneralPurpose or MemoryOptimized sizes only; refused on Burstable).')
 param postgresHighAvailability bool = false
 
-@allowed(['Basic', 'Standard', 'Premium'])
-param redisSku string = 'Standard'
-
-@minValue(0)
-@maxValue(6)
-@description('Redis size within the SKU family: 0 = C0 (250 MB), 1 = C1 (1 GB), ...')
-param redisCapacity int = 0
+// Azure Managed Redis sizes; one parameter, so there is no SKU/capacity pair to get wrong.
+@allowed([
+  'Balanced_B0'
+  'Balanced_B1'
+  'Balanced_B3'
+  'Balanced_B5'
+  'Balanced_B10'
+  'MemoryOptimized_M10'
+  'MemoryOptimized_M20'
+  'ComputeOptimized_X3'
+  'ComputeOptimized_X5'
+])
+@description('Azure Managed Redis size. The token cache is small: Balanced_B0 is plenty.')
+param redisSku string = 'Balanced_B0'
 
 @description('Optional: comma-separated Azure OpenAI / AI Services account resource ids; the identity gets Cognitive Services OpenAI User on each.')
 param rbacOpenAiAccountIds string = ''
@@ -132,8 +171,41 @@ var regionList = union([primaryRegion], filter(map(split(regions, ','), r => toL
 var controlPlaneAppNames = map(regionList, r => take('ca-cp-${r}', 32))
 var edgeAppNames = map(regionList, r => take('ca-edge-${r}', 32))
 
+var adminAppName = take('ca-admin-${primaryRegion}', 32)
+
 var postgresAdminUser = 'aiproxyadmin'
 var postgresDatabase = 'aiproxy'
+
+// Flexible Server's default max_connections per size, minus the 15 Azure reserves for
+// replication and monitoring (the "max user connections" of Azure's limits page).
+var postgresSkus = {
+  Standard_B1ms: { tier: 'Burstable', userConnections: 35 }
+  Standard_B2s: { tier: 'Burstable', userConnections: 414 }
+  Standard_B2ms: { tier: 'Burstable', userConnections: 844 }
+  Standard_B4ms: { tier: 'Burstable', userConnections: 1703 }
+  Standard_B8ms: { tier: 'Burstable', userConnections: 3422 }
+  Standard_D2ds_v5: { tier: 'GeneralPurpose', userConnections: 844 }
+  Standard_D4ds_v5: { tier: 'GeneralPurpose', userConnections: 1703 }
+  Standard_D8ds_v5: { tier: 'GeneralPurpose', userConnections: 3422 }
+  Standard_D16ds_v5: { tier: 'GeneralPurpose', userConnections: 4985 }
+  Standard_E2ds_v5: { tier: 'MemoryOptimized', userConnections: 1703 }
+  Standard_E4ds_v5: { tier: 'MemoryOptimized', userConnections: 3422 }
+}
+var postgresTier = postgresSkus[postgresSkuName].tier
+var postgresUserConnections = postgresSkus[postgresSkuName].userConnections
+
+// Every control-plane replica (each region's control plane at its maximum, plus the admin app)
+// opens up to databaseMaxConnections for the catalog and one for LISTEN/NOTIFY.
+var controlPlaneReplicasAtMost = length(regionList) * max(controlPlaneMaxReplicas, controlPlaneMinReplicas) + max(adminMaxReplicas, adminMinReplicas)
+var postgresConnectionsNeeded = controlPlaneReplicasAtMost * (databaseMaxConnections + 1)
+
+// Refused here rather than by ARM halfway through a deployment.
+var checkedDatabaseMaxConnections = postgresConnectionsNeeded > postgresUserConnections
+  ? fail('Postgres ${postgresSkuName} allows ${postgresUserConnections} connections, but ${controlPlaneReplicasAtMost} control-plane replicas x (databaseMaxConnections ${databaseMaxConnections} + 1) need ${postgresConnectionsNeeded}: pick a larger postgresSkuName, fewer replicas or a smaller pool (docs/deploying.md, Sizing).')
+  : databaseMaxConnections
+var checkedPostgresHighAvailability = postgresHighAvailability && postgresTier == 'Burstable'
+  ? fail('postgresHighAvailability needs a GeneralPurpose or MemoryOptimized postgresSkuName; ${postgresSkuName} is Burstable, which has no zone-redundant high availability.')
+  : postgresHighAvailability
 
 var roleOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd' // Cognitive Services OpenAI User
 var roleAzureAiUser = '53ca6127-db72-4e31-b599-04dc5da150b4' // Azure AI User
@@ -171,6 +243,7 @@ module registry 'modules/registry.bicep' = {
     location: location
     tags: tags
     name: 'cr${resourceToken}'
+    pullIdentityName: 'id-pull-${resourceToken}'
   }
 }
 
@@ -197,7 +270,7 @@ module postgres 'modules/postgres.bicep' = {
     tier: postgresTier
     skuName: postgresSkuName
     storageGb: postgresStorageGb
-    highAvailability: postgresHighAvailability
+    highAvailability: checkedPostgresHighAvailability
   }
 }
 
@@ -209,7 +282,6 @@ module redis 'modules/redis.bicep' = {
     tags: tags
     name: 'redis-${resourceToken}'
     sku: redisSku
-    capacity: redisCapacity
   }
 }
 
@@ -223,21 +295,28 @@ module regionStacks 'modules/region.bicep' = [
       tags: tags
       containerAppsEnvironmentName: take('cae-${region}', 60)
       controlPlaneAppName: controlPlaneAppNames[i]
+      adminAppName: adminAppName
       edgeAppName: edgeAppNames[i]
       logAnalyticsName: monitoring.outputs.logAnalyticsName
       appInsightsName: monitoring.outputs.appInsightsName
       enableManagedOpenTelemetry: enableManagedOpenTelemetry
       otlpEndpoint: otlpEndpoint
       registryName: registry.outputs.name
+      pullIdentityName: registry.outputs.pullIdentityName
       identityName: identity.outputs.name
       redisName: redis.outputs.name
+      redisDatabaseName: redis.outputs.databaseName
       controlPlaneImage: controlPlaneImage
+      adminImage: adminImage
       edgeImage: edgeImage
       controlPlaneMinReplicas: controlPlaneMinReplicas
       controlPlaneMaxReplicas: max(controlPlaneMaxReplicas, controlPlaneMinReplicas)
+      adminMinReplicas: adminMinReplicas
+      adminMaxReplicas: max(adminMaxReplicas, adminMinReplicas)
       edgeMinReplicas: edgeMinReplicas
       edgeMaxReplicas: max(edgeMaxReplicas, edgeMinReplicas)
       edgeConcurrentRequests: edgeConcurrentRequests
+      databaseMaxConnections: checkedDatabaseMaxConnections
       logLevel: logLevel
       adminAllowedIpRanges: filter(map(split(adminAllowedIpRanges, ','), c => trim(c)), c => !empty(c))
       databaseUrl: 'postgres://${postgresAdminUser}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${postgresDatabase}?sslmode=require'
@@ -287,13 +366,17 @@ module searchReaderOnServices 'modules/roles/search-role.bicep' = [
   }
 ]
 
-// azd writes these to .azure/<env>/.env. No secret is among them.
+// azd writes these to .azure/<env>/.env. No secret is among them. The RBAC script and the
+// next-step hook read AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AIPROXY_IDENTITY_NAME,
+// AIPROXY_IDENTITY_PRINCIPAL_ID, AIPROXY_ADMIN_URL and AIPROXY_ADMIN_APP_NAME.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output AIPROXY_REGIONS_DEPLOYED string = join(regionList, ',')
-output AIPROXY_ADMIN_URL string = 'https://${regionStacks[0].outputs.controlPlaneFqdn}'
+output AIPROXY_ADMIN_URL string = 'https://${regionStacks[0].outputs.adminFqdn}'
+output AIPROXY_ADMIN_APP_NAME string = adminAppName
 // The OpenAI / Azure SDK endpoint per region (azd stores arrays as JSON).
 output AIPROXY_EDGE_URLS array = [for (region, i) in regionList: 'https://${regionStacks[i].outputs.edgeFqdn}/api/v1']
 output AIPROXY_IDENTITY_NAME string = identity.outputs.name

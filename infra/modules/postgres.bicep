@@ -1,6 +1,8 @@
 // Azure Database for PostgreSQL Flexible Server: the catalog, events, keys and usage.
 // Public endpoint restricted to Azure-hosted clients (Container Apps outbound addresses are
 // not fixed), TLS required, password authentication for the proxy's connection string.
+// main.bicep chooses and checks the size (SKU, tier, storage, high availability) before it
+// gets here.
 param location string
 param tags object
 param name string

@@ -1,31 +1,47 @@
-// One region of the proxy: a Container Apps environment holding a control plane and an edge
-// fleet.
+// One region of the proxy: a Container Apps environment holding a control plane, an edge fleet
+// and, in the primary region only, the admin app.
 //
-// Control plane: main ingress = admin console/API on 8081 (public in the primary region,
-// environment-internal elsewhere); gRPC on 50051 as an additional, internal-only TCP port, which
-// the region's edges reach by app name. It carries the proxy's user-assigned identity.
-// Edge: public HTTPS ingress on 8080, autoscaled on concurrent requests, no identity, no
-// Azure variables; it only knows where its control plane is and the edge token.
+// Control plane (`ca-cp-<region>`): what the region's edges sync from. gRPC on 50051 as an
+// internal TCP port that the edges reach by app name; its main ingress (the admin listener on
+// 8081, used by the probes) is environment-internal. It never carries IP restrictions:
+// Container Apps applies an app's IP rules to every port of that app, so restricting this app
+// would cut its edges off.
+// Admin (`ca-admin-<primary>`): the same control-plane image as its own app, with the public
+// admin console/API ingress and, alone, the AIPROXY_ADMIN_ALLOWED_IP_RANGES rules. Its gRPC
+// listener is bound to loopback and not exposed. It is one more control-plane replica on the
+// shared Postgres (replicas learn of each other's writes by LISTEN/NOTIFY) and Redis.
+// Edge: public HTTPS ingress on 8080, autoscaled on concurrent requests, no Azure variables;
+// it only knows where its control plane is and the edge token.
+// Every app pulls its image with the pull-only identity (AcrPull), which the code inside the
+// container cannot use (identitySettings lifecycle 'None'). Only the control plane and the
+// admin app carry the proxy's identity.
 param location string
 param isPrimary bool
 param tags object
 param containerAppsEnvironmentName string
 param controlPlaneAppName string
+param adminAppName string
 param edgeAppName string
 param logAnalyticsName string
 param appInsightsName string
 param enableManagedOpenTelemetry bool
 param otlpEndpoint string
 param registryName string
+param pullIdentityName string
 param identityName string
 param redisName string
+param redisDatabaseName string
 param controlPlaneImage string
+param adminImage string
 param edgeImage string
 param controlPlaneMinReplicas int
 param controlPlaneMaxReplicas int
+param adminMinReplicas int
+param adminMaxReplicas int
 param edgeMinReplicas int
 param edgeMaxReplicas int
 param edgeConcurrentRequests int
+param databaseMaxConnections int
 param logLevel string
 param adminAllowedIpRanges array
 @secure()
@@ -42,8 +58,11 @@ param encryptionKey string
 var adminPort = 8081
 var grpcPort = 50051
 var edgePort = 8080
-// Shown until azd deploys the real images; the apps' probes fail against it, which is expected.
+// Shown until azd deploys the real images. It serves HTTP on port 80 and has none of the
+// proxy's endpoints, so while an app runs it, its ingress targets port 80 and it gets none of
+// the probes below (Container Apps' default TCP probes on the ingress port apply instead).
 var placeholderImage = 'mcr.microsoft.com/k8se/quickstart:latest'
+var placeholderPort = 80
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: logAnalyticsName
@@ -57,15 +76,25 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing =
   name: registryName
 }
 
+resource pullIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
+  name: pullIdentityName
+}
+
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
   name: identityName
 }
 
-resource redis 'Microsoft.Cache/redis@2024-03-01' existing = {
+resource redis 'Microsoft.Cache/redisEnterprise@2025-07-01' existing = {
   name: redisName
 }
 
-// A preview API version: the managed OpenTelemetry agent settings are only there.
+resource redisDatabase 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' existing = {
+  parent: redis
+  name: redisDatabaseName
+}
+
+// A preview API version: the managed OpenTelemetry agent settings are only there. The agent is
+// off by default (enableManagedOpenTelemetry) until the binaries export OpenTelemetry.
 resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' = {
   name: containerAppsEnvironmentName
   location: location
@@ -100,18 +129,19 @@ resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' 
   }
 }
 
-var registrySecrets = [
-  {
-    name: 'registry-password'
-    value: registry.listCredentials().passwords[0].value
-  }
-]
-
+// Image pulls with the pull-only identity; no registry password exists.
 var registries = [
   {
     server: registry.properties.loginServer
-    username: registry.listCredentials().username
-    passwordSecretRef: 'registry-password'
+    identity: pullIdentity.id
+  }
+]
+
+// The pull identity is for the platform's image pulls only, never for the app's code.
+var pullIdentitySettings = [
+  {
+    identity: pullIdentity.id
+    lifecycle: 'None'
   }
 ]
 
@@ -123,19 +153,30 @@ var telemetryEnv = empty(otlpEndpoint)
       { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlpEndpoint }
     ]
 
+// Everything a control-plane replica needs, in the control plane and in the admin app alike.
 var controlPlaneEnv = [
   { name: 'AIPROXY_DATABASE_URL', secretRef: 'database-url' }
+  { name: 'AIPROXY_DATABASE_MAX_CONNECTIONS', value: string(databaseMaxConnections) }
   { name: 'AIPROXY_REDIS_URL', secretRef: 'redis-url' }
   { name: 'AIPROXY_ADMIN_TOKEN', secretRef: 'admin-token' }
   { name: 'AIPROXY_EDGE_TOKEN', secretRef: 'edge-token' }
   { name: 'AIPROXY_CATALOG_TOKEN', secretRef: 'catalog-token' }
   { name: 'AIPROXY_ENCRYPTION_KEY', secretRef: 'encryption-key' }
-  { name: 'AIPROXY_GRPC_ADDR', value: '0.0.0.0:${grpcPort}' }
   { name: 'AIPROXY_ADMIN_ADDR', value: '0.0.0.0:${adminPort}' }
   { name: 'AIPROXY_CREDENTIAL', value: 'managed-identity' }
   { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
   { name: 'RUST_LOG', value: logLevel }
   { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-control-plane' }
+]
+
+// The control plane serves gRPC to the environment (its edges).
+var grpcListenerEnv = [
+  { name: 'AIPROXY_GRPC_ADDR', value: '0.0.0.0:${grpcPort}' }
+]
+
+// The admin app serves the admin console/API only: its gRPC listener answers on loopback.
+var adminListenerEnv = [
+  { name: 'AIPROXY_GRPC_ADDR', value: '127.0.0.1:${grpcPort}' }
 ]
 
 var edgeEnv = [
@@ -148,7 +189,75 @@ var edgeEnv = [
   { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-edge' }
 ]
 
-resource controlPlane 'Microsoft.App/containerApps@2024-03-01' = {
+var controlPlaneSecrets = [
+  { name: 'database-url', value: databaseUrl }
+  {
+    name: 'redis-url'
+    value: 'rediss://:${uriComponent(redisDatabase.listKeys().primaryKey)}@${redis.properties.hostName}:${redisDatabase.properties.port}'
+  }
+  { name: 'admin-token', value: adminToken }
+  { name: 'edge-token', value: edgeToken }
+  { name: 'catalog-token', value: catalogToken }
+  { name: 'encryption-key', value: encryptionKey }
+]
+
+// Container Apps accepts failureThreshold 1-10, periodSeconds 1-240, initialDelaySeconds 0-60.
+// Startup allows about 100 s (migrations on a cold Postgres) before the first restart.
+var controlPlaneProbes = [
+  {
+    type: 'Startup'
+    httpGet: { path: '/healthz', port: adminPort }
+    initialDelaySeconds: 5
+    periodSeconds: 10
+    failureThreshold: 10
+  }
+  {
+    type: 'Liveness'
+    httpGet: { path: '/healthz', port: adminPort }
+    periodSeconds: 10
+    failureThreshold: 3
+  }
+  {
+    type: 'Readiness'
+    httpGet: { path: '/healthz', port: adminPort }
+    periodSeconds: 5
+    failureThreshold: 3
+  }
+]
+
+var edgeProbes = [
+  {
+    type: 'Startup'
+    httpGet: { path: '/healthz', port: edgePort }
+    initialDelaySeconds: 2
+    periodSeconds: 5
+    failureThreshold: 10
+  }
+  {
+    type: 'Liveness'
+    httpGet: { path: '/healthz', port: edgePort }
+    periodSeconds: 10
+    failureThreshold: 3
+  }
+  {
+    type: 'Readiness'
+    httpGet: { path: '/readyz', port: edgePort }
+    periodSeconds: 5
+    failureThreshold: 3
+  }
+]
+
+var cpuScaleRules = [
+  {
+    name: 'cpu'
+    custom: {
+      type: 'cpu'
+      metadata: { type: 'Utilization', value: '70' }
+    }
+  }
+]
+
+resource controlPlane 'Microsoft.App/containerApps@2024-10-02-preview' = {
   name: controlPlaneAppName
   location: location
   // Only the primary region's apps carry azd's service tag: azd deploys there, and the
@@ -158,6 +267,7 @@ resource controlPlane 'Microsoft.App/containerApps@2024-03-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identity.id}': {}
+      '${pullIdentity.id}': {}
     }
   }
   properties: {
@@ -165,18 +275,13 @@ resource controlPlane 'Microsoft.App/containerApps@2024-03-01' = {
     workloadProfileName: 'Consumption'
     configuration: {
       activeRevisionsMode: 'Single'
+      identitySettings: pullIdentitySettings
+      // Environment-internal only, and never IP-restricted: the edges' gRPC port is here.
       ingress: {
-        external: isPrimary
-        targetPort: adminPort
+        external: false
+        targetPort: empty(controlPlaneImage) ? placeholderPort : adminPort
         transport: 'auto'
         allowInsecure: false
-        ipSecurityRestrictions: [
-          for (range, i) in adminAllowedIpRanges: {
-            name: 'admin-${i}'
-            action: 'Allow'
-            ipAddressRange: range
-          }
-        ]
         additionalPortMappings: [
           {
             external: false
@@ -186,17 +291,7 @@ resource controlPlane 'Microsoft.App/containerApps@2024-03-01' = {
         ]
       }
       registries: registries
-      secrets: concat(registrySecrets, [
-        { name: 'database-url', value: databaseUrl }
-        {
-          name: 'redis-url'
-          value: 'rediss://:${uriComponent(redis.listKeys().primaryKey)}@${redis.properties.hostName}:${redis.properties.sslPort}'
-        }
-        { name: 'admin-token', value: adminToken }
-        { name: 'edge-token', value: edgeToken }
-        { name: 'catalog-token', value: catalogToken }
-        { name: 'encryption-key', value: encryptionKey }
-      ])
+      secrets: controlPlaneSecrets
     }
     template: {
       containers: [
@@ -207,65 +302,103 @@ resource controlPlane 'Microsoft.App/containerApps@2024-03-01' = {
             cpu: json('0.5')
             memory: '1Gi'
           }
-          env: concat(controlPlaneEnv, telemetryEnv)
-          probes: [
-            {
-              type: 'Startup'
-              httpGet: { path: '/healthz', port: adminPort }
-              periodSeconds: 2
-              failureThreshold: 60
-            }
-            {
-              type: 'Liveness'
-              httpGet: { path: '/healthz', port: adminPort }
-              periodSeconds: 10
-              failureThreshold: 3
-            }
-            {
-              type: 'Readiness'
-              httpGet: { path: '/healthz', port: adminPort }
-              periodSeconds: 5
-              failureThreshold: 3
-            }
-          ]
+          env: concat(controlPlaneEnv, grpcListenerEnv, telemetryEnv)
+          probes: empty(controlPlaneImage) ? [] : controlPlaneProbes
         }
       ]
       scale: {
         minReplicas: controlPlaneMinReplicas
         maxReplicas: controlPlaneMaxReplicas
-        rules: [
-          {
-            name: 'cpu'
-            custom: {
-              type: 'cpu'
-              metadata: { type: 'Utilization', value: '70' }
-            }
-          }
-        ]
+        rules: cpuScaleRules
       }
     }
   }
 }
 
-resource edge 'Microsoft.App/containerApps@2024-03-01' = {
-  name: edgeAppName
+// The admin console/API, public, in the primary region only.
+resource admin 'Microsoft.App/containerApps@2024-10-02-preview' = if (isPrimary) {
+  name: adminAppName
   location: location
-  tags: union(tags, isPrimary ? { 'azd-service-name': 'edge' } : {})
+  tags: union(tags, { 'azd-service-name': 'admin' })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+      '${pullIdentity.id}': {}
+    }
+  }
   properties: {
     environmentId: appsEnvironment.id
     workloadProfileName: 'Consumption'
     configuration: {
       activeRevisionsMode: 'Single'
+      identitySettings: pullIdentitySettings
+      // The only ingress the admin IP rules apply to; no other port is exposed.
       ingress: {
         external: true
-        targetPort: edgePort
+        targetPort: empty(adminImage) ? placeholderPort : adminPort
+        transport: 'auto'
+        allowInsecure: false
+        ipSecurityRestrictions: [
+          for (range, i) in adminAllowedIpRanges: {
+            name: 'admin-${i}'
+            action: 'Allow'
+            ipAddressRange: range
+          }
+        ]
+      }
+      registries: registries
+      secrets: controlPlaneSecrets
+    }
+    template: {
+      containers: [
+        {
+          name: 'admin'
+          image: empty(adminImage) ? placeholderImage : adminImage
+          resources: {
+            cpu: json('0.5')
+            memory: '1Gi'
+          }
+          env: concat(controlPlaneEnv, adminListenerEnv, telemetryEnv)
+          probes: empty(adminImage) ? [] : controlPlaneProbes
+        }
+      ]
+      scale: {
+        minReplicas: adminMinReplicas
+        maxReplicas: adminMaxReplicas
+        rules: cpuScaleRules
+      }
+    }
+  }
+}
+
+resource edge 'Microsoft.App/containerApps@2024-10-02-preview' = {
+  name: edgeAppName
+  location: location
+  tags: union(tags, isPrimary ? { 'azd-service-name': 'edge' } : {})
+  // The pull identity only, for image pulls; the proxy's identity never reaches an edge.
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${pullIdentity.id}': {}
+    }
+  }
+  properties: {
+    environmentId: appsEnvironment.id
+    workloadProfileName: 'Consumption'
+    configuration: {
+      activeRevisionsMode: 'Single'
+      identitySettings: pullIdentitySettings
+      ingress: {
+        external: true
+        targetPort: empty(edgeImage) ? placeholderPort : edgePort
         transport: 'auto'
         allowInsecure: false
       }
       registries: registries
-      secrets: concat(registrySecrets, [
+      secrets: [
         { name: 'edge-token', value: edgeToken }
-      ])
+      ]
     }
     template: {
       containers: [
@@ -280,26 +413,7 @@ resource edge 'Microsoft.App/containerApps@2024-03-01' = {
           volumeMounts: [
             { volumeName: 'edge-state', mountPath: '/var/lib/aiproxy-edge' }
           ]
-          probes: [
-            {
-              type: 'Startup'
-              httpGet: { path: '/healthz', port: edgePort }
-              periodSeconds: 2
-              failureThreshold: 60
-            }
-            {
-              type: 'Liveness'
-              httpGet: { path: '/healthz', port: edgePort }
-              periodSeconds: 10
-              failureThreshold: 3
-            }
-            {
-              type: 'Readiness'
-              httpGet: { path: '/readyz', port: edgePort }
-              periodSeconds: 5
-              failureThreshold: 3
-            }
-          ]
+          probes: empty(edgeImage) ? [] : edgeProbes
         }
       ]
       // Survives container restarts within a replica, so a restarted edge can serve its
@@ -323,5 +437,5 @@ resource edge 'Microsoft.App/containerApps@2024-03-01' = {
   }
 }
 
-output controlPlaneFqdn string = controlPlane.properties.configuration.ingress.fqdn
+output adminFqdn string = isPrimary ? admin.properties.configuration.ingress.fqdn : ''
 output edgeFqdn string = edge.properties.configuration.ingress.fqdn

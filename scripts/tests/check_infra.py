@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Offline checks of the deployment files: azure.yaml, infra/**/*.bicep, the Dockerfile.
+"""Offline checks of the deployment files: azure.yaml, infra/**/*.bicep, the per-service Dockerfiles.
 
 No Bicep compiler, Docker or Azure is available where this runs, so this checks what can be
-checked from the text: every azd service has a Dockerfile target and a tagged container app;
-every Bicep parameter is used and every module call matches the module's parameters and
-outputs; every environment variable the Bicep or the Dockerfile sets is one the binaries read;
-secrets stay secrets; the identity and role facts the design depends on hold.
+checked from the text: every azd service has its own Dockerfile whose last stage is that
+service's runtime (azd's remote build passes no --target) and a tagged container app; every
+Bicep parameter is used and every module call matches the module's parameters and outputs;
+every environment variable the Bicep or a Dockerfile sets is one the binaries read; secrets
+stay secrets; Redis is Azure Managed Redis on TLS port 10000 with a clustering policy a
+non-cluster client can use; invalid sizes are refused by the template; the Postgres connection
+arithmetic holds for the default parameters; probes stay within Container Apps' limits and off
+the placeholder image; the admin IP rules sit on an app that carries no gRPC; the managed
+OpenTelemetry agent is off; images are pulled with an AcrPull-only identity; the admin console
+builds with Node 22; the outputs the RBAC script and the hooks read exist.
 
 Prints one "ok - ..." / "not ok - ..." line per check (details on "#   " lines) for
 scripts/tests/run.sh to count. Exit status 1 when any check failed.
@@ -21,16 +27,16 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the work tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infra_text import BicepFile, dockerfile_stages, parse_simple_yaml, top_level_keys  # noqa: E402
+from infra_text import BicepFile, dockerfile_stages, matching_close, parse_simple_yaml, top_level_keys  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Variables the binaries read, from the configuration contract (ARCHITECTURE.md and the
 # binaries' authors). Used only for a variable the Rust source does not mention literally yet.
 CONTROL_PLANE_READS = {
-    "AIPROXY_DATABASE_URL", "AIPROXY_REDIS_URL", "AIPROXY_GRPC_ADDR", "AIPROXY_ADMIN_ADDR",
-    "AIPROXY_ADMIN_TOKEN", "AIPROXY_ENCRYPTION_KEY", "AIPROXY_EDGE_TOKEN", "AIPROXY_CATALOG_TOKEN",
-    "AIPROXY_CREDENTIAL", "AIPROXY_ALLOW_INSECURE_UPSTREAMS", "AIPROXY_DATA_DIR",
+    "AIPROXY_DATABASE_URL", "AIPROXY_DATABASE_MAX_CONNECTIONS", "AIPROXY_REDIS_URL", "AIPROXY_GRPC_ADDR",
+    "AIPROXY_ADMIN_ADDR", "AIPROXY_ADMIN_TOKEN", "AIPROXY_ENCRYPTION_KEY", "AIPROXY_EDGE_TOKEN",
+    "AIPROXY_CATALOG_TOKEN", "AIPROXY_CREDENTIAL", "AIPROXY_ALLOW_INSECURE_UPSTREAMS", "AIPROXY_DATA_DIR",
     "AIPROXY_ADMIN_WEB_DIR", "RUST_LOG",
     # Azure's own variables, read by the credential chain (often inside azure_identity).
     "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
@@ -50,14 +56,18 @@ FALLBACK_READS = {
 }
 SOURCE_DIRS = {"control-plane": "control-plane/src", "edge": "edge/src"}
 
+# The binary (its key above, and its file name in the image) each azd service runs.
+SERVICE_BINARIES = {"control-plane": "control-plane", "admin": "control-plane", "edge": "edge"}
+BINARY_FILES = {"control-plane": "aiproxy-control-plane", "edge": "aiproxy-edge"}
+
 # Which binary each environment-variable block of infra/modules/region.bicep feeds.
 ENV_BLOCKS = {
     "controlPlaneEnv": ["control-plane"],
+    "grpcListenerEnv": ["control-plane"],
+    "adminListenerEnv": ["control-plane"],
     "edgeEnv": ["edge"],
     "telemetryEnv": ["control-plane", "edge"],
 }
-# Dockerfile stages whose ENV reaches a binary.
-DOCKER_STAGE_BINARIES = {"control-plane": ["control-plane"], "edge": ["edge"], "runtime": ["control-plane", "edge"]}
 
 SECRET_ENV = {
     "AIPROXY_DATABASE_URL", "AIPROXY_REDIS_URL", "AIPROXY_ADMIN_TOKEN", "AIPROXY_EDGE_TOKEN",
@@ -69,6 +79,38 @@ ROLE_IDS = {
     "roleAzureAiUser": "53ca6127-db72-4e31-b599-04dc5da150b4",
     "roleSearchIndexDataReader": "1407120a-92aa-4202-b7e9-c0e197c71c8f",
 }
+ROLE_ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+
+# Node major version the admin console builds with.
+NODE_MAJOR = "22"
+
+# Azure Database for PostgreSQL Flexible Server: default max_connections per compute size minus
+# the 15 Azure reserves ("max user connections"), from learn.microsoft.com/azure/postgresql/
+# flexible-server/concepts-limits; and the tier each size belongs to.
+POSTGRES_USER_CONNECTIONS = {
+    "Standard_B1ms": 35, "Standard_B2s": 414, "Standard_B2ms": 844, "Standard_B4ms": 1703, "Standard_B8ms": 3422,
+    "Standard_D2ds_v5": 844, "Standard_D4ds_v5": 1703, "Standard_D8ds_v5": 3422, "Standard_D16ds_v5": 4985,
+    "Standard_E2ds_v5": 1703, "Standard_E4ds_v5": 3422,
+}
+POSTGRES_TIER_BY_PREFIX = {"Standard_B": "Burstable", "Standard_D": "GeneralPurpose", "Standard_E": "MemoryOptimized"}
+# Premium SSD sizes Flexible Server offers, in GiB (32 GiB to 32 TiB).
+POSTGRES_STORAGE_GB = {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768}
+# A rollout (activeRevisionsMode Single) briefly runs old and new replicas side by side: the
+# default sizes must leave room for twice the steady-state connections.
+ROLLOUT_HEADROOM = 2
+
+# Azure Managed Redis SKU names (Microsoft.Cache/redisEnterprise); the old C/P families are retiring.
+AMR_SKU = re.compile(r"(Balanced_B|MemoryOptimized_M|ComputeOptimized_X|FlashOptimized_A)\d+")
+AMR_PORT = "10000"
+
+# Container Apps probe limits (ARM spec for Microsoft.App/containerApps probes).
+PROBE_LIMITS = {"failureThreshold": (1, 10), "successThreshold": (1, 10), "periodSeconds": (1, 240),
+                "timeoutSeconds": (1, 240), "initialDelaySeconds": (0, 60)}
+
+# Outputs azd writes to the environment that scripts/setup-managed-identity-rbac.sh (no
+# arguments) and infra/hooks/next-step.sh read.
+REQUIRED_OUTPUTS = ["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AIPROXY_IDENTITY_NAME",
+                    "AIPROXY_IDENTITY_PRINCIPAL_ID", "AIPROXY_ADMIN_URL", "AIPROXY_ADMIN_APP_NAME"]
 
 
 # --------------------------------------------------------------------------- reporting
@@ -157,9 +199,15 @@ class Deployment:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.infra = root / "infra"
-        self.dockerfile = root / "Dockerfile"
         self.azure_yaml = parse_simple_yaml((root / "azure.yaml").read_text())
-        self.stages = dockerfile_stages(self.dockerfile.read_text())
+        self.services = self.azure_yaml.get("services", {})
+        # Each service's Dockerfile, as azd resolves it (project + docker.path), and its stages.
+        self.dockerfiles: dict[str, Path] = {}
+        self.stages: dict[str, dict[str, dict]] = {}
+        for name, svc in self.services.items():
+            path = (root / svc.get("project", ".") / svc.get("docker", {}).get("path", "Dockerfile")).resolve()
+            self.dockerfiles[name] = path
+            self.stages[name] = dockerfile_stages(path.read_text()) if path.is_file() else {}
         self.bicep_files = [BicepFile(p) for p in sorted(self.infra.rglob("*.bicep"))]
         self.by_path = {f.path: f for f in self.bicep_files}
         self.main = self.by_path[self.infra / "main.bicep"]
@@ -167,23 +215,78 @@ class Deployment:
         self.parameters_json = json.loads((self.infra / "main.parameters.json").read_text())["parameters"]
         self.env_settings, self.env_block_problems = bicep_env_settings(self.region)
 
+    def final_stage(self, service: str) -> tuple[str, dict]:
+        """The stage a build without --target produces (azd's remote build): the last one."""
+        stages = self.stages.get(service, {})
+        if not stages:
+            return "", {}
+        name = list(stages)[-1]
+        return name, stages[name]
+
+    def stage_chain(self, service: str) -> list[dict]:
+        """The final stage and the stages it is built FROM, nearest first."""
+        stages, chain, seen = self.stages.get(service, {}), [], set()
+        name = self.final_stage(service)[0]
+        while name in stages and name not in seen:
+            seen.add(name)
+            chain.append(stages[name])
+            name = stages[name]["from"].lower()
+        return chain
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+
+def param_default(f: BicepFile, name: str) -> str | None:
+    m = re.search(rf"^[ \t]*param[ \t]+{name}[ \t]+\w+[ \t]*=[ \t]*([^\n]+)$", f.code, re.M)
+    return m.group(1).strip() if m else None
+
+
+def allowed_values(f: BicepFile, name: str) -> list[str] | None:
+    """The @allowed([...]) list decorating `param name`, however it is laid out; None without one."""
+    m = re.search(rf"@allowed\(\s*\[([^\]]*)\]\s*\)\s*(?:@[^\n]*\n\s*)*param[ \t]+{name}\b", f.code)
+    if not m:
+        return None
+    return [v.strip().strip("'") for v in re.split(r"[,\n]", m.group(1)) if v.strip()]
+
+
+def var_expression(f: BicepFile, name: str) -> str:
+    span = f.var_array(name)
+    return f.code[span[0]:span[1]] if span else ""
+
+
+def container_apps(f: BicepFile) -> dict[str, str]:
+    """Container app resources of a file: symbolic name -> body text (comments blanked)."""
+    return {name: f.code[open_index:close + 1]
+            for name, (rtype, open_index, close) in f.blocks("resource").items()
+            if rtype.startswith("Microsoft.App/containerApps@")}
+
+
+def object_body(text: str, key: str) -> str:
+    """The `{...}` or `[...]` value of the first `key:` in text ('' when absent)."""
+    m = re.search(rf"\b{key}[ \t]*:[ \t]*([\[{{])", text)
+    if not m:
+        return ""
+    return text[m.start(1):matching_close(text, m.start(1)) + 1]
+
 
 def check_services(d: Deployment, report: Report) -> None:
-    services = d.azure_yaml.get("services", {})
-    problems = [] if services else ["azure.yaml has no services"]
-    for name, svc in services.items():
+    problems = [] if d.services else ["azure.yaml has no services"]
+    for name, svc in d.services.items():
         docker = svc.get("docker", {})
-        path = (d.root / svc.get("project", ".") / docker.get("path", "Dockerfile")).resolve()
         if svc.get("host") != "containerapp":
             problems.append(f"service {name}: host is {svc.get('host')!r}, expected containerapp")
-        if not path.is_file():
-            problems.append(f"service {name}: {path} does not exist")
-        elif path == d.dockerfile.resolve() and docker.get("target") not in d.stages:
-            problems.append(f"service {name}: Dockerfile has no stage '{docker.get('target')}' (stages: {', '.join(d.stages)})")
+        if name not in SERVICE_BINARIES:
+            problems.append(f"service {name}: this checker does not know which binary it runs (SERVICE_BINARIES)")
+        if not d.dockerfiles[name].is_file():
+            problems.append(f"service {name}: {d.rel(d.dockerfiles[name])} does not exist")
+        if "target" in docker:
+            problems.append(f"service {name}: docker.target '{docker['target']}' is ignored by azd's remote build; "
+                            "give the service its own Dockerfile whose last stage is its image")
         tag = f"'azd-service-name': '{name}'"
         if not any(tag in f.code for f in d.bicep_files):
             problems.append(f"service {name}: no container app in infra/ is tagged {tag}, so azd cannot find where to deploy it")
-    report.check("every azure.yaml service builds a Dockerfile target and has a tagged container app", problems)
+    report.check("every azure.yaml service has its own Dockerfile (no docker.target) and a tagged container app", problems)
 
     problems = []
     infra_cfg = d.azure_yaml.get("infra", {})
@@ -197,6 +300,26 @@ def check_services(d: Deployment, report: Report) -> None:
         elif not os.access(script, os.X_OK):
             problems.append(f"hook {hook}: {script} is not executable")
     report.check("azure.yaml's infra module and hook scripts exist", problems)
+
+
+def check_stage_per_service(d: Deployment, report: Report) -> None:
+    problems = []
+    for name in d.services:
+        binary = SERVICE_BINARIES.get(name)
+        stage_name, final = d.final_stage(name)
+        if not final or binary is None:
+            problems.append(f"service {name}: no stages in {d.rel(d.dockerfiles[name])}")
+            continue
+        wanted = BINARY_FILES[binary]
+        entrypoint = final.get("entrypoint") or ""
+        if wanted not in entrypoint:
+            problems.append(f"service {name}: the last stage of {d.rel(d.dockerfiles[name])} ('{stage_name}') runs "
+                            f"{entrypoint or 'no ENTRYPOINT'}, not {wanted}; a remote build would ship that")
+        builds = " ".join(line for st in d.stages[name].values() for line in st["lines"] if "cargo build" in line)
+        crates = set(re.findall(r"-p[ \t]+(aiproxy-[\w-]+)", builds))
+        if crates != {wanted}:
+            problems.append(f"service {name}: {d.rel(d.dockerfiles[name])} builds {sorted(crates) or 'nothing'}, expected only {wanted}")
+    report.check("each service's Dockerfile ends in that service's runtime stage and builds only its binary", problems)
 
 
 def check_parameters(d: Deployment, report: Report) -> None:
@@ -247,7 +370,11 @@ def check_parameters_file(d: Deployment, report: Report) -> None:
         generated = "type: 'generate'" in info["decorators"]
         if not info["has_default"] and not generated and name not in d.parameters_json:
             problems.append(f"main.bicep param {name} has no default, no azd generate metadata and no value in main.parameters.json: azd would prompt for it")
-    report.check("main.parameters.json matches main.bicep (no parameter azd would have to ask for)", problems)
+    for name in d.services:
+        variable = f"SERVICE_{name.upper().replace('-', '_')}_IMAGE_NAME"
+        if not any(variable in str(entry.get("value", "")) for entry in d.parameters_json.values()):
+            problems.append(f"main.parameters.json does not pass {variable} (service {name}) to the templates")
+    report.check("main.parameters.json matches main.bicep (no parameter azd would have to ask for; every service's image)", problems)
 
 
 def check_env(d: Deployment, report: Report) -> None:
@@ -256,34 +383,74 @@ def check_env(d: Deployment, report: Report) -> None:
     check_env_reads(d.env_settings, report, "every environment variable the Bicep sets is one the binaries read")
 
     docker_settings = []
-    for stage, binaries in DOCKER_STAGE_BINARIES.items():
-        for variable in d.stages.get(stage, {}).get("env", {}):
-            for binary in binaries:
-                docker_settings.append((variable, binary, f"Dockerfile stage {stage}"))
-    check_env_reads(docker_settings, report, "every environment variable the Dockerfile sets is one the binaries read")
+    for name in d.services:
+        binary = SERVICE_BINARIES.get(name)
+        if binary is None:
+            continue
+        for stage in d.stage_chain(name):
+            for variable in stage["env"]:
+                docker_settings.append((variable, binary, f"{d.rel(d.dockerfiles[name])}"))
+    check_env_reads(docker_settings, report, "every environment variable the Dockerfiles set is one the binaries read")
 
 
 def check_identity(d: Deployment, report: Report) -> None:
     settings = d.env_settings
     problems: list[str] = []
-    resources = d.region.blocks("resource")
-    cp_open, cp_close = resources["controlPlane"][1:]
-    edge_open = resources["edge"][1]
-    if "identity" in top_level_keys(d.region.masked, edge_open):
-        problems.append("the edge container app has an identity block; edges must have none")
+    apps = container_apps(d.region)
     edge_vars = {v for v, b, _ in settings if b == "edge"}
     azure_on_edge = sorted(v for v in edge_vars if v.startswith(("AZURE_", "IDENTITY_")))
     if azure_on_edge:
         problems.append(f"the edge gets Azure variables: {', '.join(azure_on_edge)}")
-    cp_body = d.region.code[cp_open:cp_close]
-    if not re.search(r"type:[ \t]*'UserAssigned'", cp_body):
-        problems.append("the control plane's identity is not 'UserAssigned'")
+    for name, body in apps.items():
+        identities = object_body(body, "userAssignedIdentities")
+        carries_proxy = re.search(r"\bidentity\.id\b", identities) is not None
+        if name == "edge" and carries_proxy:
+            problems.append("the edge container app carries the proxy's identity; edges may hold the pull identity only")
+        if name != "edge":
+            if not re.search(r"type:[ \t]*'UserAssigned'", object_body(body, "identity")):
+                problems.append(f"container app {name}: identity type is not 'UserAssigned'")
+            if not carries_proxy:
+                problems.append(f"container app {name} runs the control plane without the proxy's identity")
+    if "edge" not in apps:
+        problems.append("region.bicep has no container app named edge")
     if "AZURE_CLIENT_ID" not in {v for v, b, _ in settings if b == "control-plane"}:
         problems.append("the control plane does not get AZURE_CLIENT_ID")
     for f in d.bicep_files:
         if "SystemAssigned" in f.code:
             problems.append(f"{f.path.relative_to(d.root)} mentions a SystemAssigned identity")
-    report.check("the control plane has the user-assigned identity and AZURE_CLIENT_ID; edges have no identity", problems)
+    report.check("the control plane and admin app have the user-assigned identity and AZURE_CLIENT_ID; edges never do", problems)
+
+
+def check_registry_pull(d: Deployment, report: Report) -> None:
+    problems = []
+    registry = d.by_path.get(d.infra / "modules" / "registry.bicep")
+    if registry is None:
+        problems.append("infra/modules/registry.bicep is missing")
+    else:
+        if not re.search(r"adminUserEnabled:[ \t]*false", registry.code):
+            problems.append("registry.bicep does not turn the registry's admin user off (adminUserEnabled: false)")
+        if ROLE_ACR_PULL not in registry.code:
+            problems.append(f"registry.bicep assigns no AcrPull ({ROLE_ACR_PULL}) to the pull identity")
+        other_roles = set(re.findall(r"'([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", registry.code)) - {ROLE_ACR_PULL}
+        if other_roles:
+            problems.append(f"registry.bicep grants other roles too: {sorted(other_roles)}")
+    for f in d.bicep_files:
+        if "listCredentials(" in f.code:
+            problems.append(f"{f.path.relative_to(d.root)} reads the registry's admin credentials (listCredentials)")
+    for name, body in container_apps(d.region).items():
+        registries = body if "registries:" in body else ""
+        if not registries:
+            problems.append(f"container app {name} configures no registry")
+    entries = var_expression(d.region, "registries")
+    if not re.search(r"\bidentity:[ \t]*pullIdentity\.id", entries) or re.search(r"passwordSecretRef|username", entries):
+        problems.append("region.bicep's registries do not pull with the pull identity alone (identity: pullIdentity.id, no password)")
+    settings = var_expression(d.region, "pullIdentitySettings")
+    if not re.search(r"identity:[ \t]*pullIdentity\.id", settings) or "lifecycle: 'None'" not in settings:
+        problems.append("the pull identity is not limited to image pulls (identitySettings lifecycle 'None')")
+    for name, body in container_apps(d.region).items():
+        if "identitySettings: pullIdentitySettings" not in body:
+            problems.append(f"container app {name} does not apply pullIdentitySettings")
+    report.check("images are pulled with an AcrPull-only identity the apps' code cannot use; no registry password", problems)
 
 
 def check_secrets(d: Deployment, report: Report) -> None:
@@ -331,57 +498,285 @@ def check_ports(d: Deployment, report: Report) -> None:
     problems = []
     ports = {name: re.search(rf"var {name} = (\d+)", d.region.code) for name in ("adminPort", "grpcPort", "edgePort")}
     ports = {k: m.group(1) for k, m in ports.items() if m}
-    cp_env = d.stages.get("control-plane", {}).get("env", {})
-    edge_env = d.stages.get("edge", {}).get("env", {})
-    expected = [("AIPROXY_ADMIN_ADDR", cp_env, ports.get("adminPort")), ("AIPROXY_GRPC_ADDR", cp_env, ports.get("grpcPort")),
-                ("AIPROXY_LISTEN_ADDR", edge_env, ports.get("edgePort"))]
-    for variable, env, port in expected:
-        if env.get(variable) != f"0.0.0.0:{port}":
-            problems.append(f"Dockerfile {variable}={env.get(variable)} but region.bicep listens on 0.0.0.0:{port}")
-    for stage, port_names in (("control-plane", ["adminPort", "grpcPort"]), ("edge", ["edgePort"])):
-        for port_name in port_names:
-            if ports.get(port_name) not in d.stages.get(stage, {}).get("expose", []):
-                problems.append(f"Dockerfile stage {stage} does not EXPOSE {ports.get(port_name)} ({port_name})")
-    report.check("ports agree between the Dockerfile and the Bicep", problems)
+    expected = {"control-plane": [("AIPROXY_ADMIN_ADDR", "adminPort"), ("AIPROXY_GRPC_ADDR", "grpcPort")],
+                "edge": [("AIPROXY_LISTEN_ADDR", "edgePort")]}
+    for service, binary in SERVICE_BINARIES.items():
+        if service not in d.services:
+            continue
+        final = d.final_stage(service)[1]
+        env = {k: v for st in reversed(d.stage_chain(service)) for k, v in st["env"].items()}
+        for variable, port_name in expected[binary]:
+            if env.get(variable) != f"0.0.0.0:{ports.get(port_name)}":
+                problems.append(f"{d.rel(d.dockerfiles[service])}: {variable}={env.get(variable)} but region.bicep listens on 0.0.0.0:{ports.get(port_name)}")
+            if ports.get(port_name) not in final.get("expose", []):
+                problems.append(f"{d.rel(d.dockerfiles[service])} does not EXPOSE {ports.get(port_name)} ({port_name})")
+    report.check("ports agree between the Dockerfiles and the Bicep", problems)
 
 
 def check_dockerfile(d: Deployment, report: Report) -> None:
     problems = []
-
-    def base_image(stage: str) -> str:
-        seen = set()
-        while stage in d.stages and stage not in seen:
-            seen.add(stage)
-            stage = d.stages[stage]["from"].lower()
-        return stage
-
-    for stage in ("control-plane", "edge"):
-        if stage not in d.stages:
-            problems.append(f"Dockerfile has no stage {stage}")
+    for service, binary in SERVICE_BINARIES.items():
+        if service not in d.services:
             continue
-        if base_image(stage) != "debian:bookworm-slim":
-            problems.append(f"stage {stage} runs on {base_image(stage)}, expected debian:bookworm-slim")
-        user = d.stages[stage]["user"] or d.stages.get(d.stages[stage]["from"].lower(), {}).get("user")
+        where = d.rel(d.dockerfiles[service])
+        chain = d.stage_chain(service)
+        if not chain:
+            problems.append(f"{where} has no stages")
+            continue
+        base = chain[-1]["from"].lower()
+        if base != "debian:bookworm-slim":
+            problems.append(f"{where}: the image runs on {base}, expected debian:bookworm-slim")
+        user = next((st["user"] for st in chain if st["user"]), None)
         if not user or user.split(":")[0] in ("0", "root"):
-            problems.append(f"stage {stage} runs as {user or 'root (no USER)'}")
-    runtime_lines = " ".join(d.stages.get("runtime", {}).get("lines", []))
-    if "ca-certificates" not in runtime_lines:
-        problems.append("the runtime stage does not install ca-certificates")
-    build = " ".join(d.stages.get("build", {}).get("lines", []))
-    if "cargo build --release --locked -p aiproxy-control-plane -p aiproxy-edge" not in build:
-        problems.append("the build stage does not run cargo build --release --locked for both binaries")
-    cp_lines = " ".join(d.stages.get("control-plane", {}).get("lines", []))
-    cp_env = d.stages.get("control-plane", {}).get("env", {})
-    if not re.search(r"COPY --from=admin-web \S*admin-web/dist /app/admin-web/dist", cp_lines):
-        problems.append("the control-plane stage does not copy admin-web/dist to /app/admin-web/dist")
-    if cp_env.get("AIPROXY_ADMIN_WEB_DIR") != "/app/admin-web/dist":
-        problems.append("AIPROXY_ADMIN_WEB_DIR is not /app/admin-web/dist in the control-plane stage")
-    report.check("Dockerfile: two non-root targets on debian:bookworm-slim, both binaries, the admin console inside", problems)
+            problems.append(f"{where}: the image runs as {user or 'root (no USER)'}")
+        lines = " ".join(line for st in chain for line in st["lines"])
+        if "ca-certificates" not in lines:
+            problems.append(f"{where}: the runtime does not install ca-certificates")
+        builds = " ".join(line for st in d.stages[service].values() for line in st["lines"])
+        if not re.search(r"cargo build --release --locked -p aiproxy-", builds):
+            problems.append(f"{where}: no cargo build --release --locked")
+        if binary == "control-plane":
+            env = {k: v for st in reversed(chain) for k, v in st["env"].items()}
+            if not re.search(r"COPY --from=admin-web \S*admin-web/dist /app/admin-web/dist", lines):
+                problems.append(f"{where}: the image does not copy admin-web/dist to /app/admin-web/dist")
+            if env.get("AIPROXY_ADMIN_WEB_DIR") != "/app/admin-web/dist":
+                problems.append(f"{where}: AIPROXY_ADMIN_WEB_DIR is not /app/admin-web/dist")
+    report.check("Dockerfiles: non-root images on debian:bookworm-slim, CA roots, the admin console in the control plane", problems)
+
+    problems = []
+    for service in d.services:
+        if SERVICE_BINARIES.get(service) != "control-plane":
+            continue
+        node = [st["from"] for st in d.stages[service].values() if st["from"].lower().startswith("node:")]
+        if not node:
+            problems.append(f"{d.rel(d.dockerfiles[service])} has no node stage for the admin console")
+        for image in node:
+            tag = image.split(":", 1)[1]
+            if tag.split("-")[0].split(".")[0] != NODE_MAJOR:
+                problems.append(f"{d.rel(d.dockerfiles[service])} builds the admin console on {image}, expected Node {NODE_MAJOR}")
+    report.check(f"the admin console builds with Node {NODE_MAJOR}", problems)
 
     # Inputs the image build needs that other work provides; not failures of these files.
     for needed in ("Cargo.lock", "admin-web/package.json", "admin-web/package-lock.json"):
         if not (d.root / needed).exists():
             Report.note(f"{needed} is not in the tree yet; `docker build` needs it (COPY/--locked)")
+
+
+def check_redis(d: Deployment, report: Report) -> None:
+    problems = []
+    for f in d.bicep_files:
+        if re.search(r"'Microsoft\.Cache/redis@", f.code):
+            problems.append(f"{f.path.relative_to(d.root)} uses Azure Cache for Redis (Microsoft.Cache/redis), which is retiring")
+    redis = d.by_path.get(d.infra / "modules" / "redis.bicep")
+    resources = redis.blocks("resource") if redis else {}
+    cluster = [n for n, (t, _, _) in resources.items() if t.startswith("Microsoft.Cache/redisEnterprise@")]
+    database = [(n, redis.code[o:c + 1]) for n, (t, o, c) in resources.items() if t.startswith("Microsoft.Cache/redisEnterprise/databases@")]
+    if not cluster or not database:
+        problems.append("infra/modules/redis.bicep does not create a Microsoft.Cache/redisEnterprise cluster and its database")
+    for name, body in database:
+        for key, value in (("name", "'default'"), ("port", AMR_PORT), ("clientProtocol", "'Encrypted'"),
+                           ("clusteringPolicy", "'EnterpriseCluster'"), ("accessKeysAuthentication", "'Enabled'")):
+            if not re.search(rf"\b{key}:[ \t]*{re.escape(value)}", body):
+                problems.append(f"redis.bicep database {name}: {key} is not {value}")
+    secrets = var_expression(d.region, "controlPlaneSecrets")
+    url = re.search(r"name:[ \t]*'redis-url'[^}]*value:[ \t]*'([^\n]*)'", secrets)
+    if not url:
+        problems.append("region.bicep has no redis-url secret in controlPlaneSecrets")
+    else:
+        value = url.group(1)
+        if not value.startswith("rediss://:"):
+            problems.append(f"the redis-url secret is not rediss://:<key>@host:port (TLS): {value}")
+        if not re.search(r"listKeys\(\)\.primaryKey", value) or "redisDatabase." not in value:
+            problems.append("the redis-url secret does not take the database's access key (redisDatabase.listKeys())")
+        if not value.endswith(":${redisDatabase.properties.port}") and not value.endswith(f":{AMR_PORT}"):
+            problems.append(f"the redis-url secret does not use the database's TLS port {AMR_PORT}")
+    report.check(f"Redis is Azure Managed Redis: one 'default' database, TLS on {AMR_PORT}, EnterpriseCluster, rediss:// URL", problems)
+
+
+def check_redis_sku(d: Deployment, report: Report) -> None:
+    problems = []
+    allowed = allowed_values(d.main, "redisSku")
+    default = (param_default(d.main, "redisSku") or "").strip("'")
+    if allowed is None:
+        problems.append("main.bicep param redisSku has no @allowed list: an invalid size would reach ARM")
+    else:
+        bad = [v for v in allowed if not AMR_SKU.fullmatch(v)]
+        if bad:
+            problems.append(f"redisSku allows sizes that are not Azure Managed Redis SKUs: {bad}")
+        if default not in allowed:
+            problems.append(f"redisSku's default {default!r} is not in its allowed list")
+    capacity = [n for n in d.main.params if "capacity" in n.lower()]
+    redis = d.by_path.get(d.infra / "modules" / "redis.bicep")
+    if capacity or (redis and re.search(r"\bcapacity:", redis.code)):
+        problems.append(f"a Redis capacity is set apart from the SKU ({', '.join(capacity) or 'redis.bicep capacity:'}): a SKU/capacity pair can be invalid")
+    report.check("Redis: one SKU parameter limited to Azure Managed Redis sizes, no SKU/capacity pair to get wrong", problems)
+
+
+def postgres_sku_table(d: Deployment) -> dict[str, tuple[str, int]]:
+    """The postgresSkus map in main.bicep: SKU -> (tier, user connections)."""
+    table = {}
+    for m in re.finditer(r"(Standard_\w+):[ \t]*\{[ \t]*tier:[ \t]*'(\w+)',?[ \t]*userConnections:[ \t]*(\d+)[ \t]*\}",
+                         var_expression(d.main, "postgresSkus")):
+        table[m.group(1)] = (m.group(2), int(m.group(3)))
+    return table
+
+
+def check_postgres_sizes(d: Deployment, report: Report) -> None:
+    problems = []
+    table = postgres_sku_table(d)
+    allowed = allowed_values(d.main, "postgresSkuName")
+    if allowed is None:
+        problems.append("main.bicep param postgresSkuName has no @allowed list")
+        allowed = []
+    for sku in allowed:
+        tier = next((t for p, t in POSTGRES_TIER_BY_PREFIX.items() if sku.startswith(p)), None)
+        if sku not in POSTGRES_USER_CONNECTIONS:
+            problems.append(f"postgresSkuName allows {sku}, whose connection limit this checker does not know")
+        elif table.get(sku) != (tier, POSTGRES_USER_CONNECTIONS[sku]):
+            problems.append(f"main.bicep postgresSkus[{sku}] is {table.get(sku)}, Azure's is ({tier}, {POSTGRES_USER_CONNECTIONS[sku]})")
+    if "tier" in d.main.params or "postgresTier" in d.main.params:
+        problems.append("main.bicep takes the Postgres tier as a parameter: it must follow from the SKU")
+    storage = allowed_values(d.main, "postgresStorageGb")
+    if storage is None:
+        problems.append("main.bicep param postgresStorageGb has no @allowed list")
+    else:
+        bad = [v for v in storage if not v.isdigit() or int(v) not in POSTGRES_STORAGE_GB]
+        if bad:
+            problems.append(f"postgresStorageGb allows sizes Flexible Server does not offer: {bad}")
+        if (param_default(d.main, "postgresStorageGb") or "") not in storage:
+            problems.append("postgresStorageGb's default is not in its allowed list")
+    ha = var_expression(d.main, "checkedPostgresHighAvailability")
+    if not (re.search(r"postgresHighAvailability[ \t]*&&[ \t]*postgresTier[ \t]*==[ \t]*'Burstable'", ha) and "fail(" in ha):
+        problems.append("main.bicep does not refuse postgresHighAvailability on Burstable with fail() (var checkedPostgresHighAvailability)")
+    if not re.search(r"highAvailability:[ \t]*checkedPostgresHighAvailability\b", d.main.code):
+        problems.append("the postgres module does not get the checked high-availability value")
+    report.check("Postgres: SKU, tier, storage and high availability limited to what Azure accepts (HA on Burstable refused)", problems)
+
+
+def check_connections(d: Deployment, report: Report) -> None:
+    problems = []
+    table = postgres_sku_table(d)
+
+    def default_int(name: str) -> int:
+        value = param_default(d.main, name)
+        if value is None or not value.isdigit():
+            problems.append(f"main.bicep param {name} has no integer default")
+            return 0
+        return int(value)
+
+    pool = default_int("databaseMaxConnections")
+    cp_max = max(default_int("controlPlaneMaxReplicas"), default_int("controlPlaneMinReplicas"))
+    admin_max = max(default_int("adminMaxReplicas"), default_int("adminMinReplicas"))
+    regions_default = (param_default(d.main, "regions") or "''").strip("'")
+    regions = max(1, len([r for r in regions_default.split(",") if r.strip()]))
+    sku = (param_default(d.main, "postgresSkuName") or "").strip("'")
+    limit = POSTGRES_USER_CONNECTIONS.get(sku, 0)
+    replicas = regions * cp_max + admin_max
+    needed = replicas * (pool + 1)
+    Report.note(f"default: ({regions} region(s) x {cp_max} control-plane + {admin_max} admin) = {replicas} replicas "
+                f"x ({pool} pool + 1 LISTEN) = {needed} connections; x{ROLLOUT_HEADROOM} during a rollout = "
+                f"{needed * ROLLOUT_HEADROOM}; {sku} allows {limit}")
+    if needed * ROLLOUT_HEADROOM > limit:
+        problems.append(f"the default {sku} allows {limit} user connections; the default replicas need {needed} "
+                        f"({needed * ROLLOUT_HEADROOM} while a rollout overlaps old and new revisions)")
+    if table.get(sku, (None, None))[1] != limit:
+        problems.append(f"main.bicep's postgresSkus does not give the default {sku} Azure's limit {limit}")
+    expected = re.sub(r"\s+", "", "length(regionList) * max(controlPlaneMaxReplicas, controlPlaneMinReplicas) + max(adminMaxReplicas, adminMinReplicas)")
+    if re.sub(r"\s+", "", var_expression(d.main, "controlPlaneReplicasAtMost")) != expected:
+        problems.append(f"main.bicep controlPlaneReplicasAtMost is not {expected}")
+    if re.sub(r"\s+", "", var_expression(d.main, "postgresConnectionsNeeded")) != "controlPlaneReplicasAtMost*(databaseMaxConnections+1)":
+        problems.append("main.bicep postgresConnectionsNeeded is not controlPlaneReplicasAtMost * (databaseMaxConnections + 1)")
+    check = var_expression(d.main, "checkedDatabaseMaxConnections")
+    if not (re.search(r"postgresConnectionsNeeded[ \t]*>[ \t]*postgresUserConnections", check) and "fail(" in check):
+        problems.append("main.bicep does not refuse a pool the Postgres size cannot hold (fail() in checkedDatabaseMaxConnections)")
+    if not re.search(r"databaseMaxConnections:[ \t]*checkedDatabaseMaxConnections\b", d.main.code):
+        problems.append("the region modules do not get the checked pool size")
+    if not re.search(r"name:[ \t]*'AIPROXY_DATABASE_MAX_CONNECTIONS',[ \t]*value:[ \t]*string\(databaseMaxConnections\)",
+                     var_expression(d.region, "controlPlaneEnv")):
+        problems.append("controlPlaneEnv does not set AIPROXY_DATABASE_MAX_CONNECTIONS from databaseMaxConnections")
+    report.check("Postgres connections: replicas x (pool + 1) fit the default server with rollout headroom; the template refuses what does not fit", problems)
+
+
+def check_probes(d: Deployment, report: Report) -> None:
+    problems = []
+    for f in d.bicep_files:
+        for m in re.finditer(r"\b(" + "|".join(PROBE_LIMITS) + r"):[ \t]*(\d+)", f.code):
+            low, high = PROBE_LIMITS[m.group(1)]
+            if not low <= int(m.group(2)) <= high:
+                problems.append(f"{f.path.relative_to(d.root)}: {m.group(1)} {m.group(2)} is outside Container Apps' range {low}-{high}")
+    for name, body in container_apps(d.region).items():
+        probes = re.findall(r"\bprobes:[ \t]*([^\n]*)", body)
+        if not probes:
+            problems.append(f"container app {name} defines no probes for its real image")
+        for value in probes:
+            m = re.fullmatch(r"empty\((\w+)\)[ \t]*\?[ \t]*\[\][ \t]*:[ \t]*\w+", value.strip())
+            image = re.search(r"\bimage:[ \t]*empty\((\w+)\)", body)
+            if not m or not image or m.group(1) != image.group(1):
+                problems.append(f"container app {name}: probes '{value.strip()}' also apply to the placeholder image "
+                                "(expected `empty(<image param>) ? [] : <probes>`)")
+        target = re.search(r"\btargetPort:[ \t]*([^\n]*)", object_body(body, "ingress"))
+        if target and not re.match(r"empty\(\w+\)[ \t]*\?[ \t]*placeholderPort[ \t]*:", target.group(1)):
+            problems.append(f"container app {name}: ingress targetPort is {target.group(1).strip()} even with the placeholder image")
+    report.check("probes: thresholds within Container Apps' ranges; none on the placeholder image at first provision", problems)
+
+
+def check_admin_separation(d: Deployment, report: Report) -> None:
+    problems = []
+    apps = container_apps(d.region)
+    restricted = [n for n, b in apps.items() if "ipSecurityRestrictions" in object_body(b, "ingress")]
+    grpc_apps = [n for n, b in apps.items() if re.search(r"targetPort:[ \t]*grpcPort", object_body(b, "additionalPortMappings"))]
+    if len(restricted) != 1:
+        problems.append(f"expected one app with the admin IP rules, found {restricted or 'none'}")
+    if len(grpc_apps) != 1:
+        problems.append(f"expected one app exposing the gRPC port to the edges, found {grpc_apps or 'none'}")
+    for name in set(restricted) & set(grpc_apps):
+        problems.append(f"container app {name} has the admin IP rules and the edges' gRPC port: the rules would cut the edges off")
+    for name in restricted:
+        body = apps[name]
+        if "additionalPortMappings" in body:
+            problems.append(f"the admin app {name} exposes additional ports")
+        if "adminListenerEnv" not in body:
+            problems.append(f"the admin app {name} does not bind its gRPC listener with adminListenerEnv")
+    if not re.search(r"'AIPROXY_GRPC_ADDR',[ \t]*value:[ \t]*'127\.0\.0\.1:", var_expression(d.region, "adminListenerEnv")):
+        problems.append("adminListenerEnv does not bind AIPROXY_GRPC_ADDR to 127.0.0.1 (the admin app's gRPC must not be reachable)")
+    for name in grpc_apps:
+        body = apps[name]
+        if not re.search(r"external:[ \t]*false", object_body(body, "ingress").split("additionalPortMappings")[0]):
+            problems.append(f"the gRPC app {name}'s main ingress is not environment-internal (external: false)")
+        if "grpcListenerEnv" not in body:
+            problems.append(f"the gRPC app {name} does not listen with grpcListenerEnv")
+        app_param = re.search(r"^[ \t]*name:[ \t]*(\w+)", body[1:], re.M)
+        url = re.search(r"'AIPROXY_CONTROL_PLANE_URL',[ \t]*value:[ \t]*'http://\$\{(\w+)\}:", var_expression(d.region, "edgeEnv"))
+        if not app_param or not url or url.group(1) != app_param.group(1):
+            problems.append(f"the edges' AIPROXY_CONTROL_PLANE_URL does not point at the gRPC app {name}")
+    if not re.search(r"output AIPROXY_ADMIN_URL string = 'https://\$\{regionStacks\[0\]\.outputs\.adminFqdn\}'", d.main.code):
+        problems.append("AIPROXY_ADMIN_URL is not the admin app's address (regionStacks[0].outputs.adminFqdn)")
+    report.check("the admin IP rules sit on their own app (admin console/API, gRPC on loopback); the edges' gRPC app has none", problems)
+
+
+def check_otel_off(d: Deployment, report: Report) -> None:
+    problems = []
+    if param_default(d.main, "enableManagedOpenTelemetry") != "false":
+        problems.append(f"main.bicep enableManagedOpenTelemetry defaults to {param_default(d.main, 'enableManagedOpenTelemetry')}, expected false until the binaries export")
+    report.check("the managed OpenTelemetry agent is off by default", problems)
+
+
+def check_outputs_and_hooks(d: Deployment, report: Report) -> None:
+    problems = [f"main.bicep has no output {name} (the RBAC script and the next-step hook read it)"
+                for name in REQUIRED_OUTPUTS if name not in d.main.outputs]
+    hooks = d.azure_yaml.get("hooks", {})
+    run = hooks.get("postprovision", {}).get("run", "")
+    if not run.endswith("next-step.sh"):
+        problems.append("azure.yaml has no postprovision hook running infra/hooks/next-step.sh")
+    postdeploy = d.root / hooks.get("postdeploy", {}).get("run", "missing")
+    if postdeploy.is_file() and "next-step.sh" not in postdeploy.read_text():
+        problems.append("the postdeploy hook does not run next-step.sh after rolling the images out")
+    step = d.infra / "hooks" / "next-step.sh"
+    text = step.read_text() if step.is_file() else ""
+    for needed in ("./scripts/setup-managed-identity-rbac.sh", "AIPROXY_GRANT_RBAC", "AIPROXY_ADMIN_URL", "/healthz"):
+        if needed not in text:
+            problems.append(f"infra/hooks/next-step.sh does not mention {needed}")
+    report.check("azd up prints the next command; the outputs the RBAC script reads exist", problems)
 
 
 def check_docs(d: Deployment, report: Report) -> None:
@@ -394,14 +789,19 @@ def check_docs(d: Deployment, report: Report) -> None:
         for variable in re.findall(r"\$\{(AIPROXY_\w+)", str(entry.get("value", ""))):
             if variable not in text:
                 problems.append(f"docs/deploying.md does not mention {variable}")
+    for variable in ("AIPROXY_GRANT_RBAC", "AIPROXY_DATABASE_MAX_CONNECTIONS"):
+        if variable not in text:
+            problems.append(f"docs/deploying.md does not mention {variable}")
     for heading in ("What was verified", "not verified"):
         if heading.lower() not in text.lower():
             problems.append(f"docs/deploying.md lacks a '{heading}' section")
     report.check("docs/deploying.md covers every azd variable and says what was and was not verified", problems)
 
 
-CHECKS = [check_services, check_parameters, check_modules, check_parameters_file, check_env, check_identity,
-          check_secrets, check_roles, check_ports, check_dockerfile, check_docs]
+CHECKS = [check_services, check_stage_per_service, check_parameters, check_modules, check_parameters_file, check_env,
+          check_identity, check_registry_pull, check_secrets, check_roles, check_ports, check_dockerfile, check_redis,
+          check_redis_sku, check_postgres_sizes, check_connections, check_probes, check_admin_separation,
+          check_otel_off, check_outputs_and_hooks, check_docs]
 
 
 def self_test(report: Report) -> None:

@@ -3,7 +3,7 @@
 mask_bicep() blanks comments and string literals so brackets and keys can be matched safely;
 BicepFile answers what a file declares (params, vars, outputs, module and resource blocks) and
 what it uses; parse_simple_yaml() reads the mapping-only YAML azure.yaml uses; dockerfile_stages()
-splits a Dockerfile into stages with their ENV, USER and EXPOSE.
+splits a Dockerfile into stages with their base image, ENV, USER, EXPOSE and ENTRYPOINT.
 """
 
 from __future__ import annotations
@@ -276,8 +276,11 @@ def parse_simple_yaml(text: str) -> dict:
 # --------------------------------------------------------------------------- Dockerfile
 
 def dockerfile_stages(text: str) -> dict[str, dict]:
+    """Stages in file order (the last one is what a build without --target produces), each with
+    its base image (global ARG defaults substituted), ENV, USER, EXPOSE and ENTRYPOINT."""
     text = re.sub(r"\\\n", " ", text)
     stages: dict[str, dict] = {}
+    args: dict[str, str] = {}
     current = None
     for line in text.splitlines():
         s = line.strip()
@@ -285,10 +288,14 @@ def dockerfile_stages(text: str) -> dict[str, dict]:
             continue
         instr, _, rest = s.partition(" ")
         instr = instr.upper()
-        if instr == "FROM":
+        if instr == "ARG" and current is None:
+            name, _, default = rest.strip().partition("=")
+            args[name.strip()] = default.strip().strip("'\"")
+        elif instr == "FROM":
             m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda a: args.get(a.group(1) or a.group(2), a.group(0)), m.group(1))
             name = (m.group(2) or f"stage{len(stages)}").lower()
-            current = {"from": m.group(1), "env": {}, "user": None, "lines": [], "expose": []}
+            current = {"from": image, "env": {}, "user": None, "lines": [], "expose": [], "entrypoint": None}
             stages[name] = current
         elif current is not None:
             current["lines"].append(s)
@@ -299,4 +306,6 @@ def dockerfile_stages(text: str) -> dict[str, dict]:
                 current["user"] = rest.strip()
             elif instr == "EXPOSE":
                 current["expose"] += rest.split()
+            elif instr == "ENTRYPOINT":
+                current["entrypoint"] = rest.strip()
     return stages
