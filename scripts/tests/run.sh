@@ -48,11 +48,15 @@ SHELL_FILES=(
   scripts/admin-web-test.sh
   .ci/run
   infra/hooks/postdeploy.sh
+  infra/hooks/next-step.sh
   scripts/tests/run.sh
   scripts/tests/lib.sh
   scripts/tests/test-rbac-script.sh
   scripts/tests/test-postdeploy-hook.sh
+  scripts/tests/test-next-step-hook.sh
   scripts/tests/fake-az/az
+  scripts/tests/fake-az/azd
+  scripts/tests/test-rbac-catalog.sh
   loadtest/bench/side_by_side.sh
 )
 
@@ -74,7 +78,9 @@ run_shellcheck() {
 
 suite "shellcheck" run_shellcheck
 suite "RBAC script against a fake az" bash "$HERE/test-rbac-script.sh"
+suite "RBAC script with no arguments: azd environment and catalog" bash "$HERE/test-rbac-catalog.sh"
 suite "postdeploy hook against a fake az" bash "$HERE/test-postdeploy-hook.sh"
+suite "next-step hook (prints or runs the RBAC script)" bash "$HERE/test-next-step-hook.sh"
 suite "offline infra checks" python3 "$HERE/check_infra.py"
 suite "the infra checks catch broken files" python3 "$HERE/test_check_infra.py"
 
