@@ -66,11 +66,12 @@ ensure_postgres
 ensure_redis
 ensure_python_sdks
 
-echo "== deployment tests (RBAC script, infra offline checks)"
-bash scripts/tests/run.sh
-
 echo "== building the binaries the end-to-end tests launch"
 cargo build --locked --workspace --bins
+
+# After the build: one RBAC test runs the control plane just built.
+echo "== deployment tests (RBAC script, hooks, infra offline checks)"
+bash scripts/tests/run.sh
 
 echo "== admin console (build, component tests, end to end in headless Chromium)"
 bash scripts/admin-web-test.sh
