@@ -20,8 +20,8 @@ pub const MAX_RECORDS_PER_BATCH: usize = 5000;
 pub const MAX_BATCH_ID_CHARS: usize = 128;
 /// Longest id or deployment name a record may carry, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
-/// Longest once key, in bytes.
-pub const MAX_ONCE_KEY_BYTES: usize = 512;
+/// Longest once key, in bytes (part of the Sync contract).
+pub use aiproxy_proto::MAX_ONCE_KEY_BYTES;
 /// Most tokens one record (or one lease's debt) may count: far beyond any real call, and small
 /// enough that a full batch cannot overflow a 64-bit sum.
 pub const MAX_TOKENS: u64 = 1_000_000_000_000_000;

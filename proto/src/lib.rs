@@ -9,6 +9,10 @@ pub mod v1 {
         tonic::include_file_descriptor_set!("aiproxy_descriptor");
 }
 
+/// Longest `UsageRecord.once_key` the control plane accepts, in bytes: a longer one has its whole
+/// batch refused, so the edge replaces it by a digest first.
+pub const MAX_ONCE_KEY_BYTES: usize = 512;
+
 /// `Debug` for the messages that carry secrets (upstream keys, managed-identity tokens, the key
 /// hash secret): everything but the secret, so a stray `?update` in a log leaks nothing.
 mod redacted_debug {

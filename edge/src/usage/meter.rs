@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use aiproxy_proto::MAX_ONCE_KEY_BYTES;
 use aiproxy_proto::v1 as pb;
 use bytes::Bytes;
 use http::Response;
@@ -228,7 +229,7 @@ impl Pending {
         // (here for the caps, in the control plane for the totals).
         let once_key = found
             .once_id
-            .map(|id| format!("{resource_id}:{id}"))
+            .map(|id| bounded_once_key(format!("{resource_id}:{id}")))
             .unwrap_or_default();
         let first_charge = once_key.is_empty() || self.state.usage.first_sight(&once_key);
         if first_charge {
@@ -256,6 +257,20 @@ impl Pending {
             once_key,
         });
     }
+}
+
+/// An object id comes from the upstream's answer: one too long for the control plane is replaced
+/// by its SHA-256 (still one key per object, so it is counted once).
+fn bounded_once_key(key: String) -> String {
+    if key.len() <= MAX_ONCE_KEY_BYTES {
+        return key;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut out = String::from("sha256:");
+    for byte in digest.as_ref() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
 }
 
 struct MeteredBody {
@@ -424,6 +439,21 @@ mod tests {
             limit,
             over: false,
         }
+    }
+
+    #[test]
+    fn a_once_key_too_long_for_the_control_plane_becomes_its_digest() {
+        let short = "r1:run:run_abc".to_string();
+        assert_eq!(bounded_once_key(short.clone()), short);
+        let long = format!("r1:run:{}", "x".repeat(600));
+        let bounded = bounded_once_key(long.clone());
+        assert!(bounded.len() <= MAX_ONCE_KEY_BYTES, "{bounded}");
+        assert!(bounded.starts_with("sha256:"));
+        assert_eq!(bounded, bounded_once_key(long), "one object, one key");
+        assert_ne!(
+            bounded,
+            bounded_once_key(format!("r1:run:{}", "y".repeat(600)))
+        );
     }
 
     #[test]
