@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
 use chrono::{DateTime, Duration, Utc};
+use tokio::sync::watch;
 
 use crate::state::EdgeState;
 
@@ -100,6 +101,9 @@ struct Allowance {
     /// The last lease call failed: until then, requests with nothing leased are let through at
     /// once (a background lease keeps trying) instead of each waiting for the control plane.
     unreachable_until: Option<std::time::Instant>,
+    /// A request with nothing leased is fetching a lease and others wait for it: one lease call,
+    /// not one per waiting request (turns `true` when it is in; dropped if that request is).
+    leasing: Option<watch::Receiver<bool>>,
 }
 
 #[derive(Default)]
@@ -148,6 +152,7 @@ impl Default for Allowance {
             dry: false,
             refilling: false,
             unreachable_until: None,
+            leasing: None,
         }
     }
 }
@@ -302,43 +307,68 @@ impl Quotas {
         cost: u64,
         now: DateTime<Utc>,
     ) -> Result<(), CapReached> {
-        match self.admit_local(key, cost) {
-            Local::Admitted { refill }
-            | Local::Empty {
-                wait: false,
-                refill,
-            } => {
-                if refill {
-                    spawn_refill(state, key.clone());
-                }
-                return Ok(());
-            }
-            Local::Reached => return Err(reached(key, now)),
-            Local::Empty { wait: true, .. } => {}
-        }
-        // Yesterday's allowances are of no use any more (the event budget has no day).
-        let today = key.day.clone();
-        self.with(|all| all.retain(|k, _| k.day.is_empty() || k.day == today));
-        let (wanted, debt) = self.lease_terms(key);
-        let granted = lease(state, key, wanted, debt).await;
-        self.leased(key, granted.as_ref().map_err(String::as_str), debt);
-        match granted {
-            Ok(_) => match self.admit_local(key, cost) {
-                Local::Admitted { refill } => {
+        // Each round: the allowance admits, refuses, or is empty; then one request leases while
+        // the others wait for it. A few rounds cover waiters that a small first lease missed.
+        for _ in 0..4 {
+            match self.admit_local(key, cost) {
+                Local::Admitted { refill }
+                | Local::Empty {
+                    wait: false,
+                    refill,
+                } => {
                     if refill {
                         spawn_refill(state, key.clone());
                     }
-                    Ok(())
+                    return Ok(());
                 }
-                Local::Reached | Local::Empty { .. } => Err(reached(key, now)),
-            },
-            Err(e) => {
-                tracing::warn!(event = %key.event_id, counter = ?key.counter, error = %e, "cap not checked: the control plane is unreachable");
-                Ok(())
+                Local::Reached => return Err(reached(key, now)),
+                Local::Empty { wait: true, .. } => {}
+            }
+            match self.lease_turn(key) {
+                Turn::Wait(mut done) => {
+                    // The sender dropped (that request went away) ends the wait too.
+                    let _ = done.wait_for(|in_| *in_).await;
+                }
+                Turn::Lead(turn) => {
+                    // Yesterday's allowances are of no use any more (the event budget has no day).
+                    let today = key.day.clone();
+                    self.with(|all| all.retain(|k, _| k.day.is_empty() || k.day == today));
+                    let (wanted, debt) = self.lease_terms(key);
+                    let granted = lease(state, key, wanted, debt).await;
+                    self.leased(key, granted.as_ref().map_err(String::as_str), debt);
+                    drop(turn);
+                    if let Err(e) = granted {
+                        tracing::warn!(event = %key.event_id, counter = ?key.counter, error = %e, "cap not checked: the control plane is unreachable");
+                        return Ok(());
+                    }
+                }
             }
         }
+        Err(reached(key, now))
     }
 
+    /// Who fetches the lease `key` waits for: this request, or another one already on it.
+    fn lease_turn<'a>(&'a self, key: &'a Key) -> Turn<'a> {
+        self.with(|all| {
+            let allowance = allowance_of(all, key);
+            if let Some(done) = allowance
+                .leasing
+                .as_ref()
+                .filter(|d| d.has_changed().is_ok())
+            {
+                return Turn::Wait(done.clone());
+            }
+            let (tx, rx) = watch::channel(false);
+            allowance.leasing = Some(rx);
+            Turn::Lead(LeaseTurn {
+                quotas: self,
+                key,
+                tx,
+            })
+        })
+    }
+
+    /// Lease calls made since start.
     pub fn lease_calls(&self) -> u64 {
         self.lease_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -402,6 +432,30 @@ fn reached(key: &Key, now: DateTime<Utc>) -> CapReached {
             ),
             retry_after_secs: None,
         },
+    }
+}
+
+enum Turn<'a> {
+    Wait(watch::Receiver<bool>),
+    Lead(LeaseTurn<'a>),
+}
+
+/// The request fetching a lease others wait for; when it ends (lease in, or the request dropped)
+/// the waiters look again.
+struct LeaseTurn<'a> {
+    quotas: &'a Quotas,
+    key: &'a Key,
+    tx: watch::Sender<bool>,
+}
+
+impl Drop for LeaseTurn<'_> {
+    fn drop(&mut self) {
+        self.quotas.with(|all| {
+            if let Some(a) = all.get_mut(self.key) {
+                a.leasing = None;
+            }
+        });
+        let _ = self.tx.send(true);
     }
 }
 

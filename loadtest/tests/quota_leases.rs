@@ -104,3 +104,38 @@ async fn a_busy_attendee_costs_a_few_leases_per_second_and_the_cap_still_holds()
         ok + more
     );
 }
+
+/// A burst of first calls (nothing leased yet) takes one lease, not one per call: the others wait
+/// for it. With a base lease of 20 and 60 calls at once, a few more follow; never 60.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_first_calls_shares_its_lease() {
+    const BURST: usize = 60;
+    let s = Scenario::start(MockConfig::default()).await;
+    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
+    event["daily_request_cap"] = json!(10_000_000);
+    s.admin.put(&format!("/events/{}", s.event_id), event).await;
+    s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
+
+    let url = format!(
+        "{}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}",
+        s.edge.api_base()
+    );
+    let before = lease_calls(&s).await;
+    let http = reqwest::Client::new();
+    let calls: Vec<_> = (0..BURST)
+        .map(|_| {
+            let request = http
+                .post(&url)
+                .header("api-key", &s.key)
+                .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    let leases = lease_calls(&s).await - before;
+    println!("[quota] {BURST} first calls at once: {leases} lease calls");
+    // 60 calls on leases of 20 (the base) need 3; a background refill or two may join them.
+    assert!(leases <= 6, "{leases} lease calls for a burst of {BURST}");
+}
