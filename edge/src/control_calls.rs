@@ -184,12 +184,21 @@ impl ControlPlaneCalls {
     }
 
     /// Delivers one batch of usage records; `Ok(true)` if it had been delivered before.
-    pub async fn report_usage(&self, batch: pb::UsageBatch) -> Result<bool, tonic::Status> {
-        let mut client = EdgeServiceClient::new(self.background.clone());
-        client
-            .report_usage(self.request(batch))
+    pub async fn report_usage(
+        &self,
+        batch: aiproxy_proto::EncodedUsageBatch,
+    ) -> Result<bool, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.background.clone());
+        grpc.ready()
             .await
-            .map(|ack| ack.into_inner().duplicate)
+            .map_err(|e| tonic::Status::unavailable(format!("the channel is not ready: {e}")))?;
+        grpc.unary(
+            self.request(batch),
+            http::uri::PathAndQuery::from_static(aiproxy_proto::REPORT_USAGE_PATH),
+            aiproxy_proto::ReportUsageCodec::default(),
+        )
+        .await
+        .map(|ack| ack.into_inner().duplicate)
     }
 
     /// An attendee's usage on one UTC day, and the event's total tokens. On the background

@@ -13,6 +13,41 @@ pub mod v1 {
 /// batch refused, so the edge replaces it by a digest first.
 pub const MAX_ONCE_KEY_BYTES: usize = 512;
 
+/// A `v1::UsageBatch` already encoded, sent as it is: an edge encodes each batch once, for the
+/// wire and for its spill file alike (`EdgeService.ReportUsage` with [`ReportUsageCodec`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedUsageBatch(pub bytes::Bytes);
+
+impl prost::Message for EncodedUsageBatch {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    /// Never decoded (the control plane reads `v1::UsageBatch`): fields are skipped.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The codec of `EdgeService.ReportUsage` with a batch encoded beforehand.
+pub type ReportUsageCodec = tonic_prost::ProstCodec<EncodedUsageBatch, v1::UsageAck>;
+/// The method path of `EdgeService.ReportUsage`.
+pub const REPORT_USAGE_PATH: &str = "/aiproxy.v1.EdgeService/ReportUsage";
+
 /// `Debug` for the messages that carry secrets (upstream keys, managed-identity tokens, the key
 /// hash secret): everything but the secret, so a stray `?update` in a log leaks nothing.
 mod redacted_debug {

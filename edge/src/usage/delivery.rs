@@ -3,9 +3,11 @@
 //! Records collect in memory and are sealed into batches (at most `batch_records` each) at least
 //! every `flush_interval`, or at once when that many are waiting. A sealed batch has an id and
 //! never changes: it is sent, and sent again with the same id until the control plane
-//! acknowledges it, which applies each id once. With `AIPROXY_EDGE_STATE_DIR` set, every batch is
-//! written to `<dir>/usage/` when sealed and deleted when acknowledged, so a restart (or a crash)
-//! delivers it later. While the control plane is unreachable, records wait, up to
+//! acknowledges it, which applies each id once. A batch is encoded once, when sealed. With
+//! `AIPROXY_EDGE_STATE_DIR` set, a batch whose send fails (and, at shutdown, any not yet
+//! acknowledged) is written to `<dir>/usage/` and deleted when acknowledged, so a restart (or a
+//! crash during an outage) delivers it later; on the happy path, which is the request path's
+//! core, nothing touches the disk. While the control plane is unreachable, records wait, up to
 //! `buffer_records`; past that, new records are dropped, counted (`/readyz`) and logged. On
 //! shutdown the edge seals and sends what it holds before it exits.
 
@@ -15,7 +17,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aiproxy_proto::EncodedUsageBatch;
 use aiproxy_proto::v1 as pb;
+use bytes::Bytes;
 use prost::Message;
 use tokio::sync::Notify;
 
@@ -46,7 +50,10 @@ pub struct DeliveryStatus {
 }
 
 struct Sealed {
-    batch: pb::UsageBatch,
+    id: String,
+    records: usize,
+    /// The `pb::UsageBatch`, encoded: what is sent, and what is written to disk.
+    encoded: Bytes,
     /// Where the batch waits on disk, if it does.
     file: Option<PathBuf>,
 }
@@ -82,7 +89,7 @@ impl UsageDelivery {
         if let Some(dir) = &spill {
             match load_spilled(dir) {
                 Ok(found) if !found.is_empty() => {
-                    let records: usize = found.iter().map(|s| s.batch.records.len()).sum();
+                    let records: usize = found.iter().map(|s| s.records).sum();
                     tracing::info!(
                         batches = found.len(),
                         records,
@@ -158,9 +165,13 @@ impl UsageDelivery {
         true
     }
 
-    /// Seals the open records into batches (written to disk when a state folder is set).
+    /// Seals the open records into batches, each encoded once.
     fn seal(&self) {
-        let open = self.with(|b| std::mem::take(&mut b.open));
+        let open = self.with(|b| {
+            // The next batch is likely as large as this one: no regrowing on the request path.
+            let next = b.open.len().min(self.settings.batch_records);
+            std::mem::replace(&mut b.open, Vec::with_capacity(next))
+        });
         if open.is_empty() {
             return;
         }
@@ -177,28 +188,57 @@ impl UsageDelivery {
                 edge_id: self.edge_id.clone(),
                 records: records.by_ref().take(self.settings.batch_records).collect(),
             };
-            let file = self.spill.as_ref().and_then(|dir| match spill(dir, &batch) {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "could not write a usage batch to disk; it is kept in memory only");
-                    None
-                }
+            sealed.push(Sealed {
+                records: batch.records.len(),
+                encoded: Bytes::from(batch.encode_to_vec()),
+                id: batch.batch_id,
+                file: None,
             });
-            sealed.push(Sealed { batch, file });
         }
         self.with(|b| b.sealed.extend(sealed));
     }
 
-    /// Sends the sealed batches in order until all are acknowledged or one fails.
+    /// Writes every sealed batch not yet on disk to the state folder (when one is set): done
+    /// when a send fails, and at shutdown.
+    fn spill_waiting(&self) {
+        let Some(dir) = &self.spill else { return };
+        let waiting: Vec<(String, Bytes)> = self.with(|b| {
+            b.sealed
+                .iter()
+                .filter(|s| s.file.is_none())
+                .map(|s| (s.id.clone(), s.encoded.clone()))
+                .collect()
+        });
+        for (id, encoded) in waiting {
+            match spill(dir, &id, &encoded, "pb") {
+                Ok(file) => self.with(|b| {
+                    if let Some(s) = b.sealed.iter_mut().find(|s| s.id == id) {
+                        s.file = Some(file);
+                    } else {
+                        // Acknowledged meanwhile.
+                        let _ = std::fs::remove_file(&file);
+                    }
+                }),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not write a usage batch to disk; it is kept in memory only");
+                }
+            }
+        }
+    }
+
+    /// Sends the sealed batches in order until all are acknowledged or one fails (then those
+    /// waiting go to disk).
     async fn send_sealed(&self, control: &ControlPlaneCalls) -> Result<(), String> {
         let _one_sender = self.sending.lock().await;
         loop {
-            let Some(batch) = self.with(|b| b.sealed.front().map(|s| s.batch.clone())) else {
+            let Some((id, records, encoded)) = self.with(|b| {
+                b.sealed
+                    .front()
+                    .map(|s| (s.id.clone(), s.records, s.encoded.clone()))
+            }) else {
                 return Ok(());
             };
-            let id = batch.batch_id.clone();
-            let records = batch.records.len();
-            match control.report_usage(batch).await {
+            match control.report_usage(EncodedUsageBatch(encoded)).await {
                 Ok(duplicate) => {
                     if duplicate {
                         tracing::debug!(batch = %id, "usage batch had been delivered before");
@@ -224,13 +264,25 @@ impl UsageDelivery {
                         b.status.refused_records += records as u64;
                         b.sealed.pop_front()
                     });
-                    if let Some(file) = refused.and_then(|s| s.file) {
-                        let _ = std::fs::rename(&file, file.with_extension("refused"));
+                    match (refused, &self.spill) {
+                        (
+                            Some(Sealed {
+                                file: Some(file), ..
+                            }),
+                            _,
+                        ) => {
+                            let _ = std::fs::rename(&file, file.with_extension("refused"));
+                        }
+                        (Some(sealed), Some(dir)) => {
+                            let _ = spill(dir, &sealed.id, &sealed.encoded, "refused");
+                        }
+                        _ => {}
                     }
                 }
                 Err(status) => {
                     let error = format!("{}: {}", status.code(), status.message());
                     self.with(|b| b.status.last_error = Some(error.clone()));
+                    self.spill_waiting();
                     return Err(error);
                 }
             }
@@ -281,6 +333,7 @@ impl UsageDelivery {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 _ => {
+                    self.spill_waiting();
                     let left = self.status().pending_records;
                     if self.spill.is_some() {
                         tracing::warn!(
@@ -300,11 +353,12 @@ impl UsageDelivery {
     }
 }
 
-fn spill(dir: &Path, batch: &pb::UsageBatch) -> std::io::Result<PathBuf> {
+/// Writes one encoded batch as `<dir>/<id>.<extension>` (whole or not at all).
+fn spill(dir: &Path, id: &str, encoded: &[u8], extension: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let file = dir.join(format!("{}.pb", batch.batch_id));
-    let partial = dir.join(format!("{}.partial", batch.batch_id));
-    std::fs::write(&partial, batch.encode_to_vec())?;
+    let file = dir.join(format!("{id}.{extension}"));
+    let partial = dir.join(format!("{id}.partial"));
+    std::fs::write(&partial, encoded)?;
     std::fs::rename(&partial, &file)?;
     Ok(file)
 }
@@ -327,12 +381,17 @@ fn load_spilled(dir: &Path) -> std::io::Result<Vec<Sealed>> {
     files.sort();
     let mut found = Vec::new();
     for file in files {
-        match std::fs::read(&file)
+        let read = std::fs::read(&file)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| pb::UsageBatch::decode(bytes.as_slice()).map_err(|e| e.to_string()))
-        {
-            Ok(batch) => found.push(Sealed {
-                batch,
+            .and_then(|bytes| {
+                let batch = pb::UsageBatch::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+                Ok((batch, bytes))
+            });
+        match read {
+            Ok((batch, bytes)) => found.push(Sealed {
+                id: batch.batch_id,
+                records: batch.records.len(),
+                encoded: Bytes::from(bytes),
                 file: Some(file),
             }),
             Err(e) => {
@@ -383,6 +442,11 @@ mod tests {
             delivery.push(record(n));
         }
         delivery.seal();
+        assert!(
+            !dir.join("usage").exists(),
+            "sealing alone writes nothing: the happy path stays off the disk"
+        );
+        delivery.spill_waiting();
         drop(delivery);
         std::fs::write(dir.join("usage/zzz.pb"), b"\xff\xff not a batch").unwrap();
         let again = UsageDelivery::new("edge", settings(100), Some(&dir));
@@ -390,13 +454,18 @@ mod tests {
         let totals: Vec<u64> = again.with(|b| {
             b.sealed
                 .iter()
-                .flat_map(|s| s.batch.records.iter().map(|r| r.total_tokens))
+                .flat_map(|s| {
+                    pb::UsageBatch::decode(s.encoded.as_ref())
+                        .unwrap()
+                        .records
+                        .into_iter()
+                        .map(|r| r.total_tokens)
+                })
                 .collect()
         });
         assert_eq!(totals, vec![0, 1, 2, 3, 4]);
         assert!(dir.join("usage/zzz.bad").exists());
-        let sizes: Vec<usize> =
-            again.with(|b| b.sealed.iter().map(|s| s.batch.records.len()).collect());
+        let sizes: Vec<usize> = again.with(|b| b.sealed.iter().map(|s| s.records).collect());
         assert_eq!(sizes, vec![2, 2, 1]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
