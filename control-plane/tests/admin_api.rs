@@ -108,7 +108,7 @@ async fn moving_the_endpoint_to_another_host_needs_the_new_hosts_key() {
         "{err}"
     );
     let (endpoint, key) = stored_key(&api).await;
-    assert_eq!(endpoint, "https://AOAI-SWEDEN.openai.azure.com/openai");
+    assert_eq!(endpoint, "https://aoai-sweden.openai.azure.com/openai");
     assert_eq!(key.as_deref(), Some("sk-upstream-secret"));
 
     // Another host with its own key: accepted, and that key is the one stored.
