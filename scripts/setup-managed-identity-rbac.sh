@@ -96,8 +96,9 @@ AIPROXY_IDENTITY_PRINCIPAL_ID):
   --identity-name NAME       user-assigned identity in --resource-group (azd output
                              AIPROXY_IDENTITY_NAME)
   --principal-id GUID        object (principal) id of the identity; no lookup
-  --container-app NAME       the single user-assigned identity attached to this container
-                             app in --resource-group
+  --container-app NAME       the user-assigned identity attached to this container app in
+                             --resource-group; of several (the templates attach the AcrPull-only
+                             one too), the one its container names in AZURE_CLIENT_ID
   --system-assigned          with --container-app: use the app's system-assigned identity
                              instead. The proxy does NOT authenticate as it by default;
                              only for a deployment you configured that way
@@ -568,8 +569,26 @@ else
       fi
       die "$EXIT_PRECONDITION" "container app '$CONTAINER_APP' has no user-assigned identity. The system-assigned one is not used unless you pass --system-assigned"
     fi
+    if [[ ${#principals[@]} -gt 1 && $USE_SYSTEM_ASSIGNED -eq 0 ]]; then
+      # The templates attach two: the proxy's identity and the AcrPull-only one that pulls the
+      # image. The proxy authenticates as the one its container names in AZURE_CLIENT_ID.
+      app_client_id=""
+      if az_capture resource show --resource-group "$RESOURCE_GROUP" --name "$CONTAINER_APP"         --resource-type Microsoft.App/containerApps "${SUB_ARGS[@]}"         --query "properties.template.containers[].env[?name=='AZURE_CLIENT_ID'].value[]" -o tsv; then
+        app_client_id=$(printf '%s\n' "$AZ_OUT" | sed '/^[[:space:]]*$/d' | head -n1)
+      fi
+      if [[ $app_client_id =~ $GUID_RE ]] &&
+        az_capture resource show --resource-group "$RESOURCE_GROUP" --name "$CONTAINER_APP"           --resource-type Microsoft.App/containerApps "${SUB_ARGS[@]}"           --query 'identity.userAssignedIdentities.*.[principalId, clientId]' -o tsv; then
+        while IFS=$'\t' read -r p c; do
+          if [[ -n $p && ${c,,} == "${app_client_id,,}" ]]; then
+            principals=("$p")
+            PRINCIPAL_LABEL="user-assigned identity of container app '$CONTAINER_APP' (its AZURE_CLIENT_ID $app_client_id)"
+            break
+          fi
+        done <<<"$AZ_OUT"
+      fi
+    fi
     [[ ${#principals[@]} -eq 1 ]] ||
-      die "$EXIT_PRECONDITION" "container app '$CONTAINER_APP' has ${#principals[@]} user-assigned identities: name the one the proxy uses with --identity-name"
+      die "$EXIT_PRECONDITION" "container app '$CONTAINER_APP' has ${#principals[@]} user-assigned identities and its container names none of them in AZURE_CLIENT_ID: name the one the proxy uses with --identity-name"
     PRINCIPAL_ID=${principals[0]}
   fi
 fi

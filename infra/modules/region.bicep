@@ -58,11 +58,13 @@ param encryptionKey string
 var adminPort = 8081
 var grpcPort = 50051
 var edgePort = 8080
-// Shown until azd deploys the real images. It serves HTTP on port 80 and has none of the
-// proxy's endpoints, so while an app runs it, its ingress targets port 80 and it gets none of
-// the probes below (Container Apps' default TCP probes on the ingress port apply instead).
+// Shown until azd deploys the real images. It has none of the proxy's endpoints, so it gets
+// none of the probes below (Container Apps' default TCP probes on the ingress port apply, and
+// the placeholder, listening on port 80, fails them: its revision shows "Activation failed"
+// until the deploy, which does not fail the provision). The ingress targetPort is always the
+// real port, never the placeholder's: `azd deploy` changes only the image of an app
+// (containers[0].image), so a port chosen for the placeholder would stay on the real image.
 var placeholderImage = 'mcr.microsoft.com/k8se/quickstart:latest'
-var placeholderPort = 80
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: logAnalyticsName
@@ -279,7 +281,7 @@ resource controlPlane 'Microsoft.App/containerApps@2024-10-02-preview' = {
       // Environment-internal only, and never IP-restricted: the edges' gRPC port is here.
       ingress: {
         external: false
-        targetPort: empty(controlPlaneImage) ? placeholderPort : adminPort
+        targetPort: adminPort
         transport: 'auto'
         allowInsecure: false
         additionalPortMappings: [
@@ -336,7 +338,7 @@ resource admin 'Microsoft.App/containerApps@2024-10-02-preview' = if (isPrimary)
       // The only ingress the admin IP rules apply to; no other port is exposed.
       ingress: {
         external: true
-        targetPort: empty(adminImage) ? placeholderPort : adminPort
+        targetPort: adminPort
         transport: 'auto'
         allowInsecure: false
         ipSecurityRestrictions: [
@@ -391,7 +393,7 @@ resource edge 'Microsoft.App/containerApps@2024-10-02-preview' = {
       identitySettings: pullIdentitySettings
       ingress: {
         external: true
-        targetPort: empty(edgeImage) ? placeholderPort : edgePort
+        targetPort: edgePort
         transport: 'auto'
         allowInsecure: false
       }

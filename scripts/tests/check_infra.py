@@ -714,10 +714,17 @@ def check_probes(d: Deployment, report: Report) -> None:
             if not m or not image or m.group(1) != image.group(1):
                 problems.append(f"container app {name}: probes '{value.strip()}' also apply to the placeholder image "
                                 "(expected `empty(<image param>) ? [] : <probes>`)")
+        # `azd deploy` changes only containers[0].image (azd's containerAppService.AddRevision), so
+        # an ingress port chosen for the placeholder would stay on the real image: the real
+        # image's port, always.
         target = re.search(r"\btargetPort:[ \t]*([^\n]*)", object_body(body, "ingress"))
-        if target and not re.match(r"empty\(\w+\)[ \t]*\?[ \t]*placeholderPort[ \t]*:", target.group(1)):
-            problems.append(f"container app {name}: ingress targetPort is {target.group(1).strip()} even with the placeholder image")
-    report.check("probes: thresholds within Container Apps' ranges; none on the placeholder image at first provision", problems)
+        if not target or not re.fullmatch(r"(adminPort|edgePort)", target.group(1).strip()):
+            problems.append(f"container app {name}: ingress targetPort is "
+                            f"{target.group(1).strip() if target else 'missing'}, not the real image's port "
+                            "(adminPort / edgePort): azd deploy swaps only the image, so the real image would "
+                            "keep the placeholder's port")
+    report.check("probes: thresholds within Container Apps' ranges; none on the placeholder image at first provision; "
+                 "ingress on the real port", problems)
 
 
 def check_admin_separation(d: Deployment, report: Report) -> None:

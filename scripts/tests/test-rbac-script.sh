@@ -15,6 +15,9 @@ readonly SUB=11111111-1111-1111-1111-111111111111
 readonly OTHER_SUB=22222222-2222-2222-2222-222222222222
 readonly UAMI=aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa   # the proxy's user-assigned identity
 readonly SYSTEM=5555aaaa-5555-5555-5555-555555555555 # the container app's system-assigned one
+readonly PULL_UAMI=bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb       # the AcrPull-only identity the templates attach too
+readonly UAMI_CLIENT=cccccccc-aaaa-aaaa-aaaa-aaaaaaaaaaaa     # the client id of UAMI
+readonly PULL_CLIENT=cccccccc-bbbb-bbbb-bbbb-bbbbbbbbbbbb     # the client id of PULL_UAMI
 readonly OPENAI_USER=5e0bd9bd-7b93-4f28-af87-19fc36ad61bd
 readonly AI_USER=53ca6127-db72-4e31-b599-04dc5da150b4
 readonly SEARCH_READER=1407120a-92aa-4202-b7e9-c0e197c71c8f
@@ -38,8 +41,13 @@ setup_case() {
   printf '%s Contoso AI\n%s Other\n' "$SUB" "$OTHER_SUB" >"$FAKE_AZ_STATE/subscription"
   echo "rg-aiproxy/id-aiproxy $UAMI" >"$FAKE_AZ_STATE/identities"
   printf '%s\n' "$AOAI_SWE" "$AOAI_EUS" "$HUB" "$PROJECT" "$SEARCH" "$OTHER_AOAI" >"$FAKE_AZ_STATE/resources"
-  echo "rg-aiproxy/ca-cp-swedencentral $SYSTEM $UAMI" >"$FAKE_AZ_STATE/containerapps"
-  echo "rg-aiproxy/ca-no-uami $SYSTEM -" >>"$FAKE_AZ_STATE/containerapps"
+  {
+    echo "rg-aiproxy/ca-cp-swedencentral $SYSTEM $UAMI"
+    echo "rg-aiproxy/ca-no-uami $SYSTEM -"
+    # As the templates deploy it: the AcrPull-only identity too, the proxy's named in AZURE_CLIENT_ID.
+    echo "rg-aiproxy/ca-cp-two - $PULL_UAMI,$UAMI $PULL_CLIENT,$UAMI_CLIENT $UAMI_CLIENT"
+    echo "rg-aiproxy/ca-two-unnamed - $PULL_UAMI,$UAMI $PULL_CLIENT,$UAMI_CLIENT -"
+  } >"$FAKE_AZ_STATE/containerapps"
 }
 
 rbac() { # rbac ARGS...: the script with the fake az first on PATH and no azd variables
@@ -201,6 +209,22 @@ test_container_app_uses_its_user_assigned_identity_not_the_system_one() {
   expect_file_has_line "$FAKE_AZ_LOG" "az resource show --resource-group rg-aiproxy --name ca-cp-swedencentral --resource-type Microsoft.App/containerApps --subscription $SUB --query identity.userAssignedIdentities.*.principalId -o tsv"
   expect_file_has_line "$FAKE_AZ_LOG" "$(create_line "$UAMI" "$OPENAI_USER" "$AOAI_SWE")"
   expect_file_lacks "$FAKE_AZ_LOG" "$SYSTEM"
+}
+
+test_container_app_with_the_pull_identity_too_uses_the_one_in_azure_client_id() {
+  rbac --resource-group rg-aiproxy --container-app ca-cp-two --target-resource-group rg-ai --openai-account aoai-swe
+  expect_status 0
+  expect_stdout_has "its AZURE_CLIENT_ID $UAMI_CLIENT"
+  expect_file_has_line "$FAKE_AZ_LOG" "$(create_line "$UAMI" "$OPENAI_USER" "$AOAI_SWE")"
+  expect_file_lacks "$FAKE_AZ_LOG" "--assignee-object-id $PULL_UAMI"
+}
+
+test_container_app_with_two_identities_and_none_named_refuses() {
+  rbac --resource-group rg-aiproxy --container-app ca-two-unnamed --target-resource-group rg-ai --openai-account aoai-swe
+  expect_status 2
+  expect_stderr_has "has 2 user-assigned identities"
+  expect_stderr_has "--identity-name"
+  expect_no_create
 }
 
 test_system_assigned_identity_only_when_asked() {
