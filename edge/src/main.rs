@@ -4,15 +4,12 @@ use aiproxy_edge::config::EdgeConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let telemetry = aiproxy_telemetry::init("aiproxy-edge", "info")?;
     let config = EdgeConfig::parse();
-    aiproxy_edge::run(config, shutdown_signal()).await
+    let result = aiproxy_edge::run(config, shutdown_signal()).await;
+    // The servers have stopped: export what is buffered before exiting.
+    telemetry.shutdown().await;
+    result
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@
 pub mod identity;
 pub mod load;
 pub mod mock;
+pub mod otlp;
 pub mod private_servers;
 pub mod process;
 pub mod stack;

@@ -89,9 +89,24 @@ const AZURE_VARIABLES: [&str; 8] = [
     "MSI_ENDPOINT",
 ];
 
+/// `OTEL_*` (and the log format) from the outer environment: never inherited.
+fn telemetry_variables() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.to_str()
+                .is_some_and(|n| n.starts_with("OTEL_") || n == "AIPROXY_LOG_FORMAT")
+        })
+        .collect()
+}
+
 fn command(binary: &str, log: &Path) -> Command {
     let mut cmd = Command::new(bin_path(binary));
     for var in AZURE_VARIABLES {
+        cmd.env_remove(var);
+    }
+    // Nothing a test starts exports telemetry anywhere but where the test says.
+    for var in telemetry_variables() {
         cmd.env_remove(var);
     }
     let log_file = std::fs::OpenOptions::new()
@@ -773,6 +788,9 @@ pub async fn run_python_check(script: &str, env: &[(&str, String)], success: &st
         "AZURE_OPENAI_API_KEY",
         "AZURE_OPENAI_ENDPOINT",
     ] {
+        command.env_remove(var);
+    }
+    for var in telemetry_variables() {
         command.env_remove(var);
     }
     for (k, v) in env {

@@ -12,6 +12,7 @@ mod fields;
 mod resources;
 pub mod security_headers;
 pub mod server;
+mod trace;
 mod usage;
 mod usage_csv;
 
@@ -97,7 +98,8 @@ fn api_router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_token,
-        ));
+        ))
+        .layer(middleware::from_fn(trace::admin_request));
     Router::new()
         .nest("/admin/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

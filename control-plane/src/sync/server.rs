@@ -11,6 +11,7 @@ use pb::edge_message::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::chunks::MAX_SYNC_MESSAGE_BYTES;
 use super::convert;
@@ -83,7 +84,19 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
             outbound: tx,
             max_message_bytes: MAX_SYNC_MESSAGE_BYTES,
         };
-        tokio::spawn(session.run(hello, inbound));
+        // One span per Sync session, from Hello to the stream's end.
+        let span = tracing::info_span!(
+            target: aiproxy_telemetry::SPAN_TARGET,
+            "aiproxy.sync.session",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "aiproxy.v1.EdgeService",
+            rpc.method = "Sync",
+            aiproxy.edge.id = hello.edge_id.as_str(),
+            aiproxy.edge.region = hello.region.as_str(),
+            aiproxy.catalog.version_held = saturating_i64(hello.version),
+        );
+        tokio::spawn(session.run(hello, inbound).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -225,6 +238,11 @@ fn status(e: CatalogError) -> Status {
             Status::unavailable(CATALOG_UNAVAILABLE)
         }
     }
+}
+
+/// As i64: tracing-opentelemetry exports u64 values as strings.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use aiproxy_proto::v1 as pb;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
+use tracing::Instrument as _;
 
 use super::cache::{CachedToken, TokenCache};
 use super::refresh::{next_backoff, random_jitter, refresh_at_ms};
@@ -273,8 +274,32 @@ impl TokenBroker {
     }
 
     async fn mint(&self, key: &TokenKey) {
+        // Which identity, for which scope, by which credential: never the token.
+        let span = tracing::info_span!(
+            target: aiproxy_telemetry::SPAN_TARGET,
+            "aiproxy.token.mint",
+            otel.status_code = tracing::field::Empty,
+            aiproxy.identity = key.identity_label(),
+            aiproxy.token.scope = key.scope.as_str(),
+            aiproxy.credential = tracing::field::Empty,
+            aiproxy.token.expires_in_s = tracing::field::Empty,
+        );
         let issued_at_ms = now_ms();
-        match self.source.mint(key).await {
+        let minted = self.source.mint(key).instrument(span.clone()).await;
+        match &minted {
+            Ok((token, source)) => {
+                span.record("aiproxy.credential", source.as_str());
+                span.record(
+                    "aiproxy.token.expires_in_s",
+                    (token.expires_on_ms - issued_at_ms) / 1000,
+                );
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        drop(span);
+        match minted {
             Ok((token, source)) => {
                 let cached = CachedToken {
                     token: token.token,
@@ -401,6 +426,58 @@ mod tests {
         assert_eq!(
             tokens[0].scope,
             "https://cognitiveservices.azure.com/.default"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mint_is_traced_with_identity_scope_and_credential_never_the_token() {
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let settings = aiproxy_telemetry::Settings::from_lookup(|_| None).unwrap();
+        let subscriber = aiproxy_telemetry::subscriber(
+            &settings,
+            tracing_subscriber::EnvFilter::new("off"),
+            Some(&provider),
+            std::io::sink,
+            false,
+        );
+        // A current-thread runtime: the subscriber stays the default for the whole test.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let broker = TokenBroker::new(
+            source(3_600_000),
+            Arc::new(MemoryTokenCache::default()),
+            BrokerSettings::default(),
+        );
+        broker.maintain(&key()).await;
+        let spans = exporter.get_finished_spans().unwrap();
+        let mint = spans
+            .iter()
+            .find(|s| s.name == "aiproxy.token.mint")
+            .expect("a mint span");
+        let attr = |k: &str| {
+            mint.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(
+            attr("aiproxy.identity").as_deref(),
+            Some("the proxy's identity")
+        );
+        assert_eq!(
+            attr("aiproxy.token.scope").as_deref(),
+            Some("https://cognitiveservices.azure.com/.default")
+        );
+        assert_eq!(
+            attr("aiproxy.credential").as_deref(),
+            Some("FakeCredential")
+        );
+        assert!(
+            !format!("{spans:?}").contains("token-0"),
+            "the token is never exported"
         );
     }
 

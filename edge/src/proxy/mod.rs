@@ -10,6 +10,7 @@ pub mod event_info;
 pub mod foundry;
 pub mod policy;
 pub mod routes;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use chrono::Utc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::body::{EdgeBody, full};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
@@ -37,11 +39,20 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     let request = request.map(|body| {
         crate::body::with_idle_timeout(body, state.limits.body_read_timeout, "the request body")
     });
+    let span = if trace::is_probe(request.uri().path()) {
+        tracing::Span::none()
+    } else {
+        trace::request_span(&state.region, request.method(), request.headers())
+    };
     let mut metering = None;
-    let response = match serve(&state, request, started, &mut metering).await {
+    let response = match serve(&state, request, started, &mut metering, &span)
+        .instrument(span.clone())
+        .await
+    {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    trace::record_status(&span, response.status());
     // Every authenticated call to a model, Foundry, search or MCP route leaves one usage record,
     // made when its answer has been streamed to the end.
     match metering {
@@ -155,6 +166,7 @@ async fn serve(
     request: Request<EdgeBody>,
     started: Started,
     metering: &mut Option<Metering>,
+    span: &tracing::Span,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
     let canonical = CanonicalPath::parse(request.uri().path())
@@ -270,6 +282,7 @@ async fn serve(
         (None, Some(_)) => "agents",
         (None, None) => "",
     };
+    trace::record_call(span, &caller.event.id, family);
     if !family.is_empty() {
         let mut meter = Metering::new(
             &caller.event.id,
@@ -291,6 +304,7 @@ async fn serve(
             }
         });
         meter.charge = admitted.unwrap_or_default();
+        meter.span = span.clone();
         *metering = Some(meter);
         if let Some(error) = refused {
             return Err(error);
@@ -674,13 +688,15 @@ async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The resource's credential on an upstream request: its key, or a managed-identity token.
+/// The resource's credential on an upstream request (its key, or a managed-identity token), and
+/// the request span's trace context.
 pub(crate) fn authorize_upstream(
     state: &EdgeState,
     snapshot: &CatalogSnapshot,
     upstream: &UpstreamResource,
     headers: &mut http::HeaderMap,
 ) -> Result<(), ProxyError> {
+    trace::record_upstream(upstream, headers);
     auth::authorize(
         upstream,
         snapshot,

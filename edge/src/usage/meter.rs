@@ -46,6 +46,9 @@ pub struct Metering {
     pub strip_usage_chunk: bool,
     /// The token counters to charge.
     pub charge: Charge,
+    /// The request's span (disabled when telemetry is off): usage is recorded on it, and it
+    /// ends when the answer has been streamed.
+    pub span: tracing::Span,
     started: Instant,
     started_at_ms: i64,
 }
@@ -65,6 +68,7 @@ impl Metering {
             deployment: String::new(),
             strip_usage_chunk: false,
             charge: Charge::default(),
+            span: tracing::Span::none(),
             started,
             started_at_ms,
         }
@@ -224,6 +228,7 @@ impl Pending {
                 && self.streamed
                 && (200..300).contains(&self.status)
                 && matches!(m.family, "chat" | "completions" | "responses"));
+        crate::proxy::trace::record_usage(&m.span, m.family, &deployment, found.tokens, unknown);
         let tokens = found.tokens.unwrap_or_default();
         // A run's or a stored response's usage shows on every read of it: its tokens count once
         // (here for the caps, in the control plane for the totals).

@@ -1,0 +1,223 @@
+//! An in-process OTLP collector for tests, on 127.0.0.1: a tonic server implementing
+//! `opentelemetry-proto`'s trace service (OTLP/gRPC) and a hyper server taking
+//! `POST /v1/traces` (OTLP/HTTP protobuf), keeping every span either receives.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// A span as the collector received it, with its resource's attributes.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub resource: Vec<KeyValue>,
+    pub span: Span,
+}
+
+impl ReceivedSpan {
+    pub fn service_name(&self) -> Option<String> {
+        find(&self.resource, "service.name").and_then(as_string)
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&Value> {
+        find(&self.span.attributes, key)
+    }
+
+    pub fn str_attr(&self, key: &str) -> Option<String> {
+        self.attr(key).and_then(as_string)
+    }
+
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        match self.attr(key)? {
+            Value::IntValue(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    pub fn parent_span_id_hex(&self) -> String {
+        hex(&self.span.parent_span_id)
+    }
+
+    /// Every string in the span: its name, its attributes' and its resource's values and keys.
+    pub fn strings(&self) -> Vec<String> {
+        let mut out = vec![self.span.name.clone()];
+        for kv in self.span.attributes.iter().chain(&self.resource) {
+            out.push(kv.key.clone());
+            if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                out.push(format!("{v:?}"));
+            }
+        }
+        for event in &self.span.events {
+            out.push(event.name.clone());
+            for kv in &event.attributes {
+                out.push(format!("{kv:?}"));
+            }
+        }
+        out
+    }
+}
+
+fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+fn as_string(value: &Value) -> Option<String> {
+    match value {
+        Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
+
+impl Received {
+    fn keep(&self, request: ExportTraceServiceRequest) {
+        let mut received = self.0.lock().unwrap();
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| r.attributes)
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.push(ReceivedSpan {
+                        resource: resource.clone(),
+                        span,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.keep(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// The collector; stops when dropped.
+pub struct OtlpCollector {
+    addr: SocketAddr,
+    http_addr: SocketAddr,
+    received: Received,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OtlpCollector {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP collector");
+        let addr = listener.local_addr().expect("collector address");
+        let received = Received::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = TraceServiceServer::new(received.clone());
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+        });
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP/HTTP collector");
+        let http_addr = http.local_addr().expect("collector address");
+        tokio::spawn(serve_http(http, received.clone()));
+        Self {
+            addr,
+            http_addr,
+            received,
+            _stop: stop,
+        }
+    }
+
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/gRPC.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/HTTP (`/v1/traces` is appended).
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.received.0.lock().unwrap().clone()
+    }
+}
+
+/// OTLP/HTTP with protobuf bodies: `POST /v1/traces`; runs until the test's runtime ends.
+async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
+    use http_body_util::{BodyExt as _, Full};
+    use prost::Message as _;
+    while let Ok((stream, _)) = listener.accept().await {
+        let received = received.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let received = received.clone();
+                    async move {
+                        let path_ok = request.uri().path() == "/v1/traces";
+                        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                        let decoded = body
+                            .ok()
+                            .filter(|_| path_ok)
+                            .and_then(|b| ExportTraceServiceRequest::decode(b).ok());
+                        let status = match decoded {
+                            Some(request) => {
+                                received.keep(request);
+                                200
+                            }
+                            None => 400,
+                        };
+                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                        http::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/x-protobuf")
+                            .body(Full::new(bytes::Bytes::from(answer)))
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,188 @@
+//! Logging and OpenTelemetry for both binaries: one place reads the standard `OTEL_*` variables
+//! and `AIPROXY_LOG_FORMAT`, installs the `tracing` subscriber, and flushes what is buffered at
+//! shutdown.
+//!
+//! Without `OTEL_EXPORTER_OTLP_ENDPOINT` (or with `OTEL_SDK_DISABLED=true`) no tracer provider,
+//! exporter or OpenTelemetry layer exists: spans made with [`SPAN_TARGET`] are disabled at their
+//! callsite, so their fields are never evaluated and recording on them is a no-op.
+//!
+//! Spans meant for export use `target: aiproxy_telemetry::SPAN_TARGET`; the log output never
+//! shows them (so log lines look the same whether telemetry is on or off), and the OpenTelemetry
+//! layer sees nothing else (library spans from hyper, h2 or sqlx are not exported).
+
+mod json;
+mod propagation;
+mod settings;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+pub use propagation::{continue_trace, inject_trace, rename};
+pub use settings::{ExportProtocol, LogFormat, Settings, SettingsError};
+
+/// The `tracing` target of every span that is exported (and never logged).
+pub const SPAN_TARGET: &str = "aiproxy_span";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("RUST_LOG: {0}")]
+    Filter(String),
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP exporter could not be built: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// What [`init`] set up; call [`Telemetry::shutdown`] once the servers have stopped so buffered
+/// spans are exported before the process exits.
+#[must_use = "call shutdown() after the servers stop, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Spans are exported (an endpoint is set and the SDK is not disabled).
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is buffered and stops the exporter (at most the exporter's timeout).
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The provider's shutdown blocks until its batch task (on this runtime) has exported.
+        let result = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
+            Err(error) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
+        }
+    }
+}
+
+/// Installs logging (and, when configured, trace export) for the process from its environment.
+/// `service` names the service unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` does;
+/// `default_filter` applies when `RUST_LOG` is unset. Call inside the Tokio runtime.
+pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, TelemetryError> {
+    let settings = Settings::from_env()?;
+    let provider = tracer_provider(&settings, service)?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let filter = log_filter(default_filter)?;
+    subscriber(&settings, filter, provider.as_ref(), std::io::stdout, ansi)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    if let Some(endpoint) = &settings.endpoint {
+        tracing::info!(%endpoint, protocol = settings.protocol.as_str(), "exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+/// `RUST_LOG`, else `default_filter`.
+fn log_filter(default_filter: &str) -> Result<EnvFilter, TelemetryError> {
+    match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => {
+            EnvFilter::try_new(value).map_err(|e| TelemetryError::Filter(e.to_string()))
+        }
+        _ => EnvFilter::try_new(default_filter).map_err(|e| TelemetryError::Filter(e.to_string())),
+    }
+}
+
+/// The tracer provider when spans are to be exported; `None` builds nothing at all.
+pub fn tracer_provider(
+    settings: &Settings,
+    service: &'static str,
+) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    if settings.endpoint.is_none() {
+        return Ok(None);
+    }
+    // The exporters read the endpoint and `OTEL_EXPORTER_OTLP_HEADERS` themselves.
+    let exporter = match settings.protocol {
+        ExportProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?,
+        ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build()?,
+    };
+    // Exports on the Tokio runtime, where the tonic and reqwest clients live; batch size and
+    // delay from `OTEL_BSP_*`.
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    let mut resource = Resource::builder();
+    if !settings.service_name_given {
+        resource = resource.with_service_name(service);
+    }
+    // The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (default: parent-based, always on).
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build())
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(Some(provider))
+}
+
+/// The subscriber: log lines (text or JSON) filtered by `filter`, plus the OpenTelemetry layer
+/// (only for [`SPAN_TARGET`] spans) when `provider` is given.
+pub fn subscriber<W>(
+    settings: &Settings,
+    filter: EnvFilter,
+    provider: Option<&SdkTracerProvider>,
+    writer: W,
+    ansi: bool,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = filter.add_directive(
+        format!("{SPAN_TARGET}=off")
+            .parse()
+            .expect("a valid directive"),
+    );
+    let logs = match settings.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(json::JsonWithTraceIds::default())
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
+    // No provider, no layer: an `Option` layer that is `None` would enable every span.
+    let layers = match provider {
+        None => logs,
+        Some(provider) => logs
+            .and_then(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("aiproxy"))
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_target(false)
+                    .with_tracked_inactivity(false)
+                    .with_filter(Targets::new().with_target(SPAN_TARGET, tracing::Level::TRACE)),
+            )
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(layers)
+}
+
+#[cfg(test)]
+mod tests;

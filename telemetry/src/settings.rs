@@ -1,0 +1,116 @@
+//! The telemetry settings, read once from the environment and checked at start-up: a value
+//! that cannot be honoured stops the process with the variable's name and what it accepts.
+
+/// Where log lines go and how they look (`AIPROXY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, with `trace_id` and `span_id` inside an exported span.
+    Json,
+}
+
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportProtocol {
+    /// OTLP/gRPC over the tonic client both binaries already use (the default).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, over reqwest.
+    HttpProtobuf,
+}
+
+impl ExportProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportProtocol::Grpc => "grpc",
+            ExportProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub log_format: LogFormat,
+    /// The OTLP endpoint; `None`: nothing is exported and no OpenTelemetry layer exists.
+    pub endpoint: Option<String>,
+    pub protocol: ExportProtocol,
+    /// `OTEL_SERVICE_NAME` or a `service.name` in `OTEL_RESOURCE_ATTRIBUTES` names the service.
+    pub service_name_given: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("{variable}: expected {expected}, got '{value}'")]
+    Invalid {
+        variable: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `var` (the environment, or a map in tests).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let log_format = match var("AIPROXY_LOG_FORMAT").as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(v) => return Err(invalid("AIPROXY_LOG_FORMAT", "text or json", v)),
+        };
+        let disabled = match var("OTEL_SDK_DISABLED").as_deref().map(str::trim) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(invalid("OTEL_SDK_DISABLED", "true or false", v)),
+        };
+        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .filter(|_| !disabled);
+        let (protocol_var, protocol) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(v) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(v)),
+            None => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
+        };
+        let protocol = match protocol.as_deref().map(str::trim) {
+            None | Some("grpc") => ExportProtocol::Grpc,
+            Some("http/protobuf") => ExportProtocol::HttpProtobuf,
+            Some(v) => return Err(invalid(protocol_var, "grpc or http/protobuf", v)),
+        };
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "an http:// or https:// URL",
+                endpoint,
+            ));
+        }
+        let service_name_given = var("OTEL_SERVICE_NAME").is_some()
+            || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
+                attributes
+                    .split(',')
+                    .any(|kv| kv.trim_start().starts_with("service.name="))
+            });
+        Ok(Settings {
+            log_format,
+            endpoint,
+            protocol,
+            service_name_given,
+        })
+    }
+}
+
+fn invalid(variable: &'static str, expected: &'static str, value: &str) -> SettingsError {
+    SettingsError::Invalid {
+        variable,
+        expected,
+        value: value.to_string(),
+    }
+}

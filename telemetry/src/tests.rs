@@ -1,0 +1,196 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::from_lookup(|name| vars.get(name).cloned())
+}
+
+#[test]
+fn without_an_endpoint_no_exporter_or_layer_is_built() {
+    let s = settings(&[("OTEL_SERVICE_NAME", "x"), ("AIPROXY_LOG_FORMAT", "json")]).unwrap();
+    assert_eq!(s.endpoint, None);
+    assert!(tracer_provider(&s, "test").unwrap().is_none());
+}
+
+#[test]
+fn sdk_disabled_wins_over_an_endpoint() {
+    let s = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ])
+    .unwrap();
+    assert_eq!(s.endpoint, None);
+    assert!(tracer_provider(&s, "test").unwrap().is_none());
+}
+
+#[test]
+fn unsupported_values_name_their_variable() {
+    let e = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
+    assert!(
+        e.to_string().starts_with("OTEL_EXPORTER_OTLP_PROTOCOL:"),
+        "{e}"
+    );
+    let e = settings(&[("AIPROXY_LOG_FORMAT", "xml")]).unwrap_err();
+    assert!(e.to_string().starts_with("AIPROXY_LOG_FORMAT:"), "{e}");
+    let e = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317")]).unwrap_err();
+    assert!(
+        e.to_string().starts_with("OTEL_EXPORTER_OTLP_ENDPOINT:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn protocol_and_service_name_are_read() {
+    let s = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod, service.name=edge-eu",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(s.protocol, ExportProtocol::HttpProtobuf);
+    assert!(s.service_name_given);
+    assert_eq!(settings(&[]).unwrap().protocol, ExportProtocol::Grpc);
+    assert!(!settings(&[]).unwrap().service_name_given);
+}
+
+#[tokio::test]
+async fn with_an_endpoint_a_provider_is_built_for_either_protocol() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ])
+        .unwrap();
+        let provider = tracer_provider(&s, "test").unwrap().expect("a provider");
+        let telemetry = Telemetry {
+            provider: Some(provider),
+        };
+        assert!(telemetry.exporting());
+        telemetry.shutdown().await;
+    }
+}
+
+/// Log lines written to memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn json_lines(captured: &Captured) -> Vec<serde_json::Value> {
+    let bytes = captured.0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[test]
+fn json_log_lines_carry_the_current_spans_trace_and_span_ids() {
+    let s = settings(&[("AIPROXY_LOG_FORMAT", "json")]).unwrap();
+    // A provider with no exporter: spans get real ids, nothing leaves the process.
+    let provider = SdkTracerProvider::builder().build();
+    let captured = Captured::default();
+    let subscriber = subscriber(
+        &s,
+        EnvFilter::new("info"),
+        Some(&provider),
+        captured.clone(),
+        false,
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!(n = 1, "outside");
+        let span = tracing::info_span!(target: SPAN_TARGET, "request");
+        let _entered = span.enter();
+        tracing::info!(n = 2, "inside");
+    });
+    let lines = json_lines(&captured);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["message"], "outside");
+    assert!(lines[0].get("trace_id").is_none());
+    assert_eq!(lines[1]["fields"]["n"], 2);
+    let trace_id = lines[1]["trace_id"].as_str().unwrap();
+    let span_id = lines[1]["span_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32);
+    assert_eq!(span_id.len(), 16);
+    assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()) && trace_id != "0".repeat(32));
+}
+
+#[test]
+fn exported_spans_never_show_in_log_lines() {
+    let s = settings(&[]).unwrap();
+    let provider = SdkTracerProvider::builder().build();
+    let captured = Captured::default();
+    let subscriber = subscriber(
+        &s,
+        EnvFilter::new("trace"),
+        Some(&provider),
+        captured.clone(),
+        false,
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let span =
+            tracing::info_span!(target: SPAN_TARGET, "request", gen_ai.request.model = "gpt-4o");
+        let _entered = span.enter();
+        tracing::info!("inside");
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("inside"));
+    assert!(
+        !text.contains("gpt-4o") && !text.contains("request{"),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_telemetry_exported_spans_are_disabled() {
+    let s = settings(&[]).unwrap();
+    let subscriber = subscriber(
+        &s,
+        EnvFilter::new("trace"),
+        None,
+        Captured::default(),
+        false,
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!(target: SPAN_TARGET, "request");
+        assert!(span.is_disabled());
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        continue_trace(&span, &headers);
+        inject_trace(&span, &mut headers);
+        assert_eq!(
+            headers.get("traceparent").unwrap(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+    });
+}
