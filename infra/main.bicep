@@ -74,11 +74,29 @@ param logLevel string = 'info'
 @description('Comma-separated CIDR ranges allowed to reach the admin app (console and admin API) and only it; empty allows any address (the API still requires its admin token). The control planes the edges sync from never get these rules.')
 param adminAllowedIpRanges string = ''
 
-@description('Send traces and logs through the Container Apps managed OpenTelemetry agent to Application Insights. Off until the binaries export OpenTelemetry.')
-param enableManagedOpenTelemetry bool = false
+@description('Turn on each environment\'s managed OpenTelemetry agent: it injects OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/gRPC) into every app and forwards traces and logs to Application Insights. false: no agent; nothing is exported unless otlpEndpoint is set.')
+param enableManagedOpenTelemetry bool = true
 
-@description('Optional OTLP/gRPC endpoint of your own collector; set, it replaces the managed agent\'s endpoint in OTEL_EXPORTER_OTLP_ENDPOINT.')
+@description('Optional OTLP/gRPC endpoint the managed agent forwards metrics to (Application Insights takes no metrics from the agent), e.g. https://otlp.example.com:4317. Needs enableManagedOpenTelemetry.')
+param otlpMetricsEndpoint string = ''
+
+@secure()
+@description('Optional headers for otlpMetricsEndpoint, "key=value,key2=value2" (e.g. an API key).')
+param otlpMetricsHeaders string = ''
+
+@description('Optional endpoint of your own OTLP collector. Set, every app exports straight to it (OTEL_EXPORTER_OTLP_ENDPOINT, overriding the agent\'s) and the agent gets nothing from the apps.')
 param otlpEndpoint string = ''
+
+@allowed([
+  'grpc'
+  'http/protobuf'
+])
+@description('OTEL_EXPORTER_OTLP_PROTOCOL for otlpEndpoint (only applied when otlpEndpoint is set; the managed agent takes gRPC only).')
+param otlpProtocol string = 'grpc'
+
+@secure()
+@description('Optional OTEL_EXPORTER_OTLP_HEADERS for otlpEndpoint, "key=value,key2=value2"; a Container App secret in every app.')
+param otlpHeaders string = ''
 
 // Each allowed size is in postgresSkus below, with its tier and connection limit.
 @allowed([
@@ -207,6 +225,11 @@ var checkedPostgresHighAvailability = postgresHighAvailability && postgresTier =
   ? fail('postgresHighAvailability needs a GeneralPurpose or MemoryOptimized postgresSkuName; ${postgresSkuName} is Burstable, which has no zone-redundant high availability.')
   : postgresHighAvailability
 
+// The agent forwards metrics only when it exists: an endpoint without it would silently get nothing.
+var checkedOtlpMetricsEndpoint = !enableManagedOpenTelemetry && !empty(otlpMetricsEndpoint)
+  ? fail('otlpMetricsEndpoint is forwarded to by the managed OpenTelemetry agent, which enableManagedOpenTelemetry=false turns off: turn it on, or point otlpEndpoint at your collector instead.')
+  : otlpMetricsEndpoint
+
 var roleOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd' // Cognitive Services OpenAI User
 var roleAzureAiUser = '53ca6127-db72-4e31-b599-04dc5da150b4' // Azure AI User
 var roleSearchIndexDataReader = '1407120a-92aa-4202-b7e9-c0e197c71c8f' // Search Index Data Reader
@@ -298,9 +321,13 @@ module regionStacks 'modules/region.bicep' = [
       adminAppName: adminAppName
       edgeAppName: edgeAppNames[i]
       logAnalyticsName: monitoring.outputs.logAnalyticsName
-      appInsightsName: monitoring.outputs.appInsightsName
+      appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
       enableManagedOpenTelemetry: enableManagedOpenTelemetry
+      otlpMetricsEndpoint: checkedOtlpMetricsEndpoint
+      otlpMetricsHeaders: otlpMetricsHeaders
       otlpEndpoint: otlpEndpoint
+      otlpProtocol: otlpProtocol
+      otlpHeaders: otlpHeaders
       registryName: registry.outputs.name
       pullIdentityName: registry.outputs.pullIdentityName
       identityName: identity.outputs.name

@@ -1,5 +1,5 @@
 // Log Analytics (container logs of every region) and Application Insights (traces and logs
-// from the managed OpenTelemetry agent).
+// from the Container Apps managed OpenTelemetry agent of every region).
 param location string
 param tags object
 param logAnalyticsName string
@@ -23,8 +23,14 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: workspace.id
+    // The managed OpenTelemetry agent sends with the connection string (instrumentation key),
+    // so local authentication must stay allowed (DisableLocalAuth false).
+    DisableLocalAuth: false
   }
 }
 
 output logAnalyticsName string = workspace.name
 output appInsightsName string = appInsights.name
+// Not a secret: it identifies the resource and carries no credential (Azure's documentation
+// on connection strings). Each region's Container Apps environment gives it to its agent.
+output appInsightsConnectionString string = appInsights.properties.ConnectionString

@@ -23,9 +23,16 @@ param controlPlaneAppName string
 param adminAppName string
 param edgeAppName string
 param logAnalyticsName string
-param appInsightsName string
+// Application Insights' connection string, from the monitoring module (not a secret).
+param appInsightsConnectionString string
 param enableManagedOpenTelemetry bool
+param otlpMetricsEndpoint string
+@secure()
+param otlpMetricsHeaders string
 param otlpEndpoint string
+param otlpProtocol string
+@secure()
+param otlpHeaders string
 param registryName string
 param pullIdentityName string
 param identityName string
@@ -70,10 +77,6 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
   name: logAnalyticsName
 }
 
-resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
-  name: appInsightsName
-}
-
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
   name: registryName
 }
@@ -95,8 +98,38 @@ resource redisDatabase 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' ex
   name: redisDatabaseName
 }
 
-// A preview API version: the managed OpenTelemetry agent settings are only there. The agent is
-// off by default (enableManagedOpenTelemetry) until the binaries export OpenTelemetry.
+// The managed OpenTelemetry agent (Azure's "Collect and read OpenTelemetry data in Azure
+// Container Apps"): it injects OTEL_EXPORTER_OTLP_ENDPOINT (gRPC, e.g.
+// http://otel.service.k8se-apps:4317/) and OTEL_EXPORTER_OTLP_PROTOCOL=grpc into every app of the
+// environment, and forwards what the apps send to the destinations below. Application Insights
+// takes traces and logs but no metrics; metrics go to an OTLP destination when one is given
+// (otlpMetricsEndpoint), else nowhere through the agent. The agent speaks gRPC to that
+// destination; `insecure` (no TLS) only for an http:// endpoint.
+var otlpMetricsDestination = 'metrics'
+var otlpMetricsHeaderList = map(
+  filter(map(split(otlpMetricsHeaders, ','), h => trim(h)), h => contains(h, '=')),
+  h => { key: trim(substring(h, 0, indexOf(h, '='))), value: trim(substring(h, indexOf(h, '=') + 1)) }
+)
+var openTelemetryAgent = {
+  destinationsConfiguration: empty(otlpMetricsEndpoint)
+    ? null
+    : {
+        otlpConfigurations: [
+          {
+            name: otlpMetricsDestination
+            endpoint: otlpMetricsEndpoint
+            insecure: startsWith(toLower(otlpMetricsEndpoint), 'http://')
+            headers: otlpMetricsHeaderList
+          }
+        ]
+      }
+  tracesConfiguration: { destinations: ['appInsights'] }
+  logsConfiguration: { destinations: ['appInsights'] }
+  metricsConfiguration: empty(otlpMetricsEndpoint) ? null : { destinations: [otlpMetricsDestination] }
+}
+
+// A preview API version: the managed OpenTelemetry agent settings (openTelemetryConfiguration,
+// appInsightsConfiguration) exist only in the preview versions.
 resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' = {
   name: containerAppsEnvironmentName
   location: location
@@ -109,15 +142,8 @@ resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' 
         sharedKey: workspace.listKeys().primarySharedKey
       }
     }
-    appInsightsConfiguration: enableManagedOpenTelemetry
-      ? { connectionString: appInsights.properties.ConnectionString }
-      : null
-    openTelemetryConfiguration: enableManagedOpenTelemetry
-      ? {
-          tracesConfiguration: { destinations: ['appInsights'] }
-          logsConfiguration: { destinations: ['appInsights'] }
-        }
-      : null
+    appInsightsConfiguration: enableManagedOpenTelemetry ? { connectionString: appInsightsConnectionString } : null
+    openTelemetryConfiguration: enableManagedOpenTelemetry ? openTelemetryAgent : null
     // Encrypts app-to-app traffic inside the environment (edge -> control plane gRPC).
     peerTrafficConfiguration: {
       encryption: { enabled: true }
@@ -147,13 +173,39 @@ var pullIdentitySettings = [
   }
 ]
 
-// With the managed agent on, Container Apps injects OTEL_EXPORTER_OTLP_ENDPOINT itself;
-// an explicit otlpEndpoint overrides it.
-var telemetryEnv = empty(otlpEndpoint)
-  ? []
-  : [
-      { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlpEndpoint }
-    ]
+// Telemetry settings every app gets. With the managed agent on, Container Apps injects
+// OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL itself; a value set here wins, so an
+// explicit otlpEndpoint sends every signal straight to that collector instead. The resource
+// attributes say where a replica runs (OTEL_SERVICE_NAME, per app, is in the blocks below).
+var resourceAttributes = 'cloud.provider=azure,cloud.platform=azure_container_apps,cloud.region=${location},deployment.environment.name=${tags['azd-env-name']}'
+var telemetryEnv = concat(
+  [
+    { name: 'OTEL_RESOURCE_ATTRIBUTES', value: resourceAttributes }
+  ],
+  empty(otlpEndpoint)
+    ? []
+    : [
+        { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlpEndpoint }
+        { name: 'OTEL_EXPORTER_OTLP_PROTOCOL', value: otlpProtocol }
+      ],
+  empty(otlpEndpoint) || empty(otlpHeaders)
+    ? []
+    : [
+        { name: 'OTEL_EXPORTER_OTLP_HEADERS', secretRef: 'otlp-headers' }
+      ]
+)
+var telemetrySecrets = empty(otlpEndpoint) || empty(otlpHeaders) ? [] : [{ name: 'otlp-headers', value: otlpHeaders }]
+
+// service.name per app: what Application Insights shows as the role (cloud_RoleName).
+var controlPlaneServiceEnv = [
+  { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-control-plane' }
+]
+var adminServiceEnv = [
+  { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-admin' }
+]
+var edgeServiceEnv = [
+  { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-edge' }
+]
 
 // Everything a control-plane replica needs, in the control plane and in the admin app alike.
 var controlPlaneEnv = [
@@ -168,7 +220,6 @@ var controlPlaneEnv = [
   { name: 'AIPROXY_CREDENTIAL', value: 'managed-identity' }
   { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
   { name: 'RUST_LOG', value: logLevel }
-  { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-control-plane' }
 ]
 
 // The control plane serves gRPC to the environment (its edges).
@@ -188,10 +239,9 @@ var edgeEnv = [
   { name: 'AIPROXY_REGION', value: location }
   { name: 'AIPROXY_EDGE_STATE_DIR', value: '/var/lib/aiproxy-edge' }
   { name: 'RUST_LOG', value: logLevel }
-  { name: 'OTEL_SERVICE_NAME', value: 'aiproxy-edge' }
 ]
 
-var controlPlaneSecrets = [
+var controlPlaneSecrets = concat(telemetrySecrets, [
   { name: 'database-url', value: databaseUrl }
   {
     name: 'redis-url'
@@ -201,7 +251,7 @@ var controlPlaneSecrets = [
   { name: 'edge-token', value: edgeToken }
   { name: 'catalog-token', value: catalogToken }
   { name: 'encryption-key', value: encryptionKey }
-]
+])
 
 // Container Apps accepts failureThreshold 1-10, periodSeconds 1-240, initialDelaySeconds 0-60.
 // Startup allows about 100 s (migrations on a cold Postgres) before the first restart.
@@ -304,7 +354,7 @@ resource controlPlane 'Microsoft.App/containerApps@2024-10-02-preview' = {
             cpu: json('0.5')
             memory: '1Gi'
           }
-          env: concat(controlPlaneEnv, grpcListenerEnv, telemetryEnv)
+          env: concat(controlPlaneEnv, grpcListenerEnv, controlPlaneServiceEnv, telemetryEnv)
           probes: empty(controlPlaneImage) ? [] : controlPlaneProbes
         }
       ]
@@ -361,7 +411,7 @@ resource admin 'Microsoft.App/containerApps@2024-10-02-preview' = if (isPrimary)
             cpu: json('0.5')
             memory: '1Gi'
           }
-          env: concat(controlPlaneEnv, adminListenerEnv, telemetryEnv)
+          env: concat(controlPlaneEnv, adminListenerEnv, adminServiceEnv, telemetryEnv)
           probes: empty(adminImage) ? [] : controlPlaneProbes
         }
       ]
@@ -398,9 +448,9 @@ resource edge 'Microsoft.App/containerApps@2024-10-02-preview' = {
         allowInsecure: false
       }
       registries: registries
-      secrets: [
+      secrets: concat(telemetrySecrets, [
         { name: 'edge-token', value: edgeToken }
-      ]
+      ])
     }
     template: {
       containers: [
@@ -411,7 +461,7 @@ resource edge 'Microsoft.App/containerApps@2024-10-02-preview' = {
             cpu: json('1.0')
             memory: '2Gi'
           }
-          env: concat(edgeEnv, telemetryEnv)
+          env: concat(edgeEnv, edgeServiceEnv, telemetryEnv)
           volumeMounts: [
             { volumeName: 'edge-state', mountPath: '/var/lib/aiproxy-edge' }
           ]

@@ -10,7 +10,8 @@ stay secrets; Redis is Azure Managed Redis on TLS port 10000 with a clustering p
 non-cluster client can use; invalid sizes are refused by the template; the Postgres connection
 arithmetic holds for the default parameters; probes stay within Container Apps' limits and off
 the placeholder image; the admin IP rules sit on an app that carries no gRPC; the managed
-OpenTelemetry agent is off; images are pulled with an AcrPull-only identity; the admin console
+OpenTelemetry agent is on by default and sends traces to the monitoring module's Application
+Insights, with metrics only to an OTLP destination, and every app names its service; images are pulled with an AcrPull-only identity; the admin console
 builds with Node 22; the outputs the RBAC script and the hooks read exist.
 
 Prints one "ok - ..." / "not ok - ..." line per check (details on "#   " lines) for
@@ -46,15 +47,25 @@ EDGE_READS = {
     "AIPROXY_CONTROL_PLANE_URL", "AIPROXY_LISTEN_ADDR", "AIPROXY_REGION", "AIPROXY_EDGE_STATE_DIR",
     "AIPROXY_EDGE_TOKEN", "AIPROXY_EDGE_ID", "RUST_LOG",
 }
-# Standard OpenTelemetry exporter variables. Allowed explicitly for both binaries: the OTLP
-# exporter is a later piece of work, and the SDK reads these itself once it is there.
-OTEL_STANDARD = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
+# Standard OpenTelemetry variables that the OpenTelemetry SDK crates (opentelemetry_sdk,
+# opentelemetry-otlp) read inside the shared telemetry crate, so no file of ours names them:
+# the exporter's headers, the sampler and the batch span processor (the tracer provider in
+# telemetry/src/lib.rs leaves them to the SDK; docs/observability.md lists them). The others
+# (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+# OTEL_SDK_DISABLED, ...) must be found in telemetry/src itself (settings.rs reads them).
+OTEL_SDK_READS = {
+    "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+}
 
 FALLBACK_READS = {
-    "control-plane": CONTROL_PLANE_READS | OTEL_STANDARD,
-    "edge": EDGE_READS | OTEL_STANDARD,
+    "control-plane": CONTROL_PLANE_READS | OTEL_SDK_READS,
+    "edge": EDGE_READS | OTEL_SDK_READS,
 }
-SOURCE_DIRS = {"control-plane": "control-plane/src", "edge": "edge/src"}
+# Where each binary's reads are: its own crate and the telemetry crate both binaries link
+# (aiproxy-telemetry), which reads the OTEL_* settings for them.
+SOURCE_DIRS = {"control-plane": ["control-plane/src", "telemetry/src"], "edge": ["edge/src", "telemetry/src"]}
 
 # The binary (its key above, and its file name in the image) each azd service runs.
 SERVICE_BINARIES = {"control-plane": "control-plane", "admin": "control-plane", "edge": "edge"}
@@ -66,12 +77,15 @@ ENV_BLOCKS = {
     "grpcListenerEnv": ["control-plane"],
     "adminListenerEnv": ["control-plane"],
     "edgeEnv": ["edge"],
+    "controlPlaneServiceEnv": ["control-plane"],
+    "adminServiceEnv": ["control-plane"],
+    "edgeServiceEnv": ["edge"],
     "telemetryEnv": ["control-plane", "edge"],
 }
 
 SECRET_ENV = {
     "AIPROXY_DATABASE_URL", "AIPROXY_REDIS_URL", "AIPROXY_ADMIN_TOKEN", "AIPROXY_EDGE_TOKEN",
-    "AIPROXY_CATALOG_TOKEN", "AIPROXY_ENCRYPTION_KEY",
+    "AIPROXY_CATALOG_TOKEN", "AIPROXY_ENCRYPTION_KEY", "OTEL_EXPORTER_OTLP_HEADERS",
 }
 GENERATED_SECRETS = ["adminToken", "edgeToken", "catalogToken", "encryptionKeySeed", "postgresAdminPassword"]
 ROLE_IDS = {
@@ -137,31 +151,34 @@ class Report:
 
 # --------------------------------------------------------------------------- checks
 
-def source_mentions(binary: str, variable: str) -> bool:
-    src = REPO / SOURCE_DIRS[binary]
-    if not src.is_dir():
-        return False
+def source_mentions(binary: str, variable: str) -> str | None:
+    """The source directory of `binary` whose Rust files name `variable`, else None."""
     pattern = re.compile(rf"(?<![A-Z0-9_]){re.escape(variable)}(?![A-Z0-9_])")
-    for path in src.rglob("*.rs"):
-        try:
-            if pattern.search(path.read_text(errors="replace")):
-                return True
-        except OSError:
+    for rel in SOURCE_DIRS[binary]:
+        src = REPO / rel
+        if not src.is_dir():
             continue
-    return False
+        for path in src.rglob("*.rs"):
+            try:
+                if pattern.search(path.read_text(errors="replace")):
+                    return rel
+            except OSError:
+                continue
+    return None
 
 
 def check_env_reads(settings: list[tuple[str, str, str]], report: Report, label: str) -> None:
     """settings: (variable, binary, where). Each must be read by that binary."""
     problems, how = [], []
     for variable, binary, where in sorted(set(settings)):
-        if source_mentions(binary, variable):
-            how.append(f"{variable} ({binary}, {where}): found in {SOURCE_DIRS[binary]}")
+        found = source_mentions(binary, variable)
+        if found:
+            how.append(f"{variable} ({binary}, {where}): found in {found}")
         elif variable in FALLBACK_READS[binary]:
-            why = "explicit OpenTelemetry allow-list" if variable in OTEL_STANDARD else "documented list; not in the source yet"
+            why = "read by the OpenTelemetry SDK (OTEL_SDK_READS)" if variable in OTEL_SDK_READS else "documented list; not in the source yet"
             how.append(f"{variable} ({binary}, {where}): {why}")
         else:
-            problems.append(f"{where} sets {variable} for the {binary}, which neither {SOURCE_DIRS[binary]} nor the documented list reads")
+            problems.append(f"{where} sets {variable} for the {binary}, which neither {' nor '.join(SOURCE_DIRS[binary])} nor the documented list reads")
     for line in how:
         Report.note(line)
     report.check(label, problems)
@@ -761,11 +778,98 @@ def check_admin_separation(d: Deployment, report: Report) -> None:
     report.check("the admin IP rules sit on their own app (admin console/API, gRPC on loopback); the edges' gRPC app has none", problems)
 
 
-def check_otel_off(d: Deployment, report: Report) -> None:
+def value_text(text: str, key: str) -> str:
+    """The value of the first `key:` in text: the rest of its line, through the matching bracket
+    when the line ends opening one ('' when absent)."""
+    m = re.search(rf"\b{key}[ \t]*:[ \t]*([^\n]*)", text)
+    if not m:
+        return ""
+    line = m.group(1).rstrip()
+    if line.endswith(("{", "[")):
+        start = m.start(1) + len(line) - 1
+        return text[m.start(1):matching_close(text, start) + 1]
+    return line
+
+
+def env_blocks_of(body: str) -> list[str]:
+    """The env blocks a container app's `env: concat(a, b, ...)` (or `env: a`) joins."""
+    m = re.search(r"\benv:[ \t]*concat\(([^)\n]*)\)", body) or re.search(r"\benv:[ \t]*(\w+)[ \t]*$", body, re.M)
+    return [b.strip() for b in m.group(1).split(",")] if m else []
+
+
+def check_otel_agent(d: Deployment, report: Report) -> None:
+    """The managed OpenTelemetry agent: on by default, traces (and logs) to the monitoring module's
+    Application Insights, metrics never to Application Insights (it takes none from the agent, per
+    Azure's "Collect and read OpenTelemetry data in Azure Container Apps"), a switch to turn it
+    off, and a service name on every app."""
     problems = []
-    if param_default(d.main, "enableManagedOpenTelemetry") != "false":
-        problems.append(f"main.bicep enableManagedOpenTelemetry defaults to {param_default(d.main, 'enableManagedOpenTelemetry')}, expected false until the binaries export")
-    report.check("the managed OpenTelemetry agent is off by default", problems)
+    default = param_default(d.main, "enableManagedOpenTelemetry")
+    if default != "true":
+        problems.append(f"main.bicep enableManagedOpenTelemetry defaults to {default}, expected true (azd up yields traces)")
+    monitoring = d.by_path.get(d.infra / "modules" / "monitoring.bicep")
+    if monitoring is None or "appInsightsConnectionString" not in monitoring.outputs:
+        problems.append("monitoring.bicep has no output appInsightsConnectionString")
+    elif not re.search(r"output appInsightsConnectionString string = appInsights\.properties\.ConnectionString\b", monitoring.code):
+        problems.append("monitoring.bicep's appInsightsConnectionString is not its Application Insights' ConnectionString")
+    if monitoring is not None and re.search(r"DisableLocalAuth:[ \t]*true", monitoring.code):
+        problems.append("monitoring.bicep disables local authentication on Application Insights; the agent sends with the connection string and needs it")
+    if not re.search(r"^[ \t]*appInsightsConnectionString:[ \t]*monitoring\.outputs\.appInsightsConnectionString[ \t]*$", d.main.code, re.M):
+        problems.append("main.bicep does not pass monitoring.outputs.appInsightsConnectionString to the regions")
+    if not re.search(r"^[ \t]*enableManagedOpenTelemetry:[ \t]*enableManagedOpenTelemetry[ \t]*$", d.main.code, re.M):
+        problems.append("main.bicep does not pass enableManagedOpenTelemetry to the regions")
+    env = next((d.region.code[o:c + 1] for rtype, o, c in d.region.blocks("resource").values()
+                if rtype.startswith("Microsoft.App/managedEnvironments@")), "")
+    if not env:
+        problems.append("region.bicep has no Microsoft.App/managedEnvironments resource")
+    ai = re.search(r"\bappInsightsConfiguration:[ \t]*([^\n]*)", env)
+    if not ai or not re.fullmatch(r"enableManagedOpenTelemetry[ \t]*\?[ \t]*\{[ \t]*connectionString:[ \t]*appInsightsConnectionString[ \t]*\}[ \t]*:[ \t]*null",
+                                  ai.group(1).strip()):
+        problems.append("the environment's appInsightsConfiguration is not `enableManagedOpenTelemetry ? { connectionString: appInsightsConnectionString } : null`")
+    otel = re.search(r"\bopenTelemetryConfiguration:[ \t]*([^\n]*)", env)
+    agent_var = re.fullmatch(r"enableManagedOpenTelemetry[ \t]*\?[ \t]*(\w+)[ \t]*:[ \t]*null", otel.group(1).strip()) if otel else None
+    if not agent_var:
+        problems.append("the environment's openTelemetryConfiguration is not `enableManagedOpenTelemetry ? <agent settings> : null`")
+    else:
+        agent = var_expression(d.region, agent_var.group(1))
+        traces = object_body(agent, "tracesConfiguration")
+        if "'appInsights'" not in object_body(traces, "destinations"):
+            problems.append(f"the agent ({agent_var.group(1)}) does not send traces to 'appInsights'")
+        metrics = value_text(agent, "metricsConfiguration")
+        if "appInsights" in metrics:
+            problems.append(f"the agent ({agent_var.group(1)}) sends metrics to 'appInsights', which takes no metrics from the agent")
+        if "dataDog" in agent:
+            problems.append(f"the agent ({agent_var.group(1)}) names a Datadog destination nothing configures")
+    apps = container_apps(d.region)
+    names: dict[str, str] = {}
+    for app, body in apps.items():
+        blocks = env_blocks_of(body)
+        set_here = [(b, re.search(r"'OTEL_SERVICE_NAME',[ \t]*value:[ \t]*'([^']+)'", var_expression(d.region, b))) for b in blocks]
+        set_here = [(b, m.group(1)) for b, m in set_here if m]
+        if len(set_here) != 1:
+            problems.append(f"container app {app} gets OTEL_SERVICE_NAME from {len(set_here)} of its env blocks ({', '.join(blocks) or 'none'}), expected exactly one")
+            continue
+        service = set_here[0][1]
+        if service in names:
+            problems.append(f"container apps {names[service]} and {app} both report service.name {service}")
+        names[service] = app
+        if "telemetryEnv" not in blocks:
+            problems.append(f"container app {app} does not get telemetryEnv (resource attributes, an explicit OTLP endpoint)")
+    if "OTEL_RESOURCE_ATTRIBUTES" not in d.region.env_names_in(*(d.region.var_array("telemetryEnv") or (0, 0))):
+        problems.append("telemetryEnv does not set OTEL_RESOURCE_ATTRIBUTES (the region each replica runs in)")
+    report.check("the managed OpenTelemetry agent is on by default and wired to the monitoring module's Application Insights "
+                 "(its connection string, traces there, no metrics there); every app has its own OTEL_SERVICE_NAME", problems)
+
+    problems = []
+    check = var_expression(d.main, "checkedOtlpMetricsEndpoint")
+    if not (re.search(r"!enableManagedOpenTelemetry[ \t]*&&[ \t]*!empty\(otlpMetricsEndpoint\)", check) and "fail(" in check):
+        problems.append("main.bicep does not refuse otlpMetricsEndpoint with the agent off (fail() in checkedOtlpMetricsEndpoint)")
+    if not re.search(r"^[ \t]*otlpMetricsEndpoint:[ \t]*checkedOtlpMetricsEndpoint[ \t]*$", d.main.code, re.M):
+        problems.append("the regions do not get the checked otlpMetricsEndpoint")
+    for name in ("otlpMetricsHeaders", "otlpHeaders"):
+        if "@secure()" not in d.main.params.get(name, {}).get("decorators", ""):
+            problems.append(f"main.bicep param {name} is missing or not @secure() (it carries API keys)")
+    report.check("OTLP destinations: metrics to an OTLP endpoint only through the agent (refused with the agent off); "
+                 "headers are secure parameters", problems)
 
 
 def check_outputs_and_hooks(d: Deployment, report: Report) -> None:
@@ -808,7 +912,7 @@ def check_docs(d: Deployment, report: Report) -> None:
 CHECKS = [check_services, check_stage_per_service, check_parameters, check_modules, check_parameters_file, check_env,
           check_identity, check_registry_pull, check_secrets, check_roles, check_ports, check_dockerfile, check_redis,
           check_redis_sku, check_postgres_sizes, check_connections, check_probes, check_admin_separation,
-          check_otel_off, check_outputs_and_hooks, check_docs]
+          check_otel_agent, check_outputs_and_hooks, check_docs]
 
 
 def self_test(report: Report) -> None:
