@@ -28,6 +28,14 @@ async function fillAgent(user: ReturnType<typeof userEvent.setup>, endpoint: str
   await user.click(screen.getByLabelText('Use Managed Identity'));
 }
 
+/** A key resource being edited (its key stored). */
+const KEYED_GPT4O: ResourceFormValues = {
+  ...EMPTY_RESOURCE,
+  friendly_name: 'GPT-4o',
+  deployment_name: 'gpt-4o',
+  endpoint_url: 'https://x.openai.azure.com',
+};
+
 describe('ResourceForm', () => {
   it('has a label for every field the operator fills in', () => {
     setup();
@@ -104,13 +112,7 @@ describe('ResourceForm', () => {
   });
 
   it('on edit, a blank key keeps the stored one: the body has no key', async () => {
-    const initial: ResourceFormValues = {
-      ...EMPTY_RESOURCE,
-      friendly_name: 'GPT-4o',
-      deployment_name: 'gpt-4o',
-      endpoint_url: 'https://x.openai.azure.com',
-    };
-    const { onSubmit, user } = setup(initial, { editing: true, hasStoredKey: true });
+    const { onSubmit, user } = setup(KEYED_GPT4O, { editing: true, hasStoredKey: true });
     expect(document.getElementById('key-hint')?.textContent).toMatch(/A key is stored/);
     await user.click(screen.getByRole('button', { name: 'Save' }));
     expect(onSubmit).toHaveBeenCalledTimes(1);
@@ -118,13 +120,7 @@ describe('ResourceForm', () => {
   });
 
   it('on edit, switching a key resource to managed identity says the stored key goes, and sends none', async () => {
-    const initial: ResourceFormValues = {
-      ...EMPTY_RESOURCE,
-      friendly_name: 'GPT-4o',
-      deployment_name: 'gpt-4o',
-      endpoint_url: 'https://x.openai.azure.com',
-    };
-    const { onSubmit, user } = setup(initial, { editing: true, hasStoredKey: true });
+    const { onSubmit, user } = setup(KEYED_GPT4O, { editing: true, hasStoredKey: true });
     await user.click(screen.getByLabelText('Use Managed Identity'));
     expect(document.getElementById('key-hint')?.textContent).toMatch(/removes the stored key/);
     expect(screen.queryByLabelText(/Remove the stored key/)).toBeNull();
