@@ -6,7 +6,8 @@
 //! catalog state), `usage` (metered usage from the edges), `quota` (request and token caps held
 //! in leases), `upkeep` (the hourly purge), `secrets` (encryption, key hashing), `sync` (the edge
 //! stream), `grpc` (the gRPC server and the read-only catalog service), `admin` (HTTP API),
-//! `bootstrap` (secrets for the embedded mode), `config`.
+//! `metrics` (the instruments and what they read), `bootstrap` (secrets for the embedded mode),
+//! `config`.
 
 pub mod admin;
 pub mod bootstrap;
@@ -14,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod grpc;
 pub mod identity;
+pub mod metrics;
 pub mod ownership;
 pub mod quota;
 pub mod secrets;
@@ -101,6 +103,8 @@ pub async fn run(
         feed,
     ));
     let edges = EdgeRegistry::default();
+    // Read at each collection while the control plane runs.
+    let _gauges = metrics::observe(&edges, catalog.change_feed(), &broker);
 
     let grpc_listener = TcpListener::bind(config.grpc_addr)
         .await

@@ -7,11 +7,13 @@
 //! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers),
 //! `ownership` (who owns which Foundry object), `control_calls` (calls to the control plane
 //! besides Sync), `sse` (event-stream parsing), `quota` (the events' caps, leased from the control
-//! plane), `usage` (metering and usage delivery).
+//! plane), `usage` (metering and usage delivery), `metrics` (the instruments and what they
+//! read).
 
 pub mod body;
 pub mod config;
 pub mod control_calls;
+pub mod metrics;
 pub mod ownership;
 pub mod proxy;
 pub mod quota;
@@ -37,6 +39,8 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyh
     let edge_token = config.resolved_edge_token()?;
     let edge_id = config.resolved_edge_id();
     let state = Arc::new(EdgeState::new(&config, &edge_token, &edge_id)?);
+    // Read at each collection while the edge runs.
+    let _gauges = metrics::observe(&state);
     let settings = SyncSettings {
         control_plane_url: config.control_plane_url.clone(),
         edge_token,

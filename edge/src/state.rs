@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{EdgeConfig, Limits};
 use crate::control_calls::ControlPlaneCalls;
+use crate::metrics::EdgeMetrics;
 use crate::ownership::Ownership;
 use crate::quota::Quotas;
 use crate::snapshot::CatalogSnapshot;
@@ -23,6 +24,8 @@ pub struct SyncStatus {
     pub failures_in_a_row: u32,
     /// Why the last stream failed; kept until a stream delivers an update again.
     pub last_error: Option<String>,
+    /// When the last connected stream ended (the catalog may be stale since).
+    pub lost_at: Option<std::time::Instant>,
 }
 
 pub struct EdgeState {
@@ -41,6 +44,7 @@ pub struct EdgeState {
     pub usage: UsageDelivery,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
+    pub metrics: EdgeMetrics,
     pub region: String,
     pub max_json_body_bytes: usize,
     pub limits: Limits,
@@ -92,6 +96,7 @@ impl EdgeState {
                 config.state_dir.as_deref(),
             ),
             health: PoolHealth::default(),
+            metrics: EdgeMetrics::from_telemetry(),
             region: config.region.clone(),
             max_json_body_bytes: config.max_json_body_bytes,
             limits: config.limits(),

@@ -1,10 +1,17 @@
 //! An in-process OTLP collector for tests, on 127.0.0.1: a tonic server implementing
-//! `opentelemetry-proto`'s trace service (OTLP/gRPC) and a hyper server taking
-//! `POST /v1/traces` (OTLP/HTTP protobuf), keeping every span either receives.
+//! `opentelemetry-proto`'s trace and metrics services (OTLP/gRPC) and a hyper server taking
+//! `POST /v1/traces` and `POST /v1/metrics` (OTLP/HTTP protobuf), keeping every span and metric
+//! either receives.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -13,6 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// A span as the collector received it, with its resource's attributes.
@@ -92,12 +100,93 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A metric as the collector received it (one export's data points), with its resource.
+#[derive(Debug, Clone)]
+pub struct ReceivedMetric {
+    pub resource: Vec<KeyValue>,
+    pub metric: Metric,
+}
+
+/// One data point, whatever the metric's kind: sums and gauges carry `value`; histograms their
+/// `count` and `sum` (in `value`).
+#[derive(Debug, Clone)]
+pub struct ReceivedPoint {
+    pub attributes: Vec<KeyValue>,
+    pub time_unix_nano: u64,
+    pub value: f64,
+    pub count: u64,
+}
+
+impl ReceivedPoint {
+    pub fn str_attr(&self, key: &str) -> Option<String> {
+        find(&self.attributes, key).and_then(as_string)
+    }
+}
+
+impl ReceivedMetric {
+    pub fn service_name(&self) -> Option<String> {
+        find(&self.resource, "service.name").and_then(as_string)
+    }
+
+    pub fn points(&self) -> Vec<ReceivedPoint> {
+        let number = |p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint| {
+            let value = match p.value {
+                Some(number_data_point::Value::AsInt(v)) => v as f64,
+                Some(number_data_point::Value::AsDouble(v)) => v,
+                None => 0.0,
+            };
+            ReceivedPoint {
+                attributes: p.attributes.clone(),
+                time_unix_nano: p.time_unix_nano,
+                value,
+                count: 1,
+            }
+        };
+        match &self.metric.data {
+            Some(metric::Data::Sum(sum)) => sum.data_points.iter().map(number).collect(),
+            Some(metric::Data::Gauge(gauge)) => gauge.data_points.iter().map(number).collect(),
+            Some(metric::Data::Histogram(histogram)) => histogram
+                .data_points
+                .iter()
+                .map(|p| ReceivedPoint {
+                    attributes: p.attributes.clone(),
+                    time_unix_nano: p.time_unix_nano,
+                    value: p.sum.unwrap_or_default(),
+                    count: p.count,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
+struct Received {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    metrics: Arc<Mutex<Vec<ReceivedMetric>>>,
+}
 
 impl Received {
+    fn keep_metrics(&self, request: ExportMetricsServiceRequest) {
+        let mut received = self.metrics.lock().unwrap();
+        for resource_metrics in request.resource_metrics {
+            let resource = resource_metrics
+                .resource
+                .map(|r| r.attributes)
+                .unwrap_or_default();
+            for scope in resource_metrics.scope_metrics {
+                for metric in scope.metrics {
+                    received.push(ReceivedMetric {
+                        resource: resource.clone(),
+                        metric,
+                    });
+                }
+            }
+        }
+    }
+
     fn keep(&self, request: ExportTraceServiceRequest) {
-        let mut received = self.0.lock().unwrap();
+        let mut received = self.spans.lock().unwrap();
         for resource_spans in request.resource_spans {
             let resource = resource_spans
                 .resource
@@ -128,6 +217,19 @@ impl TraceService for Received {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.keep_metrics(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// The collector; stops when dropped.
 pub struct OtlpCollector {
     addr: SocketAddr,
@@ -145,9 +247,11 @@ impl OtlpCollector {
         let received = Received::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = TraceServiceServer::new(received.clone());
+        let metrics = MetricsServiceServer::new(received.clone());
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(metrics)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
                     async {
@@ -180,11 +284,17 @@ impl OtlpCollector {
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.received.0.lock().unwrap().clone()
+        self.received.spans.lock().unwrap().clone()
+    }
+
+    /// Every metric of every export received so far (cumulative: later exports repeat them).
+    pub fn metrics(&self) -> Vec<ReceivedMetric> {
+        self.received.metrics.lock().unwrap().clone()
     }
 }
 
-/// OTLP/HTTP with protobuf bodies: `POST /v1/traces`; runs until the test's runtime ends.
+/// OTLP/HTTP with protobuf bodies: `POST /v1/traces` and `/v1/metrics`; runs until the test's
+/// runtime ends.
 async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
     use http_body_util::{BodyExt as _, Full};
     use prost::Message as _;
@@ -195,20 +305,24 @@ async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let received = received.clone();
                     async move {
-                        let path_ok = request.uri().path() == "/v1/traces";
+                        let path = request.uri().path().to_string();
                         let body = request.into_body().collect().await.map(|b| b.to_bytes());
-                        let decoded = body
-                            .ok()
-                            .filter(|_| path_ok)
-                            .and_then(|b| ExportTraceServiceRequest::decode(b).ok());
-                        let status = match decoded {
-                            Some(request) => {
-                                received.keep(request);
-                                200
-                            }
-                            None => 400,
+                        let (kept, answer) = match (path.as_str(), body) {
+                            ("/v1/traces", Ok(b)) => (
+                                ExportTraceServiceRequest::decode(b)
+                                    .map(|r| received.keep(r))
+                                    .is_ok(),
+                                ExportTraceServiceResponse::default().encode_to_vec(),
+                            ),
+                            ("/v1/metrics", Ok(b)) => (
+                                ExportMetricsServiceRequest::decode(b)
+                                    .map(|r| received.keep_metrics(r))
+                                    .is_ok(),
+                                ExportMetricsServiceResponse::default().encode_to_vec(),
+                            ),
+                            _ => (false, Vec::new()),
                         };
-                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                        let status = if kept { 200 } else { 400 };
                         http::Response::builder()
                             .status(status)
                             .header("content-type", "application/x-protobuf")

@@ -89,15 +89,36 @@ const AZURE_VARIABLES: [&str; 8] = [
     "MSI_ENDPOINT",
 ];
 
-/// `OTEL_*` (and the log format) from the outer environment: never inherited.
+/// `OTEL_*` (and the log format and metrics listener) from the outer environment: never
+/// inherited.
 fn telemetry_variables() -> Vec<std::ffi::OsString> {
     std::env::vars_os()
         .map(|(name, _)| name)
         .filter(|name| {
-            name.to_str()
-                .is_some_and(|n| n.starts_with("OTEL_") || n == "AIPROXY_LOG_FORMAT")
+            name.to_str().is_some_and(|n| {
+                n.starts_with("OTEL_") || n == "AIPROXY_LOG_FORMAT" || n == "AIPROXY_METRICS_ADDR"
+            })
         })
         .collect()
+}
+
+/// `GET http://{addr}/metrics`: the Prometheus text a process serves on `AIPROXY_METRICS_ADDR`.
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("the metrics listener answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.text().await.expect("the metrics text")
 }
 
 fn command(binary: &str, log: &Path) -> Command {
@@ -164,6 +185,8 @@ pub struct ControlPlane {
     pub grpc_addr: SocketAddr,
     pub admin_token: String,
     pub edge_token: String,
+    /// Where `GET /metrics` is served (`AIPROXY_METRICS_ADDR`), for `start_with_metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     options: ControlPlaneOptions,
     dir: Arc<ScratchDir>,
 }
@@ -174,12 +197,22 @@ impl ControlPlane {
     }
 
     pub async fn start_with(options: ControlPlaneOptions) -> Self {
+        Self::start_inner(options, false).await
+    }
+
+    /// A control plane serving `/metrics` on a loopback port of its own (`metrics_addr`).
+    pub async fn start_with_metrics(options: ControlPlaneOptions) -> Self {
+        Self::start_inner(options, true).await
+    }
+
+    async fn start_inner(options: ControlPlaneOptions, metrics: bool) -> Self {
         let mut cp = Self {
             child: None,
             admin_addr: free_addr(),
             grpc_addr: free_addr(),
             admin_token: format!("adm_test_{}", uuid::Uuid::new_v4().simple()),
             edge_token: format!("edg_test_{}", uuid::Uuid::new_v4().simple()),
+            metrics_addr: metrics.then(free_addr),
             options,
             dir: Arc::new(ScratchDir::new("cp")),
         };
@@ -190,6 +223,7 @@ impl ControlPlane {
             // A port was taken meanwhile: pick others.
             cp.admin_addr = free_addr();
             cp.grpc_addr = free_addr();
+            cp.metrics_addr = cp.metrics_addr.map(|_| free_addr());
         }
         panic!(
             "the control plane exited at start {START_ATTEMPTS} times; see its log in {}",
@@ -217,6 +251,9 @@ impl ControlPlane {
             // Never a credential that could reach a real identity service: tests that need one
             // pin managed-identity and point IDENTITY_ENDPOINT at a loopback fake.
             .env("AIPROXY_CREDENTIAL", "none");
+        if let Some(addr) = self.metrics_addr {
+            cmd.env("AIPROXY_METRICS_ADDR", addr.to_string());
+        }
         for (k, v) in &self.options.extra_env {
             cmd.env(k, v);
         }
@@ -286,6 +323,8 @@ impl ControlPlane {
 pub struct Edge {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served (`AIPROXY_METRICS_ADDR`), for `start_with_metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     _dir: ScratchDir,
 }
 
@@ -301,12 +340,18 @@ impl Edge {
         token: &str,
         wait_ready: bool,
     ) -> Self {
-        Self::launch(cp, region, token, wait_ready, &[]).await
+        Self::launch(cp, region, token, wait_ready, env_only(&[])).await
     }
 
     /// An edge with extra environment (e.g. `AIPROXY_TOKEN_EXPIRY_MARGIN_SECS`).
     pub async fn start_with_env(cp: &ControlPlane, region: &str, env: &[(&str, &str)]) -> Self {
-        Self::launch(cp, region, &cp.edge_token, true, env).await
+        Self::launch(cp, region, &cp.edge_token, true, env_only(env)).await
+    }
+
+    /// An edge serving `/metrics` on a loopback port of its own (`metrics_addr`).
+    pub async fn start_with_metrics(cp: &ControlPlane, region: &str, env: &[(&str, &str)]) -> Self {
+        let launch = Launch { env, metrics: true };
+        Self::launch(cp, region, &cp.edge_token, true, launch).await
     }
 
     /// An edge presenting `token`, with extra environment; `wait_ready` as in `start_with_token`.
@@ -317,7 +362,7 @@ impl Edge {
         wait_ready: bool,
         env: &[(&str, &str)],
     ) -> Self {
-        Self::launch(cp, region, token, wait_ready, env).await
+        Self::launch(cp, region, token, wait_ready, env_only(env)).await
     }
 
     async fn launch(
@@ -325,12 +370,13 @@ impl Edge {
         region: &str,
         token: &str,
         wait_ready: bool,
-        env: &[(&str, &str)],
+        launch: Launch<'_>,
     ) -> Self {
         let dir = ScratchDir::new("edge");
         let path = if wait_ready { "readyz" } else { "healthz" };
         for _ in 0..START_ATTEMPTS {
             let addr = free_addr();
+            let metrics_addr = launch.metrics.then(free_addr);
             let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
             cmd.current_dir(dir.path())
                 .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
@@ -341,7 +387,10 @@ impl Edge {
                 // Tests run many processes on two cores: a 250 ms control-call deadline would
                 // make them flaky, not stricter. Scenarios that test the deadline set their own.
                 .env("AIPROXY_CONTROL_CALL_DEADLINE_MS", "2000");
-            for (k, v) in env {
+            if let Some(metrics_addr) = metrics_addr {
+                cmd.env("AIPROXY_METRICS_ADDR", metrics_addr.to_string());
+            }
+            for (k, v) in launch.env {
                 cmd.env(k, v);
             }
             let mut child = cmd.spawn().expect("start aiproxy-edge");
@@ -350,6 +399,7 @@ impl Edge {
                 return Self {
                     child: Some(child),
                     addr,
+                    metrics_addr,
                     _dir: dir,
                 };
             }
@@ -398,6 +448,19 @@ impl Edge {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("edge.log")).unwrap_or_default()
+    }
+}
+
+/// How an edge is started: extra environment, and whether it serves `/metrics`.
+struct Launch<'a> {
+    env: &'a [(&'a str, &'a str)],
+    metrics: bool,
+}
+
+fn env_only<'a>(env: &'a [(&'a str, &'a str)]) -> Launch<'a> {
+    Launch {
+        env,
+        metrics: false,
     }
 }
 

@@ -1,6 +1,6 @@
-//! Logging and OpenTelemetry for both binaries: one place reads the standard `OTEL_*` variables
-//! and `AIPROXY_LOG_FORMAT`, installs the `tracing` subscriber, and flushes what is buffered at
-//! shutdown.
+//! Logging and OpenTelemetry for both binaries: one place reads the standard `OTEL_*` variables,
+//! `AIPROXY_LOG_FORMAT` and `AIPROXY_METRICS_ADDR`, installs the `tracing` subscriber and the
+//! meter provider (`metrics`), and flushes what is buffered at shutdown.
 //!
 //! Without `OTEL_EXPORTER_OTLP_ENDPOINT` (or with `OTEL_SDK_DISABLED=true`) no tracer provider,
 //! exporter or OpenTelemetry layer exists: spans made with [`SPAN_TARGET`] are disabled at their
@@ -11,12 +11,14 @@
 //! layer sees nothing else (library spans from hyper, h2 or sqlx are not exported).
 
 mod json;
+pub mod metrics;
 mod propagation;
 mod settings;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tracing_subscriber::Layer;
@@ -25,6 +27,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+pub use metrics::{meter, metrics_on};
 pub use propagation::{continue_trace, inject_trace, rename};
 pub use settings::{ExportProtocol, LogFormat, Settings, SettingsError};
 
@@ -39,15 +42,22 @@ pub enum TelemetryError {
     Filter(String),
     #[error("OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP exporter could not be built: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("AIPROXY_METRICS_ADDR: cannot listen on {addr}: {source}")]
+    MetricsListener {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
 }
 
 /// What [`init`] set up; call [`Telemetry::shutdown`] once the servers have stopped so buffered
-/// spans are exported before the process exits.
+/// spans and the last metrics are exported before the process exits.
 #[must_use = "call shutdown() after the servers stop, or buffered spans are lost"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
+    scrape: Option<metrics::ScrapeServer>,
 }
 
 impl Telemetry {
@@ -56,27 +66,57 @@ impl Telemetry {
         self.provider.is_some()
     }
 
-    /// Exports what is buffered and stops the exporter (at most the exporter's timeout).
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.scrape.as_ref().map(|s| s.addr)
+    }
+
+    /// Exports what is buffered and stops the exporters (at most their timeouts) and the
+    /// `/metrics` listener.
     pub async fn shutdown(self) {
-        let Some(provider) = self.provider else {
-            return;
-        };
-        // The provider's shutdown blocks until its batch task (on this runtime) has exported.
-        let result = tokio::task::spawn_blocking(move || provider.shutdown()).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
-            Err(error) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
+        if let Some(scrape) = &self.scrape {
+            scrape.stop();
+        }
+        // Each provider's shutdown blocks until its task (on this runtime) has exported.
+        if let Some(provider) = self.provider {
+            flushed(tokio::task::spawn_blocking(move || provider.shutdown()).await);
+        }
+        if let Some(meters) = self.meters {
+            flushed(tokio::task::spawn_blocking(move || meters.shutdown()).await);
         }
     }
 }
 
-/// Installs logging (and, when configured, trace export) for the process from its environment.
+fn flushed(result: Result<opentelemetry_sdk::error::OTelSdkResult, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
+        Err(error) => tracing::warn!(%error, "flushing telemetry at shutdown failed"),
+    }
+}
+
+/// Installs logging (and, when configured, trace and metric export and the `/metrics` listener)
+/// for the process from its environment.
 /// `service` names the service unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` does;
 /// `default_filter` applies when `RUST_LOG` is unset. Call inside the Tokio runtime.
 pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, TelemetryError> {
     let settings = Settings::from_env()?;
     let provider = tracer_provider(&settings, service)?;
+    let prometheus = settings
+        .metrics_addr
+        .map(|_| metrics::PrometheusReader::default());
+    let meters =
+        metrics::meter_provider(&settings, resource(&settings, service), prometheus.clone())?;
+    let scrape = match (settings.metrics_addr, prometheus) {
+        (Some(addr), Some(reader)) => Some(
+            metrics::ScrapeServer::start(addr, reader)
+                .map_err(|source| TelemetryError::MetricsListener { addr, source })?,
+        ),
+        _ => None,
+    };
+    if let Some(meters) = &meters {
+        metrics::install(meters);
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let filter = log_filter(default_filter)?;
     subscriber(&settings, filter, provider.as_ref(), std::io::stdout, ansi)
@@ -85,7 +125,27 @@ pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, Te
     if let Some(endpoint) = &settings.endpoint {
         tracing::info!(%endpoint, protocol = settings.protocol.as_str(), "exporting traces over OTLP");
     }
-    Ok(Telemetry { provider })
+    if let Some(endpoint) = &settings.metrics_endpoint {
+        tracing::info!(%endpoint, protocol = settings.metrics_protocol.as_str(), "exporting metrics over OTLP");
+    }
+    if let Some(scrape) = &scrape {
+        tracing::info!(addr = %scrape.addr, "serving Prometheus metrics at /metrics");
+    }
+    Ok(Telemetry {
+        provider,
+        meters,
+        scrape,
+    })
+}
+
+/// The service's resource: `service` as its name unless `OTEL_SERVICE_NAME` or
+/// `OTEL_RESOURCE_ATTRIBUTES` names it, plus those attributes and the SDK's.
+fn resource(settings: &Settings, service: &'static str) -> Resource {
+    let mut resource = Resource::builder();
+    if !settings.service_name_given {
+        resource = resource.with_service_name(service);
+    }
+    resource.build()
 }
 
 /// `RUST_LOG`, else `default_filter`.
@@ -120,14 +180,10 @@ pub fn tracer_provider(
     // delay from `OTEL_BSP_*`.
     let processor =
         BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
-    let mut resource = Resource::builder();
-    if !settings.service_name_given {
-        resource = resource.with_service_name(service);
-    }
     // The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (default: parent-based, always on).
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_resource(resource.build())
+        .with_resource(resource(settings, service))
         .build();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),

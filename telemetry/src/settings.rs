@@ -1,6 +1,9 @@
 //! The telemetry settings, read once from the environment and checked at start-up: a value
 //! that cannot be honoured stops the process with the variable's name and what it accepts.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 /// Where log lines go and how they look (`AIPROXY_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -10,7 +13,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The OTLP transport (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`).
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportProtocol {
     /// OTLP/gRPC over the tonic client both binaries already use (the default).
@@ -31,9 +35,16 @@ impl ExportProtocol {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub log_format: LogFormat,
-    /// The OTLP endpoint; `None`: nothing is exported and no OpenTelemetry layer exists.
+    /// The OTLP endpoint for traces; `None`: no span is exported and no OpenTelemetry layer exists.
     pub endpoint: Option<String>,
     pub protocol: ExportProtocol,
+    /// The OTLP endpoint for metrics; `None`: no metric is exported over OTLP.
+    pub metrics_endpoint: Option<String>,
+    pub metrics_protocol: ExportProtocol,
+    /// How often metrics are exported over OTLP (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds).
+    pub metric_export_interval: Option<Duration>,
+    /// Where `GET /metrics` (Prometheus text) is served (`AIPROXY_METRICS_ADDR`); `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
     /// `OTEL_SERVICE_NAME` or a `service.name` in `OTEL_RESOURCE_ATTRIBUTES` names the service.
     pub service_name_given: bool,
 }
@@ -68,30 +79,31 @@ impl Settings {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(v) => return Err(invalid("OTEL_SDK_DISABLED", "true or false", v)),
         };
-        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .filter(|_| !disabled);
-        let (protocol_var, protocol) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-            Some(v) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(v)),
-            None => (
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                var("OTEL_EXPORTER_OTLP_PROTOCOL"),
-            ),
+        let (endpoint, protocol) = otlp_target(&var, &TRACES, disabled)?;
+        let (metrics_endpoint, metrics_protocol) = otlp_target(&var, &METRICS, disabled)?;
+        let metric_export_interval = match var("OTEL_METRIC_EXPORT_INTERVAL") {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+                _ => {
+                    return Err(invalid(
+                        "OTEL_METRIC_EXPORT_INTERVAL",
+                        "a positive number of milliseconds",
+                        &v,
+                    ));
+                }
+            },
         };
-        let protocol = match protocol.as_deref().map(str::trim) {
-            None | Some("grpc") => ExportProtocol::Grpc,
-            Some("http/protobuf") => ExportProtocol::HttpProtobuf,
-            Some(v) => return Err(invalid(protocol_var, "grpc or http/protobuf", v)),
+        let metrics_addr = match var("AIPROXY_METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "AIPROXY_METRICS_ADDR",
+                    "an address and port, e.g. 0.0.0.0:9464",
+                    &v,
+                )
+            })?),
         };
-        if let Some(endpoint) = &endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(invalid(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "an http:// or https:// URL",
-                endpoint,
-            ));
-        }
         let service_name_given = var("OTEL_SERVICE_NAME").is_some()
             || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
                 attributes
@@ -102,9 +114,62 @@ impl Settings {
             log_format,
             endpoint,
             protocol,
+            metrics_endpoint,
+            metrics_protocol,
+            metric_export_interval,
+            metrics_addr,
             service_name_given,
         })
     }
+}
+
+/// One signal's own OTLP variables (they win over the general ones).
+struct SignalVariables {
+    endpoint: &'static str,
+    protocol: &'static str,
+}
+
+const TRACES: SignalVariables = SignalVariables {
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+};
+
+const METRICS: SignalVariables = SignalVariables {
+    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+};
+
+/// The endpoint and protocol of one signal; no endpoint when the SDK is disabled.
+fn otlp_target(
+    var: &impl Fn(&str) -> Option<String>,
+    signal: &SignalVariables,
+    disabled: bool,
+) -> Result<(Option<String>, ExportProtocol), SettingsError> {
+    let endpoint = var(signal.endpoint)
+        .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .filter(|_| !disabled);
+    let (protocol_var, protocol) = match var(signal.protocol) {
+        Some(v) => (signal.protocol, Some(v)),
+        None => (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ),
+    };
+    let protocol = match protocol.as_deref().map(str::trim) {
+        None | Some("grpc") => ExportProtocol::Grpc,
+        Some("http/protobuf") => ExportProtocol::HttpProtobuf,
+        Some(v) => return Err(invalid(protocol_var, "grpc or http/protobuf", v)),
+    };
+    if let Some(endpoint) = &endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        return Err(invalid(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "an http:// or https:// URL",
+            endpoint,
+        ));
+    }
+    Ok((endpoint, protocol))
 }
 
 fn invalid(variable: &'static str, expected: &'static str, value: &str) -> SettingsError {

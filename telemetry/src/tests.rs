@@ -46,6 +46,51 @@ fn unsupported_values_name_their_variable() {
 }
 
 #[test]
+fn metrics_settings_are_read_and_checked() {
+    let s = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
+        ("AIPROXY_METRICS_ADDR", "127.0.0.1:9464"),
+    ])
+    .unwrap();
+    assert_eq!(s.metrics_endpoint.as_deref(), Some("http://collector:4317"));
+    assert_eq!(s.metrics_protocol, ExportProtocol::HttpProtobuf);
+    assert_eq!(
+        s.protocol,
+        ExportProtocol::Grpc,
+        "traces keep the general protocol"
+    );
+    assert_eq!(
+        s.metric_export_interval,
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    let s = settings(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
+    ])
+    .unwrap();
+    assert_eq!(s.endpoint.as_deref(), Some("http://traces:4317"));
+    assert_eq!(s.metrics_endpoint.as_deref(), Some("http://metrics:4317"));
+    for (variable, value) in [
+        ("AIPROXY_METRICS_ADDR", "9464"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "10s"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json"),
+    ] {
+        let e = settings(&[(variable, value)]).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{variable}:")), "{e}");
+    }
+    let off = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ])
+    .unwrap();
+    assert_eq!(off.metrics_endpoint, None);
+}
+
+#[test]
 fn protocol_and_service_name_are_read() {
     let s = settings(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
@@ -73,6 +118,8 @@ async fn with_an_endpoint_a_provider_is_built_for_either_protocol() {
         let provider = tracer_provider(&s, "test").unwrap().expect("a provider");
         let telemetry = Telemetry {
             provider: Some(provider),
+            meters: None,
+            scrape: None,
         };
         assert!(telemetry.exporting());
         telemetry.shutdown().await;

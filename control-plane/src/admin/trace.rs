@@ -1,6 +1,7 @@
-//! A span per admin API request, exported over OpenTelemetry: method, matched route and status.
-//! Never the admin token, a path's values beyond the route template, or a body. Disabled at its
-//! callsite when telemetry is off.
+//! A span per admin API request, exported over OpenTelemetry, and its metrics (duration by
+//! method, route template and status): never the admin token, a path's values beyond the route
+//! template, or a body. Both cost nothing when telemetry is off (the span is disabled at its
+//! callsite, the metrics are no-ops checked first).
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -9,6 +10,8 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 pub(super) async fn admin_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = crate::metrics::metrics();
     let span = tracing::info_span!(
         target: aiproxy_telemetry::SPAN_TARGET,
         "aiproxy.admin.request",
@@ -18,22 +21,31 @@ pub(super) async fn admin_request(request: Request, next: Next) -> Response {
         http.route = Empty,
         http.response.status_code = Empty,
     );
-    if !span.is_disabled() {
-        // The template (`/admin/api/v1/events/{id}`), not the path: bounded, and no ids in names.
-        let route = request
+    // The template (`/admin/api/v1/events/{id}`), not the path: bounded, and no ids in names.
+    let route = (!span.is_disabled() || metrics.on()).then(|| {
+        request
             .extensions()
             .get::<MatchedPath>()
-            .map_or("(unmatched)", MatchedPath::as_str);
-        span.record("http.route", route);
-        aiproxy_telemetry::rename(&span, format!("{} {route}", request.method()));
+            .map_or("(unmatched)", MatchedPath::as_str)
+            .to_string()
+    });
+    let method = request.method().clone();
+    if !span.is_disabled()
+        && let Some(route) = &route
+    {
+        span.record("http.route", route.as_str());
+        aiproxy_telemetry::rename(&span, format!("{method} {route}"));
     }
     let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
     if !span.is_disabled() {
-        let status = response.status();
         span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
         }
+    }
+    if let Some(route) = &route {
+        metrics.admin_answered(method.as_str(), route, status.as_u16(), started.elapsed());
     }
     response
 }

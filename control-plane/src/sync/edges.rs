@@ -9,7 +9,7 @@
 //! Edge ids come and go (every replica restart may bring a new one), so an edge that has been
 //! disconnected for longer than the registry's expiry (an hour by default) is forgotten.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,17 @@ impl EdgeRegistry {
             edge_id: hello.edge_id.clone(),
             generation,
         }
+    }
+
+    /// How many edges are connected, per region they reported.
+    pub fn connected_by_region(&self) -> BTreeMap<String, u64> {
+        self.with(|edges| {
+            let mut regions = BTreeMap::new();
+            for entry in edges.by_id.values().filter(|e| e.status.connected) {
+                *regions.entry(entry.status.region.clone()).or_insert(0) += 1;
+            }
+            regions
+        })
     }
 
     pub fn list(&self) -> Vec<EdgeStatus> {

@@ -63,6 +63,11 @@ impl ChangeFeed {
         self.versions.subscribe()
     }
 
+    /// The latest catalog version this replica knows of.
+    pub fn version(&self) -> u64 {
+        *self.versions.borrow()
+    }
+
     pub fn notify_forget(&self, seq: u64) {
         raise(&self.forgets, seq);
     }

@@ -108,6 +108,16 @@ impl SyncSession {
         let mut nack_delay = Duration::ZERO;
         let mut quiet_until: Option<Instant> = None;
         let mut last_sent: Option<u64> = None;
+        // The last update sent and not yet ACKed: its version, when it left, and whether full.
+        let mut awaiting_ack: Option<(u64, Instant, bool)> = None;
+        let acked = |version: u64, awaiting: &mut Option<(u64, Instant, bool)>| {
+            if let Some((sent, at, full)) = *awaiting
+                && sent == version
+            {
+                crate::metrics::metrics().pushed(full, at.elapsed());
+                *awaiting = None;
+            }
+        };
         loop {
             if let Some(until) = quiet_until {
                 tokio::select! {
@@ -115,6 +125,7 @@ impl SyncSession {
                     message = inbound.message() => match message {
                         Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
                             self.edge.acked(ack.version);
+                            acked(ack.version, &mut awaiting_ack);
                         }
                         Ok(Some(pb::EdgeMessage { message: Some(Message::Nack(nack)) })) => {
                             self.edge.nacked(&nack.error);
@@ -171,10 +182,13 @@ impl SyncSession {
                     owed.reset_objects,
                 );
                 let version = update.version;
+                let full = update.full;
+                let leaving = Instant::now();
                 if !self.send(update).await {
                     break;
                 }
                 self.edge.sent(version);
+                awaiting_ack = Some((version, leaving, full));
                 held = Some(version);
                 last_sent = Some(version);
                 owed = Owed::default();
@@ -189,6 +203,7 @@ impl SyncSession {
                 message = inbound.message() => match message {
                     Ok(Some(pb::EdgeMessage { message: Some(Message::Ack(ack)) })) => {
                         self.edge.acked(ack.version);
+                        acked(ack.version, &mut awaiting_ack);
                         if last_sent == Some(ack.version) {
                             nack_delay = Duration::ZERO;
                         }

@@ -147,6 +147,16 @@ impl TokenBroker {
         })
     }
 
+    /// When each held token expires (ms since the epoch), per (identity, scope); never the token.
+    pub fn expiries(&self) -> Vec<(TokenKey, i64)> {
+        self.with_states(|states| {
+            states
+                .iter()
+                .filter_map(|(key, st)| st.token.as_ref().map(|t| (key.clone(), t.expires_on_ms)))
+                .collect()
+        })
+    }
+
     /// Runs the broker: follows catalog changes to know what is needed, and keeps those tokens fresh.
     pub fn spawn(
         self: Arc<Self>,
@@ -321,6 +331,7 @@ impl TokenBroker {
                 self.install(key, cached, refresh_at);
             }
             Err(error) => {
+                crate::metrics::metrics().mint_failed(key);
                 let (backoff, keeps) = self.with_states(|states| {
                     let st = states.entry(key.clone()).or_default();
                     st.backoff = next_backoff(

@@ -22,6 +22,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use crate::body::{EdgeBody, full};
+use crate::metrics::UpstreamFailure;
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
@@ -39,11 +40,14 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     let request = request.map(|body| {
         crate::body::with_idle_timeout(body, state.limits.body_read_timeout, "the request body")
     });
-    let span = if trace::is_probe(request.uri().path()) {
+    let probe = trace::is_probe(request.uri().path());
+    let span = if probe {
         tracing::Span::none()
     } else {
         trace::request_span(&state.region, request.method(), request.headers())
     };
+    // Cheap to keep: a standard method is copied, not allocated.
+    let method = request.method().clone();
     let mut metering = None;
     let response = match serve(&state, request, started, &mut metering, &span)
         .instrument(span.clone())
@@ -54,10 +58,18 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     };
     trace::record_status(&span, response.status());
     // Every authenticated call to a model, Foundry, search or MCP route leaves one usage record,
-    // made when its answer has been streamed to the end.
+    // made when its answer has been streamed to the end, and its metrics are recorded with it;
+    // any other answer's metrics are recorded now (probes aside).
     match metering {
         Some(metering) => metering.wrap(&state, response),
-        None => response,
+        None => {
+            if !probe {
+                state
+                    .metrics
+                    .answered(&method, response.status().as_u16(), started.at.elapsed());
+            }
+            response
+        }
     }
 }
 
@@ -285,6 +297,7 @@ async fn serve(
     trace::record_call(span, &caller.event.id, family);
     if !family.is_empty() {
         let mut meter = Metering::new(
+            request.method(),
             &caller.event.id,
             &caller.user_id,
             family,
@@ -529,6 +542,7 @@ async fn serve(
             && let Some((bytes, _)) = body_for(&next)?
         {
             tracing::info!(from = %upstream.id, to = %next.id, "retrying on another pool member");
+            state.metrics.replayed(&upstream.id);
             let url = url_for(&next);
             return forward(
                 state,
@@ -669,16 +683,23 @@ async fn forward(
     *request.uri_mut() = uri;
     *request.headers_mut() = upstream_headers;
 
+    let sent = std::time::Instant::now();
     let response = state
         .upstream
         .send(request)
         .await
-        .map_err(|e| upstream_failure(&upstream, e))?;
+        .map_err(|e| upstream_failure(state, &upstream, e))?;
+    let upstream_wait = sent.elapsed();
+    state
+        .metrics
+        .upstream_answered(&upstream.id, response.status());
     let (mut parts, body) = response.into_parts();
     parts.headers = headers::for_client(parts.headers);
     parts.extensions.insert(Served {
         resource_id: upstream.id.clone(),
         deployment_name: upstream.deployment_name.clone(),
+        provider: trace::provider_of(&upstream.model_type),
+        upstream_wait,
     });
     let body = crate::body::with_idle_timeout(
         body,
@@ -709,8 +730,18 @@ pub(crate) fn authorize_upstream(
 
 /// What the caller is told when an upstream fails: which resource (by its friendly name) and
 /// what happened, never its address or the transport's words (logged for operators instead).
-pub(crate) fn upstream_failure(upstream: &UpstreamResource, error: UpstreamError) -> ProxyError {
+pub(crate) fn upstream_failure(
+    state: &EdgeState,
+    upstream: &UpstreamResource,
+    error: UpstreamError,
+) -> ProxyError {
     tracing::warn!(resource = %upstream.id, %error, "upstream call failed");
+    let why = match error {
+        UpstreamError::Timeout(_) => UpstreamFailure::Timeout,
+        UpstreamError::Connect(_) => UpstreamFailure::Unreachable,
+        UpstreamError::Request(_) => UpstreamFailure::Broken,
+    };
+    state.metrics.upstream_failed(&upstream.id, why);
     let name = &upstream.friendly_name;
     match error {
         UpstreamError::Timeout(after) => ProxyError::new(

@@ -115,7 +115,7 @@ fn saturating_i64(n: u64) -> i64 {
 
 /// `gen_ai.operation.name` for a route family: the convention's well-known values where one
 /// fits, the family's own name otherwise.
-fn operation_of(family: &'static str) -> &'static str {
+pub(crate) fn operation_of(family: &'static str) -> &'static str {
     match family {
         "chat" | "responses" => "chat",
         "completions" => "text_completion",
@@ -125,7 +125,7 @@ fn operation_of(family: &'static str) -> &'static str {
 }
 
 /// `gen_ai.provider.name` for a resource type; search and MCP servers are no GenAI providers.
-fn provider_of(model_type: &str) -> Option<&'static str> {
+pub(crate) fn provider_of(model_type: &str) -> Option<&'static str> {
     match model_type {
         "foundry-model" => Some("azure.ai.openai"),
         "ai-inference" => Some("azure.ai.inference"),

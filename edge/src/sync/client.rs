@@ -57,6 +57,9 @@ impl SyncClient {
                 Err(e) => Some(format!("{e:#}")),
             };
             self.state.set_sync_status(|status| {
+                if status.connected {
+                    status.lost_at = Some(std::time::Instant::now());
+                }
                 status.connected = false;
                 if received {
                     status.failures_in_a_row = 0;

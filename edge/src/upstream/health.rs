@@ -29,6 +29,15 @@ impl PoolHealth {
             .is_none_or(|until| *until <= Instant::now())
     }
 
+    /// Every member ever left out, and whether it still is (for the pool-health gauge).
+    pub fn members(&self) -> Vec<(String, bool)> {
+        let now = Instant::now();
+        let map = self.tripped_until.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(id, until)| (id.clone(), *until > now))
+            .collect()
+    }
+
     /// Leaves the member out after an answer with `status` (or an unreachable member: `None`).
     pub fn trip(&self, resource_id: &str, status: Option<StatusCode>, headers: Option<&HeaderMap>) {
         let retry_after = headers

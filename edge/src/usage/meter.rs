@@ -1,6 +1,7 @@
 //! The body every metered answer streams through: frames go to the client as they arrive, while a
 //! copy is scanned for the upstream's `usage`; when the body ends (or the client goes away) one
-//! usage record is made and the tokens are charged to the event's token caps.
+//! usage record is made, the tokens are charged to the event's token caps, and the request's
+//! metrics are recorded.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use http_body_util::BodyExt;
 
 use super::scan::{self, StreamScan, Tokens, UsageChunkFilter};
 use crate::body::{BoxError, EdgeBody};
+use crate::metrics::{Finished, ServedBy};
 use crate::quota::Charge;
 use crate::state::EdgeState;
 
@@ -24,6 +26,10 @@ use crate::state::EdgeState;
 pub struct Served {
     pub resource_id: String,
     pub deployment_name: String,
+    /// `gen_ai.provider.name` of the resource; `None` for search and MCP.
+    pub provider: Option<&'static str>,
+    /// How long the upstream took to send its answer's head.
+    pub upstream_wait: Duration,
 }
 
 /// What is kept of a JSON answer larger than `AIPROXY_USAGE_SCAN_BYTES`: its end.
@@ -35,6 +41,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// A request being metered: what its usage record needs, filled in as the pipeline learns it.
 #[derive(Debug)]
 pub struct Metering {
+    pub method: http::Method,
     pub event_id: String,
     pub user_id: String,
     /// chat, completions, embeddings, responses, images, audio, agents, search, inference, mcp.
@@ -55,6 +62,7 @@ pub struct Metering {
 
 impl Metering {
     pub fn new(
+        method: &http::Method,
         event_id: &str,
         user_id: &str,
         family: &'static str,
@@ -62,6 +70,7 @@ impl Metering {
         started_at_ms: i64,
     ) -> Self {
         Self {
+            method: method.clone(),
             event_id: event_id.to_string(),
             user_id: user_id.to_string(),
             family,
@@ -112,12 +121,17 @@ impl Metering {
             Some(_) => Scan::Nothing,
         };
         let streamed = matches!(scan, Scan::Filter(_) | Scan::Stream(_));
+        // The head is here: what the upstream did not spend of the time to it, the edge did.
+        let added = served
+            .as_ref()
+            .map(|s| self.started.elapsed().saturating_sub(s.upstream_wait));
         let record = Pending {
             state: state.clone(),
             metering: self,
             served,
             status: parts.status.as_u16(),
             streamed,
+            added,
         };
         let body = MeteredBody {
             inner: Some(body),
@@ -211,17 +225,22 @@ struct Pending {
     served: Option<Served>,
     status: u16,
     streamed: bool,
+    /// The edge's share of the time to the answer's head (when an upstream answered).
+    added: Option<Duration>,
 }
 
 impl Pending {
     fn finish(self, found: Found, first_byte: Option<Instant>) {
         let m = self.metering;
         let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let provider = self.served.as_ref().and_then(|s| s.provider);
         let (resource_id, deployment) = match self.served {
             Some(s) if m.deployment.is_empty() => (s.resource_id, s.deployment_name),
             Some(s) => (s.resource_id, m.deployment),
             None => (String::new(), m.deployment),
         };
+        let duration = m.started.elapsed();
+        let first_byte = first_byte.map(|t| t - m.started);
         // A successful stream of these APIs always ends with its usage (the edge asks for it).
         let unknown = found.unknown
             || (found.tokens.is_none()
@@ -242,6 +261,25 @@ impl Pending {
                 .quota
                 .charge(&self.state, &m.charge, tokens.total);
         }
+        // Only a pool that served the call names the model: a made-up name is never a label.
+        let served = (!resource_id.is_empty()).then(|| ServedBy {
+            resource_id: &resource_id,
+            model: &deployment,
+            provider,
+        });
+        self.state.metrics.finished(&Finished {
+            method: &m.method,
+            family: m.family,
+            event_id: &m.event_id,
+            served,
+            status: self.status,
+            duration,
+            first_byte,
+            streamed: self.streamed,
+            // A run read again reports the same tokens: they are counted at first sight only.
+            tokens: found.tokens.filter(|_| first_charge),
+            added: self.added,
+        });
         self.state.usage.push(pb::UsageRecord {
             event_id: m.event_id,
             user_id: m.user_id,
@@ -250,8 +288,8 @@ impl Pending {
             route_family: m.family.to_string(),
             status: u32::from(self.status),
             started_at_ms: m.started_at_ms,
-            duration_ms: millis(m.started.elapsed()),
-            ttfb_ms: first_byte.map_or(0, |t| millis(t - m.started)),
+            duration_ms: millis(duration),
+            ttfb_ms: first_byte.map_or(0, millis),
             streamed: self.streamed,
             prompt_tokens: tokens.prompt,
             completion_tokens: tokens.completion,

@@ -216,7 +216,7 @@ async fn read_object(
         .upstream
         .send(request)
         .await
-        .map_err(|e| crate::proxy::upstream_failure(&upstream, e))?;
+        .map_err(|e| crate::proxy::upstream_failure(state, &upstream, e))?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND {
         return Ok(Read::Gone);

@@ -1,0 +1,106 @@
+use aiproxy_telemetry::metrics::PrometheusReader;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use super::*;
+
+fn metrics(on: bool) -> (SdkMeterProvider, PrometheusReader, EdgeMetrics) {
+    let reader = PrometheusReader::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(reader.clone())
+        .build();
+    let metrics = EdgeMetrics::new(&provider.meter("test"), on);
+    (provider, reader, metrics)
+}
+
+fn chat(status: u16, tokens: Option<Tokens>) -> Finished<'static> {
+    Finished {
+        method: &http::Method::POST,
+        family: "chat",
+        event_id: "ev1",
+        served: Some(ServedBy {
+            resource_id: "res1",
+            model: "gpt-4o",
+            provider: Some("azure.ai.openai"),
+        }),
+        status,
+        duration: Duration::from_millis(120),
+        first_byte: Some(Duration::from_millis(30)),
+        streamed: true,
+        tokens,
+        added: Some(Duration::from_micros(400)),
+    }
+}
+
+fn tokens(prompt: u64, completion: u64) -> Option<Tokens> {
+    Some(Tokens {
+        prompt,
+        completion,
+        total: prompt + completion,
+        ..Tokens::default()
+    })
+}
+
+#[test]
+fn a_finished_call_is_counted_timed_and_its_tokens_added() {
+    let (_provider, reader, metrics) = metrics(true);
+    metrics.finished(&chat(200, tokens(10, 5)));
+    metrics.finished(&chat(200, tokens(7, 3)));
+    metrics.finished(&chat(429, None));
+    let text = reader.render();
+    for line in [
+        "aiproxy_edge_requests_total{aiproxy_event_id=\"ev1\",aiproxy_resource_id=\"res1\",aiproxy_route_family=\"chat\",http_response_status_class=\"2xx\"} 2\n",
+        "aiproxy_edge_requests_total{aiproxy_event_id=\"ev1\",aiproxy_resource_id=\"res1\",aiproxy_route_family=\"chat\",http_response_status_class=\"4xx\"} 1\n",
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"input\"} 17\n",
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"output\"} 8\n",
+        "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"input\"} 17\n",
+        "gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\"} 2\n",
+        "gen_ai_server_request_duration_seconds_count{error_type=\"429\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\"} 1\n",
+        "http_server_request_duration_seconds_count{aiproxy_route_family=\"chat\",http_request_method=\"POST\",http_response_status_code=\"200\"} 2\n",
+        "aiproxy_edge_added_latency_seconds_count{aiproxy_route_family=\"chat\"} 3\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[test]
+fn unmetered_answers_failures_and_replays_are_counted_without_caller_labels() {
+    let (_provider, reader, metrics) = metrics(true);
+    metrics.answered(&http::Method::GET, 401, Duration::from_millis(1));
+    let odd = http::Method::from_bytes(b"BREW").unwrap();
+    metrics.answered(&odd, 404, Duration::from_millis(1));
+    metrics.upstream_answered("res1", http::StatusCode::TOO_MANY_REQUESTS);
+    metrics.upstream_answered("res1", http::StatusCode::TOO_MANY_REQUESTS);
+    metrics.upstream_answered("res1", http::StatusCode::OK);
+    metrics.upstream_failed("res1", UpstreamFailure::Timeout);
+    metrics.replayed("res1");
+    let text = reader.render();
+    for line in [
+        "aiproxy_edge_requests_total{http_response_status_class=\"4xx\"} 2\n",
+        "http_server_request_duration_seconds_count{http_request_method=\"_OTHER\",http_response_status_code=\"404\"} 1\n",
+        "aiproxy_edge_upstream_failures_total{aiproxy_resource_id=\"res1\",aiproxy_upstream_failure=\"throttled\"} 2\n",
+        "aiproxy_edge_upstream_failures_total{aiproxy_resource_id=\"res1\",aiproxy_upstream_failure=\"timeout\"} 1\n",
+        "aiproxy_edge_upstream_replays_total{aiproxy_resource_id=\"res1\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[test]
+fn with_metrics_off_nothing_is_recorded() {
+    let (_provider, reader, metrics) = metrics(false);
+    metrics.finished(&chat(200, tokens(1, 1)));
+    metrics.answered(&http::Method::GET, 404, Duration::from_millis(1));
+    metrics.upstream_failed("res1", UpstreamFailure::Timeout);
+    let text = reader.render();
+    assert!(!text.contains("# TYPE aiproxy_edge_"), "{text}");
+    assert!(!text.contains("duration"), "{text}");
+}
+
+#[test]
+fn status_classes_and_methods_are_bounded() {
+    assert_eq!(status_class(204), "2xx");
+    assert_eq!(status_class(503), "5xx");
+    assert_eq!(status_class(999), "5xx");
+    assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+}
