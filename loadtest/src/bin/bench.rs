@@ -8,6 +8,9 @@
 //! `--baseline-edge <path>` also starts another edge binary (a build of an earlier commit) against
 //! the same control plane and measures it in the same rounds, alternating with the current edge:
 //! the figures are then current vs baseline (e.g. what usage metering costs).
+//! `--baseline-env KEY=VALUE` (repeatable) gives that edge extra environment, and `--otlp-sink`
+//! starts an in-process OTLP collector and points the baseline edge at it with every span sampled:
+//! with the current binary as the baseline, the figures are then telemetry off vs on.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +71,18 @@ struct Args {
     /// Pause of the mock upstream between two chunks of a stream, in milliseconds.
     #[arg(long, default_value_t = 10)]
     stream_chunk_delay_ms: u64,
+    /// Extra environment of the baseline edge, `KEY=VALUE` (repeatable).
+    #[arg(long, value_parser = parse_env_pair)]
+    baseline_env: Vec<(String, String)>,
+    /// Export the baseline edge's traces (sampled 1.0) to an in-process OTLP collector on loopback.
+    #[arg(long, requires = "baseline_edge")]
+    otlp_sink: bool,
+}
+
+fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{pair}'"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,8 +129,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..MockConfig::default()
     };
     let scenario = Scenario::start(mock_config).await;
+    let sink = if args.otlp_sink {
+        Some(aiproxy_loadtest::otlp::OtlpCollector::start().await)
+    } else {
+        None
+    };
+    let mut baseline_env = args.baseline_env.clone();
+    if let Some(sink) = &sink {
+        baseline_env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), sink.endpoint()));
+        baseline_env.push(("OTEL_TRACES_SAMPLER".into(), "always_on".into()));
+        println!("baseline edge exports its traces to {}", sink.endpoint());
+    }
     let baseline = match &args.baseline_edge {
-        Some(path) => Some(BaselineEdge::start(path, &scenario.cp).await?),
+        Some(path) => Some(BaselineEdge::start(path, &scenario.cp, &baseline_env).await?),
         None => None,
     };
     let body = Bytes::from_static(
@@ -390,7 +416,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ => "inconclusive (the two estimates disagree) on",
         };
         println!(
-            "current/baseline throughput ratio: {ratio:.3} best vs best, {median:.3} median of the rounds' ratios (rounds {:.3} to {:.3}); {verdict} \"metering costs at most 5 % throughput\"",
+            "current/baseline throughput ratio: {ratio:.3} best vs best, {median:.3} median of the rounds' ratios (rounds {:.3} to {:.3}); {verdict} \"the difference costs at most 5 % throughput\"",
             sorted[0],
             sorted[sorted.len() - 1],
         );
@@ -483,6 +509,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         usage_chunks.iter().all(|&n| n == 0),
         "a client that did not ask for usage received a usage chunk"
     );
+    if let Some(sink) = &sink {
+        println!(
+            "the OTLP sink received {} spans from the baseline edge",
+            sink.spans().len()
+        );
+    }
     drop(baseline);
     drop::<(MockAzure, ControlPlane, Edge)>((scenario.mock, scenario.cp, scenario.edge));
     Ok(())
@@ -716,7 +748,11 @@ struct BaselineEdge {
 }
 
 impl BaselineEdge {
-    async fn start(binary: &Path, cp: &ControlPlane) -> anyhow::Result<Self> {
+    async fn start(
+        binary: &Path,
+        cp: &ControlPlane,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.exists(),
             "baseline edge {} not found",
@@ -743,6 +779,11 @@ impl BaselineEdge {
             ] {
                 cmd.env_remove(var);
             }
+            for (var, _) in std::env::vars() {
+                if var.starts_with("OTEL_") || var == "AIPROXY_LOG_FORMAT" {
+                    cmd.env_remove(var);
+                }
+            }
             cmd.current_dir(dir.path())
                 .env(
                     "RUST_LOG",
@@ -754,6 +795,7 @@ impl BaselineEdge {
                 .env("AIPROXY_EDGE_TOKEN", &cp.edge_token)
                 .env("AIPROXY_EDGE_ID", format!("edge-baseline-{}", addr.port()))
                 .env("AIPROXY_CONTROL_CALL_DEADLINE_MS", "2000")
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
