@@ -121,15 +121,20 @@ pub async fn scrape_metrics(addr: SocketAddr) -> String {
     response.text().await.expect("the metrics text")
 }
 
-fn command(binary: &str, log: &Path) -> Command {
-    let mut cmd = Command::new(bin_path(binary));
+/// Drops what a child must never inherit: Azure credentials, and telemetry settings (nothing a
+/// test or benchmark starts exports anywhere but where it says).
+pub fn isolate(cmd: &mut Command) {
     for var in AZURE_VARIABLES {
         cmd.env_remove(var);
     }
-    // Nothing a test starts exports telemetry anywhere but where the test says.
     for var in telemetry_variables() {
         cmd.env_remove(var);
     }
+}
+
+fn command(binary: &str, log: &Path) -> Command {
+    let mut cmd = Command::new(bin_path(binary));
+    isolate(&mut cmd);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

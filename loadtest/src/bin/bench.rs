@@ -783,23 +783,7 @@ impl BaselineEdge {
                 .append(true)
                 .open(&log_path)?;
             let mut cmd = Command::new(binary);
-            for var in [
-                "AZURE_CLIENT_ID",
-                "AZURE_TENANT_ID",
-                "AZURE_CLIENT_SECRET",
-                "AZURE_AUTHORITY_HOST",
-                "AZURE_FEDERATED_TOKEN_FILE",
-                "IDENTITY_ENDPOINT",
-                "IDENTITY_HEADER",
-                "MSI_ENDPOINT",
-            ] {
-                cmd.env_remove(var);
-            }
-            for (var, _) in std::env::vars() {
-                if var.starts_with("OTEL_") || var == "AIPROXY_LOG_FORMAT" {
-                    cmd.env_remove(var);
-                }
-            }
+            aiproxy_loadtest::stack::isolate(&mut cmd);
             cmd.current_dir(dir.path())
                 .env(
                     "RUST_LOG",
