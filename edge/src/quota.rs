@@ -308,8 +308,10 @@ impl Quotas {
         now: DateTime<Utc>,
     ) -> Result<(), CapReached> {
         // Each round: the allowance admits, refuses, or is empty; then one request leases while
-        // the others wait for it. A few rounds cover waiters that a small first lease missed.
-        for _ in 0..4 {
+        // the others wait for it. Every round ends with a lease (more admitted, or none granted:
+        // the cap is reached) or a failed call (let through), so the loop ends; waiters that a
+        // small lease missed simply wait for the next one.
+        loop {
             match self.admit_local(key, cost) {
                 Local::Admitted { refill }
                 | Local::Empty {
@@ -344,7 +346,6 @@ impl Quotas {
                 }
             }
         }
-        Err(reached(key, now))
     }
 
     /// Who fetches the lease `key` waits for: this request, or another one already on it.

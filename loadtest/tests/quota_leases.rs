@@ -139,3 +139,40 @@ async fn a_burst_of_first_calls_shares_its_lease() {
     // 60 calls on leases of 20 (the base) need 3; a background refill or two may join them.
     assert!(leases <= 6, "{leases} lease calls for a burst of {BURST}");
 }
+
+/// A burst larger than a small cap, on a fresh attendee: exactly the cap is answered, the rest
+/// refused. Waiters that one small lease missed wait for the next, not a 429 before the cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_past_a_small_cap_gets_exactly_the_cap() {
+    const CAP: usize = 100;
+    const BURST: usize = 150;
+    let s = Scenario::start(MockConfig::default()).await;
+    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
+    event["daily_request_cap"] = json!(CAP);
+    s.admin.put(&format!("/events/{}", s.event_id), event).await;
+    s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
+
+    let url = format!(
+        "{}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}",
+        s.edge.api_base()
+    );
+    let http = reqwest::Client::new();
+    let calls: Vec<_> = (0..BURST)
+        .map(|_| {
+            let request = http
+                .post(&url)
+                .header("api-key", &s.key)
+                .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, refused), (CAP, BURST - CAP));
+}
