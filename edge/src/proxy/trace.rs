@@ -12,9 +12,10 @@ use tracing::field::Empty;
 use crate::snapshot::UpstreamResource;
 use crate::usage::scan::Tokens;
 
-/// Probes are not traced: they would bury the requests worth seeing.
+/// Probes are not traced or counted: they would bury the requests worth seeing. Only the two
+/// probe paths themselves: a client cannot hide other calls by ending their path with one.
 pub fn is_probe(path: &str) -> bool {
-    path.ends_with("/healthz") || path.ends_with("/readyz")
+    matches!(path, "/healthz" | "/readyz")
 }
 
 /// A span for one client request, continuing the client's W3C trace context if it sent one.
@@ -165,7 +166,13 @@ mod tests {
 
     #[test]
     fn probes_are_not_traced() {
-        assert!(is_probe("/healthz") && is_probe("/readyz") && is_probe("/api/v1/healthz"));
+        assert!(is_probe("/healthz") && is_probe("/readyz"));
         assert!(!is_probe("/openai/deployments/gpt/chat/completions"));
+        // Not probes, whatever they end with: they are traced and counted like any call.
+        assert!(!is_probe("/api/v1/healthz"));
+        assert!(!is_probe("/api/v1/openai/deployments/gpt-4o/healthz"));
+        assert!(!is_probe(
+            "/readyz/../api/v1/openai/deployments/gpt-4o/chat/completions"
+        ));
     }
 }
