@@ -676,12 +676,17 @@ pub struct Scenario {
     pub key: String,
 }
 
+/// The mock upstream with `config`, expecting `UPSTREAM_KEY` (the key `model_resource` stores).
+pub async fn keyed_mock(mut config: crate::mock::MockConfig) -> crate::mock::MockAzure {
+    config.auth = crate::mock::ExpectedAuth::ApiKey(UPSTREAM_KEY.into());
+    crate::mock::MockAzure::start(config)
+        .await
+        .expect("start the mock upstream")
+}
+
 impl Scenario {
-    pub async fn start(mut mock_config: crate::mock::MockConfig) -> Self {
-        mock_config.auth = crate::mock::ExpectedAuth::ApiKey(UPSTREAM_KEY.into());
-        let mock = crate::mock::MockAzure::start(mock_config)
-            .await
-            .expect("start the mock upstream");
+    pub async fn start(mock_config: crate::mock::MockConfig) -> Self {
+        let mock = keyed_mock(mock_config).await;
         let cp = ControlPlane::start().await;
         let admin = cp.admin();
         let resource_id = admin

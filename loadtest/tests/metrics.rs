@@ -12,11 +12,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
+use aiproxy_loadtest::mock::{MockAzure, MockConfig};
 use aiproxy_loadtest::otlp::OtlpCollector;
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, model_resource,
-    scrape_metrics,
+    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, keyed_mock,
+    model_resource, scrape_metrics,
 };
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
@@ -75,21 +75,17 @@ struct Stack {
 }
 
 async fn stack(cp: ControlPlane) -> Stack {
-    let mock = MockAzure::start(MockConfig {
-        auth: ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
+    let mock = keyed_mock(MockConfig {
         stream_chunks: 3,
         ..Default::default()
     })
-    .await
-    .expect("start the mock upstream");
-    let failing = MockAzure::start(MockConfig {
-        auth: ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
+    .await;
+    let failing = keyed_mock(MockConfig {
         fail_with: Some(503),
         retry_after_secs: 60,
         ..Default::default()
     })
-    .await
-    .expect("start the failing mock");
+    .await;
     let admin = cp.admin();
     let resource_id = admin
         .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))

@@ -10,10 +10,11 @@
 
 use std::time::Duration;
 
-use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
+use aiproxy_loadtest::mock::MockConfig;
 use aiproxy_loadtest::otlp::{OtlpCollector, ReceivedSpan};
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, model_resource,
+    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, Scenario, UPSTREAM_KEY, eventually,
+    keyed_mock, model_resource,
 };
 use serde_json::{Value, json};
 
@@ -55,13 +56,11 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
-    let mock = MockAzure::start(MockConfig {
-        auth: ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
+    let mock = keyed_mock(MockConfig {
         stream_chunks: 3,
         ..Default::default()
     })
-    .await
-    .expect("start the mock upstream");
+    .await;
     let cp = ControlPlane::start_with(ControlPlaneOptions {
         database_url: None,
         extra_env: otel
@@ -298,23 +297,13 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_endpoint_a_clients_traceparent_passes_upstream_untouched() {
-    let mock = MockAzure::start(MockConfig {
-        auth: ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
-        ..Default::default()
-    })
-    .await
-    .expect("start the mock upstream");
-    let cp = ControlPlane::start().await;
-    let admin = cp.admin();
-    let resource_id = admin
-        .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))
-        .await;
-    let (_, key) = admin.open_event(std::slice::from_ref(&resource_id)).await;
-    let edge = Edge::start(&cp, "").await;
+    // The scenario's edge runs with nothing configured.
+    let s = Scenario::start(MockConfig::default()).await;
+    let (edge, key, mock) = (&s.edge, &s.key, &s.mock);
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     chat(
-        &edge,
-        &key,
+        edge,
+        key,
         json!({"messages": [{"role": "user", "content": "hi"}]}),
         Some(&traceparent),
     )
@@ -333,21 +322,11 @@ async fn without_an_endpoint_a_clients_traceparent_passes_upstream_untouched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn edge_exports_over_otlp_http_protobuf() {
     let collector = OtlpCollector::start().await;
-    let mock = MockAzure::start(MockConfig {
-        auth: ExpectedAuth::ApiKey(UPSTREAM_KEY.into()),
-        ..Default::default()
-    })
-    .await
-    .expect("start the mock upstream");
-    let cp = ControlPlane::start().await;
-    let admin = cp.admin();
-    let resource_id = admin
-        .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))
-        .await;
-    let (_, key) = admin.open_event(std::slice::from_ref(&resource_id)).await;
+    let s = Scenario::start(MockConfig::default()).await;
+    let key = &s.key;
     let endpoint = collector.http_endpoint();
     let edge = Edge::start_with_env(
-        &cp,
+        &s.cp,
         "",
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
@@ -359,7 +338,7 @@ async fn edge_exports_over_otlp_http_protobuf() {
     .await;
     chat(
         &edge,
-        &key,
+        key,
         json!({"messages": [{"role": "user", "content": "hi"}]}),
         None,
     )
