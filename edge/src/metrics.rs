@@ -181,17 +181,25 @@ impl EdgeMetrics {
         if !self.on {
             return;
         }
+        // Each label value is made once and shared (an `Arc<str>`): a clone is a count, not a copy.
+        let shared = |value: &str| opentelemetry::Value::from(Arc::<str>::from(value));
         let family = KeyValue::new("aiproxy.route.family", f.family);
-        let event = KeyValue::new("aiproxy.event.id", f.event_id.to_string());
+        let event = KeyValue::new("aiproxy.event.id", shared(f.event_id));
         let class = KeyValue::new("http.response.status_class", status_class(f.status));
-        let mut counted = vec![family.clone(), event.clone(), class];
-        if let Some(served) = &f.served {
-            counted.push(KeyValue::new(
-                "aiproxy.resource.id",
-                served.resource_id.to_string(),
-            ));
+        match &f.served {
+            Some(served) => self.requests.add(
+                1,
+                &[
+                    family.clone(),
+                    event.clone(),
+                    class,
+                    KeyValue::new("aiproxy.resource.id", shared(served.resource_id)),
+                ],
+            ),
+            None => self
+                .requests
+                .add(1, &[family.clone(), event.clone(), class]),
         }
-        self.requests.add(1, &counted);
         self.http_duration.record(
             f.duration.as_secs_f64(),
             &[
@@ -205,7 +213,8 @@ impl EdgeMetrics {
                 .record(added.as_secs_f64(), std::slice::from_ref(&family));
         }
         let Some(served) = &f.served else { return };
-        let model = KeyValue::new("gen_ai.request.model", served.model.to_string());
+        let model = KeyValue::new("gen_ai.request.model", shared(served.model));
+        let operation = KeyValue::new("gen_ai.operation.name", operation_of(f.family));
         if let Some(tokens) = f.tokens {
             for (kind, count) in [("input", tokens.prompt), ("output", tokens.completion)] {
                 let kind = KeyValue::new("gen_ai.token.type", kind);
@@ -215,7 +224,7 @@ impl EdgeMetrics {
                     self.token_usage.record(
                         count,
                         &[
-                            KeyValue::new("gen_ai.operation.name", operation_of(f.family)),
+                            operation.clone(),
                             KeyValue::new("gen_ai.provider.name", provider),
                             model.clone(),
                             kind,
@@ -227,21 +236,27 @@ impl EdgeMetrics {
         let Some(provider) = served.provider else {
             return;
         };
-        let mut genai = vec![
-            KeyValue::new("gen_ai.operation.name", operation_of(f.family)),
-            KeyValue::new("gen_ai.provider.name", provider),
-            model,
-        ];
-        if f.status >= 400 {
-            genai.push(KeyValue::new("error.type", f.status.to_string()));
-        }
+        let provider = KeyValue::new("gen_ai.provider.name", provider);
+        let genai = [operation, provider, model];
+        let failed;
+        let genai: &[KeyValue] = if f.status >= 400 {
+            failed = [
+                genai[0].clone(),
+                genai[1].clone(),
+                genai[2].clone(),
+                KeyValue::new("error.type", f.status.to_string()),
+            ];
+            &failed
+        } else {
+            &genai
+        };
         self.operation_duration
-            .record(f.duration.as_secs_f64(), &genai);
+            .record(f.duration.as_secs_f64(), genai);
         if f.streamed
             && (200..300).contains(&f.status)
             && let Some(first) = f.first_byte
         {
-            self.first_token.record(first.as_secs_f64(), &genai);
+            self.first_token.record(first.as_secs_f64(), genai);
         }
     }
 

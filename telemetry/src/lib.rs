@@ -4,9 +4,13 @@
 //!
 //! Without `OTEL_EXPORTER_OTLP_ENDPOINT` (or with `OTEL_SDK_DISABLED=true`) no tracer provider,
 //! exporter or OpenTelemetry layer exists: spans made with [`SPAN_TARGET`] are disabled at their
-//! callsite, so their fields are never evaluated and recording on them is a no-op.
+//! callsite, so their fields are never evaluated and recording on them is a no-op; a
+//! [`ServerSpan`] is off.
 //!
-//! Spans meant for export use `target: aiproxy_telemetry::SPAN_TARGET`; the log output never
+//! Two kinds of exported spans: the edge's request spans are [`ServerSpan`]s, made with the
+//! OpenTelemetry API directly because they are on the hot path; the control plane's (admin calls,
+//! Sync sessions, token mints) are `tracing` spans bridged by `tracing-opentelemetry`. Those
+//! use `target: aiproxy_telemetry::SPAN_TARGET`; the log output never
 //! shows them (so log lines look the same whether telemetry is on or off), and the OpenTelemetry
 //! layer sees nothing else (library spans from hyper, h2 or sqlx are not exported).
 
@@ -14,6 +18,7 @@ mod json;
 pub mod metrics;
 mod propagation;
 mod settings;
+mod span;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -28,8 +33,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub use metrics::{meter, metrics_on};
-pub use propagation::{continue_trace, inject_trace, rename};
+pub use propagation::rename;
 pub use settings::{ExportProtocol, LogFormat, Settings, SettingsError};
+pub use span::ServerSpan;
 
 /// The `tracing` target of every span that is exported (and never logged).
 pub const SPAN_TARGET: &str = "aiproxy_span";
@@ -79,6 +85,7 @@ impl Telemetry {
         }
         // Each provider's shutdown blocks until its task (on this runtime) has exported.
         if let Some(provider) = self.provider {
+            span::install(None);
             flushed(tokio::task::spawn_blocking(move || provider.shutdown()).await);
         }
         if let Some(meters) = self.meters {
@@ -185,10 +192,8 @@ pub fn tracer_provider(
         .with_span_processor(processor)
         .with_resource(resource(settings, service))
         .build();
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
     opentelemetry::global::set_tracer_provider(provider.clone());
+    span::install(Some(provider.tracer("aiproxy")));
     Ok(Some(provider))
 }
 

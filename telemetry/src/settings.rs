@@ -125,29 +125,39 @@ impl Settings {
 
 /// One signal's own OTLP variables (they win over the general ones).
 struct SignalVariables {
+    /// `otlp` (the default) or `none`: this signal is not exported at all.
+    exporter: &'static str,
     endpoint: &'static str,
     protocol: &'static str,
 }
 
 const TRACES: SignalVariables = SignalVariables {
+    exporter: "OTEL_TRACES_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 };
 
 const METRICS: SignalVariables = SignalVariables {
+    exporter: "OTEL_METRICS_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
 };
 
-/// The endpoint and protocol of one signal; no endpoint when the SDK is disabled.
+/// The endpoint and protocol of one signal; no endpoint when the SDK is disabled or the
+/// signal's exporter is `none`.
 fn otlp_target(
     var: &impl Fn(&str) -> Option<String>,
     signal: &SignalVariables,
     disabled: bool,
 ) -> Result<(Option<String>, ExportProtocol), SettingsError> {
+    let off = match var(signal.exporter).as_deref().map(str::trim) {
+        None | Some("" | "otlp") => false,
+        Some("none") => true,
+        Some(v) => return Err(invalid(signal.exporter, "otlp or none", v)),
+    };
     let endpoint = var(signal.endpoint)
         .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .filter(|_| !disabled);
+        .filter(|_| !disabled && !off);
     let (protocol_var, protocol) = match var(signal.protocol) {
         Some(v) => (signal.protocol, Some(v)),
         None => (

@@ -14,12 +14,13 @@ pub mod trace;
 
 use std::sync::Arc;
 
+use aiproxy_telemetry::ServerSpan;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use opentelemetry::trace::FutureExt as _;
 use serde_json::json;
-use tracing::Instrument as _;
 
 use crate::body::{EdgeBody, full};
 use crate::metrics::UpstreamFailure;
@@ -42,17 +43,20 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     });
     let probe = trace::is_probe(request.uri().path());
     let span = if probe {
-        tracing::Span::none()
+        ServerSpan::off()
     } else {
         trace::request_span(&state.region, request.method(), request.headers())
     };
     // Cheap to keep: a standard method is copied, not allocated.
     let method = request.method().clone();
     let mut metering = None;
-    let response = match serve(&state, request, started, &mut metering, &span)
-        .instrument(span.clone())
-        .await
-    {
+    let serving = serve(&state, request, started, &mut metering, &span);
+    // In the span's context, log lines carry its trace id and the upstream call continues it.
+    let served = match span.context() {
+        Some(context) => serving.with_context(context.clone()).await,
+        None => serving.await,
+    };
+    let response = match served {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -178,7 +182,7 @@ async fn serve(
     request: Request<EdgeBody>,
     started: Started,
     metering: &mut Option<Metering>,
-    span: &tracing::Span,
+    span: &ServerSpan,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
     let canonical = CanonicalPath::parse(request.uri().path())

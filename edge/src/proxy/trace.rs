@@ -2,12 +2,12 @@
 //! operation on which model at which provider, the tokens it used, the upstream that served it,
 //! and the event it was made for. Never a key, a token, a prompt or a completion.
 //!
-//! With telemetry off the span is disabled at its callsite: nothing here formats or allocates,
-//! and a client's `traceparent` goes upstream untouched (`aiproxy_telemetry` documents both).
+//! The span is an [`aiproxy_telemetry::ServerSpan`]: with telemetry off it is off, nothing here
+//! formats or allocates, and a client's `traceparent` goes upstream untouched.
 
+use aiproxy_telemetry::ServerSpan;
 use http::{HeaderMap, StatusCode};
-use tracing::Span;
-use tracing::field::Empty;
+use opentelemetry::KeyValue;
 
 use crate::snapshot::UpstreamResource;
 use crate::usage::scan::Tokens;
@@ -19,94 +19,71 @@ pub fn is_probe(path: &str) -> bool {
 }
 
 /// A span for one client request, continuing the client's W3C trace context if it sent one.
-pub fn request_span(region: &str, method: &http::Method, headers: &HeaderMap) -> Span {
-    let span = tracing::info_span!(
-        target: aiproxy_telemetry::SPAN_TARGET,
-        "aiproxy.edge.request",
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method.as_str(),
-        http.response.status_code = Empty,
-        gen_ai.operation.name = Empty,
-        gen_ai.provider.name = Empty,
-        gen_ai.request.model = Empty,
-        gen_ai.usage.input_tokens = Empty,
-        gen_ai.usage.output_tokens = Empty,
-        server.address = Empty,
-        aiproxy.route.family = Empty,
-        aiproxy.event.id = Empty,
-        aiproxy.resource.id = Empty,
-        aiproxy.edge.region = region,
-        aiproxy.usage.unknown = Empty,
-    );
-    aiproxy_telemetry::continue_trace(&span, headers);
-    span
+pub fn request_span(region: &str, method: &http::Method, headers: &HeaderMap) -> ServerSpan {
+    ServerSpan::start("aiproxy.edge.request", headers, || {
+        vec![
+            KeyValue::new("http.request.method", method.as_str().to_string()),
+            KeyValue::new("aiproxy.edge.region", region.to_string()),
+        ]
+    })
 }
 
 /// The caller is known: which event, and which route family it called.
-pub fn record_call(span: &Span, event_id: &str, family: &'static str) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("aiproxy.event.id", event_id);
+pub fn record_call(span: &ServerSpan, event_id: &str, family: &'static str) {
+    span.set(|| KeyValue::new("aiproxy.event.id", event_id.to_string()));
     // No family: the caller asked about its event, no upstream call.
     if !family.is_empty() {
-        span.record("aiproxy.route.family", family);
-        span.record("gen_ai.operation.name", operation_of(family));
+        span.set(|| KeyValue::new("aiproxy.route.family", family));
+        span.set(|| KeyValue::new("gen_ai.operation.name", operation_of(family)));
     }
 }
 
 /// The upstream chosen, just before the request goes to it; the span's trace context replaces
 /// any the client sent, so the upstream continues this trace.
 pub fn record_upstream(upstream: &UpstreamResource, headers: &mut HeaderMap) {
-    let span = Span::current();
-    if span.is_disabled() {
-        return;
-    }
-    span.record("aiproxy.resource.id", upstream.id.as_str());
-    span.record("server.address", host_of(&upstream.origin));
+    let span = ServerSpan::current();
+    span.set(|| KeyValue::new("aiproxy.resource.id", upstream.id.clone()));
+    span.set(|| KeyValue::new("server.address", host_of(&upstream.origin).to_string()));
     if let Some(provider) = provider_of(&upstream.model_type) {
-        span.record("gen_ai.provider.name", provider);
+        span.set(|| KeyValue::new("gen_ai.provider.name", provider));
     }
-    aiproxy_telemetry::inject_trace(&span, headers);
+    span.inject(headers);
 }
 
 /// The answer's status (its head: a stream may still fail later).
-pub fn record_status(span: &Span, status: StatusCode) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("http.response.status_code", i64::from(status.as_u16()));
+pub fn record_status(span: &ServerSpan, status: StatusCode) {
+    span.set(|| KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        span.set_error();
     }
 }
 
 /// The usage record is made: the model and the tokens the upstream reported.
 pub fn record_usage(
-    span: &Span,
+    span: &ServerSpan,
     family: &'static str,
     model: &str,
     tokens: Option<Tokens>,
     unknown: bool,
 ) {
-    if span.is_disabled() {
+    if !span.is_recording() {
         return;
     }
     if !model.is_empty() {
-        span.record("gen_ai.request.model", model);
-        aiproxy_telemetry::rename(span, format!("{} {model}", operation_of(family)));
+        span.set(|| KeyValue::new("gen_ai.request.model", model.to_string()));
+        span.rename(|| format!("{} {model}", operation_of(family)));
     }
     if let Some(tokens) = tokens {
-        // As i64: tracing-opentelemetry exports u64 values as strings.
-        span.record("gen_ai.usage.input_tokens", saturating_i64(tokens.prompt));
-        span.record(
-            "gen_ai.usage.output_tokens",
-            saturating_i64(tokens.completion),
-        );
+        span.set(|| KeyValue::new("gen_ai.usage.input_tokens", saturating_i64(tokens.prompt)));
+        span.set(|| {
+            KeyValue::new(
+                "gen_ai.usage.output_tokens",
+                saturating_i64(tokens.completion),
+            )
+        });
     }
     if unknown {
-        span.record("aiproxy.usage.unknown", true);
+        span.set(|| KeyValue::new("aiproxy.usage.unknown", true));
     }
 }
 

@@ -53,9 +53,9 @@ pub struct Metering {
     pub strip_usage_chunk: bool,
     /// The token counters to charge.
     pub charge: Charge,
-    /// The request's span (disabled when telemetry is off): usage is recorded on it, and it
-    /// ends when the answer has been streamed.
-    pub span: tracing::Span,
+    /// The request's span (off when telemetry is): usage is recorded on it, and it ends when
+    /// the answer has been streamed.
+    pub span: aiproxy_telemetry::ServerSpan,
     started: Instant,
     started_at_ms: i64,
 }
@@ -77,7 +77,7 @@ impl Metering {
             deployment: String::new(),
             strip_usage_chunk: false,
             charge: Charge::default(),
-            span: tracing::Span::none(),
+            span: aiproxy_telemetry::ServerSpan::off(),
             started,
             started_at_ms,
         }
