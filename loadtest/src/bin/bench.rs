@@ -134,12 +134,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut baseline_env = args.baseline_env.clone();
+    let mut baseline_env = Vec::new();
     if let Some(sink) = &sink {
         baseline_env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), sink.endpoint()));
         baseline_env.push(("OTEL_TRACES_SAMPLER".into(), "always_on".into()));
         println!("baseline edge exports its traces to {}", sink.endpoint());
     }
+    // Given last, so `--baseline-env OTEL_TRACES_SAMPLER=...` overrides the sink's default.
+    baseline_env.extend(args.baseline_env.iter().cloned());
     let baseline = match &args.baseline_edge {
         Some(path) => Some(BaselineEdge::start(path, &scenario.cp, &baseline_env).await?),
         None => None,
