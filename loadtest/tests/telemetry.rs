@@ -148,6 +148,11 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
             span.str_attr("gen_ai.request.model").as_deref(),
             Some("gpt-4o")
         );
+        // The mock names its deployment as the model that answered.
+        assert_eq!(
+            span.str_attr("gen_ai.response.model").as_deref(),
+            Some("gpt-4o")
+        );
         assert_eq!(
             span.str_attr("server.address").as_deref(),
             Some("127.0.0.1")

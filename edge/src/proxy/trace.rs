@@ -58,11 +58,13 @@ pub fn record_status(span: &ServerSpan, status: StatusCode) {
     }
 }
 
-/// The usage record is made: the model and the tokens the upstream reported.
+/// The usage record is made: the model asked for, the model that answered and the tokens the
+/// upstream reported.
 pub fn record_usage(
     span: &ServerSpan,
     family: &'static str,
     model: &str,
+    response_model: Option<&str>,
     tokens: Option<Tokens>,
     unknown: bool,
 ) {
@@ -72,6 +74,9 @@ pub fn record_usage(
     if !model.is_empty() {
         span.set(|| KeyValue::new("gen_ai.request.model", model.to_string()));
         span.rename(|| format!("{} {model}", operation_of(family)));
+    }
+    if let Some(answered) = response_model.filter(|m| !m.is_empty()) {
+        span.set(|| KeyValue::new("gen_ai.response.model", answered.to_string()));
     }
     if let Some(tokens) = tokens {
         span.set(|| KeyValue::new("gen_ai.usage.input_tokens", saturating_i64(tokens.prompt)));

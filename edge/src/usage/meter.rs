@@ -166,6 +166,8 @@ enum Scan {
 struct Found {
     tokens: Option<Tokens>,
     once_id: Option<String>,
+    /// The model the answer named (`gen_ai.response.model`).
+    model: Option<String>,
     unknown: bool,
 }
 
@@ -190,30 +192,41 @@ impl Scan {
 
     /// `complete`: the body arrived whole (not cut off by an error or a client gone).
     fn found(&mut self, complete: bool) -> Found {
-        let (tokens, once_id, broken) = match self {
-            Scan::Nothing => (None, None, false),
-            Scan::Unreadable => (None, None, true),
+        let (tokens, once_id, model, broken) = match self {
+            Scan::Nothing => (None, None, None, false),
+            Scan::Unreadable => (None, None, None, true),
             Scan::Json { copy, over, .. } => {
                 if *over {
                     // Chat, completions and embeddings answers write `usage` last.
                     let usage = scan::usage_in_tail(copy);
-                    (usage, None, usage.is_none())
+                    (usage, None, None, usage.is_none())
                 } else {
                     let answer = scan::scan_json(copy);
-                    (answer.usage, answer.once_id, false)
+                    (answer.usage, answer.once_id, answer.model, false)
                 }
             }
             Scan::Stream(scan) => {
                 let outcome = scan.finish();
-                (outcome.usage, outcome.once_id, outcome.broken)
+                (
+                    outcome.usage,
+                    outcome.once_id,
+                    outcome.model,
+                    outcome.broken,
+                )
             }
-            Scan::Filter(filter) => (filter.usage(), None, filter.broken()),
+            Scan::Filter(filter) => (
+                filter.usage(),
+                None,
+                filter.model().map(str::to_string),
+                filter.broken(),
+            ),
         };
         let expected = !matches!(self, Scan::Nothing);
         Found {
             unknown: tokens.is_none() && expected && (broken || !complete),
             tokens,
             once_id,
+            model,
         }
     }
 }
@@ -247,7 +260,14 @@ impl Pending {
                 && self.streamed
                 && (200..300).contains(&self.status)
                 && matches!(m.family, "chat" | "completions" | "responses"));
-        crate::proxy::trace::record_usage(&m.span, m.family, &deployment, found.tokens, unknown);
+        crate::proxy::trace::record_usage(
+            &m.span,
+            m.family,
+            &deployment,
+            found.model.as_deref(),
+            found.tokens,
+            unknown,
+        );
         let tokens = found.tokens.unwrap_or_default();
         // A run's or a stored response's usage shows on every read of it: its tokens count once
         // (here for the caps, in the control plane for the totals).

@@ -44,6 +44,8 @@ pub struct Answer {
     /// non-null usage: such an object's usage shows again on every later read of it, so its
     /// tokens count once per id.
     pub once_id: Option<String>,
+    /// The model that answered (`model`; `gen_ai.response.model` on the request's span).
+    pub model: Option<String>,
 }
 
 /// The usage a JSON answer (a chat completion, a completion, embeddings, a response, a run)
@@ -52,15 +54,18 @@ pub fn scan_json(bytes: &[u8]) -> Answer {
     let Ok(top) = serde_json::from_slice::<Top>(bytes) else {
         return Answer::default();
     };
+    let model = top.model.map(Cow::into_owned);
     match top.object.as_deref() {
         Some(RUN_STEP) => Answer::default(),
         Some(kind @ (RUN | RESPONSE)) => Answer {
             once_id: top.usage.and(once_id(kind, top.id)),
             usage: top.usage,
+            model,
         },
         _ => Answer {
             usage: top.usage,
             once_id: None,
+            model,
         },
     }
 }
@@ -101,8 +106,16 @@ const RESPONSE_ENDS: [&str; 3] = [
     "response.failed",
 ];
 
-/// What one event's data says about usage: `(usage, once id)` (see [`Answer::once_id`]).
-fn scan_event_data(data: &[u8]) -> Option<(Tokens, Option<String>)> {
+/// What one event reports: its usage, the run or response it is of (see [`Answer::once_id`])
+/// and the model that answered.
+struct Reported {
+    usage: Tokens,
+    once_id: Option<String>,
+    model: Option<String>,
+}
+
+/// What one event's data says about usage.
+fn scan_event_data(data: &[u8]) -> Option<Reported> {
     let top = serde_json::from_slice::<Top>(data).ok()?;
     if top
         .kind
@@ -110,15 +123,22 @@ fn scan_event_data(data: &[u8]) -> Option<(Tokens, Option<String>)> {
         .is_some_and(|kind| RESPONSE_ENDS.contains(&kind))
     {
         let response = top.response?;
-        return response
-            .usage
-            .map(|usage| (usage, once_id(RESPONSE, response.id)));
+        return response.usage.map(|usage| Reported {
+            usage,
+            once_id: once_id(RESPONSE, response.id),
+            model: response.model.map(Cow::into_owned),
+        });
     }
-    match top.object.as_deref() {
-        Some(RUN_STEP) => None,
-        Some(kind @ (RUN | RESPONSE)) => top.usage.map(|usage| (usage, once_id(kind, top.id))),
-        _ => top.usage.map(|usage| (usage, None)),
-    }
+    let once_id = match top.object.as_deref() {
+        Some(RUN_STEP) => return None,
+        Some(kind @ (RUN | RESPONSE)) => once_id(kind, top.id),
+        _ => None,
+    };
+    top.usage.map(|usage| Reported {
+        usage,
+        once_id,
+        model: top.model.map(Cow::into_owned),
+    })
 }
 
 /// Usage in an event stream the edge passes through unchanged.
@@ -140,6 +160,8 @@ pub struct StreamOutcome {
     pub usage: Option<Tokens>,
     /// The run or response whose usage that was (see [`Answer::once_id`]).
     pub once_id: Option<String>,
+    /// The model named beside that usage.
+    pub model: Option<String>,
     /// A line/event past `limit`: usage could not be read.
     pub broken: bool,
 }
@@ -158,10 +180,11 @@ impl StreamScan {
         let outcome = &mut self.outcome;
         self.events.push(chunk, |piece| {
             if let Piece::Event(event) = piece
-                && let Some((usage, once_id)) = scan_event(event)
+                && let Some(reported) = scan_event(event)
             {
-                outcome.usage = Some(usage);
-                outcome.once_id = once_id;
+                outcome.usage = Some(reported.usage);
+                outcome.once_id = reported.once_id;
+                outcome.model = reported.model;
             }
         });
         self.outcome.broken = self.events.broken;
@@ -174,8 +197,8 @@ impl StreamScan {
     }
 }
 
-/// What one complete event says about usage: `(usage, run id)`.
-fn scan_event(event: &[u8]) -> Option<(Tokens, Option<String>)> {
+/// What one complete event says about usage.
+fn scan_event(event: &[u8]) -> Option<Reported> {
     if !contains(event, b"usage") {
         return None;
     }
@@ -200,6 +223,7 @@ pub struct UsageChunkFilter {
     /// The last event was dropped (a `\n` closing its `\r` goes with it).
     dropped: bool,
     usage: Option<Tokens>,
+    model: Option<String>,
 }
 
 impl UsageChunkFilter {
@@ -209,6 +233,7 @@ impl UsageChunkFilter {
             events: Splitter::new(limit),
             dropped: false,
             usage: None,
+            model: None,
         }
     }
 
@@ -216,12 +241,13 @@ impl UsageChunkFilter {
     /// only an incomplete trailing event.
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(chunk.len() + self.events.held.len());
-        let (dropped, usage) = (&mut self.dropped, &mut self.usage);
+        let (dropped, usage, model) = (&mut self.dropped, &mut self.usage, &mut self.model);
         self.events.push(chunk, |piece| match piece {
             Piece::Event(event) => {
                 *dropped = match filter_event(event, &mut out) {
-                    Filtered::Dropped(tokens) => {
+                    Filtered::Dropped(tokens, answered_by) => {
                         *usage = Some(tokens);
+                        *model = answered_by;
                         true
                     }
                     Filtered::Kept(tokens) => {
@@ -245,6 +271,11 @@ impl UsageChunkFilter {
     /// The usage the dropped usage-only chunk reported.
     pub fn usage(&self) -> Option<Tokens> {
         self.usage
+    }
+
+    /// The model the usage-only chunk named.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// An event went past `limit`: the rest passed through unchanged, usage may be missing.
@@ -370,8 +401,8 @@ impl Splitter {
 }
 
 enum Filtered {
-    /// The usage-only chunk.
-    Dropped(Tokens),
+    /// The usage-only chunk: its usage and model.
+    Dropped(Tokens, Option<String>),
     /// Written to the output; the usage it reported, if any.
     Kept(Option<Tokens>),
 }
@@ -403,7 +434,8 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
     if let Some(usage) = reported
         && named(b"choices").is_some_and(|m| is_empty_array(value(m)))
     {
-        return Filtered::Dropped(usage);
+        let model = named(b"model").and_then(|m| serde_json::from_slice::<String>(value(m)).ok());
+        return Filtered::Dropped(usage, model);
     }
     let remove: Vec<bool> = members
         .iter()
@@ -625,6 +657,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[derive(Default)]
 struct Top<'a> {
     object: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
     id: Option<Cow<'a, str>>,
     /// `type` (Responses API events).
     kind: Option<Cow<'a, str>>,
@@ -639,6 +672,7 @@ impl<'de> FromMap<'de> for Top<'de> {
         while let Some(key) = map.next_key::<Scalar>()? {
             match key.text() {
                 Some("object") => top.object = map.next_value::<Scalar>()?.into_text(),
+                Some("model") => top.model = map.next_value::<Scalar>()?.into_text(),
                 Some("id") => top.id = map.next_value::<Scalar>()?.into_text(),
                 Some("type") => top.kind = map.next_value::<Scalar>()?.into_text(),
                 Some("usage") => top.usage = map.next_value::<UsageField>()?.0,
@@ -699,6 +733,7 @@ impl<'de> FromMap<'de> for UsageField {
 #[derive(Default)]
 struct Nested<'a> {
     id: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
     usage: Option<Tokens>,
 }
 
@@ -709,6 +744,7 @@ impl<'de> FromMap<'de> for Nested<'de> {
             match key.text() {
                 Some("usage") => nested.usage = map.next_value::<UsageField>()?.0,
                 Some("id") => nested.id = map.next_value::<Scalar>()?.into_text(),
+                Some("model") => nested.model = map.next_value::<Scalar>()?.into_text(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -948,13 +984,14 @@ mod tests {
     #[test]
     fn chat_completions_and_embeddings_usage_is_read() {
         let chat = format!(
-            r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"{{\"usage\": 1}}"}}}}],"id":"chatcmpl-1","object":"chat.completion","usage":{CHAT_USAGE}}}"#
+            r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"{{\"usage\": 1}}"}}}}],"id":"chatcmpl-1","model":"gpt-4o-2024-08-06","object":"chat.completion","usage":{CHAT_USAGE}}}"#
         );
         assert_eq!(
             scan_json(chat.as_bytes()),
             Answer {
                 usage: Some(CHAT_TOKENS),
-                once_id: None
+                once_id: None,
+                model: Some("gpt-4o-2024-08-06".into()),
             }
         );
         let completion = r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"hi","index":0}],
@@ -975,7 +1012,8 @@ mod tests {
             scan_json(response.as_bytes()),
             Answer {
                 usage: Some(tokens(36, 87, 123, 4, 64)),
-                once_id: Some("response:resp_1".into())
+                once_id: Some("response:resp_1".into()),
+                model: None,
             }
         );
     }
@@ -988,7 +1026,8 @@ mod tests {
             scan_json(run.as_bytes()),
             Answer {
                 usage: Some(tokens(50, 20, 70, 0, 0)),
-                once_id: Some("run:run_abc".into())
+                once_id: Some("run:run_abc".into()),
+                model: None,
             }
         );
         let queued = r#"{"id":"run_abc","object":"thread.run","status":"queued","usage":null}"#;
@@ -1194,6 +1233,15 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_keeps_the_model_of_the_usage_chunk_it_drops() {
+        let (upstream, _) = streams(&chat_pairs("\n"));
+        let mut filter = UsageChunkFilter::new(4096);
+        filter.push(&upstream);
+        assert_eq!(filter.usage(), Some(CHAT_TOKENS));
+        assert_eq!(filter.model(), Some("gpt-4o"));
+    }
+
+    #[test]
     fn a_client_that_asked_for_usage_would_see_the_stream_unchanged_by_the_scan() {
         let (upstream, _) = streams(&chat_pairs("\r\n"));
         let outcome = scanned(&upstream, &[], 4096);
@@ -1202,6 +1250,7 @@ mod tests {
             StreamOutcome {
                 usage: Some(CHAT_TOKENS),
                 once_id: None,
+                model: Some("gpt-4o".into()),
                 broken: false
             }
         );
@@ -1244,7 +1293,7 @@ mod tests {
         let stream = format!(
             "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{{\"id\":\"resp_1\",\"usage\":null}}}}\n\n\
              event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"usage\"}}\n\n\
-             event: response.completed\r\ndata: {{\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{{\"id\":\"resp_1\",\"object\":\"response\",\"output\":[{{\"usage\":{{\"total_tokens\":1}}}}],\"usage\":{usage}}}}}\r\n\r\n"
+             event: response.completed\r\ndata: {{\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4o-mini\",\"object\":\"response\",\"output\":[{{\"usage\":{{\"total_tokens\":1}}}}],\"usage\":{usage}}}}}\r\n\r\n"
         );
         let stream = stream.as_bytes();
         for cut in 0..=stream.len() {
@@ -1253,6 +1302,7 @@ mod tests {
                 StreamOutcome {
                     usage: Some(tokens(12, 30, 42, 0, 8)),
                     once_id: Some("response:resp_1".into()),
+                    model: Some("gpt-4o-mini".into()),
                     broken: false
                 },
                 "cut at {cut}"
@@ -1281,6 +1331,7 @@ mod tests {
             StreamOutcome {
                 usage: Some(tokens(40, 9, 49, 0, 0)),
                 once_id: Some("run:run_1".into()),
+                model: None,
                 broken: false
             }
         );
