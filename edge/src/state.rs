@@ -42,6 +42,8 @@ pub struct EdgeState {
     pub quota: Quotas,
     /// Usage records on their way to the control plane.
     pub usage: UsageDelivery,
+    /// Answers still read after their client left (their records are still to come).
+    pub drains: crate::usage::Drains,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub metrics: EdgeMetrics,
@@ -95,6 +97,7 @@ impl EdgeState {
                 config.usage_delivery(),
                 config.state_dir.as_deref(),
             ),
+            drains: crate::usage::Drains::default(),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
             region: config.region.clone(),

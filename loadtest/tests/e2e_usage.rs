@@ -6,7 +6,8 @@
 //! - token caps (per attendee per day, per event) hold across two edges within the documented
 //!   bound, with the documented 429s;
 //! - `/eventinfo` shows the caller's usage today and what is left;
-//! - a resource with `use_max_completion_tokens` gets `max_tokens` renamed.
+//! - a resource with `use_max_completion_tokens` gets `max_tokens` renamed;
+//! - a stream whose client left is still read for its usage when the edge is stopped.
 
 use std::time::Duration;
 
@@ -436,4 +437,45 @@ async fn records_wait_on_disk_while_the_control_plane_is_down_and_arrive_after_a
     s.admin
         .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_whose_client_left_is_counted_even_when_the_edge_stops_meanwhile() {
+    // A stream of about 3 s: its usage comes in the last chunk.
+    let s = Scenario::start(MockConfig {
+        stream_chunks: 10,
+        stream_chunk_delay: Duration::from_millis(300),
+        ..MockConfig::default()
+    })
+    .await;
+    let env = [
+        ("AIPROXY_SHUTDOWN_DELAY_MS", "0"),
+        ("AIPROXY_USAGE_SHUTDOWN_FLUSH_SECS", "5"),
+    ];
+    let mut edge = Edge::start_with_env(&s.cp, "", &env).await;
+    let answer = chat(
+        &edge,
+        &s.key,
+        json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let mut body = answer.bytes_stream();
+    body.next().await.expect("a first chunk").unwrap();
+    // The client leaves: the edge reads the rest in the background, for its usage…
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // …and is told to stop while it still does: the record must not be lost.
+    edge.terminate();
+    assert!(
+        edge.wait_exit(Duration::from_secs(20)).await.is_some(),
+        "{}",
+        edge.log()
+    );
+    // The mock ledgers a stream's usage once it has sent it all: the edge read it to the end.
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
+        .await;
+    assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
 }

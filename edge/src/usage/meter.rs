@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tokio::sync::{Notify, watch};
 
 use super::scan::{self, StreamScan, Tokens, UsageChunkFilter};
 use crate::body::{BoxError, EdgeBody};
@@ -37,6 +39,80 @@ const TAIL: usize = 64 * 1024;
 
 /// Longest the edge keeps reading an answer its client stopped reading, to learn its usage.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Answers still being read in the background after their client left ([`MeteredBody`]'s
+/// `drop`). Each leaves a usage record when it ends, so shutdown waits for them before its last
+/// usage flush ([`Drains::finish`]); a record made after that flush would be lost.
+#[derive(Debug)]
+pub struct Drains {
+    running: AtomicUsize,
+    none_left: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl Default for Drains {
+    fn default() -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            none_left: Notify::new(),
+            stop: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Drains {
+    /// Answers being read now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `within` for the answers being read to end; those still reading then stop
+    /// where they are and make their records now (usage unknown unless already seen).
+    pub async fn finish(&self, within: Duration) {
+        if tokio::time::timeout(within, self.none_running())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.running(),
+                "answers whose clients left were still being read at shutdown: their usage is recorded as far as it was read"
+            );
+            self.stop.send_replace(true);
+            self.none_running().await;
+        }
+    }
+
+    async fn none_running(&self) {
+        loop {
+            // Made before the check, so a drain that ends in between still wakes it.
+            let notified = self.none_left.notified();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs `read` (true: the answer ended whole) for at most [`DRAIN_LIMIT`], or until shutdown
+    /// stops the drains (false).
+    async fn read(&self, read: impl Future<Output = bool>) -> bool {
+        let mut stop = self.stop.subscribe();
+        tokio::select! {
+            read = tokio::time::timeout(DRAIN_LIMIT, read) => read.unwrap_or(false),
+            _ = stop.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    fn started(&self) {
+        self.running.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn ended(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+}
 
 /// A request being metered: what its usage record needs, filled in as the pipeline learns it.
 #[derive(Debug)]
@@ -460,6 +536,8 @@ impl Drop for MeteredBody {
             && !record.state.draining();
         match (inner, tokio::runtime::Handle::try_current()) {
             (Some(inner), Ok(runtime)) if reads_on => {
+                // Counted before it is spawned: shutdown cannot miss it.
+                record.state.drains.started();
                 runtime.spawn(drain(inner, scan, record, first_byte));
             }
             _ => record.finish(scan.found(false), first_byte),
@@ -484,15 +562,57 @@ async fn drain(mut inner: EdgeBody, mut scan: Scan, record: Pending, first_byte:
         }
         true
     };
-    let complete = tokio::time::timeout(DRAIN_LIMIT, read)
-        .await
-        .unwrap_or(false);
+    let state = record.state.clone();
+    let complete = state.drains.read(read).await;
     record.finish(scan.found(complete), first_byte);
+    state.drains.ended();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_drains_and_stops_those_past_its_deadline() {
+        let drains = Arc::new(Drains::default());
+        let at = Instant::now();
+        drains.finish(Duration::from_secs(5)).await;
+        assert!(
+            at.elapsed() < Duration::from_secs(1),
+            "none running: at once"
+        );
+
+        // One that ends by itself within the window is waited for.
+        drains.started();
+        let ends = drains.clone();
+        let whole = tokio::spawn(async move {
+            let whole = ends
+                .read(async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    true
+                })
+                .await;
+            ends.ended();
+            whole
+        });
+        drains.finish(Duration::from_secs(5)).await;
+        assert_eq!(drains.running(), 0);
+        assert!(whole.is_finished() && whole.await.unwrap());
+
+        // One that would read for a minute is stopped at the deadline.
+        drains.started();
+        let reads_on = drains.clone();
+        let cut = tokio::spawn(async move {
+            let whole = reads_on.read(std::future::pending()).await;
+            reads_on.ended();
+            whole
+        });
+        let at = Instant::now();
+        drains.finish(Duration::from_millis(100)).await;
+        assert!(at.elapsed() < Duration::from_secs(5));
+        assert_eq!(drains.running(), 0);
+        assert!(!cut.await.unwrap(), "stopped, not whole");
+    }
 
     const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
 

@@ -8,4 +8,4 @@ pub mod meter;
 pub mod scan;
 
 pub use delivery::{DeliverySettings, DeliveryStatus, UsageDelivery};
-pub use meter::{Metering, Served};
+pub use meter::{Drains, Metering, Served};
