@@ -15,8 +15,8 @@ use std::time::Duration;
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
 use aiproxy_loadtest::otlp::OtlpCollector;
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, keyed_mock,
-    model_resource, scrape_metrics,
+    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, free_addr,
+    keyed_mock, model_resource, scrape_metrics,
 };
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
@@ -580,4 +580,122 @@ async fn the_control_plane_shows_token_expiry_and_mint_failures_per_identity_and
         assert!(!text.contains(&token), "a token in the metrics");
     }
     promtool_accepts(&text).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_replayed_off_an_unreachable_pool_member_is_counted_once_against_that_member() {
+    let cp = ControlPlane::start_with_metrics(ControlPlaneOptions::default()).await;
+    let mock = keyed_mock(MockConfig::default()).await;
+    // A pool member at a loopback port nobody listens on: the connection is refused, so the
+    // member surely did not take the call.
+    let dead_endpoint = format!("http://{}", free_addr());
+    let admin = cp.admin();
+    let live_id = admin
+        .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))
+        .await;
+    let dead_id = admin
+        .create_resource(model_resource("gpt-4o", &dead_endpoint, ""))
+        .await;
+    let (_, key) = admin.open_event(&[live_id.clone(), dead_id.clone()]).await;
+    let edge = Edge::start_with_metrics(&cp, "swedencentral", &[]).await;
+    let addr = edge.metrics_addr.expect("the edge serves /metrics");
+
+    // Round-robin over the two members: of two calls in a row, one is sent to the dead member
+    // first (the other, or the rest, find it left out for 5 s), and is replayed on the live one.
+    for _ in 0..2 {
+        assert_eq!(chat(&edge, &key, "gpt-4o", false).await, 200);
+    }
+    assert_eq!(
+        mock.stats.total(),
+        2,
+        "both calls were answered by the live member"
+    );
+    eventually(
+        "the edge counts both calls",
+        Duration::from_secs(10),
+        || async {
+            let scrape = parse(&scrape_metrics(addr).await);
+            total(&scrape, "aiproxy_edge_requests_total", &[]) >= 2.0
+        },
+    )
+    .await;
+    let text = scrape_metrics(addr).await;
+    let scrape = parse(&text);
+    let t = |metric: &str, labels: &[(&str, &str)]| total(&scrape, metric, labels);
+    let replays = "aiproxy_edge_upstream_replays_total";
+    assert_eq!(
+        t(replays, &[("aiproxy_resource_id", dead_id.as_str())]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(t(replays, &[]), 1.0, "{text}");
+    let failures = "aiproxy_edge_upstream_failures_total";
+    assert_eq!(
+        t(
+            failures,
+            &[
+                ("aiproxy_resource_id", dead_id.as_str()),
+                ("aiproxy_upstream_failure", "unreachable"),
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(t(failures, &[]), 1.0, "only the dead member failed: {text}");
+    assert_eq!(
+        t(
+            "aiproxy_edge_pool_member_left_out",
+            &[("aiproxy_resource_id", dead_id.as_str())]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        t(
+            "aiproxy_edge_requests_total",
+            &[("http_response_status_class", "2xx")]
+        ),
+        2.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_edge_shows_sync_lost_and_its_age_once_the_control_plane_is_killed() {
+    let mut s = stack(ControlPlane::start_with_metrics(ControlPlaneOptions::default()).await).await;
+    let edge = Edge::start_with_metrics(&s.cp, "swedencentral", &[]).await;
+    let addr = edge.metrics_addr.expect("the edge serves /metrics");
+    let sync = |scrape: &Scrape| {
+        (
+            total(scrape, "aiproxy_edge_sync_connected", &[]),
+            total(scrape, "aiproxy_edge_sync_age_seconds", &[]),
+        )
+    };
+    eventually("Sync is up", Duration::from_secs(10), || async {
+        sync(&parse(&scrape_metrics(addr).await)) == (1.0, 0.0)
+    })
+    .await;
+
+    let killed = std::time::Instant::now();
+    s.cp.kill().await;
+    eventually(
+        "the edge shows Sync lost, with an age",
+        Duration::from_secs(10),
+        || async {
+            let (connected, age) = sync(&parse(&scrape_metrics(addr).await));
+            connected == 0.0 && age > 0.0
+        },
+    )
+    .await;
+    // The age counts from when the stream was lost: no more than since the kill, and it grows.
+    let (_, first) = sync(&parse(&scrape_metrics(addr).await));
+    assert!(
+        first > 0.0 && first <= killed.elapsed().as_secs_f64(),
+        "{first} s, killed {:?} ago",
+        killed.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (connected, later) = sync(&parse(&scrape_metrics(addr).await));
+    assert_eq!(connected, 0.0);
+    assert!(later >= first + 0.25, "{first} s, then {later} s");
 }
