@@ -75,7 +75,8 @@ pub fn record_usage(
         span.set(|| KeyValue::new("gen_ai.request.model", model.to_string()));
         span.rename(|| format!("{} {model}", operation_of(family)));
     }
-    if let Some(answered) = response_model.filter(|m| !m.is_empty()) {
+    // As long as a deployment name may be: an upstream's answer does not size an attribute.
+    if let Some(answered) = response_model.filter(|m| !m.is_empty() && m.len() <= 256) {
         span.set(|| KeyValue::new("gen_ai.response.model", answered.to_string()));
     }
     if let Some(tokens) = tokens {
