@@ -57,9 +57,6 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> anyh
         .with_context(|| format!("binding AIPROXY_LISTEN_ADDR {}", config.listen_addr))?;
     tracing::info!(addr = %config.listen_addr, "edge listening");
     let result = server::serve(listener, state.clone(), shutdown).await;
-    // Answers whose clients left are still being read for their usage: within the grace period
-    // they end, past it they stop where they are; either way they leave their records now.
-    state.drains.finish(state.limits.shutdown_grace).await;
     // Every request has ended (or was cut off at the end of the grace period) and left its usage
     // record: deliver them before exiting.
     delivery.abort();

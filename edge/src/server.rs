@@ -81,7 +81,8 @@ pub async fn serve(
     if open > 0 {
         tracing::info!(open, "listener closed; waiting for open requests to finish");
     }
-    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+    let grace_ends = tokio::time::Instant::now() + limits.shutdown_grace;
+    let finished = tokio::time::timeout_at(grace_ends, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
@@ -95,6 +96,10 @@ pub async fn serve(
         // Cancelled connections drop their requests (which leave their usage records) now.
         while connections.join_next().await.is_some() {}
     }
+    // Answers whose clients left are still being read for their usage: until the same deadline
+    // they may end; past it they stop where they are. Either way their records are made before
+    // the last usage flush.
+    state.drains.finish(grace_ends).await;
     Ok(())
 }
 

@@ -43,7 +43,7 @@ pub struct EdgeState {
     /// Usage records on their way to the control plane.
     pub usage: UsageDelivery,
     /// Answers still read after their client left (their records are still to come).
-    pub drains: crate::usage::Drains,
+    pub drains: Arc<crate::usage::Drains>,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub metrics: EdgeMetrics,
@@ -97,7 +97,7 @@ impl EdgeState {
                 config.usage_delivery(),
                 config.state_dir.as_deref(),
             ),
-            drains: crate::usage::Drains::default(),
+            drains: Arc::default(),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
             region: config.region.clone(),

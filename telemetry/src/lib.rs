@@ -109,6 +109,8 @@ fn flushed(result: Result<opentelemetry_sdk::error::OTelSdkResult, tokio::task::
 pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, TelemetryError> {
     let settings = Settings::from_env()?;
     let provider = tracer_provider(&settings, service)?;
+    // The edge's request spans; installed here, not by `tracer_provider`, which tests call freely.
+    span::install(provider.as_ref().map(|p| p.tracer("aiproxy")));
     let prometheus = settings
         .metrics_addr
         .map(|_| metrics::PrometheusReader::default());
@@ -193,7 +195,6 @@ pub fn tracer_provider(
         .with_resource(resource(settings, service))
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    span::install(Some(provider.tracer("aiproxy")));
     Ok(Some(provider))
 }
 

@@ -118,10 +118,13 @@ pub(crate) fn provider_of(model_type: &str) -> Option<&'static str> {
     }
 }
 
-/// The host of a `scheme://authority` origin.
+/// The host of a `scheme://authority` origin (never a `user:password@` in it).
 fn host_of(origin: &str) -> &str {
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     let authority = authority.split('/').next().unwrap_or(authority);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     match authority.rsplit_once(':') {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
         _ => authority,
@@ -137,6 +140,7 @@ mod tests {
         assert_eq!(host_of("https://x.openai.azure.com"), "x.openai.azure.com");
         assert_eq!(host_of("http://127.0.0.1:8443/openai"), "127.0.0.1");
         assert_eq!(host_of("x.example"), "x.example");
+        assert_eq!(host_of("https://user:secret@x.example:443/p"), "x.example");
     }
 
     #[test]

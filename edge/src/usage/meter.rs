@@ -40,6 +40,18 @@ const TAIL: usize = 64 * 1024;
 /// Longest the edge keeps reading an answer its client stopped reading, to learn its usage.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
+/// Longest shutdown waits for stopped drains to make their records.
+const STOPPED_DRAINS_LIMIT: Duration = Duration::from_secs(5);
+
+/// One running drain, counted in [`Drains`] while it lives.
+struct DrainTicket(Arc<Drains>);
+
+impl Drop for DrainTicket {
+    fn drop(&mut self) {
+        self.0.ended();
+    }
+}
+
 /// Answers still being read in the background after their client left ([`MeteredBody`]'s
 /// `drop`). Each leaves a usage record when it ends, so shutdown waits for them before its last
 /// usage flush ([`Drains::finish`]); a record made after that flush would be lost.
@@ -66,19 +78,26 @@ impl Drains {
         self.running.load(Ordering::Acquire)
     }
 
-    /// Waits up to `within` for the answers being read to end; those still reading then stop
+    /// Waits until `deadline` for the answers being read to end; those still reading then stop
     /// where they are and make their records now (usage unknown unless already seen).
-    pub async fn finish(&self, within: Duration) {
-        if tokio::time::timeout(within, self.none_running())
+    pub async fn finish(&self, deadline: tokio::time::Instant) {
+        if tokio::time::timeout_at(deadline, self.none_running())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            running = self.running(),
+            "answers whose clients left were still being read at shutdown: their usage is recorded as far as it was read"
+        );
+        self.stop.send_replace(true);
+        // A stopped drain only makes its record; this bound is for a runtime that never ran it.
+        if tokio::time::timeout(STOPPED_DRAINS_LIMIT, self.none_running())
             .await
             .is_err()
         {
-            tracing::warn!(
-                running = self.running(),
-                "answers whose clients left were still being read at shutdown: their usage is recorded as far as it was read"
-            );
-            self.stop.send_replace(true);
-            self.none_running().await;
+            tracing::warn!(running = self.running(), "drains did not stop");
         }
     }
 
@@ -103,8 +122,11 @@ impl Drains {
         }
     }
 
-    fn started(&self) {
+    /// Counts a drain until the returned ticket is dropped (its task ended, panicked, or was
+    /// dropped unrun).
+    fn start(self: &Arc<Self>) -> DrainTicket {
         self.running.fetch_add(1, Ordering::AcqRel);
+        DrainTicket(self.clone())
     }
 
     fn ended(&self) {
@@ -537,15 +559,21 @@ impl Drop for MeteredBody {
         match (inner, tokio::runtime::Handle::try_current()) {
             (Some(inner), Ok(runtime)) if reads_on => {
                 // Counted before it is spawned: shutdown cannot miss it.
-                record.state.drains.started();
-                runtime.spawn(drain(inner, scan, record, first_byte));
+                let ticket = record.state.drains.start();
+                runtime.spawn(drain(inner, scan, record, first_byte, ticket));
             }
             _ => record.finish(scan.found(false), first_byte),
         }
     }
 }
 
-async fn drain(mut inner: EdgeBody, mut scan: Scan, record: Pending, first_byte: Option<Instant>) {
+async fn drain(
+    mut inner: EdgeBody,
+    mut scan: Scan,
+    record: Pending,
+    first_byte: Option<Instant>,
+    ticket: DrainTicket,
+) {
     let read = async {
         while let Some(frame) = inner.frame().await {
             let Ok(frame) = frame else {
@@ -562,10 +590,9 @@ async fn drain(mut inner: EdgeBody, mut scan: Scan, record: Pending, first_byte:
         }
         true
     };
-    let state = record.state.clone();
-    let complete = state.drains.read(read).await;
+    let complete = ticket.0.read(read).await;
     record.finish(scan.found(complete), first_byte);
-    state.drains.ended();
+    drop(ticket);
 }
 
 #[cfg(test)]
@@ -574,44 +601,47 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_waits_for_drains_and_stops_those_past_its_deadline() {
+        let in_ = |d: Duration| tokio::time::Instant::now() + d;
         let drains = Arc::new(Drains::default());
         let at = Instant::now();
-        drains.finish(Duration::from_secs(5)).await;
+        drains.finish(in_(Duration::from_secs(5))).await;
         assert!(
             at.elapsed() < Duration::from_secs(1),
             "none running: at once"
         );
 
         // One that ends by itself within the window is waited for.
-        drains.started();
-        let ends = drains.clone();
+        let ticket = drains.start();
         let whole = tokio::spawn(async move {
-            let whole = ends
+            ticket
+                .0
                 .read(async {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     true
                 })
-                .await;
-            ends.ended();
-            whole
+                .await
         });
-        drains.finish(Duration::from_secs(5)).await;
+        drains.finish(in_(Duration::from_secs(5))).await;
         assert_eq!(drains.running(), 0);
         assert!(whole.is_finished() && whole.await.unwrap());
 
         // One that would read for a minute is stopped at the deadline.
-        drains.started();
-        let reads_on = drains.clone();
-        let cut = tokio::spawn(async move {
-            let whole = reads_on.read(std::future::pending()).await;
-            reads_on.ended();
-            whole
-        });
+        let ticket = drains.start();
+        let cut = tokio::spawn(async move { ticket.0.read(std::future::pending()).await });
         let at = Instant::now();
-        drains.finish(Duration::from_millis(100)).await;
+        drains.finish(in_(Duration::from_millis(100))).await;
         assert!(at.elapsed() < Duration::from_secs(5));
         assert_eq!(drains.running(), 0);
         assert!(!cut.await.unwrap(), "stopped, not whole");
+
+        // One whose task panicked (or was dropped unrun) is not waited for forever.
+        let ticket = drains.start();
+        let panicked = tokio::spawn(async move {
+            let _ticket = ticket;
+            panic!("a drain that fails");
+        });
+        assert!(panicked.await.is_err());
+        assert_eq!(drains.running(), 0);
     }
 
     const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
