@@ -22,10 +22,6 @@ use crate::sync::ChangeFeed;
 use crate::sync::edges::EdgeRegistry;
 use crate::tokens::TokenBroker;
 
-/// The HTTP semantic conventions' advised buckets.
-const HTTP_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
 /// From a push inside one region (milliseconds) to a large snapshot across the world (seconds).
 const PUSH_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -61,7 +57,7 @@ impl ControlPlaneMetrics {
                 .with_description(
                     "Admin API requests: duration by method, route template and status",
                 )
-                .with_boundaries(HTTP_BUCKETS.to_vec())
+                .with_boundaries(aiproxy_telemetry::metrics::HTTP_BUCKETS.to_vec())
                 .build(),
             push_duration: meter
                 .f64_histogram("aiproxy.cp.sync.push.duration")

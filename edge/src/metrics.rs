@@ -34,10 +34,6 @@ const OPERATION_BUCKETS: [f64; 14] = [
 const FIRST_TOKEN_BUCKETS: [f64; 16] = [
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-/// The HTTP semantic conventions' advised buckets.
-const HTTP_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
 /// The edge's own time is expected in the sub-millisecond to millisecond range.
 const ADDED_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -128,7 +124,7 @@ impl EdgeMetrics {
                 .f64_histogram("http.server.request.duration")
                 .with_unit("s")
                 .with_description("Time from the request's arrival to the end of its answer")
-                .with_boundaries(HTTP_BUCKETS.to_vec())
+                .with_boundaries(aiproxy_telemetry::metrics::HTTP_BUCKETS.to_vec())
                 .build(),
             operation_duration: meter
                 .f64_histogram("gen_ai.server.request.duration")

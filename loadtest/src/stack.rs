@@ -183,6 +183,19 @@ pub struct ControlPlaneOptions {
     pub extra_env: Vec<(String, String)>,
 }
 
+impl ControlPlaneOptions {
+    /// The embedded database, with `env` added to the process's environment.
+    pub fn with_env(env: &[(&str, String)]) -> Self {
+        Self {
+            database_url: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// A control-plane process. Keeps its ports, tokens and data dir across `kill`/`restart`.
 pub struct ControlPlane {
     child: Option<Child>,

@@ -410,14 +410,7 @@ async fn both_binaries_export_the_same_metrics_over_otlp() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
         ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_string()),
     ];
-    let cp = ControlPlane::start_with_metrics(ControlPlaneOptions {
-        database_url: None,
-        extra_env: otel
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .await;
+    let cp = ControlPlane::start_with_metrics(ControlPlaneOptions::with_env(&otel)).await;
     let s = stack(cp).await;
     let env: Vec<(&str, &str)> = otel.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let edge = Edge::start_with_metrics(&s.cp, "swedencentral", &env).await;

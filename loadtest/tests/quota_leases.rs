@@ -107,22 +107,22 @@ async fn a_busy_attendee_costs_a_few_leases_per_second_and_the_cap_still_holds()
 
 /// A burst of first calls (nothing leased yet) takes one lease, not one per call: the others wait
 /// for it. With a base lease of 20 and 60 calls at once, a few more follow; never 60.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_burst_of_first_calls_shares_its_lease() {
-    const BURST: usize = 60;
-    let s = Scenario::start(MockConfig::default()).await;
+/// Sets the event's daily request cap and waits for the edge to have it.
+async fn set_daily_cap(s: &Scenario, cap: u64) {
     let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
-    event["daily_request_cap"] = json!(10_000_000);
+    event["daily_request_cap"] = json!(cap);
     s.admin.put(&format!("/events/{}", s.event_id), event).await;
     s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
+}
 
+/// `n` chat calls sent at once by one attendee; their statuses.
+async fn burst(s: &Scenario, n: usize) -> Vec<StatusCode> {
     let url = format!(
         "{}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}",
         s.edge.api_base()
     );
-    let before = lease_calls(&s).await;
     let http = reqwest::Client::new();
-    let calls: Vec<_> = (0..BURST)
+    let calls: Vec<_> = (0..n)
         .map(|_| {
             let request = http
                 .post(&url)
@@ -131,8 +131,21 @@ async fn a_burst_of_first_calls_shares_its_lease() {
             tokio::spawn(async move { request.send().await.unwrap().status() })
         })
         .collect();
+    let mut statuses = Vec::with_capacity(n);
     for call in calls {
-        assert_eq!(call.await.unwrap(), StatusCode::OK);
+        statuses.push(call.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_first_calls_shares_its_lease() {
+    const BURST: usize = 60;
+    let s = Scenario::start(MockConfig::default()).await;
+    set_daily_cap(&s, 10_000_000).await;
+    let before = lease_calls(&s).await;
+    for status in burst(&s, BURST).await {
+        assert_eq!(status, StatusCode::OK);
     }
     let leases = lease_calls(&s).await - before;
     println!("[quota] {BURST} first calls at once: {leases} lease calls");
@@ -147,28 +160,10 @@ async fn a_burst_past_a_small_cap_gets_exactly_the_cap() {
     const CAP: usize = 100;
     const BURST: usize = 150;
     let s = Scenario::start(MockConfig::default()).await;
-    let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
-    event["daily_request_cap"] = json!(CAP);
-    s.admin.put(&format!("/events/{}", s.event_id), event).await;
-    s.admin.wait_edges_acked(1, Duration::from_secs(10)).await;
-
-    let url = format!(
-        "{}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}",
-        s.edge.api_base()
-    );
-    let http = reqwest::Client::new();
-    let calls: Vec<_> = (0..BURST)
-        .map(|_| {
-            let request = http
-                .post(&url)
-                .header("api-key", &s.key)
-                .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}));
-            tokio::spawn(async move { request.send().await.unwrap().status() })
-        })
-        .collect();
+    set_daily_cap(&s, CAP as u64).await;
     let (mut ok, mut refused) = (0, 0);
-    for call in calls {
-        match call.await.unwrap() {
+    for status in burst(&s, BURST).await {
+        match status {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => refused += 1,
             other => panic!("unexpected {other}"),

@@ -61,14 +61,7 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
         ..Default::default()
     })
     .await;
-    let cp = ControlPlane::start_with(ControlPlaneOptions {
-        database_url: None,
-        extra_env: otel
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .await;
+    let cp = ControlPlane::start_with(ControlPlaneOptions::with_env(&otel)).await;
     let admin = cp.admin();
     let resource_id = admin
         .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))

@@ -202,6 +202,33 @@ fn json_log_lines_carry_the_current_spans_trace_and_span_ids() {
     assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()) && trace_id != "0".repeat(32));
 }
 
+/// The edge's request spans are no `tracing` spans: the request future runs in the span's
+/// OpenTelemetry context (`ServerSpan::context`), and log lines take their ids from it.
+#[test]
+fn json_log_lines_carry_the_ids_of_the_opentelemetry_context_they_run_in() {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId};
+    let s = settings(&[("AIPROXY_LOG_FORMAT", "json")]).unwrap();
+    let captured = Captured::default();
+    let subscriber = subscriber(&s, EnvFilter::new("info"), None, captured.clone(), false);
+    let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+    let span_id = SpanId::from_hex("b7ad6b7169203331").unwrap();
+    let context = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::SAMPLED,
+        true,
+        Default::default(),
+    ));
+    tracing::subscriber::with_default(subscriber, || {
+        let _current = context.attach();
+        tracing::warn!("upstream call failed");
+    });
+    let lines = json_lines(&captured);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(lines[0]["span_id"], "b7ad6b7169203331");
+}
+
 #[test]
 fn exported_spans_never_show_in_log_lines() {
     let s = settings(&[]).unwrap();

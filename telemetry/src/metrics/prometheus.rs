@@ -167,30 +167,13 @@ where
     T: Copy,
 {
     match data {
-        MetricData::Gauge(gauge) => {
-            for point in gauge.data_points() {
-                write_sample(
-                    out,
-                    name,
-                    "",
-                    point.attributes(),
-                    None,
-                    &text(&point.value()),
-                );
-            }
-        }
-        MetricData::Sum(sum) => {
-            for point in sum.data_points() {
-                write_sample(
-                    out,
-                    name,
-                    "",
-                    point.attributes(),
-                    None,
-                    &text(&point.value()),
-                );
-            }
-        }
+        // A gauge's and a sum's points are one sample each.
+        MetricData::Gauge(gauge) => gauge
+            .data_points()
+            .for_each(|p| write_value(out, name, p.attributes(), &text(&p.value()))),
+        MetricData::Sum(sum) => sum
+            .data_points()
+            .for_each(|p| write_value(out, name, p.attributes(), &text(&p.value()))),
         MetricData::Histogram(histogram) => {
             for point in histogram.data_points() {
                 let mut cumulative = 0u64;
@@ -216,6 +199,16 @@ where
         }
         MetricData::ExponentialHistogram(_) => {}
     }
+}
+
+/// One plain sample (a gauge's or a sum's point).
+fn write_value<'a>(
+    out: &mut String,
+    name: &str,
+    attributes: impl Iterator<Item = &'a KeyValue>,
+    value: &str,
+) {
+    write_sample(out, name, "", attributes, None, value);
 }
 
 fn write_sample<'a>(
