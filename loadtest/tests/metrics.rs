@@ -692,3 +692,63 @@ async fn the_edge_shows_sync_lost_and_its_age_once_the_control_plane_is_killed()
     assert_eq!(connected, 0.0);
     assert!(later >= first + 0.25, "{first} s, then {later} s");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_read_behind_a_foundry_list_is_counted_as_an_upstream_failure() {
+    let cp = ControlPlane::start_with_metrics(ControlPlaneOptions::default()).await;
+    let mock = keyed_mock(MockConfig::default()).await;
+    let admin = cp.admin();
+    let agents_id = admin
+        .create_resource(json!({"friendly_name": "agents", "deployment_name": "agents",
+            "model_type": "Foundry_Agent", "endpoint_url": format!("{}/api/projects/hack", mock.endpoint()),
+            "key": UPSTREAM_KEY}))
+        .await;
+    let (_, key) = admin.open_event(std::slice::from_ref(&agents_id)).await;
+    let edge = Edge::start_with_metrics(&cp, "swedencentral", &[]).await;
+    let addr = edge.metrics_addr.expect("the edge serves /metrics");
+    let client = reqwest::Client::new();
+    let assistants = format!(
+        "{}/assistants?api-version=2025-05-15-preview",
+        edge.api_base()
+    );
+    for n in 0..2 {
+        let created = client
+            .post(&assistants)
+            .header("api-key", &key)
+            .json(&json!({"model": "gpt-4o", "name": format!("assistant-{n}")}))
+            .send()
+            .await
+            .expect("edge reachable");
+        assert_eq!(created.status(), 200, "{}", created.text().await.unwrap());
+    }
+
+    // The list is made from the caller's records; each object on it is read upstream, and
+    // here each read is throttled.
+    mock.fail_with(Some(429));
+    let listed = client
+        .get(&assistants)
+        .header("api-key", &key)
+        .send()
+        .await
+        .expect("edge reachable");
+    assert_eq!(listed.status(), 429);
+    mock.fail_with(None);
+
+    let text = scrape_metrics(addr).await;
+    let scrape = parse(&text);
+    let throttled = total(
+        &scrape,
+        "aiproxy_edge_upstream_failures_total",
+        &[
+            ("aiproxy_resource_id", agents_id.as_str()),
+            ("aiproxy_upstream_failure", "throttled"),
+        ],
+    );
+    // Both listed objects were read (the page's reads all finish before it is answered).
+    assert_eq!(throttled, 2.0, "{text}");
+    assert_eq!(
+        total(&scrape, "aiproxy_edge_upstream_failures_total", &[]),
+        throttled,
+        "{text}"
+    );
+}

@@ -688,15 +688,8 @@ async fn forward(
     *request.headers_mut() = upstream_headers;
 
     let sent = std::time::Instant::now();
-    let response = state
-        .upstream
-        .send(request)
-        .await
-        .map_err(|e| upstream_failure(state, &upstream, e))?;
+    let response = send_upstream(state, &upstream, request).await?;
     let upstream_wait = sent.elapsed();
-    state
-        .metrics
-        .upstream_answered(&upstream.id, response.status());
     let (mut parts, body) = response.into_parts();
     parts.headers = headers::for_client(parts.headers);
     parts.extensions.insert(Served {
@@ -734,7 +727,25 @@ pub(crate) fn authorize_upstream(
 
 /// What the caller is told when an upstream fails: which resource (by its friendly name) and
 /// what happened, never its address or the transport's words (logged for operators instead).
-pub(crate) fn upstream_failure(
+/// Every call to an upstream resource goes through here, so each answer and each failure is
+/// counted against that resource in the metrics (a 429 or 5xx answer is a failure).
+pub(crate) async fn send_upstream(
+    state: &EdgeState,
+    upstream: &UpstreamResource,
+    request: Request<EdgeBody>,
+) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+    let response = state
+        .upstream
+        .send(request)
+        .await
+        .map_err(|e| upstream_failure(state, upstream, e))?;
+    state
+        .metrics
+        .upstream_answered(&upstream.id, response.status());
+    Ok(response)
+}
+
+fn upstream_failure(
     state: &EdgeState,
     upstream: &UpstreamResource,
     error: UpstreamError,

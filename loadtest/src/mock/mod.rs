@@ -28,7 +28,7 @@ pub use usage::{UsageLedger, UsageTotals};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +113,9 @@ pub struct RecordedRequest {
 
 #[derive(Default)]
 pub struct MockStats {
+    /// A status every (authenticated) request is answered with from now on, set at run time by
+    /// `MockAzure::fail_with` (0: none); `MockConfig::fail_with` applies from the start.
+    failing_with: AtomicU16,
     pub requests: AtomicU64,
     pub rejected_auth: AtomicU64,
     pub streams_started: AtomicU64,
@@ -279,6 +282,14 @@ impl MockAzure {
         Ok(Self { addr, stats, task })
     }
 
+    /// From now on, answers every authenticated request with `status` (and `Retry-After`), as
+    /// `MockConfig::fail_with` does from the start; `None` answers normally again.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.stats
+            .failing_with
+            .store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// `http://127.0.0.1:<port>`: what a catalog resource's endpoint_url points at.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -361,7 +372,11 @@ async fn handle(
             &serde_json::json!({"error": {"code": "401", "message": message}}),
         );
     }
-    if let Some(status) = config.fail_with.and_then(|s| StatusCode::from_u16(s).ok()) {
+    let failing_with = match stats.failing_with.load(Ordering::Relaxed) {
+        0 => config.fail_with,
+        status => Some(status),
+    };
+    if let Some(status) = failing_with.and_then(|s| StatusCode::from_u16(s).ok()) {
         let mut response = json(
             status,
             &serde_json::json!({"error": {"code": status.as_u16().to_string(), "message": "mock failure"}}),

@@ -226,12 +226,13 @@ impl PendingRecord {
         *request.method_mut() = Method::DELETE;
         *request.uri_mut() = uri;
         *request.headers_mut() = upstream_headers;
-        match self.state.upstream.send(request).await {
+        // A failed send is logged (without the credential) by `send_upstream`.
+        match crate::proxy::send_upstream(&self.state, &self.upstream, request).await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
                 tracing::warn!(status = %response.status(), "rolling back an unrecorded object failed")
             }
-            Err(e) => tracing::warn!(%e, "rolling back an unrecorded object failed"),
+            Err(_) => tracing::warn!("rolling back an unrecorded object failed"),
         }
     }
 

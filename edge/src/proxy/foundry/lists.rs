@@ -212,11 +212,7 @@ async fn read_object(
     let mut request = Request::new(full(Bytes::new()));
     *request.uri_mut() = uri;
     *request.headers_mut() = upstream_headers;
-    let response = state
-        .upstream
-        .send(request)
-        .await
-        .map_err(|e| crate::proxy::upstream_failure(state, &upstream, e))?;
+    let response = crate::proxy::send_upstream(state, &upstream, request).await?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND {
         return Ok(Read::Gone);
