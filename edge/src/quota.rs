@@ -24,7 +24,7 @@
 //! keeps serving while the control plane is down), a warning is logged, and the tokens it uses are
 //! charged as debt once the control plane is back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
@@ -38,6 +38,10 @@ const UNREACHABLE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(
 
 /// How much time of calls, at the observed rate, one lease covers.
 const LEASE_HORIZON_SECS: f64 = 2.0;
+
+/// Runs and stored responses whose tokens were charged lately (a finished run is often read
+/// several times).
+const RECENT_ONCE_KEYS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
@@ -111,6 +115,8 @@ pub struct Quotas {
     allowances: Mutex<HashMap<Key, Allowance>>,
     /// Lease calls made (shown in `/readyz`: they should grow with time, not with traffic).
     lease_calls: std::sync::atomic::AtomicU64,
+    /// The once-keys charged lately, and their order (the oldest is forgotten first).
+    charged_once: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 /// A cap is reached: the answer is 429 with this message, and `Retry-After` when waiting helps.
@@ -369,15 +375,43 @@ impl Quotas {
         })
     }
 
+    /// Whether this once-key is seen for the first time lately.
+    fn first_sight(&self, key: &str) -> bool {
+        let mut recent = self.charged_once.lock().unwrap_or_else(|p| p.into_inner());
+        if !recent.0.insert(key.to_string()) {
+            return false;
+        }
+        recent.1.push_back(key.to_string());
+        if recent.1.len() > RECENT_ONCE_KEYS
+            && let Some(old) = recent.1.pop_front()
+        {
+            recent.0.remove(&old);
+        }
+        true
+    }
+
     /// Lease calls made since start.
     pub fn lease_calls(&self) -> u64 {
         self.lease_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Charges the tokens a call used to the counters it was admitted under.
-    pub fn charge(&self, state: &Arc<EdgeState>, charge: &Charge, tokens: u64) {
+    /// Charges the tokens a call used to the counters it was admitted under. A run's or a stored
+    /// response's usage shows on every read of it: with its `once_key` (empty for other calls)
+    /// its tokens are charged on the first read only (the control plane counts the totals once
+    /// the same way). Returns whether they were charged (false: that object's usage was read
+    /// before).
+    pub fn charge(
+        &self,
+        state: &Arc<EdgeState>,
+        charge: &Charge,
+        tokens: u64,
+        once_key: &str,
+    ) -> bool {
+        if !once_key.is_empty() && !self.first_sight(once_key) {
+            return false;
+        }
         if tokens == 0 {
-            return;
+            return true;
         }
         for key in &charge.keys {
             let refill = self.with(|all| {
@@ -397,6 +431,7 @@ impl Quotas {
                 spawn_refill(state, key.clone());
             }
         }
+        true
     }
 }
 
@@ -502,6 +537,14 @@ fn spawn_refill(state: &Arc<EdgeState>, key: Key) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_charged_once() {
+        let quotas = Quotas::default();
+        assert!(quotas.first_sight("run:r:1"));
+        assert!(!quotas.first_sight("run:r:1"));
+        assert!(quotas.first_sight("run:r:2"));
+    }
 
     #[test]
     fn leases_follow_the_rate_within_the_base_and_a_quarter_of_what_is_left() {

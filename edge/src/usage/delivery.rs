@@ -11,7 +11,7 @@
 //! `buffer_records`; past that, new records are dropped, counted (`/readyz`) and logged. On
 //! shutdown the edge seals and sends what it holds before it exits.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,9 +65,6 @@ struct Buffer {
     status: DeliveryStatus,
 }
 
-/// Runs whose tokens were charged lately (a finished run is often read several times).
-const RECENT_RUNS: usize = 10_000;
-
 pub struct UsageDelivery {
     edge_id: String,
     pub settings: DeliverySettings,
@@ -78,7 +75,6 @@ pub struct UsageDelivery {
     spill: Option<PathBuf>,
     /// Batches sealed by this process: orders batch ids sealed in the same millisecond.
     sealed_count: AtomicU64,
-    recent_runs: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl UsageDelivery {
@@ -112,7 +108,6 @@ impl UsageDelivery {
             sending: tokio::sync::Mutex::new(()),
             spill,
             sealed_count: AtomicU64::new(0),
-            recent_runs: Mutex::new(Default::default()),
         }
     }
 
@@ -148,21 +143,6 @@ impl UsageDelivery {
 
     pub fn status(&self) -> DeliveryStatus {
         self.with(|b| b.status.clone())
-    }
-
-    /// Whether this once-key is seen for the first time lately (its tokens are charged once).
-    pub fn first_sight(&self, key: &str) -> bool {
-        let mut recent = self.recent_runs.lock().unwrap_or_else(|p| p.into_inner());
-        if !recent.0.insert(key.to_string()) {
-            return false;
-        }
-        recent.1.push_back(key.to_string());
-        if recent.1.len() > RECENT_RUNS
-            && let Some(old) = recent.1.pop_front()
-        {
-            recent.0.remove(&old);
-        }
-        true
     }
 
     /// Seals the open records into batches, each encoded once.
@@ -468,13 +448,5 @@ mod tests {
         let sizes: Vec<usize> = again.with(|b| b.sealed.iter().map(|s| s.records).collect());
         assert_eq!(sizes, vec![2, 2, 1]);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_run_is_charged_once() {
-        let delivery = UsageDelivery::new("edge", settings(3), None);
-        assert!(delivery.first_sight("run:r:1"));
-        assert!(!delivery.first_sight("run:r:1"));
-        assert!(delivery.first_sight("run:r:2"));
     }
 }

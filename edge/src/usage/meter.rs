@@ -368,17 +368,15 @@ impl Pending {
         );
         let tokens = found.tokens.unwrap_or_default();
         // A run's or a stored response's usage shows on every read of it: its tokens count once
-        // (here for the caps, in the control plane for the totals).
+        // (in the caps and, by the record's once-key, in the control plane's totals).
         let once_key = found
             .once_id
             .map(|id| bounded_once_key(format!("{resource_id}:{id}")))
             .unwrap_or_default();
-        let first_charge = once_key.is_empty() || self.state.usage.first_sight(&once_key);
-        if first_charge {
-            self.state
-                .quota
-                .charge(&self.state, &m.charge, tokens.total);
-        }
+        let first_charge = self
+            .state
+            .quota
+            .charge(&self.state, &m.charge, tokens.total, &once_key);
         // Only a pool that served the call names the model: a made-up name is never a label.
         let served = (!resource_id.is_empty()).then(|| ServedBy {
             resource_id: &resource_id,
