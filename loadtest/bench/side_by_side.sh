@@ -25,8 +25,9 @@
 #   2. latency p50/p99 at a fixed rate of half nginx's measured throughput (oha, 32 connections,
 #      latency measured from the scheduled send time: no coordinated omission): ROUNDS rounds of
 #      --duration seconds per path, nginx and edge alternating; per path the median round;
-#   3. SSE first byte: 50 concurrent workers, each a curl making SSE_CALLS sequential streamed
-#      chat calls on one keep-alive connection (after one uncounted warm-up call); first byte =
+#   3. SSE first byte: ROUNDS rounds per path, nginx and edge alternating, of 50 concurrent
+#      workers, each a curl making SSE_CALLS sequential streamed chat calls on one keep-alive
+#      connection (after one uncounted warm-up call), the rounds' calls pooled; first byte =
 #      curl's time_starttransfer minus time_pretransfer (from the request sent to the first
 #      response byte). The mock sends the first chunk at once, then 3 more 10 ms apart.
 # Then prints the ratios. Everything listens on 127.0.0.1; all processes are stopped on exit.
@@ -376,9 +377,16 @@ sse_run() { # path out
 percentile() { # file q → value (ms) of column 1
   sort -n "$1" | awk -v q="$2" '{ v[NR] = $1 } END { i = int(NR * q / 100 + 0.999999); if (i < 1) i = 1; printf "%.3f", v[i] }'
 }
+# ROUNDS rounds, nginx and the edge alternating; each path's calls of all rounds pooled.
+for ((round = 1; round <= ROUNDS; round++)); do
+  if ((round % 2)); then order=(direct nginx edge); else order=(direct edge nginx); fi
+  for p in "${order[@]}"; do
+    log "SSE first byte $p, round $round: $SSE_STREAMS streams x $SSE_CALLS calls"
+    sse_run "$p" "$DIR/sse-$p.$round.txt"
+    cat "$DIR/sse-$p.$round.txt" >>"$DIR/sse-$p.txt"
+  done
+done
 for p in "${PATHS[@]}"; do
-  log "SSE first byte $p: $SSE_STREAMS streams x $SSE_CALLS calls"
-  sse_run "$p" "$DIR/sse-$p.txt"
   bad=$(awk '$1 != 200' "$DIR/sse-$p.txt" | wc -l)
   [[ $bad == 0 ]] || log "warning: $p: $bad streamed calls were not 200"
   awk '$1 == 200 { printf "%.3f\n", ($3 - $2) * 1000 }' "$DIR/sse-$p.txt" >"$DIR/sse-$p.ms"
@@ -410,7 +418,7 @@ echo
 echo "Side by side on one pinned core (proxy on cpu $PROXY_CPU, control plane on cpu $CP_CPU; oha and mock on cpu $LOAD_CPU)"
 echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), oha $(oha --version | awk '{print $2}'), event caps: $([[ $CAPS == 1 ]] && echo "max_token_cap $TOKEN_CAP, daily_request_cap $REQUEST_CAP" || echo none)"
 echo
-echo "| path | req/s ($CONNS conns, median of $ROUNDS x $ROUND_SECS s) | proxy process CPU % | cpu $PROXY_CPU busy % | p50 ms @ $RATE req/s (median of $ROUNDS x $DURATION s) | p99 ms @ $RATE req/s (median of $ROUNDS) | SSE first byte p50 ms | SSE first byte p99 ms | proxy peak RSS MiB |"
+echo "| path | req/s ($CONNS conns, median of $ROUNDS x $ROUND_SECS s) | proxy process CPU % | cpu $PROXY_CPU busy % | p50 ms @ $RATE req/s (median of $ROUNDS x $DURATION s) | p99 ms @ $RATE req/s (median of $ROUNDS) | SSE first byte p50 ms ($ROUNDS x $SSE_STREAMS x $SSE_CALLS calls) | SSE first byte p99 ms | proxy peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for p in "${PATHS[@]}"; do
   rss=-
