@@ -725,8 +725,6 @@ pub(crate) fn authorize_upstream(
     .map_err(|e| ProxyError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
-/// What the caller is told when an upstream fails: which resource (by its friendly name) and
-/// what happened, never its address or the transport's words (logged for operators instead).
 /// Every call to an upstream resource goes through here, so each answer and each failure is
 /// counted against that resource in the metrics (a 429 or 5xx answer is a failure).
 pub(crate) async fn send_upstream(
@@ -745,6 +743,8 @@ pub(crate) async fn send_upstream(
     Ok(response)
 }
 
+/// What the caller is told when an upstream fails: which resource (by its friendly name) and
+/// what happened, never its address or the transport's words (logged for operators instead).
 fn upstream_failure(
     state: &EdgeState,
     upstream: &UpstreamResource,
