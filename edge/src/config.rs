@@ -79,6 +79,11 @@ pub struct EdgeConfig {
     #[arg(long, env = "AIPROXY_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
+    /// Longest a client may leave the answer unread: when no byte of it can be written for this
+    /// many seconds (the client's receive window stays shut), the connection is closed.
+    #[arg(long, env = "AIPROXY_CLIENT_SEND_TIMEOUT_SECS", default_value_t = 60)]
+    pub client_send_timeout_secs: u64,
+
     /// Longest gap between two pieces of a request body, in seconds.
     #[arg(long, env = "AIPROXY_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub body_read_timeout_secs: u64,
@@ -153,6 +158,7 @@ pub struct EdgeConfig {
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub client_send_timeout: Duration,
     pub body_read_timeout: Duration,
     pub http2_keepalive: Duration,
     pub http2_max_streams: u32,
@@ -184,6 +190,7 @@ impl EdgeConfig {
         Limits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            client_send_timeout: Duration::from_secs(self.client_send_timeout_secs.max(1)),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
             http2_keepalive: Duration::from_secs(self.http2_keepalive_secs.max(1)),
             http2_max_streams: self.http2_max_streams.max(1),

@@ -1,16 +1,19 @@
 //! The HTTP server: accepts connections (HTTP/1.1 and HTTP/2 on one port) and runs each request
 //! through `proxy::handle`, with every limit a server on the public internet needs: a header-read
 //! timeout and size/count limits (slow or oversized request heads), an idle timeout (connections
-//! with no request in flight), HTTP/2 keepalive and stream limits, and a cap on open connections
-//! (past it, new connections wait in the listen backlog). Request bodies have their own idle
-//! timeout (`body::with_idle_timeout`).
+//! with no request in flight), a send timeout (a client that leaves its answer unread),
+//! HTTP/2 keepalive and stream limits, and a cap on open connections (past it, new connections
+//! wait in the listen backlog). Request bodies have their own idle timeout
+//! (`body::with_idle_timeout`).
 //!
 //! Shutdown drains: readiness turns 503 at once, the listener stays open for the shutdown delay
 //! (so load balancers notice and stop sending), then closes; open requests and streams get the
 //! grace period to finish.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -171,6 +174,7 @@ async fn connection(
         since: tokio::time::Instant::now(),
     });
     let idle = state.limits.idle_timeout;
+    let send_timeout = state.limits.client_send_timeout;
     // hyper's header timer starts only once it knows the protocol: a client that sends nothing
     // at all is held to the same deadline from the moment it connects.
     let first_request = tokio::time::sleep(state.limits.header_read_timeout);
@@ -192,7 +196,8 @@ async fn connection(
             }
         })
     };
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let io = SendTimeout::new(TokioIo::new(stream), send_timeout);
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     // Fires at the earliest moment the connection could be idle; on waking it checks what the
     // requests recorded meanwhile and sleeps on if there was activity.
@@ -230,5 +235,106 @@ async fn connection(
                 }
             }
         }
+    }
+}
+
+/// A client connection whose writes fail once none has made progress for `limit`: a client that
+/// stops reading its answer (its receive window shut) would otherwise hold the connection, the
+/// upstream call behind it and its buffers for as long as it likes (nginx's `send_timeout`). The
+/// timer is armed only while a write waits, so the common path costs one branch per write.
+/// HTTP/2 streams a client leaves unread without shutting the socket's window are not seen here.
+struct SendTimeout<T> {
+    io: T,
+    limit: Duration,
+    /// Made on the first wait, reset on later ones.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
+}
+
+impl<T> SendTimeout<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            timer: None,
+            waiting: false,
+        }
+    }
+
+    /// Passes a write's result on; while it waits, fails it once `limit` has passed without
+    /// progress.
+    fn check<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if poll.is_ready() {
+            self.waiting = false;
+            return poll;
+        }
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.timer.as_mut().expect("armed above");
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing of its answer for {:?}", self.limit),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for SendTimeout<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.check(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.check(cx, poll)
     }
 }

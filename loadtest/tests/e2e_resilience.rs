@@ -210,3 +210,109 @@ async fn idle_connections_are_closed_and_busy_ones_are_not() {
         "closed {took:?} after the last request (timeout 1 s)"
     );
 }
+
+/// The raw request for an embeddings call with `inputs` inputs: its answer is about 90 bytes per
+/// input, far more than the socket buffers between the edge and a client that does not read.
+fn big_embeddings_request(edge: &Edge, key: &str, inputs: usize) -> Vec<u8> {
+    let body = json!({"input": vec!["a"; inputs]}).to_string();
+    let mut request = format!(
+        "POST /api/v1/openai/deployments/gpt-4o/embeddings?api-version={} HTTP/1.1\r\nHost: {}\r\n\
+         api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        aiproxy_loadtest::stack::API_VERSION,
+        edge.addr,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
+}
+
+/// Reads an HTTP/1.1 answer with a `content-length` from `socket`, pausing `pause` after every
+/// `piece` bytes, at most `pauses` times; returns the head, how many body bytes came before the
+/// end (all of them, or EOF or a reset first) and the content length.
+async fn read_answer(
+    socket: &mut tokio::net::TcpStream,
+    piece: usize,
+    pause: Duration,
+    mut pauses: usize,
+) -> (String, usize, usize) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut head: Option<(String, usize, usize)> = None;
+    let mut since_pause = 0;
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buffer)).await
+        {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!("the answer neither came nor ended within 20 s"),
+        };
+        match &mut head {
+            None => {
+                got.extend_from_slice(&buffer[..n]);
+                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let text = String::from_utf8_lossy(&got[..end]).to_string();
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .expect("a content-length");
+                    head = Some((text, got.len() - end - 4, length));
+                } else if n == 0 {
+                    return (String::from_utf8_lossy(&got).to_string(), 0, 0);
+                }
+            }
+            Some((_, body, _)) => *body += n,
+        }
+        if let Some((text, body, length)) = &head
+            && (n == 0 || body >= length)
+        {
+            return (text.clone(), *body, *length);
+        }
+        since_pause += n;
+        if since_pause >= piece && pauses > 0 {
+            since_pause = 0;
+            pauses -= 1;
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// `AIPROXY_CLIENT_SEND_TIMEOUT_SECS`: a client that stops reading its answer is cut off once
+/// nothing could be written to it for the timeout; a slow client that keeps reading is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_its_answer_is_cut_off_and_a_slow_reader_is_not() {
+    use tokio::io::AsyncWriteExt;
+    let s = Scenario::start(MockConfig::default()).await;
+    let edge = Edge::start_with_env(&s.cp, "", &[("AIPROXY_CLIENT_SEND_TIMEOUT_SECS", "1")]).await;
+    let request = big_embeddings_request(&edge, &s.key, 400_000);
+    let connect = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 << 10).unwrap();
+        socket.connect(edge.addr).await.unwrap()
+    };
+
+    // Stops reading after the first piece for 4 s (the timeout is 1 s), then reads on.
+    let mut stalled = connect().await;
+    stalled.write_all(&request).await.unwrap();
+    let (head, body, length) = read_answer(&mut stalled, 64 << 10, Duration::from_secs(4), 1).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(length > 24 << 20, "the answer is {length} bytes");
+    assert!(
+        body < length,
+        "the whole answer ({length} bytes) reached a client that read nothing for 4 s"
+    );
+
+    // Reads 1 MiB every 300 ms: about 9 s in all, far longer than the timeout, but never stalled
+    // for it.
+    let mut slow = connect().await;
+    slow.write_all(&request).await.unwrap();
+    let (head, body, length) =
+        read_answer(&mut slow, 1 << 20, Duration::from_millis(300), usize::MAX).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, length, "a slow reader that kept reading was cut off");
+}
