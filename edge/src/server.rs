@@ -261,15 +261,19 @@ impl<T> SendTimeout<T> {
         }
     }
 
-    /// Passes a write's result on; while it waits, fails it once `limit` has passed without
-    /// progress.
+    /// Passes a call's result on; while it waits, fails it once `limit` has passed without
+    /// progress. Only bytes written count as progress (`wrote`): a socket's flush is ready at
+    /// once even while its buffer is full.
     fn check<R>(
         &mut self,
         cx: &mut Context<'_>,
         poll: Poll<std::io::Result<R>>,
+        wrote: bool,
     ) -> Poll<std::io::Result<R>> {
         if poll.is_ready() {
-            self.waiting = false;
+            if wrote {
+                self.waiting = false;
+            }
             return poll;
         }
         if !self.waiting {
@@ -309,7 +313,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.check(cx, poll)
+        this.check(cx, poll, true)
     }
 
     fn poll_write_vectored(
@@ -319,7 +323,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.check(cx, poll)
+        this.check(cx, poll, true)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -329,12 +333,56 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_flush(cx);
-        this.check(cx, poll)
+        this.check(cx, poll, false)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.check(cx, poll)
+        this.check(cx, poll, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::Write;
+    use std::future::poll_fn;
+
+    /// Writes into `io` until a write waits; true if it then failed with `TimedOut`.
+    async fn stalls(io: &mut SendTimeout<TokioIo<tokio::io::DuplexStream>>) -> bool {
+        loop {
+            match poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &[0u8; 1024])).await {
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::TimedOut,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waits_past_the_limit_fails_and_a_flush_is_no_progress() {
+        let (near, mut far) = tokio::io::duplex(4096);
+        let mut io = SendTimeout::new(TokioIo::new(near), Duration::from_secs(60));
+        // The far end reads nothing: the buffer fills, the write waits, and with time paused the
+        // runtime moves the clock to the timer: it fails once, after the limit.
+        let started = tokio::time::Instant::now();
+        assert!(stalls(&mut io).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+
+        // Progress restarts the count; a flush (ready at once) does not.
+        let mut drained = vec![0u8; 4096];
+        tokio::io::AsyncReadExt::read(&mut far, &mut drained)
+            .await
+            .unwrap();
+        while poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, &[0u8; 1024])))
+            .await
+            .is_ready()
+        {}
+        let restarted = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let flushed = poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_flush(cx))).await;
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert!(stalls(&mut io).await);
+        assert_eq!(restarted.elapsed(), Duration::from_secs(60));
     }
 }
