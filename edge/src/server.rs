@@ -261,19 +261,16 @@ impl<T> SendTimeout<T> {
         }
     }
 
-    /// Passes a call's result on; while it waits, fails it once `limit` has passed without
-    /// progress. Only bytes written count as progress (`wrote`): a socket's flush is ready at
-    /// once even while its buffer is full.
-    fn check<R>(
+    /// Passes a write's result on; while it waits, fails it once `limit` has passed without
+    /// progress. Only writes are timed: a socket's flush is ready at once even while its buffer
+    /// is full, so it says nothing about the client.
+    fn check(
         &mut self,
         cx: &mut Context<'_>,
-        poll: Poll<std::io::Result<R>>,
-        wrote: bool,
-    ) -> Poll<std::io::Result<R>> {
+        poll: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
         if poll.is_ready() {
-            if wrote {
-                self.waiting = false;
-            }
+            self.waiting = false;
             return poll;
         }
         if !self.waiting {
@@ -313,7 +310,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.check(cx, poll, true)
+        this.check(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -323,7 +320,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.check(cx, poll, true)
+        this.check(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -331,15 +328,11 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.io).poll_flush(cx);
-        this.check(cx, poll, false)
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.check(cx, poll, false)
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

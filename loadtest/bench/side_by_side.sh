@@ -65,7 +65,7 @@ while [[ $# -gt 0 ]]; do
       ;;
     --edge-bin) EDGE_BIN=$(realpath "$2"); shift ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift

@@ -211,7 +211,7 @@ async fn idle_connections_are_closed_and_busy_ones_are_not() {
     );
 }
 
-/// The raw request for an embeddings call with `inputs` inputs: its answer is about 90 bytes per
+/// The raw request for an embeddings call with `inputs` inputs: its answer is about 75 bytes per
 /// input, far more than the socket buffers between the edge and a client that does not read.
 fn big_embeddings_request(edge: &Edge, key: &str, inputs: usize) -> Vec<u8> {
     let body = json!({"input": vec!["a"; inputs]}).to_string();

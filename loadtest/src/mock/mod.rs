@@ -283,7 +283,7 @@ impl MockAzure {
     }
 
     /// From now on, answers every authenticated request with `status` (and `Retry-After`), as
-    /// `MockConfig::fail_with` does from the start; `None` answers normally again.
+    /// `MockConfig::fail_with` does from the start; `None` goes back to what `MockConfig` says.
     pub fn fail_with(&self, status: Option<u16>) {
         self.stats
             .failing_with
