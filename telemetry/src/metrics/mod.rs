@@ -25,14 +25,14 @@ use crate::{ExportProtocol, Settings, TelemetryError};
 /// Set once a meter provider is installed.
 static METRICS_ON: AtomicBool = AtomicBool::new(false);
 
-/// Whether metrics are collected (an OTLP endpoint or `AIPROXY_METRICS_ADDR` is set). Check it
-/// before preparing a measurement's attributes: when false every instrument is a no-op.
 /// The HTTP semantic conventions' advised buckets for `http.server.request.duration` (seconds),
 /// for both binaries.
 pub const HTTP_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// Whether metrics are collected (an OTLP endpoint or `AIPROXY_METRICS_ADDR` is set). Check it
+/// before preparing a measurement's attributes: when false every instrument is a no-op.
 pub fn metrics_on() -> bool {
     METRICS_ON.load(Ordering::Relaxed)
 }
