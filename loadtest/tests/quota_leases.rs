@@ -105,8 +105,6 @@ async fn a_busy_attendee_costs_a_few_leases_per_second_and_the_cap_still_holds()
     );
 }
 
-/// A burst of first calls (nothing leased yet) takes one lease, not one per call: the others wait
-/// for it. With a base lease of 20 and 60 calls at once, a few more follow; never 60.
 /// Sets the event's daily request cap and waits for the edge to have it.
 async fn set_daily_cap(s: &Scenario, cap: u64) {
     let (_, mut event) = s.admin.get(&format!("/events/{}", s.event_id)).await;
@@ -138,6 +136,8 @@ async fn burst(s: &Scenario, n: usize) -> Vec<StatusCode> {
     statuses
 }
 
+/// A burst of first calls (nothing leased yet) takes one lease, not one per call: the others wait
+/// for it. With a base lease of 20 and 60 calls at once, a few more follow; never 60.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_first_calls_shares_its_lease() {
     const BURST: usize = 60;
