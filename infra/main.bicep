@@ -84,6 +84,12 @@ param otlpMetricsEndpoint string = ''
 @description('Optional headers for otlpMetricsEndpoint, "key=value,key2=value2" (e.g. an API key).')
 param otlpMetricsHeaders string = ''
 
+@description('Deploy an OpenTelemetry Collector app in each region that writes the apps\' metrics to Application Insights (customMetrics), which takes no metrics from the managed agent. Ignored when otlpMetricsEndpoint or otlpEndpoint sends the metrics elsewhere. false: metrics are only served at /metrics inside each replica (not exposed) and exported nowhere.')
+param metricsCollector bool = true
+
+@description('Image of that collector: an OpenTelemetry Collector distribution with the OTLP receiver, the azuremonitor exporter and the env config provider (the contrib distribution has them). Empty: the pinned default below (mirror it into your registry where public registries are not reachable).')
+param metricsCollectorImage string = ''
+
 @description('Optional endpoint of your own OTLP collector. Set, every app exports straight to it (OTEL_EXPORTER_OTLP_ENDPOINT, overriding the agent\'s) and the agent gets nothing from the apps.')
 param otlpEndpoint string = ''
 
@@ -190,6 +196,10 @@ var controlPlaneAppNames = map(regionList, r => take('ca-cp-${r}', 32))
 var edgeAppNames = map(regionList, r => take('ca-edge-${r}', 32))
 
 var adminAppName = take('ca-admin-${primaryRegion}', 32)
+
+// The metrics collector's image when metricsCollectorImage is empty: a pinned release of the
+// contrib distribution, from GitHub's registry (no anonymous pull limit).
+var defaultMetricsCollectorImage = 'ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector-contrib:0.120.0'
 
 var postgresAdminUser = 'aiproxyadmin'
 var postgresDatabase = 'aiproxy'
@@ -328,6 +338,7 @@ module regionStacks 'modules/region.bicep' = [
       otlpEndpoint: otlpEndpoint
       otlpProtocol: otlpProtocol
       otlpHeaders: otlpHeaders
+      metricsCollectorImage: metricsCollector ? (empty(metricsCollectorImage) ? defaultMetricsCollectorImage : metricsCollectorImage) : ''
       registryName: registry.outputs.name
       pullIdentityName: registry.outputs.pullIdentityName
       identityName: identity.outputs.name

@@ -33,6 +33,8 @@ param otlpEndpoint string
 param otlpProtocol string
 @secure()
 param otlpHeaders string
+// The metrics collector's image; empty: no collector (metricsCollector=false).
+param metricsCollectorImage string
 param registryName string
 param pullIdentityName string
 param identityName string
@@ -103,7 +105,8 @@ resource redisDatabase 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' ex
 // http://otel.service.k8se-apps:4317/) and OTEL_EXPORTER_OTLP_PROTOCOL=grpc into every app of the
 // environment, and forwards what the apps send to the destinations below. Application Insights
 // takes traces and logs but no metrics; metrics go to an OTLP destination when one is given
-// (otlpMetricsEndpoint), else nowhere through the agent. The agent speaks gRPC to that
+// (otlpMetricsEndpoint), else not through the agent: the apps send them to the region's metrics
+// collector (below), which writes them to Application Insights. The agent speaks gRPC to that
 // destination; `insecure` (no TLS) only for an http:// endpoint.
 var otlpMetricsDestination = 'metrics'
 var otlpMetricsHeaderList = map(
@@ -157,6 +160,23 @@ resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' 
   }
 }
 
+// The region's metrics collector (metrics-collector.bicep), unless the metrics go elsewhere: to
+// an OTLP destination through the agent (otlpMetricsEndpoint), or with everything else to the
+// operator's own collector (otlpEndpoint).
+var deployMetricsCollector = !empty(metricsCollectorImage) && empty(otlpMetricsEndpoint) && empty(otlpEndpoint)
+
+module metricsCollector 'metrics-collector.bicep' = if (deployMetricsCollector) {
+  name: 'metrics-collector-${location}'
+  params: {
+    location: location
+    tags: tags
+    environmentId: appsEnvironment.id
+    name: take('ca-otel-${location}', 32)
+    image: metricsCollectorImage
+    appInsightsConnectionString: appInsightsConnectionString
+  }
+}
+
 // Image pulls with the pull-only identity; no registry password exists.
 var registries = [
   {
@@ -175,8 +195,10 @@ var pullIdentitySettings = [
 
 // Telemetry settings every app gets. With the managed agent on, Container Apps injects
 // OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL itself; a value set here wins, so an
-// explicit otlpEndpoint sends every signal straight to that collector instead. The resource
-// attributes say where a replica runs (OTEL_SERVICE_NAME, per app, is in the blocks below).
+// explicit otlpEndpoint sends every signal straight to that collector instead. With the metrics
+// collector, metrics go to it (the per-signal variables win over the agent's general ones) as
+// deltas: Application Insights sums what each export brings. The resource attributes say where
+// a replica runs (OTEL_SERVICE_NAME, per app, is in the blocks below).
 var resourceAttributes = 'cloud.provider=azure,cloud.platform=azure_container_apps,cloud.region=${location},deployment.environment.name=${tags['azd-env-name']}'
 var telemetryEnv = concat(
   [
@@ -192,7 +214,14 @@ var telemetryEnv = concat(
     ? []
     : [
         { name: 'OTEL_EXPORTER_OTLP_HEADERS', secretRef: 'otlp-headers' }
+      ],
+  deployMetricsCollector
+    ? [
+        { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', value: metricsCollector!.outputs.otlpEndpoint }
+        { name: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', value: 'grpc' }
+        { name: 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE', value: 'delta' }
       ]
+    : []
 )
 var telemetrySecrets = empty(otlpEndpoint) || empty(otlpHeaders) ? [] : [{ name: 'otlp-headers', value: otlpHeaders }]
 

@@ -11,7 +11,9 @@ non-cluster client can use; invalid sizes are refused by the template; the Postg
 arithmetic holds for the default parameters; probes stay within Container Apps' limits and off
 the placeholder image; the admin IP rules sit on an app that carries no gRPC; the managed
 OpenTelemetry agent is on by default and sends traces to the monitoring module's Application
-Insights, with metrics only to an OTLP destination, and every app names its service; images are pulled with an AcrPull-only identity; the admin console
+Insights, with metrics only to an OTLP destination, and every app names its service; the metrics
+collector app writes the apps' metrics (deltas) to that Application Insights; images are pulled
+with an AcrPull-only identity; the admin console
 builds with Node 22; the outputs the RBAC script and the hooks read exist.
 
 Prints one "ok - ..." / "not ok - ..." line per check (details on "#   " lines) for
@@ -25,6 +27,8 @@ import os
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the work tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,6 +98,12 @@ ROLE_IDS = {
     "roleSearchIndexDataReader": "1407120a-92aa-4202-b7e9-c0e197c71c8f",
 }
 ROLE_ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+
+# The module of the per-region metrics collector (an OpenTelemetry Collector, not one of our
+# binaries) and the only variables its container gets: its configuration and the Application
+# Insights connection string its azuremonitor exporter reads.
+METRICS_COLLECTOR_MODULE = "metrics-collector.bicep"
+METRICS_COLLECTOR_ENV = {"OTELCOL_CONFIG", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
 
 # Node major version the admin console builds with.
 NODE_MAJOR = "22"
@@ -203,6 +213,8 @@ def stray_env_names(files: list[BicepFile], region: BicepFile, root: Path) -> li
     spans = [region.var_array(b) for b in ENV_BLOCKS]
     problems = []
     for f in files:
+        if f.path.name == METRICS_COLLECTOR_MODULE:  # runs no binary of ours: check_metrics_collector
+            continue
         for m in re.finditer(r"\bname:[ \t]*'([A-Z][A-Z0-9_]*)'", f.code):
             if f is region and any(s and s[0] <= m.start() < s[1] for s in spans):
                 continue
@@ -369,7 +381,7 @@ def check_modules(d: Deployment, report: Report) -> None:
                 if not info["has_default"] and name not in passed:
                     problems.append(f"{f.path.name}: module {mod} does not pass required param {name} of {target}")
         modules = {m: (f.path.parent / t).resolve() for m, (t, _, _) in f.blocks("module").items()}
-        for m in re.finditer(r"\b(\w+)(?:\[[^\]]*\])?\.outputs\.(\w+)", f.masked):
+        for m in re.finditer(r"\b(\w+)(?:\[[^\]]*\])?!?\.outputs\.(\w+)", f.masked):
             callee = d.by_path.get(modules.get(m.group(1)))
             if callee is None:
                 problems.append(f"{f.path.name}: {m.group(0)} refers to an unknown module")
@@ -872,6 +884,133 @@ def check_otel_agent(d: Deployment, report: Report) -> None:
                  "headers are secure parameters", problems)
 
 
+def collector_config(module: BicepFile) -> tuple[dict, list[str]]:
+    """The collector's configuration (the YAML in the multi-line string the container gets in
+    OTELCOL_CONFIG), parsed; or problems."""
+    m = re.search(r"'OTELCOL_CONFIG',[ \t]*value:[ \t]*(\w+)", module.code)
+    if not m:
+        return {}, ["its container does not get OTELCOL_CONFIG from a variable"]
+    span = module.var_array(m.group(1))
+    text = module.text[span[0]:span[1]] if span else ""
+    body = re.search(r"'''\n(.*?)'''", text, re.S)
+    if not body:
+        return {}, [f"var {m.group(1)} is not a multi-line ''' string"]
+    try:
+        config = yaml.safe_load(body.group(1))
+    except yaml.YAMLError as error:
+        return {}, [f"var {m.group(1)} is not valid YAML: {error}"]
+    return (config, []) if isinstance(config, dict) else ({}, [f"var {m.group(1)} is not a YAML mapping"])
+
+
+def port_of(endpoint: object) -> str:
+    m = re.fullmatch(r"0\.0\.0\.0:(\d+)", str(endpoint))
+    return m.group(1) if m else ""
+
+
+def check_metrics_collector(d: Deployment, report: Report) -> None:
+    """Application Insights takes no metrics from the managed agent, so each region runs an
+    OpenTelemetry Collector that takes the apps' metrics over OTLP/gRPC and writes them to the
+    monitoring module's Application Insights; on by default, and only when the metrics go nowhere
+    else. The apps send deltas (Application Insights sums each export) to its internal port."""
+    problems = []
+    module = d.by_path.get(d.infra / "modules" / METRICS_COLLECTOR_MODULE)
+    if module is None:
+        report.check("the metrics collector", [f"infra/modules/{METRICS_COLLECTOR_MODULE} is missing"])
+        return
+    if param_default(d.main, "metricsCollector") != "true":
+        problems.append("main.bicep metricsCollector does not default to true (azd up yields metrics)")
+    default_image = re.search(r"var defaultMetricsCollectorImage = '([^']+)'", d.main.code)
+    if not default_image or not re.fullmatch(r"[\w./-]+/opentelemetry-collector-contrib:\d+\.\d+\.\d+", default_image.group(1)):
+        problems.append("main.bicep's defaultMetricsCollectorImage is not a pinned release of the contrib distribution (which has the azuremonitor exporter)")
+    if not re.search(r"^[ \t]*metricsCollectorImage:[ \t]*metricsCollector[ \t]*\?", d.main.code, re.M):
+        problems.append("the regions' metricsCollectorImage does not depend on metricsCollector")
+    call = d.region.blocks("module").get("metricsCollector")
+    if call is None or call[0] != METRICS_COLLECTOR_MODULE:
+        problems.append(f"region.bicep has no `module metricsCollector '{METRICS_COLLECTOR_MODULE}'`")
+    else:
+        body = d.region.code[call[1]:call[2] + 1]
+        if not re.search(r"^[ \t]*appInsightsConnectionString:[ \t]*appInsightsConnectionString[ \t]*$", body, re.M):
+            problems.append("the collector does not get the monitoring module's appInsightsConnectionString")
+        if not re.search(r"^[ \t]*environmentId:[ \t]*appsEnvironment\.id[ \t]*$", body, re.M):
+            problems.append("the collector does not run in the region's Container Apps environment")
+    condition = var_expression(d.region, "deployMetricsCollector").replace(" ", "")
+    for needed in ("!empty(metricsCollectorImage)", "empty(otlpMetricsEndpoint)", "empty(otlpEndpoint)"):
+        if needed not in condition:
+            problems.append(f"deployMetricsCollector lacks {needed}: the collector must exist exactly when metrics would otherwise go nowhere")
+    if not re.search(r"module metricsCollector '[^']+' = if \(deployMetricsCollector\)", d.region.code):
+        problems.append("the collector module is not deployed under deployMetricsCollector")
+    telemetry = var_expression(d.region, "telemetryEnv")
+    branch = re.search(r"deployMetricsCollector\s*\?\s*\[(.*?)\]\s*:\s*\[\]", telemetry, re.S)
+    sent = dict(re.findall(r"name:[ \t]*'([A-Z_]+)',[ \t]*value:[ \t]*([^}\n]+?)[ \t]*\}", branch.group(1))) if branch else {}
+    if sent.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != "metricsCollector!.outputs.otlpEndpoint":
+        problems.append("with the collector, telemetryEnv does not set OTEL_EXPORTER_OTLP_METRICS_ENDPOINT to its otlpEndpoint output")
+    if sent.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") != "'grpc'":
+        problems.append("with the collector, the apps' metrics protocol is not 'grpc' (its receiver takes OTLP/gRPC only)")
+    if sent.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") != "'delta'":
+        problems.append("with the collector, the apps do not send deltas (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE 'delta'): "
+                        "Application Insights sums what each export brings, so cumulative totals would be counted again and again")
+
+    apps = container_apps(module)
+    if len(apps) != 1:
+        problems.append(f"{METRICS_COLLECTOR_MODULE} should hold one container app, found {len(apps)}")
+    app = next(iter(apps.values()), "")
+    ingress = object_body(app, "ingress")
+    if re.search(r"external:[ \t]*true", ingress):
+        problems.append("the collector's ingress is reachable from outside the environment (external: true)")
+    if re.search(r"^[ \t]*identity:", app.split("properties:")[0], re.M):
+        problems.append("the collector carries an identity; it needs none")
+    env_names = set(re.findall(r"\bname:[ \t]*'([A-Z][A-Z0-9_]*)'", app))
+    if env_names != METRICS_COLLECTOR_ENV:
+        problems.append(f"the collector's variables are {sorted(env_names)}, expected {sorted(METRICS_COLLECTOR_ENV)}")
+    if not re.search(r"'APPLICATIONINSIGHTS_CONNECTION_STRING',[ \t]*secretRef:[ \t]*'[\w-]+'", app):
+        problems.append("the collector's APPLICATIONINSIGHTS_CONNECTION_STRING is not a secretRef")
+    if "'--config=env:OTELCOL_CONFIG'" not in app:
+        problems.append("the collector is not started with --config=env:OTELCOL_CONFIG")
+    if not re.search(r"\bimage:[ \t]*image[ \t]*$", app, re.M):
+        problems.append("the collector's image is not the image parameter")
+
+    config, config_problems = collector_config(module)
+    problems += [f"{METRICS_COLLECTOR_MODULE}: {p}" for p in config_problems]
+    if config:
+        ports = {}
+        for name in ("otlpGrpcPort", "healthPort"):
+            m = re.search(rf"var {name} = (\d+)", module.code)
+            ports[name] = m.group(1) if m else ""
+        grpc = ((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
+        if set(grpc) != {"grpc"} or port_of((grpc.get("grpc") or {}).get("endpoint")) != ports["otlpGrpcPort"]:
+            problems.append(f"the collector's otlp receiver does not take gRPC alone on 0.0.0.0:{ports['otlpGrpcPort']} (otlpGrpcPort)")
+        mapping = object_body(ingress, "additionalPortMappings")
+        if not re.search(r"targetPort:[ \t]*otlpGrpcPort\b", mapping) or re.search(r"external:[ \t]*true", mapping):
+            problems.append("the collector's otlpGrpcPort is not an internal additional port of its ingress")
+        if not re.search(r"output otlpEndpoint string = 'http://\$\{collector\.name\}:\$\{otlpGrpcPort\}'", module.code):
+            problems.append("the otlpEndpoint output is not http://<collector app>:<otlpGrpcPort>")
+        health = ((config.get("extensions") or {}).get("health_check") or {}).get("endpoint")
+        if port_of(health) != ports["healthPort"]:
+            problems.append(f"the collector's health_check extension does not listen on 0.0.0.0:{ports['healthPort']} (healthPort)")
+        if not re.search(r"targetPort:[ \t]*healthPort\b", ingress.split("additionalPortMappings")[0]):
+            problems.append("the collector's main ingress is not its health port")
+        probe_ports = re.findall(r"httpGet:[ \t]*\{[^}]*port:[ \t]*(\w+)", app)
+        if set(probe_ports) != {"healthPort"}:
+            problems.append("the collector's probes do not ask its health_check extension (healthPort)")
+        exporter = (config.get("exporters") or {}).get("azuremonitor")
+        if not isinstance(exporter, dict) or exporter.get("connection_string") != "${env:APPLICATIONINSIGHTS_CONNECTION_STRING}":
+            problems.append("the azuremonitor exporter does not take its connection string from APPLICATIONINSIGHTS_CONNECTION_STRING")
+        service = config.get("service") or {}
+        pipelines = service.get("pipelines") or {}
+        if set(pipelines) != {"metrics"}:
+            problems.append(f"the collector's pipelines are {sorted(pipelines)}, expected metrics alone (traces and logs go through the agent)")
+        metrics = pipelines.get("metrics") or {}
+        if metrics.get("receivers") != ["otlp"] or metrics.get("exporters") != ["azuremonitor"]:
+            problems.append("the metrics pipeline does not run from the otlp receiver to the azuremonitor exporter")
+        for processor in metrics.get("processors") or []:
+            if processor not in (config.get("processors") or {}):
+                problems.append(f"the metrics pipeline names processor {processor}, which is not configured")
+        if "health_check" not in (service.get("extensions") or []):
+            problems.append("the health_check extension is configured but not enabled in service.extensions")
+    report.check("the metrics collector: azd up writes the apps' metrics, as deltas over OTLP/gRPC, to the monitoring module's "
+                 "Application Insights; internal only, no identity, on by default unless the metrics go elsewhere", problems)
+
+
 def check_outputs_and_hooks(d: Deployment, report: Report) -> None:
     problems = [f"main.bicep has no output {name} (the RBAC script and the next-step hook read it)"
                 for name in REQUIRED_OUTPUTS if name not in d.main.outputs]
@@ -912,7 +1051,7 @@ def check_docs(d: Deployment, report: Report) -> None:
 CHECKS = [check_services, check_stage_per_service, check_parameters, check_modules, check_parameters_file, check_env,
           check_identity, check_registry_pull, check_secrets, check_roles, check_ports, check_dockerfile, check_redis,
           check_redis_sku, check_postgres_sizes, check_connections, check_probes, check_admin_separation,
-          check_otel_agent, check_outputs_and_hooks, check_docs]
+          check_otel_agent, check_metrics_collector, check_outputs_and_hooks, check_docs]
 
 
 def self_test(report: Report) -> None:

@@ -81,6 +81,15 @@ suite "RBAC script against a fake az" bash "$HERE/test-rbac-script.sh"
 suite "RBAC script with no arguments: azd environment and catalog" bash "$HERE/test-rbac-catalog.sh"
 suite "postdeploy hook against a fake az" bash "$HERE/test-postdeploy-hook.sh"
 suite "next-step hook (prints or runs the RBAC script)" bash "$HERE/test-next-step-hook.sh"
+# The infra checks parse the metrics collector's YAML configuration with PyYAML.
+ensure_pyyaml() {
+  python3 -c 'import yaml' 2>/dev/null && return 0
+  echo "# installing PyYAML (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml >/dev/null 2>&1
+  python3 -c 'import yaml' 2>/dev/null || echo "# PyYAML could not be installed (pip install pyyaml): the infra checks will fail"
+}
+ensure_pyyaml
+
 suite "offline infra checks" python3 "$HERE/check_infra.py"
 suite "the infra checks catch broken files" python3 "$HERE/test_check_infra.py"
 
