@@ -485,6 +485,87 @@ async fn both_binaries_export_the_same_metrics_over_otlp() {
     }
 }
 
+/// With `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` (what the Bicep sets when the
+/// apps export to the metrics collector, whose Azure Monitor exporter adds exports up) each
+/// export carries only what happened since the previous one: the exported points of a counter
+/// add up to exactly the total however many exports there were, and counters and histograms say
+/// they are deltas.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_delta_temporality_the_exports_add_up_to_the_totals() {
+    use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
+
+    let collector = OtlpCollector::start().await;
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100".to_string()),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "delta".to_string(),
+        ),
+    ];
+    let s = stack(ControlPlane::start().await).await;
+    let env: Vec<(&str, &str)> = otel.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let edge = Edge::start_with_metrics(&s.cp, "swedencentral", &env).await;
+    // Every exported point of the edge's input-token counter, added up.
+    let exported_input_tokens = |collector: &OtlpCollector| -> f64 {
+        collector
+            .metrics()
+            .iter()
+            .filter(|m| m.metric.name == "aiproxy.edge.tokens")
+            .flat_map(|m| m.points())
+            .filter(|p| p.str_attr("gen_ai.token.type").as_deref() == Some("input"))
+            .map(|p| p.value)
+            .sum()
+    };
+    for round in 1..=2 {
+        assert_eq!(chat(&edge, &s.key, "gpt-4o", false).await, 200);
+        let reported = s.mock.stats.usage_total().prompt_tokens as f64;
+        eventually(
+            "the exported deltas add up to the tokens reported",
+            Duration::from_secs(15),
+            || {
+                let exported = exported_input_tokens(&collector);
+                async move { exported == reported }
+            },
+        )
+        .await;
+        // Several more exports (every 100 ms): nothing is counted again.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            exported_input_tokens(&collector),
+            reported,
+            "round {round}: a later export counted the same tokens again"
+        );
+    }
+    let temporality = |name: &str| -> Vec<i32> {
+        collector
+            .metrics()
+            .iter()
+            .filter(|m| m.metric.name == name)
+            .filter_map(|m| match &m.metric.data {
+                Some(metric::Data::Sum(sum)) => Some(sum.aggregation_temporality),
+                Some(metric::Data::Histogram(histogram)) => Some(histogram.aggregation_temporality),
+                _ => None,
+            })
+            .collect()
+    };
+    for name in [
+        "aiproxy.edge.tokens",
+        "aiproxy.edge.requests",
+        "gen_ai.client.token.usage",
+        "http.server.request.duration",
+    ] {
+        let seen = temporality(name);
+        assert!(
+            !seen.is_empty()
+                && seen
+                    .iter()
+                    .all(|t| *t == AggregationTemporality::Delta as i32),
+            "{name}: {seen:?}"
+        );
+    }
+}
+
 const RESOURCE_CLIENT_ID: &str = "bbbbbbbb-0000-0000-0000-000000000002";
 const FAILING_CLIENT_ID: &str = "cccccccc-0000-0000-0000-000000000003";
 const COGNITIVE_SCOPE: &str = "https://cognitiveservices.azure.com/.default";

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use opentelemetry_sdk::metrics::Temporality;
+
 /// Where log lines go and how they look (`AIPROXY_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -43,6 +45,10 @@ pub struct Settings {
     pub metrics_protocol: ExportProtocol,
     /// How often metrics are exported over OTLP (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds).
     pub metric_export_interval: Option<Duration>,
+    /// What each OTLP metric export carries (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`):
+    /// totals since start (cumulative, the default) or what happened since the last export
+    /// (delta, for backends that add exports up).
+    pub metrics_temporality: Temporality,
     /// Where `GET /metrics` (Prometheus text) is served (`AIPROXY_METRICS_ADDR`); `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
     /// `OTEL_SERVICE_NAME` or a `service.name` in `OTEL_RESOURCE_ATTRIBUTES` names the service.
@@ -94,6 +100,18 @@ impl Settings {
                 }
             },
         };
+        let metrics_temporality =
+            match var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE").as_deref() {
+                None => Temporality::Cumulative,
+                // The SDK's own parser (case-insensitive), which would only warn and fall back.
+                Some(v) => v.trim().parse::<Temporality>().map_err(|()| {
+                    invalid(
+                        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                        "cumulative, delta or lowmemory",
+                        v,
+                    )
+                })?,
+            };
         let metrics_addr = match var("AIPROXY_METRICS_ADDR") {
             None => None,
             Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
@@ -117,6 +135,7 @@ impl Settings {
             metrics_endpoint,
             metrics_protocol,
             metric_export_interval,
+            metrics_temporality,
             metrics_addr,
             service_name_given,
         })

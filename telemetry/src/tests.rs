@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_sdk::metrics::Temporality;
+
 use super::*;
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
@@ -81,6 +83,20 @@ fn metrics_settings_are_read_and_checked() {
         Some(std::time::Duration::from_millis(1500))
     );
     assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(
+        s.metrics_temporality,
+        Temporality::Cumulative,
+        "the default"
+    );
+    for (value, temporality) in [
+        ("delta", Temporality::Delta),
+        (" Delta ", Temporality::Delta),
+        ("cumulative", Temporality::Cumulative),
+        ("lowmemory", Temporality::LowMemory),
+    ] {
+        let s = settings(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", value)]).unwrap();
+        assert_eq!(s.metrics_temporality, temporality, "{value}");
+    }
     let s = settings(&[
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
         ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
@@ -93,6 +109,10 @@ fn metrics_settings_are_read_and_checked() {
         ("OTEL_METRIC_EXPORT_INTERVAL", "10s"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
         ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "sometimes",
+        ),
     ] {
         let e = settings(&[(variable, value)]).unwrap_err();
         assert!(e.to_string().starts_with(&format!("{variable}:")), "{e}");

@@ -59,10 +59,12 @@ pub fn meter_provider(
         let exporter = match settings.metrics_protocol {
             ExportProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
+                .with_temporality(settings.metrics_temporality)
                 .build()?,
             ExportProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_temporality(settings.metrics_temporality)
                 .build()?,
         };
         // Exports on the Tokio runtime, where the tonic and reqwest clients live.
