@@ -24,8 +24,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::BatchSpanProcessor;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -185,10 +185,12 @@ pub fn tracer_provider(
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build()?,
     };
-    // Exports on the Tokio runtime, where the tonic and reqwest clients live; batch size and
-    // delay from `OTEL_BSP_*`.
-    let processor =
-        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    // The SDK's own export thread; batch size and delay from `OTEL_BSP_*`. An ended span goes
+    // into a queue without waking anything; the thread wakes when a batch is full or the delay
+    // is up. (The Tokio-runtime processor sends every span to its task as a message: a task
+    // wake-up per request on the proxy's core.) tonic's connection still runs on the runtime;
+    // OTLP/HTTP uses reqwest's blocking client, made for threads like this one.
+    let processor = BatchSpanProcessor::builder(exporter).build();
     // The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (default: parent-based, always on).
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::metrics::Meter;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 
 pub use prometheus::{CONTENT_TYPE, PrometheusReader, label_name, metric_name, render};
 pub(crate) use scrape::ScrapeServer;
@@ -67,8 +67,8 @@ pub fn meter_provider(
                 .with_temporality(settings.metrics_temporality)
                 .build()?,
         };
-        // Exports on the Tokio runtime, where the tonic and reqwest clients live.
-        let mut reader = PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio);
+        // Exports from the SDK's own thread, like spans (`tracer_provider`).
+        let mut reader = PeriodicReader::builder(exporter);
         if let Some(interval) = settings.metric_export_interval {
             reader = reader.with_interval(interval);
         }
