@@ -283,7 +283,8 @@ async fn read_answer(
 }
 
 /// `AIPROXY_CLIENT_SEND_TIMEOUT_SECS`: a client that stops reading its answer is cut off once
-/// nothing could be written to it for the timeout; a slow client that keeps reading is not.
+/// nothing could be written to it for the timeout; a slow client that keeps reading is not. The
+/// cut-off answer is still metered whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_its_answer_is_cut_off_and_a_slow_reader_is_not() {
     use tokio::io::AsyncWriteExt;
@@ -315,4 +316,13 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off_and_a_slow_reader_is_
         read_answer(&mut slow, 1 << 20, Duration::from_millis(300), usize::MAX).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, length, "a slow reader that kept reading was cut off");
+
+    // The answer the stalled client never got whole is still metered: the edge reads the rest of
+    // it from the upstream for its usage. Both calls, with exactly the tokens the mock reported.
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+    assert_eq!(totals["requests"], 2, "{totals}");
+    assert_eq!(s.mock.stats.total(), 2);
 }
