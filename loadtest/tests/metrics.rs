@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
-use aiproxy_loadtest::otlp::OtlpCollector;
+use aiproxy_loadtest::otlp::{OtlpCollector, ReceivedPoint};
 use aiproxy_loadtest::stack::{
     API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, free_addr,
     keyed_mock, model_resource, scrape_metrics,
@@ -403,6 +403,17 @@ const CONTROL_PLANE_METRICS: [&str; 4] = [
     "http.server.request.duration",
 ];
 
+/// Every point the collector received of the edge's input-token counter (`aiproxy.edge.tokens`).
+fn input_token_points(collector: &OtlpCollector) -> Vec<ReceivedPoint> {
+    collector
+        .metrics()
+        .iter()
+        .filter(|m| m.metric.name == "aiproxy.edge.tokens")
+        .flat_map(|m| m.points())
+        .filter(|p| p.str_attr("gen_ai.token.type").as_deref() == Some("input"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn both_binaries_export_the_same_metrics_over_otlp() {
     let collector = OtlpCollector::start().await;
@@ -421,12 +432,8 @@ async fn both_binaries_export_the_same_metrics_over_otlp() {
     let reported = s.mock.stats.usage_total();
     let exported_input_tokens = |collector: &OtlpCollector| -> f64 {
         // Cumulative: the latest export of the counter holds the total.
-        collector
-            .metrics()
-            .iter()
-            .filter(|m| m.metric.name == "aiproxy.edge.tokens")
-            .flat_map(|m| m.points())
-            .filter(|p| p.str_attr("gen_ai.token.type").as_deref() == Some("input"))
+        input_token_points(collector)
+            .into_iter()
             .max_by_key(|p| p.time_unix_nano)
             .map_or(0.0, |p| p.value)
     };
@@ -508,14 +515,7 @@ async fn with_delta_temporality_the_exports_add_up_to_the_totals() {
     let edge = Edge::start_with_metrics(&s.cp, "swedencentral", &env).await;
     // Every exported point of the edge's input-token counter, added up.
     let exported_input_tokens = |collector: &OtlpCollector| -> f64 {
-        collector
-            .metrics()
-            .iter()
-            .filter(|m| m.metric.name == "aiproxy.edge.tokens")
-            .flat_map(|m| m.points())
-            .filter(|p| p.str_attr("gen_ai.token.type").as_deref() == Some("input"))
-            .map(|p| p.value)
-            .sum()
+        input_token_points(collector).iter().map(|p| p.value).sum()
     };
     for round in 1..=2 {
         assert_eq!(chat(&edge, &s.key, "gpt-4o", false).await, 200);
