@@ -84,7 +84,7 @@ param otlpMetricsEndpoint string = ''
 @description('Optional headers for otlpMetricsEndpoint, "key=value,key2=value2" (e.g. an API key).')
 param otlpMetricsHeaders string = ''
 
-@description('Deploy an OpenTelemetry Collector app in each region that writes the apps\' metrics to Application Insights (customMetrics), which takes no metrics from the managed agent. Ignored when otlpMetricsEndpoint or otlpEndpoint sends the metrics elsewhere. false: metrics are only served at /metrics inside each replica (not exposed) and exported nowhere.')
+@description('Deploy an OpenTelemetry Collector app in each region that writes the apps\' metrics to Application Insights (customMetrics), which takes no metrics from the managed agent. Ignored when otlpMetricsEndpoint or otlpEndpoint sends the metrics elsewhere. false: no collector; the apps still export metrics to the managed agent, which drops them (or, with the agent off, export none).')
 param metricsCollector bool = true
 
 @description('Image of that collector: an OpenTelemetry Collector distribution with the OTLP receiver, the azuremonitor exporter and the env config provider (the contrib distribution has them). Empty: the pinned default below (mirror it into your registry where public registries are not reachable).')

@@ -21,7 +21,8 @@ param image string
 @secure()
 param appInsightsConnectionString string
 
-// The port the apps export to; region.bicep builds their endpoint from this output.
+// The port the apps export to (region.bicep's metricsCollectorEndpoint names it too; the
+// offline checks hold the two, and the configuration below, to the same number).
 var otlpGrpcPort = 4317
 var healthPort = 13133
 
@@ -117,5 +118,3 @@ resource collector 'Microsoft.App/containerApps@2024-10-02-preview' = {
     }
   }
 }
-
-output otlpEndpoint string = 'http://${collector.name}:${otlpGrpcPort}'

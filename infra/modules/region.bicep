@@ -164,6 +164,12 @@ resource appsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' 
 // an OTLP destination through the agent (otlpMetricsEndpoint), or with everything else to the
 // operator's own collector (otlpEndpoint).
 var deployMetricsCollector = !empty(metricsCollectorImage) && empty(otlpMetricsEndpoint) && empty(otlpEndpoint)
+// Its app, and where the apps send their metrics: its OTLP/gRPC port (metrics-collector.bicep's
+// otlpGrpcPort, an internal additional port). Built here rather than read from the module's
+// outputs, so the apps neither wait for the collector's deployment nor fail with it (an image
+// that cannot be pulled costs the metrics, not the region).
+var metricsCollectorName = take('ca-otel-${location}', 32)
+var metricsCollectorEndpoint = 'http://${metricsCollectorName}:4317'
 
 module metricsCollector 'metrics-collector.bicep' = if (deployMetricsCollector) {
   name: 'metrics-collector-${location}'
@@ -171,7 +177,7 @@ module metricsCollector 'metrics-collector.bicep' = if (deployMetricsCollector) 
     location: location
     tags: tags
     environmentId: appsEnvironment.id
-    name: take('ca-otel-${location}', 32)
+    name: metricsCollectorName
     image: metricsCollectorImage
     appInsightsConnectionString: appInsightsConnectionString
   }
@@ -217,7 +223,7 @@ var telemetryEnv = concat(
       ],
   deployMetricsCollector
     ? [
-        { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', value: metricsCollector!.outputs.otlpEndpoint }
+        { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', value: metricsCollectorEndpoint }
         { name: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', value: 'grpc' }
         { name: 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE', value: 'delta' }
       ]

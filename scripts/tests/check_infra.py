@@ -28,8 +28,6 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.dont_write_bytecode = True  # no __pycache__ left in the work tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from infra_text import BicepFile, dockerfile_stages, matching_close, parse_simple_yaml, top_level_keys  # noqa: E402
@@ -896,6 +894,10 @@ def collector_config(module: BicepFile) -> tuple[dict, list[str]]:
     if not body:
         return {}, [f"var {m.group(1)} is not a multi-line ''' string"]
     try:
+        import yaml  # PyYAML (scripts/tests/run.sh installs it); only this check needs it
+    except ImportError:
+        return {}, ["PyYAML is not installed (apt-get install python3-yaml, or pip install pyyaml)"]
+    try:
         config = yaml.safe_load(body.group(1))
     except yaml.YAMLError as error:
         return {}, [f"var {m.group(1)} is not valid YAML: {error}"]
@@ -929,21 +931,26 @@ def check_metrics_collector(d: Deployment, report: Report) -> None:
         problems.append(f"region.bicep has no `module metricsCollector '{METRICS_COLLECTOR_MODULE}'`")
     else:
         body = d.region.code[call[1]:call[2] + 1]
+        if not re.search(r"^[ \t]*name:[ \t]*metricsCollectorName[ \t]*$", body, re.M):
+            problems.append("the collector app is not named metricsCollectorName (the name the apps' endpoint uses)")
         if not re.search(r"^[ \t]*appInsightsConnectionString:[ \t]*appInsightsConnectionString[ \t]*$", body, re.M):
             problems.append("the collector does not get the monitoring module's appInsightsConnectionString")
         if not re.search(r"^[ \t]*environmentId:[ \t]*appsEnvironment\.id[ \t]*$", body, re.M):
             problems.append("the collector does not run in the region's Container Apps environment")
-    condition = var_expression(d.region, "deployMetricsCollector").replace(" ", "")
-    for needed in ("!empty(metricsCollectorImage)", "empty(otlpMetricsEndpoint)", "empty(otlpEndpoint)"):
-        if needed not in condition:
-            problems.append(f"deployMetricsCollector lacks {needed}: the collector must exist exactly when metrics would otherwise go nowhere")
+    condition = re.sub(r"\s+", "", var_expression(d.region, "deployMetricsCollector"))
+    terms = set(condition.split("&&"))
+    wanted = {"!empty(metricsCollectorImage)", "empty(otlpMetricsEndpoint)", "empty(otlpEndpoint)"}
+    if terms != wanted:
+        problems.append(f"deployMetricsCollector is {condition or 'missing'}, expected {' && '.join(sorted(wanted))}: "
+                        "the collector must exist exactly when metrics would otherwise go nowhere")
     if not re.search(r"module metricsCollector '[^']+' = if \(deployMetricsCollector\)", d.region.code):
         problems.append("the collector module is not deployed under deployMetricsCollector")
     telemetry = var_expression(d.region, "telemetryEnv")
-    branch = re.search(r"deployMetricsCollector\s*\?\s*\[(.*?)\]\s*:\s*\[\]", telemetry, re.S)
+    branch = re.search(r"(?<![!\w])deployMetricsCollector\s*\?\s*\[(.*?)\]\s*:\s*\[\]", telemetry, re.S)
     sent = dict(re.findall(r"name:[ \t]*'([A-Z_]+)',[ \t]*value:[ \t]*([^}\n]+?)[ \t]*\}", branch.group(1))) if branch else {}
-    if sent.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != "metricsCollector!.outputs.otlpEndpoint":
-        problems.append("with the collector, telemetryEnv does not set OTEL_EXPORTER_OTLP_METRICS_ENDPOINT to its otlpEndpoint output")
+    if sent.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != "metricsCollectorEndpoint":
+        problems.append("with the collector (and only then), telemetryEnv does not set OTEL_EXPORTER_OTLP_METRICS_ENDPOINT to metricsCollectorEndpoint")
+    endpoint = re.search(r"^var metricsCollectorEndpoint = 'http://\$\{metricsCollectorName\}:(\d+)'[ \t]*$", d.region.code, re.M)
     if sent.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") != "'grpc'":
         problems.append("with the collector, the apps' metrics protocol is not 'grpc' (its receiver takes OTLP/gRPC only)")
     if sent.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") != "'delta'":
@@ -980,18 +987,21 @@ def check_metrics_collector(d: Deployment, report: Report) -> None:
         if set(grpc) != {"grpc"} or port_of((grpc.get("grpc") or {}).get("endpoint")) != ports["otlpGrpcPort"]:
             problems.append(f"the collector's otlp receiver does not take gRPC alone on 0.0.0.0:{ports['otlpGrpcPort']} (otlpGrpcPort)")
         mapping = object_body(ingress, "additionalPortMappings")
-        if not re.search(r"targetPort:[ \t]*otlpGrpcPort\b", mapping) or re.search(r"external:[ \t]*true", mapping):
-            problems.append("the collector's otlpGrpcPort is not an internal additional port of its ingress")
-        if not re.search(r"output otlpEndpoint string = 'http://\$\{collector\.name\}:\$\{otlpGrpcPort\}'", module.code):
-            problems.append("the otlpEndpoint output is not http://<collector app>:<otlpGrpcPort>")
+        if (not re.search(r"targetPort:[ \t]*otlpGrpcPort\b", mapping) or not re.search(r"exposedPort:[ \t]*otlpGrpcPort\b", mapping)
+                or re.search(r"external:[ \t]*true", mapping)):
+            problems.append("the collector's otlpGrpcPort is not an internal additional port of its ingress (target and exposed)")
+        if not endpoint or endpoint.group(1) != ports["otlpGrpcPort"]:
+            problems.append(f"region.bicep's metricsCollectorEndpoint is not 'http://${{metricsCollectorName}}:{ports['otlpGrpcPort']}' (the collector's otlpGrpcPort)")
         health = ((config.get("extensions") or {}).get("health_check") or {}).get("endpoint")
         if port_of(health) != ports["healthPort"]:
             problems.append(f"the collector's health_check extension does not listen on 0.0.0.0:{ports['healthPort']} (healthPort)")
         if not re.search(r"targetPort:[ \t]*healthPort\b", ingress.split("additionalPortMappings")[0]):
             problems.append("the collector's main ingress is not its health port")
-        probe_ports = re.findall(r"httpGet:[ \t]*\{[^}]*port:[ \t]*(\w+)", app)
-        if set(probe_ports) != {"healthPort"}:
-            problems.append("the collector's probes do not ask its health_check extension (healthPort)")
+        probes = object_body(app, "probes")
+        gets = re.findall(r"httpGet:[ \t]*\{([^}]*)\}", probes)
+        asks_health = [g for g in gets if re.search(r"path:[ \t]*'/'", g) and re.search(r"port:[ \t]*healthPort\b", g)]
+        if not gets or len(asks_health) != len(gets) or len(gets) != probes.count("type:"):
+            problems.append("the collector's probes are not all HTTP GETs of its health_check extension ('/' on healthPort)")
         exporter = (config.get("exporters") or {}).get("azuremonitor")
         if not isinstance(exporter, dict) or exporter.get("connection_string") != "${env:APPLICATIONINSIGHTS_CONNECTION_STRING}":
             problems.append("the azuremonitor exporter does not take its connection string from APPLICATIONINSIGHTS_CONNECTION_STRING")
@@ -1002,9 +1012,10 @@ def check_metrics_collector(d: Deployment, report: Report) -> None:
         metrics = pipelines.get("metrics") or {}
         if metrics.get("receivers") != ["otlp"] or metrics.get("exporters") != ["azuremonitor"]:
             problems.append("the metrics pipeline does not run from the otlp receiver to the azuremonitor exporter")
-        for processor in metrics.get("processors") or []:
-            if processor not in (config.get("processors") or {}):
-                problems.append(f"the metrics pipeline names processor {processor}, which is not configured")
+        used, configured = metrics.get("processors") or [], set(config.get("processors") or {})
+        if set(used) != configured or not used or used[0] != "memory_limiter":
+            problems.append(f"the metrics pipeline's processors are {used}, configured {sorted(configured)}: expected the same, "
+                            "memory_limiter first (the collector's advice), so it sheds load before it runs out of memory")
         if "health_check" not in (service.get("extensions") or []):
             problems.append("the health_check extension is configured but not enabled in service.extensions")
     report.check("the metrics collector: azd up writes the apps' metrics, as deltas over OTLP/gRPC, to the monitoring module's "

@@ -1,4 +1,5 @@
-"""Reading deployment files as text, for the offline checks (no Bicep compiler, no YAML library).
+"""Reading deployment files as text, for the offline checks (no Bicep compiler; PyYAML only for the
+metrics collector's configuration, in check_infra.py).
 
 mask_bicep() blanks comments and string literals so brackets and keys can be matched safely;
 BicepFile answers what a file declares (params, vars, outputs, module and resource blocks) and

@@ -82,11 +82,15 @@ suite "RBAC script with no arguments: azd environment and catalog" bash "$HERE/t
 suite "postdeploy hook against a fake az" bash "$HERE/test-postdeploy-hook.sh"
 suite "next-step hook (prints or runs the RBAC script)" bash "$HERE/test-next-step-hook.sh"
 # The infra checks parse the metrics collector's YAML configuration with PyYAML.
+# Installed like the other tools (from the package index, or the distribution's package when
+# python3 is the system's); the checks themselves use no network.
 ensure_pyyaml() {
   python3 -c 'import yaml' 2>/dev/null && return 0
-  echo "# installing PyYAML (pip)"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml >/dev/null 2>&1
-  python3 -c 'import yaml' 2>/dev/null || echo "# PyYAML could not be installed (pip install pyyaml): the infra checks will fail"
+  echo "# installing PyYAML"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml >/dev/null 2>&1 ||
+    { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 &&
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml; } >/dev/null 2>&1; }
+  python3 -c 'import yaml' 2>/dev/null || echo "# PyYAML could not be installed: the metrics collector check will fail"
 }
 ensure_pyyaml
 
