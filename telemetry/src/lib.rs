@@ -83,7 +83,8 @@ impl Telemetry {
         if let Some(scrape) = &self.scrape {
             scrape.stop();
         }
-        // Each provider's shutdown blocks until its task (on this runtime) has exported.
+        // Each provider's shutdown blocks until its export thread has exported, which needs this
+        // runtime free to drive tonic's connection: hence a blocking task, not this one.
         if let Some(provider) = self.provider {
             span::install(None);
             flushed(tokio::task::spawn_blocking(move || provider.shutdown()).await);
