@@ -87,7 +87,10 @@ impl ControlPlaneMetrics {
         self.admin_duration.record(
             duration.as_secs_f64(),
             &[
-                KeyValue::new("http.request.method", method_label(method)),
+                KeyValue::new(
+                    "http.request.method",
+                    aiproxy_telemetry::http_method(method),
+                ),
                 KeyValue::new("http.route", route.to_string()),
                 KeyValue::new("http.response.status_code", i64::from(status)),
             ],
@@ -192,20 +195,6 @@ fn token_labels(key: &TokenKey) -> [KeyValue; 2] {
         KeyValue::new("aiproxy.identity", key.identity_label()),
         KeyValue::new("aiproxy.token.scope", key.scope.as_str()),
     ]
-}
-
-/// The method, or `_OTHER` for one outside the standard set.
-fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "PATCH" => "PATCH",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "_OTHER",
-    }
 }
 
 #[cfg(test)]

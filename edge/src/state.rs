@@ -47,7 +47,7 @@ pub struct EdgeState {
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub metrics: EdgeMetrics,
-    pub region: String,
+    pub region: Arc<str>,
     pub max_json_body_bytes: usize,
     pub limits: Limits,
     /// Set on SIGTERM: readiness answers 503 while open requests finish.
@@ -100,7 +100,7 @@ impl EdgeState {
             drains: Arc::default(),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
-            region: config.region.clone(),
+            region: config.region.as_str().into(),
             max_json_body_bytes: config.max_json_body_bytes,
             limits: config.limits(),
             draining: std::sync::atomic::AtomicBool::new(false),

@@ -5,7 +5,7 @@
 //! - a client's W3C trace context is continued (same trace id, parent = the client's span), and
 //!   the upstream sees the edge span as its parent;
 //! - the control plane exports a span per admin API request and per Sync session;
-//! - no key or token appears anywhere in what is exported;
+//! - no key or token appears anywhere in what is exported, nor a method a client made up;
 //! - spans still buffered at shutdown are flushed before the edge exits.
 
 use std::time::Duration;
@@ -98,9 +98,36 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
     )
     .await;
 
+    // A made-up method: `_OTHER` in both binaries' spans, never the client's string.
+    let client = reqwest::Client::new();
+    let brew = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
+    client
+        .request(
+            brew.clone(),
+            format!("{}{CHAT_PATH}?api-version={API_VERSION}", edge.api_base()),
+        )
+        .header("api-key", &key)
+        .send()
+        .await
+        .expect("edge reachable");
+    client
+        .request(
+            brew,
+            format!("http://{}/admin/api/v1/resources", cp.admin_addr),
+        )
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("admin API reachable");
+
     eventually("both chat spans exported", Duration::from_secs(15), || {
         let n = chat_spans(&collector).len();
-        async move { n >= 2 }
+        let other = collector
+            .spans()
+            .iter()
+            .filter(|s| s.str_attr("http.request.method").as_deref() == Some("_OTHER"))
+            .count();
+        async move { n >= 2 && other >= 2 }
     })
     .await;
     let spans = chat_spans(&collector);
@@ -191,6 +218,7 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
                 cp.admin_token.as_str(),
                 cp.edge_token.as_str(),
                 "a prompt that must not be exported",
+                "BREWCOFFEE",
             ] {
                 assert!(!text.contains(secret), "{secret:?} exported in {span:#?}");
             }

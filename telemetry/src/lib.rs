@@ -40,6 +40,23 @@ pub use span::ServerSpan;
 /// The `tracing` target of every span that is exported (and never logged).
 pub const SPAN_TARGET: &str = "aiproxy_span";
 
+/// `http.request.method` for spans and metrics: a method of the HTTP semantic conventions' set,
+/// or `_OTHER` (a client can make up any method; it never becomes an attribute or a label).
+pub fn http_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error(transparent)]

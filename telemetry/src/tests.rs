@@ -290,3 +290,11 @@ fn without_telemetry_exported_spans_are_disabled() {
         assert!(span.is_disabled());
     });
 }
+
+#[test]
+fn a_method_outside_the_conventions_set_is_other() {
+    assert_eq!(crate::http_method("PATCH"), "PATCH");
+    assert_eq!(crate::http_method("TRACE"), "TRACE");
+    assert_eq!(crate::http_method("BREW"), "_OTHER");
+    assert_eq!(crate::http_method("get"), "_OTHER");
+}

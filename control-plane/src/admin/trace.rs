@@ -12,12 +12,14 @@ use tracing::field::Empty;
 pub(super) async fn admin_request(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let metrics = crate::metrics::metrics();
+    // A client can make up any method: it is never exported as it was sent.
+    let method = aiproxy_telemetry::http_method(request.method().as_str());
     let span = tracing::info_span!(
         target: aiproxy_telemetry::SPAN_TARGET,
         "aiproxy.admin.request",
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = request.method().as_str(),
+        http.request.method = method,
         http.route = Empty,
         http.response.status_code = Empty,
     );
@@ -29,12 +31,13 @@ pub(super) async fn admin_request(request: Request, next: Next) -> Response {
             .map_or("(unmatched)", MatchedPath::as_str)
             .to_string()
     });
-    let method = request.method().clone();
     if !span.is_disabled()
         && let Some(route) = &route
     {
         span.record("http.route", route.as_str());
-        aiproxy_telemetry::rename(&span, format!("{method} {route}"));
+        // The conventions name a span of a method outside their set `HTTP {route}`.
+        let verb = if method == "_OTHER" { "HTTP" } else { method };
+        aiproxy_telemetry::rename(&span, format!("{verb} {route}"));
     }
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
@@ -45,7 +48,7 @@ pub(super) async fn admin_request(request: Request, next: Next) -> Response {
         }
     }
     if let Some(route) = &route {
-        metrics.admin_answered(method.as_str(), route, status.as_u16(), started.elapsed());
+        metrics.admin_answered(method, route, status.as_u16(), started.elapsed());
     }
     response
 }

@@ -5,6 +5,8 @@
 //! The span is an [`aiproxy_telemetry::ServerSpan`]: with telemetry off it is off, nothing here
 //! formats or allocates, and a client's `traceparent` goes upstream untouched.
 
+use std::sync::Arc;
+
 use aiproxy_telemetry::ServerSpan;
 use http::{HeaderMap, StatusCode};
 use opentelemetry::KeyValue;
@@ -19,11 +21,16 @@ pub fn is_probe(path: &str) -> bool {
 }
 
 /// A span for one client request, continuing the client's W3C trace context if it sent one.
-pub fn request_span(region: &str, method: &http::Method, headers: &HeaderMap) -> ServerSpan {
+/// A method outside the standard set is `_OTHER`, as the HTTP conventions say: a client's
+/// made-up method is not copied into the span.
+pub fn request_span(region: &Arc<str>, method: &http::Method, headers: &HeaderMap) -> ServerSpan {
     ServerSpan::start("aiproxy.edge.request", headers, || {
         vec![
-            KeyValue::new("http.request.method", method.as_str().to_string()),
-            KeyValue::new("aiproxy.edge.region", region.to_string()),
+            KeyValue::new(
+                "http.request.method",
+                aiproxy_telemetry::http_method(method.as_str()),
+            ),
+            KeyValue::new("aiproxy.edge.region", Arc::clone(region)),
         ]
     })
 }
