@@ -2,8 +2,9 @@
 //! lookup (`client_auth::authenticate` against a snapshot with many attendees), route resolution
 //! (`CanonicalPath::parse` + `routes::resolve`, and the event's pool), header rewrite
 //! (`headers::for_upstream`), and the cap check (`policy::inspect` + `policy::prepare` on a
-//! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`), then the
-//! request-side steps all in a row.
+//! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`), the
+//! metrics a finished call records (`metrics::EdgeMetrics::finished`, with a real SDK meter
+//! provider), then the request-side steps all in a row.
 //!
 //!   cargo bench -p aiproxy-edge --bench hot_path             # full measurement
 //!   cargo bench -p aiproxy-edge --bench hot_path -- --quick  # a few seconds
@@ -206,6 +207,52 @@ fn usage_scan(c: &mut Criterion) {
     });
 }
 
+/// The measurements a finished chat call makes (nine, on seven instruments), with the SDK's meter
+/// provider and a cumulative reader, as when metrics are on; a few events and resources, so the
+/// SDK holds several series per instrument.
+fn metrics_finished(c: &mut Criterion) {
+    use aiproxy_edge::metrics::{EdgeMetrics, Finished, ServedBy};
+    use opentelemetry::metrics::MeterProvider as _;
+    use std::time::Duration;
+
+    let reader = aiproxy_telemetry::metrics::PrometheusReader::default();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader.clone())
+        .build();
+    let metrics = EdgeMetrics::new(&provider.meter("bench"), true);
+    let events: Vec<String> = (0..8).map(|i| format!("evt-bench-{i}")).collect();
+    let resources: Vec<String> = (0..4).map(|i| format!("res-bench-{i}")).collect();
+    let tokens = usage::scan::Tokens {
+        prompt: 24,
+        completion: 9,
+        total: 33,
+        ..Default::default()
+    };
+    let mut i = 0usize;
+    c.bench_function("metrics/finished_chat", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            metrics.finished(black_box(&Finished {
+                method: &Method::POST,
+                family: "chat",
+                event_id: &events[i % events.len()],
+                served: Some(ServedBy {
+                    resource_id: &resources[i % resources.len()],
+                    model: "gpt-4o",
+                    provider: Some("azure.ai.openai"),
+                }),
+                status: 200,
+                duration: Duration::from_millis(120),
+                first_byte: Some(Duration::from_millis(30)),
+                streamed: i.is_multiple_of(2),
+                tokens: Some(tokens),
+                added: Some(Duration::from_micros(300)),
+            }))
+        })
+    });
+    black_box(reader.render());
+}
+
 /// Everything above for one capped chat call, as the request path runs it.
 fn all_together(c: &mut Criterion) {
     let snap = snapshot(100_000);
@@ -247,6 +294,7 @@ criterion_group!(
     header_rewrite,
     cap_check,
     usage_scan,
+    metrics_finished,
     all_together
 );
 criterion_main!(benches);

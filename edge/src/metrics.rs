@@ -23,6 +23,9 @@ use opentelemetry::metrics::{
 use crate::state::EdgeState;
 use crate::usage::scan::Tokens;
 
+mod series;
+use series::{SeriesCache, Shape, TokenType};
+
 /// The GenAI semantic conventions' advised buckets.
 const TOKEN_BUCKETS: [f64; 14] = [
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
@@ -50,6 +53,7 @@ pub struct EdgeMetrics {
     added_latency: Histogram<f64>,
     upstream_failures: Counter<u64>,
     replays: Counter<u64>,
+    series: SeriesCache,
 }
 
 /// Which upstream answered a finished request.
@@ -165,6 +169,7 @@ impl EdgeMetrics {
                 .with_unit("{replay}")
                 .with_description("Calls replayed on another pool member after one surely did not take them")
                 .build(),
+            series: SeriesCache::default(),
         }
     }
 
@@ -173,86 +178,61 @@ impl EdgeMetrics {
     }
 
     /// A metered request has ended (its answer streamed to the end, or cut off).
+    ///
+    /// Its measurements go to series bound once per request shape ([`series`]): a request looks
+    /// its shape up once, instead of the SDK hashing every measurement's labels.
     pub fn finished(&self, f: &Finished<'_>) {
         if !self.on {
             return;
         }
-        // Each label value is made once and shared (an `Arc<str>`): a clone is a count, not a copy.
-        let shared = |value: &str| opentelemetry::Value::from(Arc::<str>::from(value));
-        let family = KeyValue::new("aiproxy.route.family", f.family);
-        let event = KeyValue::new("aiproxy.event.id", shared(f.event_id));
-        let class = KeyValue::new("http.response.status_class", status_class(f.status));
-        match &f.served {
-            Some(served) => self.requests.add(
-                1,
-                &[
-                    family.clone(),
-                    event.clone(),
-                    class,
-                    KeyValue::new("aiproxy.resource.id", shared(served.resource_id)),
-                ],
-            ),
-            None => self
-                .requests
-                .add(1, &[family.clone(), event.clone(), class]),
-        }
-        self.http_duration.record(
-            f.duration.as_secs_f64(),
-            &[
-                KeyValue::new("http.request.method", method_label(f.method)),
-                KeyValue::new("http.response.status_code", i64::from(f.status)),
-                family.clone(),
-            ],
-        );
+        let shape = Shape::of(f);
+        let series = self.series.get(&shape);
+        series
+            .requests
+            .get_or_init(|| self.requests.bind(&shape.request_labels()))
+            .add(1);
+        series
+            .http_duration
+            .get_or_init(|| self.http_duration.bind(&shape.http_labels()))
+            .record(f.duration.as_secs_f64());
         if let Some(added) = f.added {
-            self.added_latency
-                .record(added.as_secs_f64(), std::slice::from_ref(&family));
+            series
+                .added_latency
+                .get_or_init(|| self.added_latency.bind(&[shape.family_label()]))
+                .record(added.as_secs_f64());
         }
-        let Some(served) = &f.served else { return };
-        let model = KeyValue::new("gen_ai.request.model", shared(served.model));
-        let operation = KeyValue::new("gen_ai.operation.name", operation_of(f.family));
+        let Some(served) = &shape.served else { return };
         if let Some(tokens) = f.tokens {
-            for (kind, count) in [("input", tokens.prompt), ("output", tokens.completion)] {
-                let kind = KeyValue::new("gen_ai.token.type", kind);
-                self.tokens
-                    .add(count, &[event.clone(), model.clone(), kind.clone()]);
-                if let Some(provider) = served.provider {
-                    self.token_usage.record(
-                        count,
-                        &[
-                            operation.clone(),
-                            KeyValue::new("gen_ai.provider.name", provider),
-                            model.clone(),
-                            kind,
-                        ],
-                    );
+            for (kind, count) in [
+                (TokenType::Input, tokens.prompt),
+                (TokenType::Output, tokens.completion),
+            ] {
+                let i = kind as usize;
+                series.tokens[i]
+                    .get_or_init(|| self.tokens.bind(&shape.token_labels(kind)))
+                    .add(count);
+                if served.provider.is_some() {
+                    series.token_usage[i]
+                        .get_or_init(|| self.token_usage.bind(&shape.genai_labels(Some(kind))))
+                        .record(count);
                 }
             }
         }
-        let Some(provider) = served.provider else {
+        if served.provider.is_none() {
             return;
-        };
-        let provider = KeyValue::new("gen_ai.provider.name", provider);
-        let genai = [operation, provider, model];
-        let failed;
-        let genai: &[KeyValue] = if f.status >= 400 {
-            failed = [
-                genai[0].clone(),
-                genai[1].clone(),
-                genai[2].clone(),
-                KeyValue::new("error.type", f.status.to_string()),
-            ];
-            &failed
-        } else {
-            &genai
-        };
-        self.operation_duration
-            .record(f.duration.as_secs_f64(), genai);
+        }
+        series
+            .operation_duration
+            .get_or_init(|| self.operation_duration.bind(&shape.genai_labels(None)))
+            .record(f.duration.as_secs_f64());
         if f.streamed
             && (200..300).contains(&f.status)
             && let Some(first) = f.first_byte
         {
-            self.first_token.record(first.as_secs_f64(), genai);
+            series
+                .first_token
+                .get_or_init(|| self.first_token.bind(&shape.genai_labels(None)))
+                .record(first.as_secs_f64());
         }
     }
 
@@ -272,7 +252,10 @@ impl EdgeMetrics {
         self.http_duration.record(
             duration.as_secs_f64(),
             &[
-                KeyValue::new("http.request.method", method_label(method)),
+                KeyValue::new(
+                    "http.request.method",
+                    aiproxy_telemetry::http_method(method.as_str()),
+                ),
                 KeyValue::new("http.response.status_code", i64::from(status)),
             ],
         );
@@ -414,22 +397,6 @@ fn status_class(status: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
-    }
-}
-
-/// The method, or `_OTHER` for one outside the standard set (a client could make up any).
-fn method_label(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "_OTHER",
     }
 }
 

@@ -13,7 +13,7 @@ fn metrics(on: bool) -> (SdkMeterProvider, PrometheusReader, EdgeMetrics) {
     (provider, reader, metrics)
 }
 
-fn chat(status: u16, tokens: Option<Tokens>) -> Finished<'static> {
+fn chat<'a>(status: u16, tokens: Option<Tokens>) -> Finished<'a> {
     Finished {
         method: &http::Method::POST,
         family: "chat",
@@ -98,9 +98,76 @@ fn with_metrics_off_nothing_is_recorded() {
 }
 
 #[test]
-fn status_classes_and_methods_are_bounded() {
+fn status_classes_are_bounded() {
     assert_eq!(status_class(204), "2xx");
     assert_eq!(status_class(503), "5xx");
     assert_eq!(status_class(999), "5xx");
-    assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+}
+
+#[test]
+fn a_series_is_shown_only_once_a_request_measured_it() {
+    let (_provider, reader, metrics) = metrics(true);
+    // Not streamed and no tokens: no first-token or token series for this shape, not even zeros.
+    let mut call = chat(200, None);
+    call.streamed = false;
+    metrics.finished(&call);
+    let text = reader.render();
+    assert!(text.contains("gen_ai_server_request_duration_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\"} 1\n"), "{text}");
+    for absent in [
+        "time_to_first_token_seconds_count{",
+        "aiproxy_edge_tokens_total{",
+        "gen_ai_client_token_usage_count{",
+    ] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+    // The same shape streamed with tokens later: those series appear, with that call only.
+    metrics.finished(&chat(200, tokens(4, 2)));
+    let text = reader.render();
+    for line in [
+        "gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\"} 1\n",
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"output\"} 2\n",
+        "aiproxy_edge_requests_total{aiproxy_event_id=\"ev1\",aiproxy_resource_id=\"res1\",aiproxy_route_family=\"chat\",http_response_status_class=\"2xx\"} 2\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[test]
+fn more_shapes_than_the_cache_holds_are_all_counted() {
+    let (_provider, reader, metrics) = metrics(true);
+    let events: Vec<String> = (0..series::CAPACITY + 10)
+        .map(|i| format!("ev{i}"))
+        .collect();
+    // Twice round: the cache empties when full, and the series counted before go on counting.
+    for _ in 0..2 {
+        for event_id in &events {
+            let mut call = chat(200, tokens(3, 1));
+            call.event_id = event_id;
+            metrics.finished(&call);
+        }
+    }
+    assert!(metrics.series.len() <= series::CAPACITY);
+    let text = reader.render();
+    for event_id in [
+        &events[0],
+        &events[series::CAPACITY],
+        &events[series::CAPACITY + 9],
+    ] {
+        let line = format!(
+            "aiproxy_edge_requests_total{{aiproxy_event_id=\"{event_id}\",aiproxy_resource_id=\"res1\",aiproxy_route_family=\"chat\",http_response_status_class=\"2xx\"}} 2\n"
+        );
+        assert!(
+            text.contains(&line),
+            "{line} missing from {}",
+            &text[..2000.min(text.len())]
+        );
+        let line = format!(
+            "aiproxy_edge_tokens_total{{aiproxy_event_id=\"{event_id}\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"input\"}} 6\n"
+        );
+        assert!(
+            text.contains(&line),
+            "{line} missing from {}",
+            &text[..2000.min(text.len())]
+        );
+    }
 }
