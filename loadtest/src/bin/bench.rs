@@ -11,6 +11,9 @@
 //! `--baseline-env KEY=VALUE` (repeatable) gives that edge extra environment, and `--otlp-sink`
 //! starts an in-process OTLP collector and points the baseline edge at it with every span sampled:
 //! with the current binary as the baseline, the figures are then telemetry off vs on.
+//! `--edge-cpu N` pins both edges to CPU N and everything else to the other CPUs (`taskset`), so
+//! an edge's work (its export thread's included) is charged to its own core. On a 2-core machine
+//! the single load core may then be the limit of an edge's throughput: read CPU per request.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +80,11 @@ struct Args {
     /// Export the baseline edge's traces (sampled 1.0) to an in-process OTLP collector on loopback.
     #[arg(long, requires = "baseline_edge")]
     otlp_sink: bool,
+    /// Pin the edges to this CPU (every thread, with `taskset`), and this process (load
+    /// generator, mock, OTLP sink) and the control plane to the others: an edge's throughput is
+    /// then what one core gives it, not what it wins from the load generator.
+    #[arg(long)]
+    edge_cpu: Option<usize>,
 }
 
 fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
@@ -87,12 +95,21 @@ fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Before the runtime's threads exist: they, and the processes started, inherit it.
+    let pinned = match args.edge_cpu {
+        Some(cpu) => {
+            let others = other_cpus(cpu)?;
+            pin(std::process::id(), &others)?;
+            Some((cpu, others))
+        }
+        None => None,
+    };
     // Two worker threads: the load generator and the mock share them, as the edge shares the cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(args, pinned))
 }
 
 /// One way to the mock upstream: directly, through the current edge, or through the baseline edge.
@@ -119,7 +136,8 @@ impl Target {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// `pinned`: the edges' CPU and the others' (`--edge-cpu`).
+async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rounds > 0 && args.sse_rounds > 0 && args.sse_concurrency > 0 && args.sse_calls > 0,
         "--rounds, --sse-rounds, --sse-concurrency and --sse-calls must be at least 1"
@@ -146,6 +164,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Some(BaselineEdge::start(path, &scenario.cp, &baseline_env).await?),
         None => None,
     };
+    if let Some((cpu, others)) = &pinned {
+        let edges = [
+            scenario.edge.pid(),
+            baseline.as_ref().and_then(BaselineEdge::pid),
+        ];
+        for pid in edges.into_iter().flatten() {
+            pin(pid, &cpu.to_string())?;
+        }
+        println!(
+            "edges pinned to CPU {cpu}; load generator, mock and control plane to CPUs {others}"
+        );
+    }
     let body = Bytes::from_static(
         br#"{"messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#,
     );
@@ -513,11 +543,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let others = (machine_busy().saturating_sub(busy_at_start))
         .saturating_sub(ours().saturating_sub(ours_at_start));
+    let placement = match &pinned {
+        Some((cpu, rest)) => {
+            format!("edges on CPU {cpu}, load generator, mock and control plane on CPUs {rest}")
+        }
+        None => format!(
+            "{} cores, load generator, mock, control plane and edge(s) on it together",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        ),
+    };
     println!(
-        "machine: {} cores, load generator, mock, control plane and edge(s) on it together; other processes used {:.1} CPU-s in the {:.0} s of the run",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        "machine: {placement}; other processes used {:.1} CPU-s in the {:.0} s of the run",
         others.as_secs_f64(),
         wall_start.elapsed().as_secs_f64()
     );
@@ -537,6 +575,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (zero if unknown).
+/// Pins every thread of process `pid` to `cpus` (a `taskset` list); threads it starts later
+/// inherit it.
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["--all-tasks", "--cpu-list", "--pid", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux) to pin a process")?;
+    anyhow::ensure!(
+        status.success(),
+        "taskset could not pin process {pid} to CPUs {cpus}"
+    );
+    Ok(())
+}
+
+/// Every CPU this process may use but `cpu`, as a `taskset` list.
+fn other_cpus(cpu: usize) -> anyhow::Result<String> {
+    let count = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(
+        cpu < count && count > 1,
+        "--edge-cpu {cpu}: this machine has {count} CPUs"
+    );
+    Ok((0..count)
+        .filter(|c| *c != cpu)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 fn cpu_time(pid: Option<u32>) -> Duration {
     let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
     else {
