@@ -80,6 +80,9 @@ struct Args {
     /// Export the baseline edge's traces (sampled 1.0) to an in-process OTLP collector on loopback.
     #[arg(long, requires = "baseline_edge")]
     otlp_sink: bool,
+    /// With `--otlp-sink`, export over OTLP/HTTP (`http/protobuf`) instead of gRPC.
+    #[arg(long, requires = "otlp_sink")]
+    otlp_http: bool,
     /// Pin the edges to this CPU (every thread, with `taskset`), and this process (load
     /// generator, mock, OTLP sink) and the control plane to the others: an edge's throughput is
     /// then what one core gives it, not what it wins from the load generator.
@@ -154,9 +157,15 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
     };
     let mut baseline_env = Vec::new();
     if let Some(sink) = &sink {
-        baseline_env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), sink.endpoint()));
+        let (endpoint, protocol) = if args.otlp_http {
+            (sink.http_endpoint(), "http/protobuf")
+        } else {
+            (sink.endpoint(), "grpc")
+        };
+        println!("baseline edge exports its traces to {endpoint} ({protocol})");
+        baseline_env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint));
+        baseline_env.push(("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()));
         baseline_env.push(("OTEL_TRACES_SAMPLER".into(), "always_on".into()));
-        println!("baseline edge exports its traces to {}", sink.endpoint());
     }
     // Given last, so `--baseline-env OTEL_TRACES_SAMPLER=...` overrides the sink's default.
     baseline_env.extend(args.baseline_env.iter().cloned());
