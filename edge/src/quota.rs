@@ -7,7 +7,8 @@
 //! - Tokens are known only when a call ends, so token caps are *admit, then charge*: a call is
 //!   admitted while the edge holds leased tokens; when it ends, what it really used (the
 //!   upstream's `total_tokens`) is charged, and anything beyond the lease becomes a debt that the
-//!   next lease call pays into the counter first. A cap is therefore exceeded by at most the
+//!   next lease call pays into the counter first (debt made while a lease call is on its way is
+//!   paid from its grant). A cap is therefore exceeded by at most the
 //!   tokens of the calls in flight on each edge when it is reached.
 //!
 //! The next lease is fetched in the background when half of the current one is spent, so a
@@ -218,7 +219,13 @@ impl Quotas {
             let allowance = allowance_of(all, key);
             match granted {
                 Ok(lease) => {
-                    allowance.left += u64::from(lease.granted);
+                    // Calls that ended while this lease was on its way, beyond what was leased,
+                    // are paid from it first: its grant was sized without that debt, so adding
+                    // it whole would let this edge overshoot the cap once per lease in flight.
+                    let granted = u64::from(lease.granted);
+                    let paid = granted.min(allowance.debt);
+                    allowance.debt -= paid;
+                    allowance.left += granted - paid;
                     allowance.left_at_source = lease.left;
                     allowance.dry |= lease.granted == 0;
                     allowance.unreachable_until = None;
@@ -414,24 +421,29 @@ impl Quotas {
             return true;
         }
         for key in &charge.keys {
-            let refill = self.with(|all| {
-                let allowance = allowance_of(all, key);
-                let from_lease = allowance.left.min(tokens);
-                allowance.left -= from_lease;
-                allowance.debt += tokens - from_lease;
-                allowance.window_spent += tokens;
-                // Past the cap (dry) a debt is still paid: the counter must know what was used,
-                // or raising the cap later would let it be exceeded by more than the bound.
-                let refill = allowance.wants_refill() || allowance.debt > 0;
-                let refill = refill && !allowance.refilling;
-                allowance.refilling |= refill;
-                refill
-            });
-            if refill {
+            if self.charge_local(key, tokens) {
                 spawn_refill(state, key.clone());
             }
         }
         true
+    }
+
+    /// Spends `tokens` from what `key` has leased, the rest as debt; returns whether a lease call
+    /// should start (none is on its way, and the lease is half spent or there is a debt to pay).
+    fn charge_local(&self, key: &Key, tokens: u64) -> bool {
+        self.with(|all| {
+            let allowance = allowance_of(all, key);
+            let from_lease = allowance.left.min(tokens);
+            allowance.left -= from_lease;
+            allowance.debt += tokens - from_lease;
+            allowance.window_spent += tokens;
+            // Past the cap (dry) a debt is still paid: the counter must know what was used,
+            // or raising the cap later would let it be exceeded by more than the bound.
+            let refill = allowance.wants_refill() || allowance.debt > 0;
+            let refill = refill && !allowance.refilling;
+            allowance.refilling |= refill;
+            refill
+        })
     }
 }
 
@@ -544,6 +556,50 @@ mod tests {
         assert!(quotas.first_sight("run:r:1"));
         assert!(!quotas.first_sight("run:r:1"));
         assert!(quotas.first_sight("run:r:2"));
+    }
+
+    /// The cap of 1,000 tokens: one edge leases 100 of the last 100 while its three calls in
+    /// flight end with 150 tokens beyond its previous lease. The grant pays those first, so
+    /// the calls it admits next are the only overshoot left, not a second one on top.
+    #[test]
+    fn a_grant_first_pays_the_tokens_used_while_it_was_on_its_way() {
+        let quotas = Quotas::default();
+        let key = Key {
+            counter: Counter::DailyTokens,
+            event_id: "e".into(),
+            user_id: "u".into(),
+            day: "2026-12-04".into(),
+            cap: 1_000,
+        };
+        let (_, debt) = quotas.lease_terms(&key);
+        assert_eq!(debt, 0, "nothing was owed when the lease was asked for");
+        assert!(quotas.charge_local(&key, 150), "a debt asks for a lease");
+        let lease = pb::Lease {
+            granted: 100,
+            left: 0,
+        };
+        quotas.leased(&key, Ok(&lease), debt);
+        let (left, owed) = quotas.with(|all| {
+            let a = allowance_of(all, &key);
+            (a.left, a.debt)
+        });
+        assert_eq!(
+            (left, owed),
+            (0, 50),
+            "100 of the 150 are paid from the grant"
+        );
+        assert!(matches!(quotas.admit_local(&key, 0), Local::Empty { .. }));
+        // A grant larger than the debt leaves the rest to spend.
+        quotas.leased(
+            &key,
+            Ok(&pb::Lease {
+                granted: 80,
+                left: 0,
+            }),
+            0,
+        );
+        let left = quotas.with(|all| allowance_of(all, &key).left);
+        assert_eq!(left, 30);
     }
 
     #[test]
