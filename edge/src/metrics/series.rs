@@ -8,10 +8,15 @@
 //! shape records on it: a series no request measured is never shown (a cumulative reader would
 //! show it as zeros).
 //!
-//! The cache holds at most [`CAPACITY`] shapes and, full, is emptied and fills again. Shapes are
+//! The cache holds at most [`CAPACITY`] shapes and, full, is emptied and fills again, at most once
+//! per [`REFILL_AFTER`]: until then a new shape is measured through a series of its own, bound
+//! for that request only (what every request cost before this cache), so more live shapes than
+//! the cache holds never make it churn and the shapes it holds stay bound. Shapes are
 //! made of catalog names (events, resources, deployments), route families, status codes and
 //! bounded method labels, so a client cannot grow it. Emptying it unbinds its series: with delta
 //! temporality the SDK then forgets those no request measures any more (a deleted event's).
+//! Until then they stay bound: a deleted event's series are kept, and a series bound while the
+//! SDK was past its cardinality limit records on the overflow series until the cache empties.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
@@ -23,10 +28,15 @@ use opentelemetry::metrics::{BoundCounter, BoundHistogram};
 use super::{Finished, operation_of, status_class};
 
 /// Shapes held at most. A shape binds up to two series of an instrument (input and output
-/// tokens), so bound series stay well below the SDK's default cardinality limit (2,000 series per
-/// instrument), past which measurements go to its overflow series. A busier edge still counts
-/// every request, only with more lookups (each shape bound again after the cache empties).
+/// tokens), so what the cache binds stays well below the SDK's default cardinality limit (2,000
+/// series per instrument, past which measurements go to its overflow series). That limit counts
+/// every series the SDK holds, not only the bound ones: with cumulative temporality it keeps each
+/// series ever measured, whatever this cache holds. A busier edge still counts every request, only
+/// with more lookups (each shape bound again after the cache empties).
 pub(super) const CAPACITY: usize = 500;
+
+/// How long a full cache keeps its shapes before it may be emptied for new ones.
+const REFILL_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a finished request's labels are made from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,11 +229,23 @@ pub(super) struct SeriesCache {
     shapes: RwLock<Shapes>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shapes {
     /// By the shape's hash; a collision shares the vector.
     by_hash: HashMap<u64, Vec<Arc<Series>>>,
     len: usize,
+    /// When the cache was last emptied (or made).
+    since: std::time::Instant,
+}
+
+impl Default for Shapes {
+    fn default() -> Self {
+        Shapes {
+            by_hash: HashMap::new(),
+            len: 0,
+            since: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Shapes {
@@ -249,21 +271,35 @@ impl SeriesCache {
         if let Some(series) = shapes.find(hash, shape) {
             return series;
         }
-        if shapes.len >= CAPACITY {
-            *shapes = Shapes::default();
-        }
         let series = Arc::new(Series::new(shape));
+        // The emptied shapes are unbound (dropped) after the lock is released.
+        let mut emptied = None;
+        if shapes.len >= CAPACITY {
+            if shapes.since.elapsed() < REFILL_AFTER {
+                return series;
+            }
+            emptied = Some(std::mem::take(&mut *shapes));
+        }
         shapes
             .by_hash
             .entry(hash)
             .or_default()
             .push(Arc::clone(&series));
         shapes.len += 1;
+        drop(shapes);
+        drop(emptied);
         series
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shapes.read().unwrap().len
+    }
+
+    /// Lets a full cache be emptied by its next new shape, as if [`REFILL_AFTER`] had passed.
+    #[cfg(test)]
+    pub fn age(&self) {
+        let mut shapes = self.shapes.write().unwrap();
+        shapes.since = std::time::Instant::now() - REFILL_AFTER;
     }
 }

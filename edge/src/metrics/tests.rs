@@ -138,8 +138,12 @@ fn more_shapes_than_the_cache_holds_are_all_counted() {
     let events: Vec<String> = (0..series::CAPACITY + 10)
         .map(|i| format!("ev{i}"))
         .collect();
-    // Twice round: the cache empties when full, and the series counted before go on counting.
-    for _ in 0..2 {
+    // Twice round, the second time with the cache old enough to be emptied when full: the shapes
+    // it could not hold and the series counted before go on counting.
+    for round in 0..2 {
+        if round == 1 {
+            metrics.series.age();
+        }
         for event_id in &events {
             let mut call = chat(200, tokens(3, 1));
             call.event_id = event_id;
@@ -170,4 +174,81 @@ fn more_shapes_than_the_cache_holds_are_all_counted() {
             &text[..2000.min(text.len())]
         );
     }
+}
+
+#[test]
+fn a_full_cache_keeps_its_shapes_until_it_may_be_emptied() {
+    let cache = series::SeriesCache::default();
+    let events: Vec<String> = (0..=series::CAPACITY).map(|i| format!("ev{i}")).collect();
+    let shape = |event_id| series::Shape {
+        family: "chat",
+        event_id,
+        status: 200,
+        method: "POST",
+        served: None,
+    };
+    let first = cache.get(&shape(&events[0]));
+    for event_id in &events[1..series::CAPACITY] {
+        cache.get(&shape(event_id));
+    }
+    assert_eq!(cache.len(), series::CAPACITY);
+    // One shape more than it holds, twice: measured on a series of its own each time, and the
+    // held shapes stay (more live shapes than the cache holds do not make it churn).
+    let extra = &events[series::CAPACITY];
+    assert!(!Arc::ptr_eq(
+        &cache.get(&shape(extra)),
+        &cache.get(&shape(extra))
+    ));
+    assert_eq!(cache.len(), series::CAPACITY);
+    assert!(Arc::ptr_eq(&first, &cache.get(&shape(&events[0]))));
+    // Once old enough, the next new shape empties it.
+    cache.age();
+    let held = cache.get(&shape(extra));
+    assert_eq!(cache.len(), 1);
+    assert!(Arc::ptr_eq(&held, &cache.get(&shape(extra))));
+    assert!(!Arc::ptr_eq(&first, &cache.get(&shape(&events[0]))));
+}
+
+#[test]
+fn unserved_and_providerless_calls_get_only_the_series_they_can_fill() {
+    let (_provider, reader, metrics) = metrics(true);
+    // Refused by the edge before any upstream (a cap reached): no resource, no GenAI series.
+    let mut refused = chat(429, None);
+    refused.served = None;
+    refused.event_id = "ev2";
+    metrics.finished(&refused);
+    // A served call whose provider the conventions do not name (a search index): its requests
+    // and tokens, none of the GenAI series.
+    let mut search = chat(200, tokens(2, 0));
+    search.family = "search";
+    search.served = Some(ServedBy {
+        resource_id: "res2",
+        model: "products",
+        provider: None,
+    });
+    metrics.finished(&search);
+    // An upstream 400 that still reported tokens: they are counted, without an error type.
+    metrics.finished(&chat(400, tokens(9, 0)));
+    let text = reader.render();
+    for line in [
+        "aiproxy_edge_requests_total{aiproxy_event_id=\"ev2\",aiproxy_route_family=\"chat\",http_response_status_class=\"4xx\"} 1\n",
+        "aiproxy_edge_requests_total{aiproxy_event_id=\"ev1\",aiproxy_resource_id=\"res2\",aiproxy_route_family=\"search\",http_response_status_class=\"2xx\"} 1\n",
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"products\",gen_ai_token_type=\"input\"} 2\n",
+        "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type=\"input\"} 9\n",
+        "gen_ai_server_request_duration_seconds_count{error_type=\"400\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    for absent in [
+        "gen_ai_request_model=\"\"",
+        "gen_ai_provider_name=\"\"",
+        "error_type=\"400\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"azure.ai.openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_token_type",
+    ] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+    assert_eq!(
+        text.matches("gen_ai_client_token_usage_count{").count(),
+        2,
+        "only the 400's input and output tokens\n{text}"
+    );
 }
