@@ -120,16 +120,22 @@ async fn edge_exports_genai_spans_that_continue_the_clients_trace() {
         .await
         .expect("admin API reachable");
 
+    // The made-up method's spans, of the edge and of the control plane.
+    let brewed = |service: &str| {
+        collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.str_attr("http.request.method").as_deref() == Some("_OTHER"))
+            .find(|s| s.service_name().as_deref() == Some(service))
+    };
     eventually("both chat spans exported", Duration::from_secs(15), || {
         let n = chat_spans(&collector).len();
-        let other = collector
-            .spans()
-            .iter()
-            .filter(|s| s.str_attr("http.request.method").as_deref() == Some("_OTHER"))
-            .count();
-        async move { n >= 2 && other >= 2 }
+        let other = brewed("aiproxy-edge").is_some() && brewed("aiproxy-control-plane").is_some();
+        async move { n >= 2 && other }
     })
     .await;
+    let admin = brewed("aiproxy-control-plane").expect("checked above");
+    assert_eq!(admin.span.name, "HTTP /admin/api/v1/resources");
     let spans = chat_spans(&collector);
     assert_eq!(spans.len(), 2, "{spans:#?}");
     let continued = spans

@@ -40,8 +40,12 @@ pub use span::ServerSpan;
 /// The `tracing` target of every span that is exported (and never logged).
 pub const SPAN_TARGET: &str = "aiproxy_span";
 
+/// `http.request.method` of a method outside the HTTP semantic conventions' set.
+pub const OTHER_METHOD: &str = "_OTHER";
+
 /// `http.request.method` for spans and metrics: a method of the HTTP semantic conventions' set,
-/// or `_OTHER` (a client can make up any method; it never becomes an attribute or a label).
+/// or [`OTHER_METHOD`] (a client can make up any method; it never becomes an attribute or a
+/// label).
 pub fn http_method(method: &str) -> &'static str {
     match method {
         "GET" => "GET",
@@ -53,7 +57,7 @@ pub fn http_method(method: &str) -> &'static str {
         "OPTIONS" => "OPTIONS",
         "CONNECT" => "CONNECT",
         "TRACE" => "TRACE",
-        _ => "_OTHER",
+        _ => OTHER_METHOD,
     }
 }
 

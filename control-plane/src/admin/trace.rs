@@ -36,7 +36,11 @@ pub(super) async fn admin_request(request: Request, next: Next) -> Response {
     {
         span.record("http.route", route.as_str());
         // The conventions name a span of a method outside their set `HTTP {route}`.
-        let verb = if method == "_OTHER" { "HTTP" } else { method };
+        let verb = if method == aiproxy_telemetry::OTHER_METHOD {
+            "HTTP"
+        } else {
+            method
+        };
         aiproxy_telemetry::rename(&span, format!("{verb} {route}"));
     }
     let response = next.run(request).instrument(span.clone()).await;
