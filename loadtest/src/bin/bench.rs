@@ -583,7 +583,6 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (zero if unknown).
 /// Pins every thread of process `pid` to `cpus` (a `taskset` list); threads it starts later
 /// inherit it.
 fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
@@ -599,20 +598,33 @@ fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every CPU this process may use but `cpu`, as a `taskset` list.
+/// Every CPU this process may use but `cpu`, as a `taskset` list (from `Cpus_allowed_list` in
+/// `/proc/self/status`: the ids need not start at 0 nor follow each other).
 fn other_cpus(cpu: usize) -> anyhow::Result<String> {
-    let count = std::thread::available_parallelism()?.get();
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .context("no Cpus_allowed_list in /proc/self/status")?
+        .trim();
+    let mut allowed = Vec::new();
+    for part in list.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        allowed.extend(first.parse::<usize>()?..=last.parse::<usize>()?);
+    }
     anyhow::ensure!(
-        cpu < count && count > 1,
-        "--edge-cpu {cpu}: this machine has {count} CPUs"
+        allowed.contains(&cpu) && allowed.len() > 1,
+        "--edge-cpu {cpu}: this process may use CPUs {list}"
     );
-    Ok((0..count)
-        .filter(|c| *c != cpu)
+    Ok(allowed
+        .iter()
+        .filter(|c| **c != cpu)
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(","))
 }
 
+/// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (zero if unknown).
 fn cpu_time(pid: Option<u32>) -> Duration {
     let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
     else {
