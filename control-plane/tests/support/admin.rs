@@ -64,6 +64,13 @@ pub async fn new_api(allow_insecure: bool) -> Api {
     }
 }
 
+impl Drop for Api {
+    /// The test's store goes with it (the files of an open SQLite database can be removed).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
 impl Api {
     pub async fn call(
         &self,
