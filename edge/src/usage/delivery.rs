@@ -3,7 +3,9 @@
 //! Records collect in memory and are sealed into batches (at most `batch_records` each) at least
 //! every `flush_interval`, or at once when that many are waiting. A sealed batch has an id and
 //! never changes: it is sent, and sent again with the same id until the control plane
-//! acknowledges it, which applies each id once. A batch is encoded once, when sealed. With
+//! acknowledges it, which applies each id once. A record is encoded when it is taken, into the
+//! batch it will go in, so sealing only adds the batch's ids: no request waits behind a burst of
+//! encoding (or of freeing records) when a batch is sealed. With
 //! `AIPROXY_EDGE_STATE_DIR` set, a batch whose send fails (and, at shutdown, any not yet
 //! acknowledged) is written to `<dir>/usage/` and deleted when acknowledged, so a restart (or a
 //! crash during an outage) delivers it later; on the happy path, which is the request path's
@@ -60,10 +62,26 @@ struct Sealed {
 
 #[derive(Default)]
 struct Buffer {
-    open: Vec<pb::UsageRecord>,
+    /// The batch records are added to.
+    open: Open,
+    /// Batches that reached `batch_records`, not yet sealed.
+    full: Vec<Open>,
     sealed: VecDeque<Sealed>,
     status: DeliveryStatus,
 }
+
+/// A batch's records, encoded as its `records` field (`pb::UsageBatch` field 3): the batch's ids
+/// are appended when it is sealed (a protobuf message's fields may come in any order).
+#[derive(Default)]
+struct Open {
+    encoded: Vec<u8>,
+    records: usize,
+}
+
+/// `pb::UsageBatch`'s field numbers.
+const BATCH_ID_FIELD: u32 = 1;
+const EDGE_ID_FIELD: u32 = 2;
+const RECORDS_FIELD: u32 = 3;
 
 pub struct UsageDelivery {
     edge_id: String,
@@ -122,9 +140,23 @@ impl UsageDelivery {
                 b.status.dropped_records += 1;
                 return (Some(b.status.dropped_records), false);
             }
-            b.open.push(record);
+            prost::encoding::message::encode(RECORDS_FIELD, &record, &mut b.open.encoded);
+            b.open.records += 1;
             b.status.pending_records += 1;
-            (None, b.open.len() >= self.settings.batch_records)
+            let full = b.open.records >= self.settings.batch_records;
+            if full {
+                // The next batch is likely as large as this one: no regrowing on the request path.
+                let next = Vec::with_capacity(b.open.encoded.len());
+                let done = std::mem::replace(
+                    &mut b.open,
+                    Open {
+                        encoded: next,
+                        records: 0,
+                    },
+                );
+                b.full.push(done);
+            }
+            (None, full)
         });
         if let Some(count) = dropped {
             // The first drop, then one line per thousand.
@@ -145,36 +177,49 @@ impl UsageDelivery {
         self.with(|b| b.status.clone())
     }
 
-    /// Seals the open records into batches, each encoded once.
+    /// Seals the full batches and the open one: each gets its id and this edge's.
     fn seal(&self) {
-        let open = self.with(|b| {
-            // The next batch is likely as large as this one: no regrowing on the request path.
-            let next = b.open.len().min(self.settings.batch_records);
-            std::mem::replace(&mut b.open, Vec::with_capacity(next))
+        let batches = self.with(|b| {
+            let mut batches = std::mem::take(&mut b.full);
+            if b.open.records > 0 {
+                let next = Vec::with_capacity(b.open.encoded.len());
+                batches.push(std::mem::replace(
+                    &mut b.open,
+                    Open {
+                        encoded: next,
+                        records: 0,
+                    },
+                ));
+            }
+            batches
         });
-        if open.is_empty() {
+        if batches.is_empty() {
             return;
         }
-        let mut sealed = Vec::new();
-        let mut records = open.into_iter().peekable();
-        while records.peek().is_some() {
-            let batch = pb::UsageBatch {
-                batch_id: format!(
-                    "{:013}-{:010}-{}",
-                    chrono::Utc::now().timestamp_millis(),
-                    self.sealed_count.fetch_add(1, Ordering::Relaxed),
-                    uuid::Uuid::new_v4().simple()
-                ),
-                edge_id: self.edge_id.clone(),
-                records: records.by_ref().take(self.settings.batch_records).collect(),
-            };
-            sealed.push(Sealed {
-                records: batch.records.len(),
-                encoded: Bytes::from(batch.encode_to_vec()),
-                id: batch.batch_id,
-                file: None,
-            });
-        }
+        let sealed: Vec<Sealed> = batches
+            .into_iter()
+            .map(
+                |Open {
+                     mut encoded,
+                     records,
+                 }| {
+                    let id = format!(
+                        "{:013}-{:010}-{}",
+                        chrono::Utc::now().timestamp_millis(),
+                        self.sealed_count.fetch_add(1, Ordering::Relaxed),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    prost::encoding::string::encode(BATCH_ID_FIELD, &id, &mut encoded);
+                    prost::encoding::string::encode(EDGE_ID_FIELD, &self.edge_id, &mut encoded);
+                    Sealed {
+                        id,
+                        records,
+                        encoded: Bytes::from(encoded),
+                        file: None,
+                    }
+                },
+            )
+            .collect();
         self.with(|b| b.sealed.extend(sealed));
     }
 
@@ -402,6 +447,50 @@ mod tests {
             total_tokens: n,
             ..Default::default()
         }
+    }
+
+    /// A sealed batch decodes to the batch its records were taken into: its id, the edge's id
+    /// and every record, in order, at most `batch_records` in each.
+    #[test]
+    fn sealed_batches_decode_to_their_ids_and_records_in_order() {
+        let delivery = UsageDelivery::new("edge-7", settings(100), None);
+        let records: Vec<pb::UsageRecord> = (0..5)
+            .map(|n| pb::UsageRecord {
+                user_id: format!("attendee {n}"),
+                once_key: if n == 3 {
+                    "run:r".into()
+                } else {
+                    String::new()
+                },
+                ..record(n)
+            })
+            .collect();
+        for r in &records {
+            delivery.push(r.clone());
+        }
+        delivery.seal();
+        delivery.seal();
+        let batches: Vec<(String, pb::UsageBatch)> = delivery.with(|b| {
+            b.sealed
+                .iter()
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        pb::UsageBatch::decode(s.encoded.as_ref()).unwrap(),
+                    )
+                })
+                .collect()
+        });
+        assert_eq!(batches.len(), 3);
+        for (id, batch) in &batches {
+            assert_eq!(&batch.batch_id, id);
+            assert_eq!(batch.edge_id, "edge-7");
+        }
+        let ids: std::collections::HashSet<&String> = batches.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), 3, "every batch has its own id");
+        let decoded: Vec<pb::UsageRecord> =
+            batches.into_iter().flat_map(|(_, b)| b.records).collect();
+        assert_eq!(decoded, records);
     }
 
     #[test]
