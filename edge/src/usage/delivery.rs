@@ -78,6 +78,18 @@ struct Open {
     records: usize,
 }
 
+impl Open {
+    /// This batch, leaving an empty one sized like it (the next batch is likely as large: no
+    /// regrowing on the request path).
+    fn take(&mut self) -> Open {
+        let next = Open {
+            encoded: Vec::with_capacity(self.encoded.len()),
+            records: 0,
+        };
+        std::mem::replace(self, next)
+    }
+}
+
 /// `pb::UsageBatch`'s field numbers.
 const BATCH_ID_FIELD: u32 = 1;
 const EDGE_ID_FIELD: u32 = 2;
@@ -145,15 +157,7 @@ impl UsageDelivery {
             b.status.pending_records += 1;
             let full = b.open.records >= self.settings.batch_records;
             if full {
-                // The next batch is likely as large as this one: no regrowing on the request path.
-                let next = Vec::with_capacity(b.open.encoded.len());
-                let done = std::mem::replace(
-                    &mut b.open,
-                    Open {
-                        encoded: next,
-                        records: 0,
-                    },
-                );
+                let done = b.open.take();
                 b.full.push(done);
             }
             (None, full)
@@ -182,14 +186,7 @@ impl UsageDelivery {
         let batches = self.with(|b| {
             let mut batches = std::mem::take(&mut b.full);
             if b.open.records > 0 {
-                let next = Vec::with_capacity(b.open.encoded.len());
-                batches.push(std::mem::replace(
-                    &mut b.open,
-                    Open {
-                        encoded: next,
-                        records: 0,
-                    },
-                ));
+                batches.push(b.open.take());
             }
             batches
         });
