@@ -80,7 +80,8 @@ pub struct EdgeConfig {
     pub idle_timeout_secs: u64,
 
     /// Longest a client may leave the answer unread: when no byte of it can be written for this
-    /// many seconds (the client's receive window stays shut), the connection is closed.
+    /// many seconds (the client's receive window stays shut, or on HTTP/2 one stream's flow-control
+    /// window), the connection is closed.
     #[arg(long, env = "AIPROXY_CLIENT_SEND_TIMEOUT_SECS", default_value_t = 60)]
     pub client_send_timeout_secs: u64,
 

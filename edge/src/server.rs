@@ -1,8 +1,8 @@
 //! The HTTP server: accepts connections (HTTP/1.1 and HTTP/2 on one port) and runs each request
 //! through `proxy::handle`, with every limit a server on the public internet needs: a header-read
 //! timeout and size/count limits (slow or oversized request heads), an idle timeout (connections
-//! with no request in flight), a send timeout (a client that leaves its answer unread),
-//! HTTP/2 keepalive and stream limits, and a cap on open connections (past it, new connections
+//! with no request in flight), a send timeout (a client that leaves its answer unread, on its
+//! socket or on one HTTP/2 stream), HTTP/2 keepalive and stream limits, and a cap on open connections (past it, new connections
 //! wait in the listen backlog). Request bodies have their own idle timeout
 //! (`body::with_idle_timeout`).
 //!
@@ -181,17 +181,24 @@ async fn connection(
     tokio::pin!(first_request);
     let mut requested = false;
     let started = Arc::new(AtomicBool::new(false));
+    let sends = Arc::new(StreamSends::new());
     let service = {
         let activity = activity.clone();
         let started = started.clone();
-        service_fn(move |request| {
+        let sends = sends.clone();
+        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let state = state.clone();
             let activity = activity.clone();
+            // Only HTTP/2 answers are watched (HTTP/1's stalls show on the socket).
+            let sends = (request.version() == hyper::Version::HTTP_2).then(|| sends.clone());
             started.store(true, Ordering::Release);
             async move {
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
-                let response = proxy::handle(state, request).await;
+                let mut response = proxy::handle(state, request).await;
                 activity.ended();
+                if let Some(sends) = sends {
+                    response = response.map(|body| sends.watch(body));
+                }
                 Ok::<_, std::convert::Infallible>(response)
             }
         })
@@ -203,6 +210,10 @@ async fn connection(
     // requests recorded meanwhile and sleeps on if there was activity.
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    // Fires when the HTTP/2 answer that has waited longest for its client's window would have
+    // waited the send timeout (at most once per timeout while none waits).
+    let send_check = tokio::time::sleep(send_timeout);
+    tokio::pin!(send_check);
     let mut shutting = false;
     loop {
         tokio::select! {
@@ -234,6 +245,22 @@ async fn connection(
                     None => idle_timer.as_mut().reset(now + idle),
                 }
             }
+            _ = &mut send_check => {
+                let now = tokio::time::Instant::now();
+                match sends.stalled_at(send_timeout) {
+                    Some(at) if at <= now => {
+                        // Dropping the connection resets its streams: the stalled answer's
+                        // upstream call is read on for its usage, as when a client leaves.
+                        tracing::debug!(
+                            limit = ?send_timeout,
+                            "closing an HTTP/2 connection: its client let none of an answer through for the send timeout"
+                        );
+                        return;
+                    }
+                    Some(at) => send_check.as_mut().reset(at),
+                    None => send_check.as_mut().reset(now + send_timeout),
+                }
+            }
         }
     }
 }
@@ -242,7 +269,8 @@ async fn connection(
 /// stops reading its answer (its receive window shut) would otherwise hold the connection, the
 /// upstream call behind it and its buffers for as long as it likes (nginx's `send_timeout`). The
 /// timer is armed only while a write waits, so the common path costs one branch per write.
-/// HTTP/2 streams a client leaves unread without shutting the socket's window are not seen here.
+/// HTTP/2 streams a client leaves unread without shutting the socket's window are not seen here:
+/// `StreamSends` watches those.
 struct SendTimeout<T> {
     io: T,
     limit: Duration,
@@ -333,6 +361,98 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The send timeout of HTTP/2 answers. A client can keep one stream's flow-control window (or
+/// the connection's) shut while its socket stays writable: hyper then stops polling that
+/// answer's body and sends nothing, and `SendTimeout` sees no stalled write. So each HTTP/2
+/// answer's body records when it handed hyper a data frame that hyper has not come back for
+/// (it comes back at once while the window is open); the connection closes once a frame has
+/// waited for the send timeout. Time spent waiting for the upstream does not count: the body is
+/// being polled then.
+struct StreamSends {
+    since: tokio::time::Instant,
+    /// One per watched answer still open: 0, or 1 + the milliseconds after `since` at which its
+    /// last frame was handed over and not yet followed by another poll.
+    waiting: std::sync::Mutex<Vec<std::sync::Weak<AtomicU64>>>,
+}
+
+impl StreamSends {
+    fn new() -> Self {
+        Self {
+            since: tokio::time::Instant::now(),
+            waiting: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn watch(&self, body: crate::body::EdgeBody) -> crate::body::EdgeBody {
+        use http_body::Body;
+        if body.is_end_stream() {
+            return body;
+        }
+        let waiting = Arc::new(AtomicU64::new(0));
+        self.lock().push(Arc::downgrade(&waiting));
+        http_body_util::BodyExt::boxed_unsync(WatchedSend {
+            inner: body,
+            waiting,
+            since: self.since,
+        })
+    }
+
+    /// When the frame that has waited longest will have waited `limit` (past: it has), `None`
+    /// when no answer waits for its client. Forgets the answers that ended.
+    fn stalled_at(&self, limit: Duration) -> Option<tokio::time::Instant> {
+        let mut answers = self.lock();
+        answers.retain(|w| w.strong_count() > 0);
+        let oldest = answers
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .map(|w| w.load(Ordering::Acquire))
+            .filter(|&at| at > 0)
+            .min()?;
+        Some(self.since + Duration::from_millis(oldest - 1) + limit)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<std::sync::Weak<AtomicU64>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An HTTP/2 answer's body, telling its `StreamSends` while a frame it handed over waits.
+struct WatchedSend {
+    inner: crate::body::EdgeBody,
+    waiting: Arc<AtomicU64>,
+    since: tokio::time::Instant,
+}
+
+impl http_body::Body for WatchedSend {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        // hyper came back for more: the last frame went through.
+        this.waiting.store(0, Ordering::Release);
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll
+            && frame.is_data()
+        {
+            let at = this.since.elapsed().as_millis() as u64 + 1;
+            this.waiting.store(at, Ordering::Release);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -326,3 +326,98 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off_and_a_slow_reader_is_
     assert_eq!(totals["requests"], 2, "{totals}");
     assert_eq!(s.mock.stats.total(), 2);
 }
+
+/// Reads `answer` to its end, pausing `pause` after every `piece` bytes, at most `pauses` times;
+/// returns how many body bytes came before the end (all of them, or an error first).
+async fn read_http2_answer(
+    mut answer: reqwest::Response,
+    piece: usize,
+    pause: Duration,
+    mut pauses: usize,
+) -> usize {
+    let mut got = 0;
+    let mut since_pause = 0;
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), answer.chunk())
+            .await
+            .expect("the answer neither came nor ended within 20 s");
+        match chunk {
+            Ok(Some(bytes)) => {
+                got += bytes.len();
+                since_pause += bytes.len();
+            }
+            Ok(None) | Err(_) => return got,
+        }
+        if since_pause >= piece && pauses > 0 {
+            since_pause = 0;
+            pauses -= 1;
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// The send timeout over HTTP/2: a client that keeps one stream's window shut while its
+/// connection stays writable (it answers pings, its connection window is wide open) is cut off
+/// once none of its answer went through for the timeout; a slow HTTP/2 reader is not. Both
+/// answers are metered whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_that_leaves_one_stream_unread_is_cut_off_and_a_slow_reader_is_not() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let edge = Edge::start_with_env(&s.cp, "", &[("AIPROXY_CLIENT_SEND_TIMEOUT_SECS", "1")]).await;
+    let url = format!(
+        "http://{}/api/v1/openai/deployments/gpt-4o/embeddings?api-version={}",
+        edge.addr,
+        aiproxy_loadtest::stack::API_VERSION
+    );
+    let body = json!({"input": vec!["a"; 100_000]}).to_string();
+    // One stream's window is 64 KiB and released only as the body is read; the connection's is
+    // 64 MiB, far more than the answer: only the stream can stall.
+    let client = || {
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .http2_adaptive_window(false)
+            .http2_initial_stream_window_size(65_535)
+            .http2_initial_connection_window_size(64 << 20)
+            .http2_keep_alive_interval(Duration::from_millis(200))
+            .http2_keep_alive_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let call = |client: reqwest::Client| {
+        client
+            .post(&url)
+            .header("api-key", &s.key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+
+    // Reads the first piece, then nothing for 4 s (the timeout is 1 s), then reads on.
+    let answer = call(client()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    let length = answer.content_length().expect("a content-length") as usize;
+    assert!(length > 6 << 20, "the answer is {length} bytes");
+    let got = read_http2_answer(answer, 32 << 10, Duration::from_secs(4), 1).await;
+    assert!(
+        got < length,
+        "the whole answer ({length} bytes) reached a client that let none through for 4 s"
+    );
+
+    // Reads 512 KiB every 300 ms: about 4 s in all, longer than the timeout, never stalled for it.
+    let answer = call(client()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let length = answer.content_length().expect("a content-length") as usize;
+    let got = read_http2_answer(answer, 512 << 10, Duration::from_millis(300), usize::MAX).await;
+    assert_eq!(
+        got, length,
+        "a slow HTTP/2 reader that kept reading was cut off"
+    );
+
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+    assert_eq!(totals["requests"], 2, "{totals}");
+    assert_eq!(s.mock.stats.total(), 2);
+}
