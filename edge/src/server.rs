@@ -473,6 +473,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_http2_answer_waits_only_while_a_frame_it_handed_over_is_not_taken_on() {
+        use http_body_util::BodyExt;
+        let sends = StreamSends::new();
+        let limit = Duration::from_secs(60);
+        drop(sends.watch(crate::body::full("")));
+        assert!(sends.lock().is_empty(), "an empty answer is not watched");
+
+        let mut body = sends.watch(crate::body::full("answer"));
+        assert_eq!(sends.stalled_at(limit), None, "nothing handed over yet");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let handed = tokio::time::Instant::now();
+        assert!(body.frame().await.unwrap().unwrap().is_data());
+        assert_eq!(sends.stalled_at(limit), Some(handed + limit));
+        // hyper comes back for more (here: the end): the frame went through.
+        assert!(body.frame().await.is_none());
+        assert_eq!(sends.stalled_at(limit), None);
+        drop(body);
+        sends.stalled_at(limit);
+        assert!(sends.lock().is_empty(), "an answer that ended is forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_write_that_waits_past_the_limit_fails_and_a_flush_is_no_progress() {
         let (near, mut far) = tokio::io::duplex(4096);
         let mut io = SendTimeout::new(TokioIo::new(near), Duration::from_secs(60));
