@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "AIPROXY_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
+    /// gRPC server: open connections at most (each edge holds one; catalog readers one each);
+    /// further clients wait to be accepted until one closes.
+    #[arg(long, env = "AIPROXY_GRPC_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_connections: u32,
+
     /// Serve gRPC server reflection (lets anyone who reaches the port list the services); off
     /// unless set, for debugging with grpcurl.
     #[arg(long, env = "AIPROXY_GRPC_REFLECTION", default_value_t = false, action = ArgAction::Set)]

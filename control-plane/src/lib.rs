@@ -132,6 +132,7 @@ pub async fn run(
             catalog_token: secrets.catalog_token,
         },
         config.grpc_reflection,
+        config.grpc_max_connections as usize,
         stopped(stop_rx.clone()),
     ));
     let admin_state = admin::AdminState {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::MockConfig;
-use aiproxy_loadtest::stack::{Edge, Scenario, eventually};
+use aiproxy_loadtest::stack::{ControlPlane, ControlPlaneOptions, Edge, Scenario, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -420,4 +420,48 @@ async fn an_http2_client_that_leaves_one_stream_unread_is_cut_off_and_a_slow_rea
         .await;
     assert_eq!(totals["requests"], 2, "{totals}");
     assert_eq!(s.mock.stats.total(), 2);
+}
+
+/// `AIPROXY_GRPC_MAX_CONNECTIONS`: past the cap, a gRPC client is not served until a connection
+/// closes. Anyone who reaches the port can open connections before any credential is checked;
+/// here one plain TCP connection that sends nothing holds the only place.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_planes_grpc_connections_are_capped() {
+    let cp = ControlPlane::start_with(ControlPlaneOptions::with_env(&[(
+        "AIPROXY_GRPC_MAX_CONNECTIONS",
+        "1".to_string(),
+    )]))
+    .await;
+    // A gRPC health check over a connection of its own, closed afterwards.
+    let health = || async {
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let answer = client
+            .post(format!("{}/grpc.health.v1.Health/Check", cp.grpc_url()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(vec![0u8; 5])
+            .send()
+            .await;
+        matches!(answer, Ok(a) if a.status() == StatusCode::OK)
+    };
+    eventually("the gRPC port serves", Duration::from_secs(10), health).await;
+
+    let held = tokio::net::TcpStream::connect(cp.grpc_addr).await.unwrap();
+    // The health check's connection closes and the held one takes the place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !health().await,
+        "a second connection was served past a cap of one"
+    );
+    drop(held);
+    eventually(
+        "the gRPC port serves again once the held connection closed",
+        Duration::from_secs(10),
+        health,
+    )
+    .await;
 }

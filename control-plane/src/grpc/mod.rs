@@ -1,6 +1,9 @@
 //! The gRPC server: `EdgeService` (edge credential), `CatalogService` (catalog-reader credential;
 //! refused when none is configured), gRPC health, and reflection only when
 //! `AIPROXY_GRPC_REFLECTION=true` (it hands out the whole API surface to anyone who reaches the port).
+//! Open connections are capped (`AIPROXY_GRPC_MAX_CONNECTIONS`): anyone who reaches the port can
+//! open connections before any credential is checked, and without a cap could use up the
+//! process's file descriptors, which the admin listener and the database pool share.
 
 pub mod auth;
 pub mod catalog_service;
@@ -10,9 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiproxy_proto::v1 as pb;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::catalog::service::Catalog;
 use crate::ownership::ObjectOwnership;
@@ -51,6 +60,7 @@ pub async fn serve(
     state: GrpcState,
     credentials: GrpcCredentials,
     reflection: bool,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -108,7 +118,7 @@ pub async fn serve(
     );
 
     let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?local, reflection = reflection.is_some(), "gRPC listening (EdgeService, CatalogService, health)");
+    tracing::info!(addr = ?local, reflection = reflection.is_some(), max_connections, "gRPC listening (EdgeService, CatalogService, health)");
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -116,7 +126,129 @@ pub async fn serve(
         .add_optional_service(reflection)
         .add_service(edge_service)
         .add_service(catalog_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(capped(listener, max_connections), shutdown)
         .await?;
     Ok(())
+}
+
+/// The listener's connections, at most `max` open at once: past it, new clients wait in the
+/// listen backlog until one closes (as on the admin listener). A failed accept (out of file
+/// descriptors, say) is retried after a pause rather than in a busy loop.
+fn capped(
+    listener: TcpListener,
+    max: usize,
+) -> impl Stream<Item = std::io::Result<CappedConnection>> + Send + 'static {
+    let permits = Arc::new(Semaphore::new(max.max(1)));
+    Box::pin(futures_util::stream::unfold(
+        (listener, permits),
+        |(listener, permits)| async move {
+            let permit = permits.clone().acquire_owned().await.ok()?;
+            loop {
+                match listener.accept().await {
+                    Ok((io, _)) => {
+                        let _ = io.set_nodelay(true);
+                        let connection = CappedConnection {
+                            io,
+                            _permit: permit,
+                        };
+                        return Some((Ok(connection), (listener, permits)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gRPC accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// An accepted connection holding its place under the cap until it is dropped.
+struct CappedConnection {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for CappedConnection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl AsyncRead for CappedConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CappedConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// Two connections fill a cap of two: a third client waits in the backlog until one of them
+    /// closes, then is served.
+    #[tokio::test]
+    async fn past_the_cap_a_connection_waits_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = capped(listener, 2);
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let first = incoming.next().await.unwrap().unwrap();
+        let _second = incoming.next().await.unwrap().unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), incoming.next()).await;
+        assert!(
+            waited.is_err(),
+            "a third connection was accepted past the cap of two"
+        );
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+            .await
+            .expect("the third connection was accepted once one closed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            third.connect_info().remote_addr(),
+            clients[2].local_addr().ok()
+        );
+    }
 }
