@@ -3,7 +3,9 @@
 //! `AIPROXY_GRPC_REFLECTION=true` (it hands out the whole API surface to anyone who reaches the port).
 //! Open connections are capped (`AIPROXY_GRPC_MAX_CONNECTIONS`): anyone who reaches the port can
 //! open connections before any credential is checked, and without a cap could use up the
-//! process's file descriptors, which the admin listener and the database pool share.
+//! process's file descriptors, which the admin listener and the database pool share. A
+//! connection that sends nothing within `FIRST_BYTES_WITHIN` is closed, so silent sockets cannot
+//! hold places under the cap.
 
 pub mod auth;
 pub mod catalog_service;
@@ -37,6 +39,11 @@ use catalog_service::CatalogReadService;
 /// (`sync::chunks`), ownership calls carry at most 1000 objects and usage batches at most 5000
 /// records; this is the safety margin.
 pub const MAX_EDGE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a new gRPC connection may stay silent before its first bytes (the HTTP/2 preface) or
+/// be closed, as the HTTP listeners' header-read timeout does. Afterwards HTTP/2 keepalive pings
+/// drop peers that stop answering.
+const FIRST_BYTES_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct GrpcCredentials {
     pub edge_token: Secret,
@@ -147,10 +154,7 @@ fn capped(
                 match listener.accept().await {
                     Ok((io, _)) => {
                         let _ = io.set_nodelay(true);
-                        let connection = CappedConnection {
-                            io,
-                            _permit: permit,
-                        };
+                        let connection = CappedConnection::new(io, permit, FIRST_BYTES_WITHIN);
                         return Some((Ok(connection), (listener, permits)));
                     }
                     Err(e) => {
@@ -163,10 +167,23 @@ fn capped(
     ))
 }
 
-/// An accepted connection holding its place under the cap until it is dropped.
+/// An accepted connection holding its place under the cap until it is dropped; its reads fail
+/// if its first bytes do not come in time.
 struct CappedConnection {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the first bytes: when the connection is given up.
+    silent_until: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl CappedConnection {
+    fn new(io: TcpStream, permit: OwnedSemaphorePermit, first_bytes_within: Duration) -> Self {
+        Self {
+            io,
+            _permit: permit,
+            silent_until: Some(Box::pin(tokio::time::sleep(first_bytes_within))),
+        }
+    }
 }
 
 impl Connected for CappedConnection {
@@ -183,7 +200,22 @@ impl AsyncRead for CappedConnection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Some(deadline) = this.silent_until.as_mut() {
+            match &poll {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.silent_until = None,
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the gRPC client sent nothing after connecting",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        poll
     }
 }
 
@@ -221,6 +253,41 @@ impl AsyncWrite for CappedConnection {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A connection whose first bytes do not come in time fails its read (hyper then closes it);
+    /// one that has sent something is not timed any more.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_is_given_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let permits = Arc::new(Semaphore::new(2));
+        let limit = Duration::from_secs(10);
+
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        let mut silent =
+            CappedConnection::new(io, permits.clone().try_acquire_owned().unwrap(), limit);
+        let started = tokio::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let error = tokio::time::timeout(limit * 3, silent.read(&mut buf))
+            .await
+            .expect("the silent connection was given up")
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), limit);
+
+        let mut talking = TcpStream::connect(addr).await.unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        let mut served = CappedConnection::new(io, permits.try_acquire_owned().unwrap(), limit);
+        talking.write_all(b"PRI").await.unwrap();
+        assert_eq!(served.read(&mut buf).await.unwrap(), 3);
+        let quiet = tokio::time::timeout(limit * 3, served.read(&mut buf)).await;
+        assert!(
+            quiet.is_err(),
+            "a connection that had spoken was given up: {quiet:?}"
+        );
+    }
 
     /// Two connections fill a cap of two: a third client waits in the backlog until one of them
     /// closes, then is served.
