@@ -392,7 +392,14 @@ impl StreamSends {
             return body;
         }
         let waiting = Arc::new(AtomicU64::new(0));
-        self.lock().push(Arc::downgrade(&waiting));
+        let mut answers = self.lock();
+        // Ended answers are forgotten before the list would grow, so a busy connection's list
+        // stays within twice the answers open at once (`stalled_at` also prunes it).
+        if answers.len() == answers.capacity() {
+            answers.retain(|w| w.strong_count() > 0);
+        }
+        answers.push(Arc::downgrade(&waiting));
+        drop(answers);
         http_body_util::BodyExt::boxed_unsync(WatchedSend {
             inner: body,
             waiting,
@@ -492,6 +499,14 @@ mod tests {
         drop(body);
         sends.stalled_at(limit);
         assert!(sends.lock().is_empty(), "an answer that ended is forgotten");
+
+        // Many answers, one after the other, between two checks: the list does not grow with them.
+        let open = sends.watch(crate::body::full("still open"));
+        for _ in 0..1000 {
+            drop(sends.watch(crate::body::full("answer")));
+        }
+        assert!(sends.lock().len() <= 8, "{} entries", sends.lock().len());
+        drop(open);
     }
 
     #[tokio::test(start_paused = true)]
