@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "AIPROXY_GRPC_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_connections: u32,
 
+    /// gRPC server: a connection that has made no authenticated call this many seconds after
+    /// connecting is closed (an edge calls at once; strangers cannot hold places under the cap).
+    #[arg(long, env = "AIPROXY_GRPC_FIRST_CALL_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub grpc_first_call_timeout_secs: u64,
+
     /// Serve gRPC server reflection (lets anyone who reaches the port list the services); off
     /// unless set, for debugging with grpcurl.
     #[arg(long, env = "AIPROXY_GRPC_REFLECTION", default_value_t = false, action = ArgAction::Set)]

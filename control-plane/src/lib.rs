@@ -132,7 +132,10 @@ pub async fn run(
             catalog_token: secrets.catalog_token,
         },
         config.grpc_reflection,
-        config.grpc_max_connections as usize,
+        grpc::GrpcLimits {
+            max_connections: config.grpc_max_connections as usize,
+            first_call_timeout: Duration::from_secs(config.grpc_first_call_timeout_secs),
+        },
         stopped(stop_rx.clone()),
     ));
     let admin_state = admin::AdminState {

@@ -440,46 +440,91 @@ async fn an_http2_client_that_leaves_one_stream_unread_is_cut_off_and_a_slow_rea
     assert_two_calls_metered_whole(&s).await;
 }
 
-/// `AIPROXY_GRPC_MAX_CONNECTIONS`: past the cap, a gRPC client is not served until a connection
-/// closes. Anyone who reaches the port can open connections before any credential is checked;
-/// here one plain TCP connection that sends nothing holds the only place.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_control_planes_grpc_connections_are_capped() {
-    let cp = ControlPlane::start_with(ControlPlaneOptions::with_env(&[(
-        "AIPROXY_GRPC_MAX_CONNECTIONS",
-        "1".to_string(),
-    )]))
-    .await;
-    // A gRPC health check over a connection of its own, closed afterwards.
-    let health = || async {
-        let client = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        let answer = client
-            .post(format!("{}/grpc.health.v1.Health/Check", cp.grpc_url()))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(vec![0u8; 5])
-            .send()
-            .await;
-        matches!(answer, Ok(a) if a.status() == StatusCode::OK)
-    };
-    eventually("the gRPC port serves", Duration::from_secs(10), health).await;
+/// One gRPC call with an empty message over `client` (bearer `token` if given), within `within`;
+/// true when it was answered (HTTP 200: the call's own status is in the trailers).
+async fn grpc_answered(
+    client: &reqwest::Client,
+    cp: &ControlPlane,
+    path: &str,
+    token: Option<&str>,
+    within: Duration,
+) -> bool {
+    let mut call = client
+        .post(format!("{}{path}", cp.grpc_url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8; 5])
+        .timeout(within);
+    if let Some(token) = token {
+        call = call.bearer_auth(token);
+    }
+    matches!(call.send().await, Ok(a) if a.status() == StatusCode::OK)
+}
 
+fn http2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+/// `AIPROXY_GRPC_MAX_CONNECTIONS` and `AIPROXY_GRPC_FIRST_CALL_TIMEOUT_SECS`: past the cap, a gRPC
+/// client is not served until a connection closes; anyone who reaches the port can open one
+/// before any credential is checked, so a connection that has made no authenticated call within
+/// the first-call timeout is closed, and one that has is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_planes_grpc_connections_are_capped_and_strangers_do_not_keep_them() {
+    const HEALTH: &str = "/grpc.health.v1.Health/Check";
+    let cp = ControlPlane::start_with(ControlPlaneOptions::with_env(&[
+        ("AIPROXY_GRPC_MAX_CONNECTIONS", "1".to_string()),
+        ("AIPROXY_GRPC_FIRST_CALL_TIMEOUT_SECS", "1".to_string()),
+    ]))
+    .await;
+    let cp = &cp;
+    // A health check (no credential) over a connection of its own, closed afterwards.
+    let fresh_health = |within: Duration| async move {
+        grpc_answered(&http2_client(), cp, HEALTH, None, within).await
+    };
+    eventually("the gRPC port serves", Duration::from_secs(10), || {
+        fresh_health(Duration::from_secs(1))
+    })
+    .await;
+
+    // A plain TCP connection that sends nothing takes the only place: no one else is served...
     let held = tokio::net::TcpStream::connect(cp.grpc_addr).await.unwrap();
-    // The health check's connection closes and the held one takes the place.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        !health().await,
+        !fresh_health(Duration::from_millis(300)).await,
         "a second connection was served past a cap of one"
     );
-    drop(held);
+    // ...until the first-call timeout closes it, while this test still holds it open.
     eventually(
-        "the gRPC port serves again once the held connection closed",
+        "the silent connection is closed after the first-call timeout",
         Duration::from_secs(10),
-        health,
+        || fresh_health(Duration::from_secs(1)),
+    )
+    .await;
+    drop(held);
+
+    // An edge's connection (a call with the edge token) outlives the first-call timeout.
+    let edge = http2_client();
+    let lookup = "/aiproxy.v1.EdgeService/LookupObjects";
+    let token = Some(cp.edge_token.as_str());
+    eventually("an edge call is answered", Duration::from_secs(10), || {
+        grpc_answered(&edge, cp, lookup, token, Duration::from_secs(1))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !fresh_health(Duration::from_millis(300)).await,
+        "the edge's connection was closed although it had made an authenticated call"
+    );
+    assert!(grpc_answered(&edge, cp, lookup, token, Duration::from_secs(2)).await);
+    drop(edge);
+    eventually(
+        "the gRPC port serves again once the edge's connection closed",
+        Duration::from_secs(10),
+        || fresh_health(Duration::from_secs(1)),
     )
     .await;
 }

@@ -44,7 +44,13 @@ impl Interceptor for BearerToken {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(token) if expected.matches(token.trim()) => Ok(request),
+            Some(token) if expected.matches(token.trim()) => {
+                // The connection has a caller with the credential: it may stay open.
+                if let Some(connection) = request.extensions().get::<super::GrpcConnectInfo>() {
+                    connection.mark_authenticated();
+                }
+                Ok(request)
+            }
             Some(_) => Err(Status::unauthenticated(format!("invalid {}", self.what))),
             None => Err(Status::unauthenticated(format!(
                 "missing credentials: send 'authorization: Bearer <{}>' metadata",
@@ -64,6 +70,31 @@ mod tests {
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         request
+    }
+
+    /// Only a call that passes the check marks its connection (which then may stay open).
+    #[test]
+    fn a_call_with_the_credential_marks_its_connection() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut check = BearerToken::new(Secret::new("edge"), "edge token");
+        for (token, marked) in [("wrong", false), ("edge", true)] {
+            let connection = super::super::GrpcConnectInfo {
+                tcp: tonic::transport::server::TcpConnectInfo {
+                    local_addr: None,
+                    remote_addr: None,
+                },
+                authenticated: Arc::new(AtomicBool::new(false)),
+            };
+            let mut call = request(token);
+            call.extensions_mut().insert(connection.clone());
+            assert_eq!(check.call(call).is_ok(), marked);
+            assert_eq!(
+                connection.authenticated.load(Ordering::Acquire),
+                marked,
+                "{token}"
+            );
+        }
     }
 
     #[test]

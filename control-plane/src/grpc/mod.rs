@@ -4,8 +4,9 @@
 //! Open connections are capped (`AIPROXY_GRPC_MAX_CONNECTIONS`): anyone who reaches the port can
 //! open connections before any credential is checked, and without a cap could use up the
 //! process's file descriptors, which the admin listener and the database pool share. A
-//! connection that sends nothing within `FIRST_BYTES_WITHIN` is closed, so silent sockets cannot
-//! hold places under the cap.
+//! connection that has made no authenticated call within `AIPROXY_GRPC_FIRST_CALL_TIMEOUT_SECS`
+//! is closed, so strangers cannot hold places under the cap for long; an edge makes its Sync call
+//! at once and keeps its connection for as long as it answers HTTP/2 pings.
 
 pub mod auth;
 pub mod catalog_service;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use aiproxy_proto::v1 as pb;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
@@ -40,10 +42,14 @@ use catalog_service::CatalogReadService;
 /// records; this is the safety margin.
 pub const MAX_EDGE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// How long a new gRPC connection may stay silent before its first bytes (the HTTP/2 preface) or
-/// be closed, as the HTTP listeners' header-read timeout does. Afterwards HTTP/2 keepalive pings
-/// drop peers that stop answering.
-const FIRST_BYTES_WITHIN: Duration = Duration::from_secs(10);
+/// The gRPC listener's connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcLimits {
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that has made no authenticated call this long after connecting is closed.
+    pub first_call_timeout: Duration,
+}
 
 pub struct GrpcCredentials {
     pub edge_token: Secret,
@@ -67,7 +73,7 @@ pub async fn serve(
     state: GrpcState,
     credentials: GrpcCredentials,
     reflection: bool,
-    max_connections: usize,
+    limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -125,7 +131,7 @@ pub async fn serve(
     );
 
     let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?local, reflection = reflection.is_some(), max_connections, "gRPC listening (EdgeService, CatalogService, health)");
+    tracing::info!(addr = ?local, reflection = reflection.is_some(), ?limits, "gRPC listening (EdgeService, CatalogService, health)");
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -133,28 +139,29 @@ pub async fn serve(
         .add_optional_service(reflection)
         .add_service(edge_service)
         .add_service(catalog_service)
-        .serve_with_incoming_shutdown(capped(listener, max_connections), shutdown)
+        .serve_with_incoming_shutdown(capped(listener, limits), shutdown)
         .await?;
     Ok(())
 }
 
-/// The listener's connections, at most `max` open at once: past it, new clients wait in the
-/// listen backlog until one closes (as on the admin listener). A failed accept (out of file
-/// descriptors, say) is retried after a pause rather than in a busy loop.
+/// The listener's connections, at most `limits.max_connections` open at once: past it, new
+/// clients wait in the listen backlog until one closes (as on the admin listener). A failed
+/// accept (out of file descriptors, say) is retried after a pause rather than in a busy loop.
 fn capped(
     listener: TcpListener,
-    max: usize,
+    limits: GrpcLimits,
 ) -> impl Stream<Item = std::io::Result<CappedConnection>> + Send + 'static {
-    let permits = Arc::new(Semaphore::new(max.max(1)));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let first_call_timeout = limits.first_call_timeout;
     Box::pin(futures_util::stream::unfold(
         (listener, permits),
-        |(listener, permits)| async move {
+        move |(listener, permits)| async move {
             let permit = permits.clone().acquire_owned().await.ok()?;
             loop {
                 match listener.accept().await {
                     Ok((io, _)) => {
                         let _ = io.set_nodelay(true);
-                        let connection = CappedConnection::new(io, permit, FIRST_BYTES_WITHIN);
+                        let connection = CappedConnection::new(io, permit, first_call_timeout);
                         return Some((Ok(connection), (listener, permits)));
                     }
                     Err(e) => {
@@ -167,55 +174,73 @@ fn capped(
     ))
 }
 
+/// What every call on a gRPC connection finds in its request's extensions: the peer's address,
+/// and the mark the bearer-token check sets once a call on the connection passed it.
+#[derive(Debug, Clone)]
+pub struct GrpcConnectInfo {
+    pub tcp: TcpConnectInfo,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl GrpcConnectInfo {
+    /// A call on this connection presented a valid credential.
+    pub fn mark_authenticated(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
+}
+
 /// An accepted connection holding its place under the cap until it is dropped; its reads fail
-/// if its first bytes do not come in time.
+/// once the first-call timeout has passed with no authenticated call on it.
 struct CappedConnection {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
-    /// Until the first bytes: when the connection is given up.
-    silent_until: Option<Pin<Box<tokio::time::Sleep>>>,
+    authenticated: Arc<AtomicBool>,
+    /// Until the first authenticated call: when the connection is given up.
+    first_call_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl CappedConnection {
-    fn new(io: TcpStream, permit: OwnedSemaphorePermit, first_bytes_within: Duration) -> Self {
+    fn new(io: TcpStream, permit: OwnedSemaphorePermit, first_call_timeout: Duration) -> Self {
         Self {
             io,
             _permit: permit,
-            silent_until: Some(Box::pin(tokio::time::sleep(first_bytes_within))),
+            authenticated: Arc::new(AtomicBool::new(false)),
+            first_call_by: Some(Box::pin(tokio::time::sleep(first_call_timeout))),
         }
     }
 }
 
 impl Connected for CappedConnection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = GrpcConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
+        GrpcConnectInfo {
+            tcp: self.io.connect_info(),
+            authenticated: self.authenticated.clone(),
+        }
     }
 }
 
 impl AsyncRead for CappedConnection {
+    /// hyper always has a read waiting on an HTTP/2 connection, so the deadline's timer wakes it
+    /// and the read fails then (hyper closes the connection).
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Some(deadline) = this.silent_until.as_mut() {
-            match &poll {
-                Poll::Ready(Ok(())) if buf.filled().len() > before => this.silent_until = None,
-                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the gRPC client sent nothing after connecting",
-                    )));
-                }
-                _ => {}
+        if let Some(deadline) = this.first_call_by.as_mut() {
+            if this.authenticated.load(Ordering::Acquire) {
+                this.first_call_by = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the gRPC client made no authenticated call in time",
+                )));
             }
         }
-        poll
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -255,37 +280,60 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A connection whose first bytes do not come in time fails its read (hyper then closes it);
-    /// one that has sent something is not timed any more.
+    /// Accepts one connection from a client, under a first-call timeout of `limit`.
+    async fn accepted(listener: &TcpListener, limit: Duration) -> (TcpStream, CappedConnection) {
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        (client, CappedConnection::new(io, permit, limit))
+    }
+
+    /// Reads from `connection` until it fails or `within` passes; the failure's kind.
+    async fn fails_within(
+        connection: &mut CappedConnection,
+        within: Duration,
+    ) -> Option<std::io::ErrorKind> {
+        let mut buf = [0u8; 16];
+        let read = async {
+            loop {
+                if let Err(e) = connection.read(&mut buf).await {
+                    return e.kind();
+                }
+            }
+        };
+        tokio::time::timeout(within, read).await.ok()
+    }
+
+    /// A connection with no authenticated call when the first-call timeout passes fails its
+    /// reads (hyper then closes it), whether it was silent or talking; one whose call passed the
+    /// credential check is not timed any more.
     #[tokio::test(start_paused = true)]
-    async fn a_connection_that_sends_nothing_is_given_up() {
+    async fn a_connection_without_an_authenticated_call_in_time_is_given_up() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let permits = Arc::new(Semaphore::new(2));
         let limit = Duration::from_secs(10);
 
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        let (io, _) = listener.accept().await.unwrap();
-        let mut silent =
-            CappedConnection::new(io, permits.clone().try_acquire_owned().unwrap(), limit);
+        let (_client, mut silent) = accepted(&listener, limit).await;
         let started = tokio::time::Instant::now();
-        let mut buf = [0u8; 16];
-        let error = tokio::time::timeout(limit * 3, silent.read(&mut buf))
-            .await
-            .expect("the silent connection was given up")
-            .unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        let failed = fails_within(&mut silent, limit * 3).await;
+        assert_eq!(failed, Some(std::io::ErrorKind::TimedOut));
         assert_eq!(started.elapsed(), limit);
 
-        let mut talking = TcpStream::connect(addr).await.unwrap();
-        let (io, _) = listener.accept().await.unwrap();
-        let mut served = CappedConnection::new(io, permits.try_acquire_owned().unwrap(), limit);
-        talking.write_all(b"PRI").await.unwrap();
-        assert_eq!(served.read(&mut buf).await.unwrap(), 3);
-        let quiet = tokio::time::timeout(limit * 3, served.read(&mut buf)).await;
-        assert!(
-            quiet.is_err(),
-            "a connection that had spoken was given up: {quiet:?}"
+        let (mut client, mut talking) = accepted(&listener, limit).await;
+        client.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let failed = fails_within(&mut talking, limit * 3).await;
+        assert_eq!(failed, Some(std::io::ErrorKind::TimedOut));
+        assert_eq!(started.elapsed(), limit);
+
+        let (mut client, mut served) = accepted(&listener, limit).await;
+        client.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        served.connect_info().mark_authenticated();
+        let failed = fails_within(&mut served, limit * 3).await;
+        assert_eq!(
+            failed, None,
+            "a connection with an authenticated call was given up"
         );
     }
 
@@ -295,7 +343,11 @@ mod tests {
     async fn past_the_cap_a_connection_waits_until_one_closes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut incoming = capped(listener, 2);
+        let limits = GrpcLimits {
+            max_connections: 2,
+            first_call_timeout: Duration::from_secs(60),
+        };
+        let mut incoming = capped(listener, limits);
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(TcpStream::connect(addr).await.unwrap());
@@ -314,7 +366,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            third.connect_info().remote_addr(),
+            third.connect_info().tcp.remote_addr(),
             clients[2].local_addr().ok()
         );
     }
