@@ -2,9 +2,9 @@
 //! through `proxy::handle`, with every limit a server on the public internet needs: a header-read
 //! timeout and size/count limits (slow or oversized request heads), an idle timeout (connections
 //! with no request in flight), a send timeout (a client that leaves its answer unread, on its
-//! socket or on one HTTP/2 stream), HTTP/2 keepalive and stream limits, and a cap on open connections (past it, new connections
-//! wait in the listen backlog). Request bodies have their own idle timeout
-//! (`body::with_idle_timeout`).
+//! socket or on one HTTP/2 stream), HTTP/2 keepalive and stream limits, and a cap on open
+//! connections (past it, new connections wait in the listen backlog). Request bodies have their
+//! own idle timeout (`body::with_idle_timeout`).
 //!
 //! Shutdown drains: readiness turns 503 at once, the listener stays open for the shutdown delay
 //! (so load balancers notice and stop sending), then closes; open requests and streams get the

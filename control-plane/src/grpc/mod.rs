@@ -12,14 +12,13 @@ pub mod auth;
 pub mod catalog_service;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aiproxy_proto::v1 as pb;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
-
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -175,7 +174,8 @@ fn capped(
 }
 
 /// What every call on a gRPC connection finds in its request's extensions: the peer's address,
-/// and the mark the bearer-token check sets once a call on the connection passed it.
+/// and the mark the bearer-token check sets once a call on the connection passed it. (tonic's
+/// `Request::remote_addr` looks for a bare `TcpConnectInfo` and finds none: read `tcp`.)
 #[derive(Debug, Clone)]
 pub struct GrpcConnectInfo {
     pub tcp: TcpConnectInfo,
