@@ -528,3 +528,35 @@ async fn the_control_planes_grpc_connections_are_capped_and_strangers_do_not_kee
     )
     .await;
 }
+
+/// The control plane's gRPC server announces a limit on concurrent streams in its HTTP/2
+/// SETTINGS (tonic announces none by default), so one connection cannot open streams without end.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_planes_grpc_server_limits_streams_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cp = ControlPlane::start().await;
+    let mut socket = tokio::net::TcpStream::connect(cp.grpc_addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // The server's first frame is its SETTINGS: 9-byte head, then 6 bytes per setting.
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut head))
+        .await
+        .expect("the server's SETTINGS within 5 s")
+        .unwrap();
+    assert_eq!(head[3], 0x4, "the first frame is SETTINGS");
+    let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut settings = vec![0u8; length];
+    socket.read_exact(&mut settings).await.unwrap();
+    let max_streams = settings.chunks(6).find_map(|s| {
+        (u16::from_be_bytes([s[0], s[1]]) == 0x3)
+            .then(|| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+    });
+    assert_eq!(
+        max_streams,
+        Some(aiproxy_control_plane::grpc::MAX_STREAMS_PER_CONNECTION)
+    );
+}

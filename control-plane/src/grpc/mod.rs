@@ -41,6 +41,11 @@ use catalog_service::CatalogReadService;
 /// records; this is the safety margin.
 pub const MAX_EDGE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Streams one gRPC connection may have open at once (tonic's default is no limit). An edge's
+/// Sync stream and its control calls stay far below it (a client queues calls past it); without
+/// it, a stranger could open streams by the hundred thousand before any credential check answered.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
 /// The gRPC listener's connection limits.
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcLimits {
@@ -134,6 +139,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(edge_service)
