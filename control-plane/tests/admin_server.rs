@@ -37,7 +37,7 @@ async fn status_line(running: &Running, request: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_half_sent_request_line_is_closed_after_the_header_timeout() {
-    let running = start_with(&fresh_dir(), |c| c.header_read_timeout_ms = 300).await;
+    let running = start_fresh_with(|c| c.header_read_timeout_ms = 300).await;
     let mut stream = TcpStream::connect(running.admin_addr).await.unwrap();
     stream.write_all(b"GET /healthz HT").await.unwrap();
     let started = Instant::now();
@@ -52,7 +52,7 @@ async fn a_half_sent_request_line_is_closed_after_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_or_too_large_headers_get_431() {
-    let running = start_with(&fresh_dir(), |c| {
+    let running = start_fresh_with(|c| {
         c.max_headers = 20;
         c.max_header_bytes = 16 * 1024;
     })
@@ -81,7 +81,7 @@ async fn too_many_or_too_large_headers_get_431() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_over_the_limit_get_413_and_slow_ones_408() {
-    let running = start_with(&fresh_dir(), |c| {
+    let running = start_fresh_with(|c| {
         c.admin_max_body_bytes = 1024;
         c.body_read_timeout_secs = 1;
     })
@@ -126,7 +126,7 @@ async fn bodies_over_the_limit_get_413_and_slow_ones_408() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http2_connection_is_closed() {
-    let running = start_with(&fresh_dir(), |c| c.idle_timeout_secs = 1).await;
+    let running = start_fresh_with(|c| c.idle_timeout_secs = 1).await;
     let stream = TcpStream::connect(running.admin_addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -156,7 +156,7 @@ async fn an_idle_http2_connection_is_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let running = start_with(&fresh_dir(), |c| c.max_connections = 2).await;
+    let running = start_fresh_with(|c| c.max_connections = 2).await;
     // Let the start-up health checks' connections close.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first = TcpStream::connect(running.admin_addr).await.unwrap();

@@ -14,7 +14,7 @@ use aiproxy_control_plane::config::Config;
 use aiproxy_control_plane::sync::ChangeFeed;
 use aiproxy_control_plane::sync::listen::APPLICATION_NAME;
 use sqlx::Connection;
-use support::{EDGE_TOKEN, Running, fresh_dir, hello, open_sync, start_with};
+use support::{EDGE_TOKEN, Running, hello, open_sync, start_fresh_with};
 use tokio::sync::watch;
 
 const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -126,8 +126,8 @@ fn ms(d: Duration) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_on_one_replica_reaches_the_other_replicas_edge_by_notification() {
     let db = Database::create().await;
-    let a = start_with(&fresh_dir(), replica(&db.url)).await;
-    let b = start_with(&fresh_dir(), replica(&db.url)).await;
+    let a = start_fresh_with(replica(&db.url)).await;
+    let b = start_fresh_with(replica(&db.url)).await;
     db.wait_listeners(2).await;
 
     let mut edge = open_sync(&b, EDGE_TOKEN, hello(0, "")).await.unwrap();
@@ -189,7 +189,7 @@ async fn writer_and_listening_feed(
     ChangeFeed,
     tokio::task::JoinHandle<()>,
 ) {
-    let a = start_with(&fresh_dir(), replica(&db.url)).await;
+    let a = start_fresh_with(replica(&db.url)).await;
     let store = open(&db.url, 10).await.unwrap();
     let feed = ChangeFeed::new();
     let listener = feed
@@ -293,7 +293,7 @@ async fn versions_and_forgets_are_notified_and_a_lost_connection_is_caught_up() 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_listener_the_poller_alone_carries_changes() {
     let db = Database::create().await;
-    let a = start_with(&fresh_dir(), replica(&db.url)).await;
+    let a = start_fresh_with(replica(&db.url)).await;
     let store = open(&db.url, 10).await.unwrap();
     let feed = ChangeFeed::new();
     let poller = feed.spawn_poller(store.clone(), Duration::from_millis(100));

@@ -245,7 +245,7 @@ async fn health_is_served_and_reflection_only_when_enabled() {
         "reflection is off by default"
     );
 
-    let with_reflection = start_with(&fresh_dir(), |c| c.grpc_reflection = true).await;
+    let with_reflection = start_fresh_with(|c| c.grpc_reflection = true).await;
     let names = reflected_services(&with_reflection).await.unwrap();
     for expected in [
         "aiproxy.v1.EdgeService",

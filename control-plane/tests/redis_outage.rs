@@ -117,7 +117,7 @@ async fn redis_down_at_start_means_memory_first_then_redis() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_control_plane_starts_while_redis_is_down() {
     let url = format!("redis://127.0.0.1:{}", closed_port());
-    let running = start_with(&fresh_dir(), |c| c.redis_url = Some(url.as_str().into())).await;
+    let running = start_fresh_with(|c| c.redis_url = Some(url.as_str().into())).await;
     let resources = running.admin_get("/resources").await;
     assert_eq!(resources, serde_json::json!([]));
 }

@@ -27,6 +27,16 @@ pub struct Running {
     pub admin: String,
     pub admin_addr: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// The folder made for this control plane alone, removed when it is dropped.
+    owned_dir: Option<PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(dir) = self.owned_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn free() -> std::net::SocketAddr {
@@ -45,9 +55,17 @@ pub fn database_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("c.db").display())
 }
 
-/// Starts a control plane in-process on a fresh database.
+/// Starts a control plane in-process on a fresh database (removed when it is dropped).
 pub async fn start() -> Running {
-    start_on(&fresh_dir()).await
+    start_fresh_with(|_| {}).await
+}
+
+/// Like `start`, with the test's own settings applied to the configuration.
+pub async fn start_fresh_with(tweak: impl Fn(&mut Config)) -> Running {
+    let dir = fresh_dir();
+    let mut running = start_with(&dir, tweak).await;
+    running.owned_dir = Some(dir);
+    running
 }
 
 /// Starts a control plane in-process on the database in `dir` (several may share one, like
@@ -115,6 +133,7 @@ async fn try_start(dir: &Path, tweak: &impl Fn(&mut Config)) -> Option<Running> 
         admin: admin_url,
         admin_addr: admin,
         _stop: stop,
+        owned_dir: None,
     })
 }
 
