@@ -368,7 +368,8 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for SendTimeout<T> {
 /// the connection's) shut while its socket stays writable: hyper then stops polling that
 /// answer's body and sends nothing, and `SendTimeout` sees no stalled write. So each HTTP/2
 /// answer's body records when it handed hyper a data frame that hyper has not come back for
-/// (it comes back at once while the window is open); the connection closes once a frame has
+/// (hyper holds a frame until the stream's window has room, hands it to h2 and polls for the
+/// next; only the unsent part of the last frame escapes); the connection closes once a frame has
 /// waited for the send timeout. Time spent waiting for the upstream does not count: the body is
 /// being polled then.
 struct StreamSends {
