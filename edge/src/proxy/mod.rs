@@ -731,7 +731,7 @@ pub(crate) async fn send_upstream(
     state: &EdgeState,
     upstream: &UpstreamResource,
     request: Request<EdgeBody>,
-) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+) -> Result<Response<crate::upstream::UpstreamBody>, ProxyError> {
     let response = state
         .upstream
         .send(request)
