@@ -15,6 +15,10 @@
 #   --edge-bin PATH  measure this edge binary instead of target/release/aiproxy-edge (an older
 #                    build, for a before/after comparison; the control plane stays the current one)
 #   --keep           keep the scratch folder (logs, configs, raw oha output)
+#   --instructions N instead of the comparison: run the edge under valgrind's callgrind and print
+#                    the instructions it executes per call over N calls (after 500 uncounted ones).
+#                    Counts, not seconds: repeatable whatever else the machine runs, so two edge
+#                    builds (--edge-bin) can be compared in separate runs. User space only.
 #
 # Measured, per path (direct, nginx, edge):
 #   1. throughput: closed loop, 32 keep-alive connections, ROUNDS rounds of --duration/2 seconds
@@ -48,6 +52,7 @@ FLAMEGRAPH=0
 FLAME_SVG=docs/img/edge-flamegraph.svg
 EDGE_BIN=
 KEEP=0
+INSTRUCTIONS=0
 CONNS=32
 SSE_STREAMS=50
 SSE_CALLS=${SSE_CALLS:-20}
@@ -65,6 +70,7 @@ while [[ $# -gt 0 ]]; do
       ;;
     --edge-bin) EDGE_BIN=$(realpath "$2"); shift ;;
     --keep) KEEP=1 ;;
+    --instructions) INSTRUCTIONS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -200,10 +206,15 @@ log "event $EVENT_ID: max_token_cap=$TOKEN_CAP daily_request_cap=$REQUEST_CAP"
 
 log "edge on 127.0.0.1:$EDGE_PORT (cpu $PROXY_CPU)"
 mkdir -p "$DIR/edge"
+EDGE_WRAP=()
+if [[ $INSTRUCTIONS -gt 0 ]]; then
+  command -v callgrind_control >/dev/null || die "--instructions: valgrind is needed (apt-get install -y valgrind)"
+  EDGE_WRAP=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/callgrind.out")
+fi
 (cd "$DIR/edge" && exec "${CLEAN_ENV[@]}" RUST_LOG=warn \
   AIPROXY_CONTROL_PLANE_URL="http://127.0.0.1:$GRPC_PORT" AIPROXY_LISTEN_ADDR="127.0.0.1:$EDGE_PORT" \
   AIPROXY_EDGE_TOKEN="$EDGE_TOKEN" AIPROXY_EDGE_ID=bench-edge AIPROXY_EDGE_STATE_DIR="$DIR/edge" \
-  taskset -c "$PROXY_CPU" "$EDGE_BIN") >"$DIR/edge.log" 2>&1 &
+  taskset -c "$PROXY_CPU" "${EDGE_WRAP[@]}" "$EDGE_BIN") >"$DIR/edge.log" 2>&1 &
 PIDS+=($!)
 EDGE_PID=${PIDS[-1]}
 wait_http "http://127.0.0.1:$EDGE_PORT/readyz" "the edge" "$EDGE_PID" 200
@@ -250,6 +261,19 @@ oha_run() { # path out.json [oha args...]
   bad=$(jq '[.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0' "$out")
   [[ $bad == 0 ]] || log "warning: $p: $bad answers were not 200: $(jq -c .statusCodeDistribution "$out")"
 }
+
+if [[ $INSTRUCTIONS -gt 0 ]]; then
+  oha_run edge "$DIR/uncounted.json" -n 500 -c "$CONNS"
+  callgrind_control -i on "$EDGE_PID" >/dev/null 2>&1
+  oha_run edge "$DIR/counted.json" -n "$INSTRUCTIONS" -c "$CONNS"
+  callgrind_control -i off "$EDGE_PID" >/dev/null 2>&1
+  callgrind_control -d "$EDGE_PID" >/dev/null 2>&1
+  sleep 1
+  total=$(cat "$DIR"/callgrind.out.* | awk '/^totals:/ {s += $2} END {print s + 0}')
+  log "edge $EDGE_BIN: $total instructions over $INSTRUCTIONS calls"
+  echo "edge instructions per call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
+  exit 0
+fi
 
 # The proxy's RSS (KiB, the process and its children: nginx's worker) until the file stop appears.
 rss_sampler() { # pid out
