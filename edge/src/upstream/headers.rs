@@ -4,16 +4,20 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName};
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// As `HeaderName`s, not strings: a removal by string parses the name first, and these run on
+/// every request and every answer.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -26,7 +30,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(header::TRANSFER_ENCODING);
@@ -42,7 +46,7 @@ pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::COOKIE);
     headers.remove(header::FORWARDED);
-    headers.remove("x-real-ip");
+    headers.remove(X_REAL_IP);
     let forwarded: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("x-forwarded-"))
@@ -52,7 +56,7 @@ pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
         headers.remove(name);
     }
     headers.remove(header::AUTHORIZATION);
-    headers.remove("api-key");
+    headers.remove(API_KEY);
     headers
 }
 
