@@ -65,11 +65,15 @@ struct Idle {
 
 #[derive(Default)]
 struct IdleLists {
-    by_origin: HashMap<String, Vec<Idle>>,
+    by_origin: HashMap<Origin, Vec<Idle>>,
     last_sweep: Option<Instant>,
 }
 
-/// Idle connections by origin (`scheme://host:port`).
+/// Where a connection goes. `host` and `host:443` are two origins here, each with its own idle
+/// list: harmless, and cheaper than spelling every call's origin out.
+type Origin = (Scheme, Authority);
+
+/// Idle connections by origin.
 pub struct Http1Pool {
     connector: HttpsConnector<HttpConnector>,
     idle: Mutex<IdleLists>,
@@ -116,12 +120,7 @@ impl Http1Pool {
                 "the upstream address has no host".into(),
             ));
         };
-        let origin = format!(
-            "{scheme}://{}:{}",
-            authority.host(),
-            uri.port_u16()
-                .unwrap_or(if *scheme == Scheme::HTTPS { 443 } else { 80 })
-        );
+        let origin = (scheme.clone(), authority.clone());
         request
             .headers_mut()
             .insert(http::header::HOST, host_header(scheme, authority)?);
@@ -156,7 +155,7 @@ impl Http1Pool {
                         body,
                         conn: Some(conn),
                         pool: self.clone(),
-                        origin,
+                        origin: Some(origin),
                         ended: false,
                     };
                     return Ok(Response::from_parts(parts, body));
@@ -170,7 +169,7 @@ impl Http1Pool {
         }
     }
 
-    fn take_idle(&self, origin: &str) -> Option<Box<Conn>> {
+    fn take_idle(&self, origin: &Origin) -> Option<Box<Conn>> {
         loop {
             let Idle { mut conn, since } =
                 self.idle.lock().unwrap().by_origin.get_mut(origin)?.pop()?;
@@ -180,7 +179,7 @@ impl Http1Pool {
         }
     }
 
-    fn put_idle(&self, origin: String, conn: Box<Conn>) {
+    fn put_idle(&self, origin: Origin, conn: Box<Conn>) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap();
         // Now and then, connections that idled too long go, those of origins no longer called too.
@@ -244,7 +243,7 @@ pub struct PooledBody {
     // Boxed: the answer moves through several futures; the connection's buffers need not.
     conn: Option<Box<Conn>>,
     pool: Arc<Http1Pool>,
-    origin: String,
+    origin: Option<Origin>,
     ended: bool,
 }
 
@@ -294,8 +293,11 @@ impl Drop for PooledBody {
         if let Some(mut conn) = self.conn.take() {
             // Polled once more, the connection takes in that the answer is over; it is reused only
             // if it has nothing left to do (a request body still being sent, say).
-            if conn.still_open() && conn.sender.is_ready() {
-                self.pool.put_idle(std::mem::take(&mut self.origin), conn);
+            if conn.still_open()
+                && conn.sender.is_ready()
+                && let Some(origin) = self.origin.take()
+            {
+                self.pool.put_idle(origin, conn);
             }
         }
     }
