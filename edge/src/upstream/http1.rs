@@ -225,15 +225,17 @@ impl Http1Pool {
     }
 }
 
-/// The Host header for an upstream: its host, and its port if that is not the scheme's own.
+/// The Host header for an upstream: its host, and its port if that is not the scheme's own
+/// (never the address's user information).
 fn host_header(scheme: &Scheme, authority: &Authority) -> Result<HeaderValue, Http1Error> {
     let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
     let host = match authority.port_u16() {
-        Some(port) if port != default_port => authority.as_str(),
-        _ => authority.host(),
+        Some(port) if port != default_port => {
+            HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+        }
+        _ => HeaderValue::from_str(authority.host()),
     };
-    HeaderValue::from_str(host)
-        .map_err(|_| Http1Error::Connect("the upstream host is not a valid Host header".into()))
+    host.map_err(|_| Http1Error::Connect("the upstream host is not a valid Host header".into()))
 }
 
 /// An upstream answer's body. Reading it drives its connection, which goes back to the pool once
@@ -490,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn the_host_header_names_the_port_only_when_it_is_not_the_schemes_own() {
+    fn the_host_header_names_the_port_only_when_it_is_not_the_schemes_own_and_never_a_user() {
         let host = |uri: &str| {
             let uri: Uri = uri.parse().unwrap();
             host_header(uri.scheme().unwrap(), uri.authority().unwrap()).unwrap()
@@ -500,6 +502,14 @@ mod tests {
         assert_eq!(host("http://127.0.0.1:80/x"), "127.0.0.1");
         assert_eq!(host("https://127.0.0.1:8443/x"), "127.0.0.1:8443");
         assert_eq!(host("http://127.0.0.1:443/x"), "127.0.0.1:443");
+        assert_eq!(
+            host("https://user:secret@aoai.example.com:8443/x"),
+            "aoai.example.com:8443"
+        );
+        assert_eq!(
+            host("https://user:secret@aoai.example.com/x"),
+            "aoai.example.com"
+        );
     }
 
     #[tokio::test]
