@@ -417,17 +417,20 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
-    /// An upstream that answers the first call on each connection, then closes it: at once, or
-    /// (`read_second`) once it has read a second call, which it leaves unanswered. The receiver
-    /// learns when a connection has been closed.
+    /// An upstream that answers the first call on each connection, then closes it: once the
+    /// returned `Notify` is notified, or (`read_second`) once it has read a second call, which it
+    /// leaves unanswered. The receiver learns when a connection has been closed.
     async fn closing_upstream(
         read_second: bool,
     ) -> (
         String,
         Arc<AtomicUsize>,
+        Arc<tokio::sync::Notify>,
         tokio::sync::mpsc::UnboundedReceiver<()>,
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let close = Arc::new(tokio::sync::Notify::new());
+        let close_now = close.clone();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
@@ -436,6 +439,7 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let closed = closed.clone();
+                let close_now = close_now.clone();
                 tokio::spawn(async move {
                     read_head(&mut stream).await;
                     stream
@@ -444,13 +448,15 @@ mod tests {
                         .unwrap();
                     if read_second {
                         read_head(&mut stream).await;
+                    } else {
+                        close_now.notified().await;
                     }
                     drop(stream);
                     let _ = closed.send(());
                 });
             }
         });
-        (url, accepted, closed_rx)
+        (url, accepted, close, closed_rx)
     }
 
     async fn read_head(stream: &mut tokio::net::TcpStream) {
@@ -467,11 +473,15 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_upstream_closed_while_it_idled_is_replaced_without_failing_the_call()
     {
-        let (url, accepted, mut closed) = closing_upstream(false).await;
+        let (url, accepted, close, mut closed) = closing_upstream(false).await;
         let pool = pool();
         let (status, _) = read(pool.send(post(&url, "{}")).await.unwrap()).await;
         assert_eq!(status, 200);
+        assert_eq!(pool.idle_count(), 1, "idle before the upstream closes it");
+        close.notify_one();
         closed.recv().await.unwrap();
+        // Time for the runtime to take in the upstream's FIN.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let (status, body) = read(pool.send(post(&url, "{}")).await.unwrap()).await;
         assert_eq!((status, &body[..]), (http::StatusCode::OK, &b"ok"[..]));
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -479,7 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_may_have_reached_the_upstream_is_never_sent_twice() {
-        let (url, accepted, mut closed) = closing_upstream(true).await;
+        let (url, accepted, _, mut closed) = closing_upstream(true).await;
         let pool = pool();
         read(pool.send(post(&url, "{}")).await.unwrap()).await;
         let second = pool.send(post(&url, "{}")).await;
