@@ -9,6 +9,7 @@
 //! - a resource with `use_max_completion_tokens` gets `max_tokens` renamed;
 //! - a stream whose client left is still read for its usage when the edge is stopped.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::MockConfig;
@@ -99,6 +100,25 @@ async fn usage_totals_equal_what_the_upstream_reported_through_two_edges() {
         .map(|r| r["total_tokens"].as_u64().unwrap())
         .sum();
     assert_eq!(summed, reported.total_tokens);
+}
+
+/// Calls one after the other, JSON and streamed (the edge rewrites and meters both), go over one
+/// upstream connection: each answer is read to its end, so its connection goes back to the pool.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_read_to_their_end_leave_the_upstream_connection_for_the_next_call() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let bodies = [
+        json!({"messages": [{"role": "user", "content": "Hi"}]}),
+        json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true}),
+        json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true,
+               "stream_options": {"include_usage": true}}),
+    ];
+    for body in bodies.iter().cycle().take(9) {
+        let answer = chat(&s.edge, &s.key, body.clone()).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        answer.bytes().await.unwrap();
+    }
+    assert_eq!(s.mock.stats.connections.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

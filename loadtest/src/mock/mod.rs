@@ -120,6 +120,8 @@ pub struct MockStats {
     pub rejected_auth: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_finished: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
     /// Requests that reached a `Hang` and were left without an answer (or without the rest of it).
     pub hung: AtomicU64,
     /// Distinct `Authorization` header values received (few: one per token in use).
@@ -263,6 +265,7 @@ impl MockAzure {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                shared.1.connections.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
