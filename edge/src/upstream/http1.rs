@@ -408,6 +408,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_more_connections_idle_per_origin_than_the_cap() {
+        let (url, accepted) = upstream(8).await;
+        let pool = pool();
+        // Ten calls at once, their answers unread: ten connections.
+        let answers =
+            futures_util::future::join_all((0..10).map(|_| pool.send(post(&url, "{}")))).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 10);
+        for answer in answers {
+            read(answer.unwrap()).await;
+        }
+        assert_eq!(pool.idle_count(), 8, "the cap (8 in these tests)");
+    }
+
+    #[tokio::test]
     async fn an_idle_connection_past_the_idle_timeout_is_not_used() {
         let (url, accepted) = upstream(8).await;
         let pool = pool_with(rustls::RootCertStore::empty(), Duration::from_millis(50));
