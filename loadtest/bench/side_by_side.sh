@@ -270,6 +270,7 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   callgrind_control -d "$EDGE_PID" >/dev/null 2>&1
   sleep 1
   total=$(cat "$DIR"/callgrind.out.* | awk '/^totals:/ {s += $2} END {print s + 0}')
+  [[ $total -gt 0 ]] || die "callgrind counted no instructions (logs in $DIR; rerun with --keep)"
   log "edge $EDGE_BIN: $total instructions over $INSTRUCTIONS calls"
   echo "edge instructions per call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
   exit 0
