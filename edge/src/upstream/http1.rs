@@ -405,6 +405,46 @@ mod tests {
         let (status, body) = read(pool.send(post(&url, "{}")).await.unwrap()).await;
         assert_eq!((status, body.len()), (http::StatusCode::OK, 4 << 20));
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            pool.idle_count(),
+            1,
+            "an answer read whole leaves its connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_its_request_body_is_not_reused() {
+        // The upstream answers as soon as it has the head, and never reads the body.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    read_head(&mut stream).await;
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    stream.write_all(answer).await.unwrap();
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        let pool = pool();
+        // A request body that has not ended (a client still uploading).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .unwrap();
+        let body = crate::body::stream(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ));
+        let request = Request::post(&url).body(body).unwrap();
+        let (status, answer) = read(pool.send(request).await.unwrap()).await;
+        assert_eq!((status, &answer[..]), (http::StatusCode::OK, &b"ok"[..]));
+        assert_eq!(
+            pool.idle_count(),
+            0,
+            "the next call would wait behind the upload"
+        );
+        drop(tx);
     }
 
     #[tokio::test]
@@ -424,9 +464,15 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_past_the_idle_timeout_is_not_used() {
         let (url, accepted) = upstream(8).await;
-        let pool = pool_with(rustls::RootCertStore::empty(), Duration::from_millis(50));
+        let pool = pool_with(rustls::RootCertStore::empty(), Duration::from_millis(500));
         read(pool.send(post(&url, "{}")).await.unwrap()).await;
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        read(pool.send(post(&url, "{}")).await.unwrap()).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "reused within the idle timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
         read(pool.send(post(&url, "{}")).await.unwrap()).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
