@@ -121,6 +121,44 @@ async fn answers_read_to_their_end_leave_the_upstream_connection_for_the_next_ca
     assert_eq!(s.mock.stats.connections.load(Ordering::Relaxed), 1);
 }
 
+/// A stream whose client leaves is still read to its end for its usage, so its upstream
+/// connection is not lost either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_whose_client_left_leaves_its_upstream_connection_for_the_next_call() {
+    let s = Scenario::start(MockConfig {
+        stream_chunks: 10,
+        stream_chunk_delay: Duration::from_millis(30),
+        ..MockConfig::default()
+    })
+    .await;
+    let answer = chat(
+        &s.edge,
+        &s.key,
+        json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true}),
+    )
+    .await;
+    let mut body = answer.bytes_stream();
+    body.next().await.expect("a first chunk").unwrap();
+    drop(body);
+    eventually(
+        "the mock sent the whole stream",
+        Duration::from_secs(10),
+        || async { s.mock.stats.streams_finished.load(Ordering::Relaxed) == 1 },
+    )
+    .await;
+    // The edge reads the last bytes as they come; give it a moment to hand the connection back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answer = chat(
+        &s.edge,
+        &s.key,
+        json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.bytes().await.unwrap();
+    assert_eq!(s.mock.stats.connections.load(Ordering::Relaxed), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_that_did_not_ask_for_usage_reaches_its_client_as_azure_sends_it() {
     let s = Scenario::start(MockConfig::default()).await;

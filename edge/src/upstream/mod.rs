@@ -41,7 +41,7 @@ impl UpstreamClient {
     /// Upstream certificates are checked against the webpki roots.
     pub fn new(response_timeout: Duration) -> anyhow::Result<Self> {
         use hyper_rustls::ConfigBuilderExt;
-        // Other rustls users in the process (the control-plane client) take the default provider.
+        // As before this pool: the process-wide default provider, for rustls users that ask for it.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls = tls_config()?.with_webpki_roots().with_no_client_auth();
         Ok(Self::with_tls(response_timeout, tls))
