@@ -5,12 +5,14 @@
 //! decoded, validated segments; upstream paths are built from them (`encode_segment`), never from
 //! the client's string.
 
+use std::borrow::Cow;
 use std::fmt;
 
-/// A path that passed every rule below: decoded segments, none empty, none a dot segment.
+/// A path that passed every rule below: decoded segments, none empty, none a dot segment. A
+/// segment with nothing to decode is borrowed from the request's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalPath {
-    segments: Vec<String>,
+pub struct CanonicalPath<'a> {
+    segments: Vec<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +35,10 @@ impl fmt::Display for PathError {
     }
 }
 
-impl CanonicalPath {
+impl<'a> CanonicalPath<'a> {
     /// Parses the path of a request URI (no query). One trailing slash is tolerated and dropped,
     /// as Azure's routing does; everything else that a front end could rewrite is refused.
-    pub fn parse(raw: &str) -> Result<Self, PathError> {
+    pub fn parse(raw: &'a str) -> Result<Self, PathError> {
         let rest = raw
             .strip_prefix('/')
             .ok_or(PathError::rule("it must start with '/'"))?;
@@ -53,16 +55,23 @@ impl CanonicalPath {
         Ok(Self { segments })
     }
 
-    pub fn segments(&self) -> &[String] {
+    pub fn segments(&self) -> &[Cow<'a, str>] {
         &self.segments
     }
 }
 
-fn decode_segment(raw: &str) -> Result<String, PathError> {
+fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.is_empty() {
         return Err(PathError::rule("empty segments ('//') are not allowed"));
     }
     let bytes = raw.as_bytes();
+    if !bytes.contains(&b'%') {
+        // Nothing to decode: the same rules, on the segment as it is.
+        for &byte in bytes {
+            check_byte(byte)?;
+        }
+        return not_dots(bytes).map(|()| Cow::Borrowed(raw));
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -88,19 +97,32 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
                 other
             }
         };
-        match byte {
-            b'\\' => return Err(PathError::rule("'\\' is not allowed")),
-            b';' => return Err(PathError::rule("';' parameters are not allowed")),
-            b if b < 0x20 || b == 0x7f => {
-                return Err(PathError::rule("control characters are not allowed"));
-            }
-            _ => decoded.push(byte),
-        }
+        check_byte(byte)?;
+        decoded.push(byte);
     }
+    not_dots(&decoded)?;
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::rule("segments must be UTF-8"))
+}
+
+/// The characters a decoded segment may not hold.
+fn check_byte(byte: u8) -> Result<(), PathError> {
+    match byte {
+        b'\\' => Err(PathError::rule("'\\' is not allowed")),
+        b';' => Err(PathError::rule("';' parameters are not allowed")),
+        b if b < 0x20 || b == 0x7f => Err(PathError::rule("control characters are not allowed")),
+        _ => Ok(()),
+    }
+}
+
+/// A decoded segment made only of dots is a dot segment (`.`, `..`, or what a front end might
+/// treat as one).
+fn not_dots(decoded: &[u8]) -> Result<(), PathError> {
     if decoded.iter().all(|b| *b == b'.') {
         return Err(PathError::rule("'.' and '..' segments are not allowed"));
     }
-    String::from_utf8(decoded).map_err(|_| PathError::rule("segments must be UTF-8"))
+    Ok(())
 }
 
 /// Whether `s` is an id in the alphabet Azure uses for object ids, index and agent names:
@@ -219,6 +241,9 @@ mod tests {
         assert_eq!(p.segments(), ["api", "v1", "Assistants", "asst_1"]);
         let p = CanonicalPath::parse("/api/v1/mcp/docs/a%20b").unwrap();
         assert_eq!(p.segments()[4], "a b");
+        // Only the segment that had something to decode is a new string.
+        assert!(matches!(p.segments()[3], Cow::Borrowed("docs")));
+        assert!(matches!(p.segments()[4], Cow::Owned(_)));
         assert_eq!(join(p.segments()), "/api/v1/mcp/docs/a%20b");
         assert_eq!(CanonicalPath::parse("/").unwrap().segments().len(), 0);
     }
@@ -297,7 +322,8 @@ mod tests {
             let mut path = format!("/{}", parts.join("/"));
             if trailing { path.push('/'); }
             if let Ok(canonical) = CanonicalPath::parse(&path) {
-                let authorised: Vec<String> = canonical.segments().to_vec();
+                let authorised: Vec<String> =
+                    canonical.segments().iter().map(|s| s.to_string()).collect();
                 let rebuilt = join(&authorised);
                 // The front end's segments, each decoded, are the ones authorised (`a%20b` and
                 // `a b` are one segment).

@@ -185,7 +185,10 @@ async fn serve(
     span: &ServerSpan,
 ) -> Result<Response<EdgeBody>, ProxyError> {
     let snapshot = state.snapshot();
-    let canonical = CanonicalPath::parse(request.uri().path())
+    // The route borrows the path's segments after the request is taken apart: a copy of the
+    // URI (shared bytes) keeps them.
+    let uri = request.uri().clone();
+    let canonical = CanonicalPath::parse(uri.path())
         .map_err(|e| ProxyError::bad_request(e.to_string()))?;
     let route = routes::resolve(request.method(), &canonical)
         .map_err(|e| ProxyError::bad_request(e.to_string()))?;

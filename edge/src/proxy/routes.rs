@@ -95,8 +95,8 @@ impl FoundryPath<'_> {
 }
 
 /// What a request path means, or why it is refused (400) before anything else looks at it.
-pub fn resolve<'a>(method: &Method, path: &'a CanonicalPath) -> Result<Route<'a>, PathError> {
-    let segments: Vec<&str> = path.segments().iter().map(String::as_str).collect();
+pub fn resolve<'a>(method: &Method, path: &'a CanonicalPath<'_>) -> Result<Route<'a>, PathError> {
+    let segments: Vec<&str> = path.segments().iter().map(|s| s.as_ref()).collect();
     match segments.as_slice() {
         ["healthz"] => return Ok(Route::Healthz),
         ["readyz"] => return Ok(Route::Readyz),
@@ -308,7 +308,7 @@ fn foundry<'a>(rest: &[&'a str]) -> Result<Option<FoundryPath<'a>>, PathError> {
 mod tests {
     use super::*;
 
-    fn route(method: Method, path: &str) -> Route<'static> {
+    fn route(method: Method, path: &'static str) -> Route<'static> {
         let canonical = Box::leak(Box::new(CanonicalPath::parse(path).unwrap()));
         resolve(&method, canonical).unwrap()
     }
