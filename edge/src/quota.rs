@@ -69,8 +69,8 @@ pub struct Key {
     event_id: String,
     /// Empty for the event budget.
     user_id: String,
-    /// The UTC day; empty for the event budget.
-    day: String,
+    /// The UTC day (`2026-12-04`); empty for the event budget.
+    day: Arc<str>,
     cap: u64,
 }
 
@@ -118,6 +118,10 @@ pub struct Quotas {
     lease_calls: std::sync::atomic::AtomicU64,
     /// The once-keys charged lately, and their order (the oldest is forgotten first).
     charged_once: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// Today's UTC day, as spelled in keys: formatted once a day, not per request.
+    today: Mutex<Option<(i64, Arc<str>)>>,
+    /// The day of keys that have none (the event budget).
+    no_day: Arc<str>,
 }
 
 /// A cap is reached: the answer is 429 with this message, and `Retry-After` when waiting helps.
@@ -276,12 +280,12 @@ impl Quotas {
         tokens: bool,
     ) -> Result<Charge, CapReached> {
         let now = Utc::now();
-        let day = now.format("%Y-%m-%d").to_string();
-        let key = |counter, user: &str, day: &str, cap| Key {
+        let day = self.day_of(now);
+        let key = |counter, user: &str, day: &Arc<str>, cap| Key {
             counter,
             event_id: event.id.clone(),
             user_id: user.to_string(),
-            day: day.to_string(),
+            day: day.clone(),
             cap,
         };
         let mut charge = Charge::default();
@@ -294,9 +298,12 @@ impl Quotas {
             ));
         }
         if tokens && event.token_budget > 0 {
-            charge
-                .keys
-                .push(key(Counter::EventTokens, "", "", event.token_budget));
+            charge.keys.push(key(
+                Counter::EventTokens,
+                "",
+                &self.no_day,
+                event.token_budget,
+            ));
         }
         for key in &charge.keys {
             self.admit_one(state, key, 0, now).await?;
@@ -357,6 +364,20 @@ impl Quotas {
                         return Ok(());
                     }
                 }
+            }
+        }
+    }
+
+    /// `now`'s UTC day, `2026-12-04`.
+    fn day_of(&self, now: DateTime<Utc>) -> Arc<str> {
+        let number = now.timestamp().div_euclid(86_400);
+        let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        match &*today {
+            Some((n, day)) if *n == number => day.clone(),
+            _ => {
+                let day: Arc<str> = now.format("%Y-%m-%d").to_string().into();
+                *today = Some((number, day.clone()));
+                day
             }
         }
     }
@@ -518,7 +539,7 @@ async fn lease(state: &EdgeState, key: &Key, wanted: u64, debt: u64) -> Result<p
         .lease(pb::LeaseRequest {
             event_id: key.event_id.clone(),
             user_id: key.user_id.clone(),
-            day: key.day.clone(),
+            day: key.day.to_string(),
             wanted: u32::try_from(wanted).unwrap_or(u32::MAX),
             counter: key.counter.proto().into(),
             debt,
@@ -549,6 +570,25 @@ fn spawn_refill(state: &Arc<EdgeState>, key: Key) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_of_the_utc_day_of_the_call() {
+        let quotas = Quotas::default();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let late = quotas.day_of(at("2026-12-04T23:59:59.999+00:00"));
+        assert_eq!(&*late, "2026-12-04");
+        // Still the 4th in UTC, whatever the offset it was written with.
+        assert_eq!(
+            &*quotas.day_of(at("2026-12-05T01:00:00+02:00")),
+            "2026-12-04"
+        );
+        assert!(Arc::ptr_eq(
+            &late,
+            &quotas.day_of(at("2026-12-04T00:00:00Z"))
+        ));
+        assert_eq!(&*quotas.day_of(at("2026-12-05T00:00:00Z")), "2026-12-05");
+        assert_eq!(&*quotas.day_of(at("1969-12-31T23:00:00Z")), "1969-12-31");
+    }
 
     #[test]
     fn a_run_is_charged_once() {
