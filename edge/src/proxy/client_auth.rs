@@ -15,8 +15,10 @@ pub struct Caller {
     pub user_id: String,
 }
 
+const API_KEY: http::HeaderName = http::HeaderName::from_static("api-key");
+
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get("api-key").and_then(|v| v.to_str().ok()) {
+    if let Some(key) = headers.get(API_KEY).and_then(|v| v.to_str().ok()) {
         let key = key.trim();
         if !key.is_empty() {
             return Some(key);

@@ -6,7 +6,7 @@ use http::header::{self, HeaderName};
 
 /// As `HeaderName`s, not strings: a removal by string parses the name first, and these run on
 /// every request and every answer.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,24 +16,36 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::UPGRADE,
 ];
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const API_KEY: HeaderName = HeaderName::from_static("api-key");
+/// Client credentials and what the client must not set upstream (`X-Forwarded-*` aside).
+static NOT_UPSTREAM: [HeaderName; 7] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::COOKIE,
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    header::AUTHORIZATION,
+    HeaderName::from_static("api-key"),
+];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+/// Removes the headers `doomed` names, and those the `Connection` header names. Only the names
+/// present are removed: one pass over the headers, not a lookup per name that might be there.
+fn strip(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    names.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+    );
+    for name in names {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
+}
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING
 }
 
 /// Client request headers as they may go upstream: no hop-by-hop, no client credentials or
@@ -41,28 +53,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), no Content-Length (the body the edge sends may not
 /// be the client's: the upstream client sets it from the body it actually sends).
 pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::COOKIE);
-    headers.remove(header::FORWARDED);
-    headers.remove(X_REAL_IP);
-    let forwarded: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-forwarded-"))
-        .cloned()
-        .collect();
-    for name in forwarded {
-        headers.remove(name);
-    }
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(API_KEY);
+    strip(&mut headers, |name| {
+        hop_by_hop(name) || NOT_UPSTREAM.contains(name) || name.as_str().starts_with("x-forwarded-")
+    });
     headers
 }
 
 /// Upstream response headers as they go back to the client.
 pub fn for_client(mut headers: HeaderMap) -> HeaderMap {
-    strip_hop_by_hop(&mut headers);
+    strip(&mut headers, hop_by_hop);
     headers
 }
 
