@@ -230,9 +230,11 @@ impl Http1Pool {
 fn host_header(scheme: &Scheme, authority: &Authority) -> Result<HeaderValue, Http1Error> {
     let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
     let host = match authority.port_u16() {
-        Some(port) if port != default_port => {
-            HeaderValue::from_str(&format!("{}:{port}", authority.host()))
-        }
+        // `host:port` as the authority spells it, when it has no user information.
+        Some(port) if port != default_port => match authority.as_str().rsplit_once('@') {
+            None => HeaderValue::from_str(authority.as_str()),
+            Some((_, host_and_port)) => HeaderValue::from_str(host_and_port),
+        },
         _ => HeaderValue::from_str(authority.host()),
     };
     host.map_err(|_| Http1Error::Connect("the upstream host is not a valid Host header".into()))
