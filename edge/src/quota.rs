@@ -356,7 +356,8 @@ impl Quotas {
                     let today = key.day.clone();
                     self.with(|all| all.retain(|k, _| k.day.is_empty() || k.day == today));
                     let (wanted, debt) = self.lease_terms(key);
-                    let granted = lease(state, key, wanted, debt).await;
+                    // Boxed: a control call's state is large, and most calls need no lease.
+                    let granted = Box::pin(lease(state, key, wanted, debt)).await;
                     self.leased(key, granted.as_ref().map_err(String::as_str), debt);
                     drop(turn);
                     if let Err(e) = granted {

@@ -188,8 +188,8 @@ async fn serve(
     // The route borrows the path's segments after the request is taken apart: a copy of the
     // URI (shared bytes) keeps them.
     let uri = request.uri().clone();
-    let canonical = CanonicalPath::parse(uri.path())
-        .map_err(|e| ProxyError::bad_request(e.to_string()))?;
+    let canonical =
+        CanonicalPath::parse(uri.path()).map_err(|e| ProxyError::bad_request(e.to_string()))?;
     let route = routes::resolve(request.method(), &canonical)
         .map_err(|e| ProxyError::bad_request(e.to_string()))?;
     let mut foundry_path = None;
@@ -337,9 +337,9 @@ async fn serve(
                 // Usage (a finished run's) is read from the answer: it must come uncompressed.
                 parts.headers.remove(http::header::ACCEPT_ENCODING);
                 let body = foundry::RequestBody::Unread(body);
-                foundry::serve(state, &snapshot, &caller, path, parts, body).await
+                Box::pin(foundry::serve(state, &snapshot, &caller, path, parts, body)).await
             }
-            None => Ok(event_info::for_caller(state, &snapshot, &caller).await),
+            None => Ok(Box::pin(event_info::for_caller(state, &snapshot, &caller)).await),
         };
     };
     let (mut parts, body) = request.into_parts();
@@ -414,9 +414,10 @@ async fn serve(
                     path: plan.path.clone(),
                 };
                 let body = foundry::RequestBody::Json(bytes);
-                return foundry::serve(state, &snapshot, &caller, path, parts, body).await;
+                return Box::pin(foundry::serve(state, &snapshot, &caller, path, parts, body))
+                    .await;
             }
-            stored_on = foundry::authorize_body(state, &caller, &bytes).await?;
+            stored_on = Box::pin(foundry::authorize_body(state, &caller, &bytes)).await?;
             stores_response = call.store != Some(false);
             responses_body = Some(bytes);
         }
@@ -462,7 +463,7 @@ async fn serve(
             thread_and_run: false,
             record: stores_response,
         };
-        return foundry::create(
+        return Box::pin(foundry::create(
             state,
             &snapshot,
             &caller,
@@ -471,7 +472,7 @@ async fn serve(
             parts,
             full(body),
             creation,
-        )
+        ))
         .await;
     }
     // The body each pool member gets: the cap, its own `max_tokens` spelling, and (for streams)

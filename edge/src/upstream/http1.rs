@@ -131,7 +131,8 @@ impl Http1Pool {
         loop {
             let (mut conn, reused) = match self.take_idle(&origin) {
                 Some(conn) => (conn, true),
-                None => (self.connect(uri.clone()).await?, false),
+                // Boxed: a connection's handshake state is large, and most calls reuse one.
+                None => (Box::pin(self.connect(uri.clone())).await?, false),
             };
             let mut sent = std::pin::pin!(conn.sender.try_send_request(request));
             let answer = std::future::poll_fn(|cx| {
