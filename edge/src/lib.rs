@@ -4,7 +4,7 @@
 //!
 //! Layout: `config`, `state` (snapshot + upstream client), `snapshot` (immutable catalog and how
 //! updates build the next one), `sync` (the stream client), `server` (HTTP accept loop), `proxy`
-//! (the request pipeline and its phases), `upstream` (client, pool choice, upstream auth, headers),
+//! (the request pipeline and its phases), `maps` (the hash maps requests look things up in), `upstream` (client, pool choice, upstream auth, headers),
 //! `ownership` (who owns which Foundry object), `control_calls` (calls to the control plane
 //! besides Sync), `sse` (event-stream parsing), `quota` (the events' caps, leased from the control
 //! plane), `usage` (metering and usage delivery), `metrics` (the instruments and what they
@@ -13,6 +13,7 @@
 pub mod body;
 pub mod config;
 pub mod control_calls;
+pub mod maps;
 pub mod metrics;
 pub mod ownership;
 pub mod proxy;

@@ -25,13 +25,14 @@
 //! keeps serving while the control plane is down), a warning is logged, and the tokens it uses are
 //! charged as debt once the control plane is back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
 
+use crate::maps::FastMap;
 use crate::state::EdgeState;
 
 /// After a failed lease call, how long requests stop waiting for the control plane.
@@ -113,7 +114,7 @@ struct Allowance {
 
 #[derive(Default)]
 pub struct Quotas {
-    allowances: Mutex<HashMap<Key, Allowance>>,
+    allowances: Mutex<FastMap<Key, Allowance>>,
     /// Lease calls made (shown in `/readyz`: they should grow with time, not with traffic).
     lease_calls: std::sync::atomic::AtomicU64,
     /// The once-keys charged lately, and their order (the oldest is forgotten first).
@@ -169,7 +170,7 @@ impl Default for Allowance {
 }
 
 /// The allowance of `key`, made on first use (the key is cloned only then: this runs per request).
-fn allowance_of<'a>(all: &'a mut HashMap<Key, Allowance>, key: &Key) -> &'a mut Allowance {
+fn allowance_of<'a>(all: &'a mut FastMap<Key, Allowance>, key: &Key) -> &'a mut Allowance {
     if !all.contains_key(key) {
         all.insert(key.clone(), Allowance::default());
     }
@@ -185,7 +186,7 @@ fn lease_size(base: u64, rate: f64, left_at_source: u64, cap: u64) -> u64 {
 }
 
 impl Quotas {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Key, Allowance>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut FastMap<Key, Allowance>) -> R) -> R {
         f(&mut self.allowances.lock().unwrap_or_else(|p| p.into_inner()))
     }
 

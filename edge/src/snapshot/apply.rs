@@ -2,13 +2,13 @@
 //! everything; a delta applies only on top of the exact version it was made from. Any problem
 //! leaves the current snapshot untouched (the caller NACKs).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
 
 use super::{CatalogSnapshot, EventPools, TokenEntry, UpstreamResource};
+use crate::maps::FastMap;
 
 impl CatalogSnapshot {
     pub fn apply(&self, update: pb::SyncUpdate) -> Result<CatalogSnapshot, String> {
@@ -115,7 +115,7 @@ impl CatalogSnapshot {
     }
 
     fn rebuild_pools(&mut self) {
-        let mut pools: HashMap<String, EventPools> = HashMap::new();
+        let mut pools: FastMap<String, EventPools> = FastMap::default();
         for event in self.events.values() {
             let event_pools = pools.entry(event.id.clone()).or_default();
             for rid in &event.resource_ids {
@@ -135,7 +135,7 @@ impl CatalogSnapshot {
 
 fn tokens(
     tokens: Vec<pb::ManagedIdentityToken>,
-) -> Result<HashMap<(String, String), TokenEntry>, String> {
+) -> Result<FastMap<(String, String), TokenEntry>, String> {
     tokens
         .into_iter()
         .map(|t| {

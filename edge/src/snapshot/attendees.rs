@@ -4,10 +4,11 @@
 //! bytes per attendee rather than the wire messages kept twice; and snapshots share it (`Arc`),
 //! so a delta that touches no attendee copies nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
+
+use crate::maps::FastMap;
 
 /// HMAC-SHA-256 of an attendee key.
 pub type KeyHash = [u8; 32];
@@ -21,9 +22,9 @@ pub struct AttendeeEntry {
 
 #[derive(Debug, Default, Clone)]
 pub struct Attendees {
-    by_key_hash: HashMap<KeyHash, AttendeeEntry>,
+    by_key_hash: FastMap<KeyHash, AttendeeEntry>,
     /// event → user → key hash.
-    by_user: HashMap<Arc<str>, HashMap<Box<str>, KeyHash>>,
+    by_user: FastMap<Arc<str>, FastMap<Box<str>, KeyHash>>,
 }
 
 impl Attendees {

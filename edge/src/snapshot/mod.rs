@@ -9,11 +9,13 @@ pub mod persist;
 
 pub use attendees::{AttendeeEntry, Attendees};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
 use aws_lc_rs::hmac;
+
+use crate::maps::FastMap;
 
 /// An upstream the edge can call.
 pub struct UpstreamResource {
@@ -62,7 +64,7 @@ pub struct TokenEntry {
 
 /// model type → name → the active resources answering to that name in one event (nested, so a
 /// request looks its pool up by `&str`, without building a key).
-pub type EventPools = HashMap<String, HashMap<String, Vec<Arc<UpstreamResource>>>>;
+pub type EventPools = FastMap<String, FastMap<String, Vec<Arc<UpstreamResource>>>>;
 
 #[derive(Default)]
 pub struct CatalogSnapshot {
@@ -72,14 +74,14 @@ pub struct CatalogSnapshot {
     pub catalog_id: String,
     key_hash_secret: Vec<u8>,
     key_hasher: Option<hmac::Key>,
-    resources: HashMap<String, Arc<UpstreamResource>>,
-    events: HashMap<String, Arc<pb::EventInfo>>,
+    resources: FastMap<String, Arc<UpstreamResource>>,
+    events: FastMap<String, Arc<pb::EventInfo>>,
     /// Shared by successive snapshots until a delta changes an attendee.
     attendees: Arc<Attendees>,
     /// event id → (model type, deployment name) → the active resources answering to that name.
-    pools: HashMap<String, EventPools>,
+    pools: FastMap<String, EventPools>,
     /// (identity client id, scope) → token.
-    tokens: HashMap<(String, String), TokenEntry>,
+    tokens: FastMap<(String, String), TokenEntry>,
 }
 
 impl CatalogSnapshot {

@@ -11,7 +11,6 @@
 //! Upstream calls are HTTP/1.1 (TLS offers no ALPN, so an upstream answers in HTTP/1.1), as
 //! nginx's are: one call per connection at a time, connections reused.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use crate::body::{BoxError, EdgeBody};
+use crate::maps::FastMap;
 
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
@@ -65,7 +65,7 @@ struct Idle {
 
 #[derive(Default)]
 struct IdleLists {
-    by_origin: HashMap<Origin, Vec<Idle>>,
+    by_origin: FastMap<Origin, Vec<Idle>>,
     last_sweep: Option<Instant>,
 }
 
