@@ -39,7 +39,7 @@ where
     IdleTimeout {
         inner: body,
         idle,
-        sleep: Box::pin(tokio::time::sleep(idle)),
+        sleep: None,
         what,
     }
     .boxed_unsync()
@@ -55,7 +55,9 @@ pub struct IdleTimeoutError {
 struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Made when the body first has to wait: most bodies of a call arrive whole with their
+    /// head, and never need a timer.
+    sleep: Option<Pin<Box<Sleep>>>,
     what: &'static str,
 }
 
@@ -74,11 +76,17 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                if let Some(sleep) = &mut this.sleep {
+                    sleep.as_mut().reset(Instant::now() + this.idle);
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.idle)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError {
                     what: this.what,
                     idle: this.idle,
@@ -138,6 +146,28 @@ mod tests {
         let mut body = with_idle_timeout(silent, Duration::from_secs(5), "client body");
         let frame = body.frame().await.expect("an error frame");
         assert!(frame.unwrap_err().to_string().contains("nothing received"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_last_frame() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let slow = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut body = with_idle_timeout(slow, Duration::from_secs(5), "upstream body");
+        // A frame every 4 s: never 5 s without one, for longer than 5 s in all.
+        for _ in 0..3 {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                tx.send(Ok(Frame::data(Bytes::from_static(b"a")))).await
+            });
+            let waited = Instant::now();
+            assert!(body.frame().await.expect("a frame").is_ok());
+            assert_eq!(waited.elapsed(), Duration::from_secs(4));
+        }
+        let waited = Instant::now();
+        let error = body.frame().await.expect("an error frame").unwrap_err();
+        assert!(error.to_string().contains("nothing received"), "{error}");
+        assert_eq!(waited.elapsed(), Duration::from_secs(5));
     }
 
     #[tokio::test]
