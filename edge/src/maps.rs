@@ -1,8 +1,8 @@
 //! The hash maps requests look things up in: the catalog snapshot's, the quota allowances, the
 //! idle upstream connections. Their keys are ids, names and key hashes from the catalog, or what
 //! the edge builds from them, never a string a client or an upstream chose, so they need no
-//! defence against crafted collisions (std's SipHash, a tenth of a request's lookups' cost) and
-//! use foldhash, seeded per process. A map keyed by what a client or an upstream sends keeps std's
-//! `HashMap`.
+//! defence against crafted collisions and use foldhash, seeded per process, instead of std's
+//! SipHash (about 5 % of a proxied call's instructions when they used it). A map keyed by what a
+//! client or an upstream sends keeps std's `HashMap`.
 
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
