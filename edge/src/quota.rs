@@ -29,6 +29,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aiproxy_proto::v1 as pb;
+use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
 
@@ -119,8 +120,9 @@ pub struct Quotas {
     lease_calls: std::sync::atomic::AtomicU64,
     /// The once-keys charged lately, and their order (the oldest is forgotten first).
     charged_once: Mutex<(HashSet<String>, VecDeque<String>)>,
-    /// Today's UTC day, as spelled in keys: formatted once a day, not per request.
-    today: Mutex<Option<(i64, Arc<str>)>>,
+    /// Today's UTC day (its number, and as spelled in keys): formatted once a day, not per
+    /// request, and read without a lock.
+    today: ArcSwapOption<(i64, Arc<str>)>,
     /// The day of keys that have none (the event budget).
     no_day: Arc<str>,
 }
@@ -373,15 +375,14 @@ impl Quotas {
     /// `now`'s UTC day, `2026-12-04`.
     fn day_of(&self, now: DateTime<Utc>) -> Arc<str> {
         let number = now.timestamp().div_euclid(86_400);
-        let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
-        match &*today {
-            Some((n, day)) if *n == number => day.clone(),
-            _ => {
-                let day: Arc<str> = now.format("%Y-%m-%d").to_string().into();
-                *today = Some((number, day.clone()));
-                day
-            }
+        if let Some((n, day)) = self.today.load().as_deref()
+            && *n == number
+        {
+            return day.clone();
         }
+        let day: Arc<str> = now.format("%Y-%m-%d").to_string().into();
+        self.today.store(Some(Arc::new((number, day.clone()))));
+        day
     }
 
     /// Who fetches the lease `key` waits for: this request, or another one already on it.
