@@ -226,6 +226,10 @@ mod tests {
             "/api/v1/assistants/a%00",
             "/api/v1/assistants/a%0a",
             "/api/v1/assistants/a%09",
+            // The same characters unencoded (a segment with nothing to decode is checked as is).
+            "/api/v1/assistants/a\tb",
+            "/api/v1/assistants/a\u{7f}",
+            "/api/v1/assistants/a\u{1}",
             "/api/v1/assistants/%252e%252e",
             "/api/v1/assistants/%zz",
             "/api/v1/assistants/%2",
