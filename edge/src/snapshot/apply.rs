@@ -41,6 +41,9 @@ impl CatalogSnapshot {
         };
         if update.tokens_included {
             next.tokens = tokens(update.tokens)?;
+            if update.catalog_id == self.catalog_id {
+                keep_valid_tokens(&self.tokens, &mut next.tokens);
+            }
         }
         if update.version < self.version && !update.full {
             return Err(format!(
@@ -154,6 +157,22 @@ fn tokens(
         .collect()
 }
 
+/// An update lists every token its control plane holds, but a control plane that has just
+/// started (tokens cached in memory) serves its first updates before its first mint, and one
+/// replica may not yet hold what another minted. So an update of the same catalog that lacks a
+/// token this edge holds does not take it away while the token is valid; it goes at expiry.
+fn keep_valid_tokens(
+    held: &FastMap<(String, String), TokenEntry>,
+    next: &mut FastMap<(String, String), TokenEntry>,
+) {
+    let now = chrono::Utc::now().timestamp_millis();
+    for (key, token) in held {
+        if token.expires_on_ms > now && !next.contains_key(key) {
+            next.insert(key.clone(), token.clone());
+        }
+    }
+}
+
 fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, String> {
     let info = resource.info.ok_or("resource without info")?;
     let uri: http::Uri = info
@@ -237,6 +256,61 @@ mod tests {
         let s2 = s.apply(delta).unwrap();
         assert!(s2.pool("e1", "foundry-model", "gpt").is_none());
         assert_eq!(s2.version, 4);
+    }
+
+    fn token(scope: &str, access_token: &str, expires_on_ms: i64) -> pb::ManagedIdentityToken {
+        pb::ManagedIdentityToken {
+            identity_client_id: String::new(),
+            scope: scope.into(),
+            access_token: access_token.into(),
+            expires_on_ms,
+        }
+    }
+
+    fn held(s: &CatalogSnapshot) -> Vec<(String, String)> {
+        let mut held: Vec<(String, String)> = s
+            .tokens
+            .iter()
+            .map(|((_, scope), t)| (scope.clone(), t.authorization.to_str().unwrap().into()))
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// A control plane that restarted with its tokens in memory sends a full snapshot before its
+    /// first mint: the edge keeps serving with the valid token it holds, not with none.
+    #[test]
+    fn an_update_that_lacks_a_valid_token_does_not_take_it_away() {
+        let hour = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let past = chrono::Utc::now().timestamp_millis() - 1;
+        let mut first = full(3);
+        first.tokens_included = true;
+        first.tokens = vec![token("cog", "t1", hour), token("old", "t0", past)];
+        let s = CatalogSnapshot::default().apply(first).unwrap();
+        let mut restarted = full(4);
+        restarted.tokens_included = true;
+        restarted.tokens = vec![token("search", "t2", hour)];
+        let s2 = s.apply(restarted.clone()).unwrap();
+        assert_eq!(
+            held(&s2),
+            [
+                ("cog".to_string(), "Bearer t1".to_string()),
+                ("search".to_string(), "Bearer t2".to_string())
+            ],
+            "the valid token is kept, the expired one goes, the new one comes"
+        );
+        // A newer token for the same scope replaces the held one.
+        let mut refreshed = full(5);
+        refreshed.tokens_included = true;
+        refreshed.tokens = vec![token("cog", "t3", hour)];
+        assert!(held(&s2.apply(refreshed).unwrap()).contains(&("cog".into(), "Bearer t3".into())));
+        // Another catalog's control plane: nothing of this one's is kept.
+        let mut other = restarted;
+        other.catalog_id = "c2".into();
+        assert_eq!(
+            held(&s.apply(other).unwrap()),
+            [("search".to_string(), "Bearer t2".to_string())]
+        );
     }
 
     #[test]
