@@ -212,6 +212,7 @@ impl Metering {
                 }
             }
             Some(_) if content_type.contains("json") => Scan::Json {
+                whole: None,
                 copy: Vec::new(),
                 limit,
                 over: false,
@@ -250,6 +251,9 @@ enum Scan {
     /// Compressed: the edge cannot read it (the edge asks for uncompressed answers, so rare).
     Unreadable,
     Json {
+        /// The answer while it is one frame (most are): kept as it is, not copied.
+        whole: Option<Bytes>,
+        /// The answer once it is more than one frame.
         copy: Vec<u8>,
         limit: usize,
         /// Past `limit`, `copy` keeps only the last `TAIL` bytes (where `usage` is written).
@@ -270,9 +274,21 @@ struct Found {
 }
 
 impl Scan {
-    fn feed(&mut self, data: &[u8]) {
+    fn feed(&mut self, data: &Bytes) {
         match self {
-            Scan::Json { copy, limit, over } => {
+            Scan::Json {
+                whole,
+                copy,
+                limit,
+                over,
+            } => {
+                if whole.is_none() && copy.is_empty() && !*over && data.len() <= *limit {
+                    *whole = Some(data.clone());
+                    return;
+                }
+                if let Some(first) = whole.take() {
+                    copy.extend_from_slice(&first);
+                }
                 if !*over && copy.len() + data.len() <= *limit {
                     copy.extend_from_slice(data);
                 } else {
@@ -293,7 +309,10 @@ impl Scan {
         let (tokens, once_id, model, broken) = match self {
             Scan::Nothing => (None, None, None, false),
             Scan::Unreadable => (None, None, None, true),
-            Scan::Json { copy, over, .. } => {
+            Scan::Json {
+                whole, copy, over, ..
+            } => {
+                let copy = whole.as_deref().unwrap_or(copy);
                 if *over {
                     // Chat, completions and embeddings answers write `usage` last.
                     let usage = scan::usage_in_tail(copy);
@@ -646,6 +665,7 @@ mod tests {
 
     fn json(limit: usize) -> Scan {
         Scan::Json {
+            whole: None,
             copy: Vec::new(),
             limit,
             over: false,
@@ -671,11 +691,28 @@ mod tests {
     fn a_json_answer_is_read_from_its_copy_in_any_pieces() {
         let mut scan = json(1024);
         for piece in CHAT.chunks(5) {
-            scan.feed(piece);
+            scan.feed(&Bytes::copy_from_slice(piece));
         }
         let found = scan.found(true);
         assert_eq!(found.tokens.map(|t| t.total), Some(7));
         assert!(!found.unknown);
+    }
+
+    #[test]
+    fn a_json_answer_in_one_frame_is_read_without_a_copy() {
+        let mut scan = json(1024);
+        scan.feed(&Bytes::from_static(CHAT));
+        assert!(
+            matches!(&scan, Scan::Json { whole: Some(_), copy, .. } if copy.is_empty()),
+            "one frame is kept as it came"
+        );
+        assert_eq!(scan.found(true).tokens.map(|t| t.total), Some(7));
+        // A second frame: both are read, in order.
+        let mut scan = json(1024);
+        let (head, rest) = CHAT.split_at(30);
+        scan.feed(&Bytes::from_static(head));
+        scan.feed(&Bytes::from_static(rest));
+        assert_eq!(scan.found(true).tokens.map(|t| t.total), Some(7));
     }
 
     #[test]
@@ -687,14 +724,22 @@ mod tests {
         );
         let mut scan = json(1024);
         for piece in big.as_bytes().chunks(4096) {
-            scan.feed(piece);
+            scan.feed(&Bytes::copy_from_slice(piece));
         }
         let found = scan.found(true);
         assert_eq!(found.tokens.map(|t| t.total), Some(9));
         assert!(!found.unknown);
+        // The same when its first frame alone was under the bound (kept whole at first).
+        let mut scan = json(1024);
+        let (first, rest) = big.as_bytes().split_at(500);
+        scan.feed(&Bytes::copy_from_slice(first));
+        for piece in rest.chunks(4096) {
+            scan.feed(&Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(scan.found(true).tokens.map(|t| t.total), Some(9));
         // No usage at its end: counted without tokens, and flagged.
         let mut scan = json(CHAT.len() - 1);
-        scan.feed(&big.as_bytes()[..200_000]);
+        scan.feed(&Bytes::copy_from_slice(&big.as_bytes()[..200_000]));
         let found = scan.found(true);
         assert_eq!(found.tokens, None);
         assert!(found.unknown);
@@ -703,13 +748,13 @@ mod tests {
     #[test]
     fn a_cut_answer_without_usage_is_flagged_and_one_without_tokens_to_find_is_not() {
         let mut scan = json(1024);
-        scan.feed(&CHAT[..20]);
+        scan.feed(&Bytes::from_static(&CHAT[..20]));
         assert!(scan.found(false).unknown);
         assert!(!Scan::Nothing.found(false).unknown);
         assert!(Scan::Unreadable.found(true).unknown);
         // A complete answer that reports no usage (an error, a file) is not a reading failure.
         let mut scan = json(1024);
-        scan.feed(br#"{"error":{"code":"429"}}"#);
+        scan.feed(&Bytes::from_static(br#"{"error":{"code":"429"}}"#));
         assert!(!scan.found(true).unknown);
     }
 }
