@@ -9,13 +9,12 @@ use http::HeaderMap;
 
 use super::errors::ProxyError;
 use crate::snapshot::CatalogSnapshot;
+use crate::upstream::headers::API_KEY;
 
 pub struct Caller {
     pub event: Arc<pb::EventInfo>,
     pub user_id: String,
 }
-
-const API_KEY: http::HeaderName = http::HeaderName::from_static("api-key");
 
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get(API_KEY).and_then(|v| v.to_str().ok()) {

@@ -43,7 +43,7 @@ pub fn authorize(
     let mut value = HeaderValue::from_str(key)
         .map_err(|_| UpstreamAuthError::NoKey(resource.friendly_name.clone()))?;
     value.set_sensitive(true);
-    headers.insert("api-key", value);
+    headers.insert(super::headers::API_KEY, value);
     Ok(())
 }
 

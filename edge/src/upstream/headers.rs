@@ -4,8 +4,11 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName};
 
-/// As `HeaderName`s, not strings: a removal by string parses the name first, and these run on
-/// every request and every answer.
+/// Azure's key header: the attendee's key from a client, the resource's key towards upstream.
+pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
+
+/// As `HeaderName`s, not strings: every request's and every answer's header names are compared
+/// with these (a string would be parsed as a name each time).
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -24,7 +27,7 @@ static NOT_UPSTREAM: [HeaderName; 7] = [
     header::FORWARDED,
     HeaderName::from_static("x-real-ip"),
     header::AUTHORIZATION,
-    HeaderName::from_static("api-key"),
+    API_KEY,
 ];
 
 /// Removes the headers `doomed` names, and those the `Connection` header names. Only the names
