@@ -5,7 +5,8 @@
 # test (with the edge: its control plane, which takes the edge's usage records and lease calls)
 # is pinned to one core, the load generator and the mock to another, the same for every path.
 #
-#   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH] [--keep]
+#   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH]
+#                                  [--otlp] [--edge-env KEY=VALUE]... [--instructions N] [--keep]
 #
 #   --duration SECS  length of each throughput and fixed-rate run (default 10)
 #   --no-caps        the event has no token cap and no daily request cap
@@ -14,6 +15,11 @@
 #                    both installed if absent)
 #   --edge-bin PATH  measure this edge binary instead of target/release/aiproxy-edge (an older
 #                    build, for a before/after comparison; the control plane stays the current one)
+#   --otlp           the edge exports every span (OTEL_TRACES_SAMPLER=always_on) and its metrics
+#                    over OTLP/gRPC to a sink in the mock's process (on the load core), which
+#                    counts the spans it receives; the count is printed at the end
+#   --edge-env K=V   extra environment for the edge (repeatable), e.g. with --otlp
+#                    OTEL_TRACES_EXPORTER=none (metrics only) or OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128
 #   --keep           keep the scratch folder (logs, configs, raw oha output)
 #   --instructions N instead of the comparison: run the edge under valgrind's callgrind and print
 #                    the instructions it executes per call over N calls (after 500 uncounted ones).
@@ -53,6 +59,8 @@ FLAME_SVG=docs/img/edge-flamegraph.svg
 EDGE_BIN=
 KEEP=0
 INSTRUCTIONS=0
+OTLP=0
+EDGE_ENV=()
 CONNS=32
 SSE_STREAMS=50
 SSE_CALLS=${SSE_CALLS:-20}
@@ -60,6 +68,8 @@ ROUNDS=${ROUNDS:-3}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CP_CPU=${CP_CPU:-$PROXY_CPU}
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --duration) DURATION=$2; shift ;;
@@ -70,15 +80,14 @@ while [[ $# -gt 0 ]]; do
       ;;
     --edge-bin) EDGE_BIN=$(realpath "$2"); shift ;;
     --keep) KEEP=1 ;;
+    --otlp) OTLP=1 ;;
+    --edge-env) [[ $2 == *=* ]] || die "--edge-env: KEY=VALUE expected, got '$2'"; EDGE_ENV+=("$2"); shift ;;
     --instructions) INSTRUCTIONS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -136,10 +145,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r MOCK_PORT ADMIN_PORT GRPC_PORT EDGE_PORT NGINX_PORT < <(python3 - <<'PY'
+read -r MOCK_PORT ADMIN_PORT GRPC_PORT EDGE_PORT NGINX_PORT OTLP_PORT < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(6):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -164,9 +173,14 @@ ADMIN_TOKEN="adm_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EDGE_TOKEN="edge_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CLEAN_ENV=(env -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u IDENTITY_ENDPOINT -u MSI_ENDPOINT)
 
-log "mock upstream on 127.0.0.1:$MOCK_PORT (cpu $LOAD_CPU)"
+OTLP_LISTEN=
+if [[ $OTLP == 1 ]]; then
+  OTLP_LISTEN="127.0.0.1:$OTLP_PORT"
+  EDGE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$OTLP_LISTEN" OTEL_TRACES_SAMPLER=always_on "${EDGE_ENV[@]}")
+fi
+log "mock upstream on 127.0.0.1:$MOCK_PORT (cpu $LOAD_CPU)${OTLP_LISTEN:+, OTLP sink on $OTLP_LISTEN}"
 taskset -c "$LOAD_CPU" "$BIN/mock-azure" --listen "127.0.0.1:$MOCK_PORT" --api-key "$UPSTREAM_KEY" \
-  --stream-chunks 4 --stream-delay-ms 10 >"$DIR/mock.log" 2>&1 &
+  --stream-chunks 4 --stream-delay-ms 10 ${OTLP_LISTEN:+--otlp-listen "$OTLP_LISTEN"} >"$DIR/mock.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$MOCK_PORT/" "the mock" "${PIDS[-1]}"
 
@@ -214,7 +228,7 @@ fi
 (cd "$DIR/edge" && exec "${CLEAN_ENV[@]}" RUST_LOG=warn \
   AIPROXY_CONTROL_PLANE_URL="http://127.0.0.1:$GRPC_PORT" AIPROXY_LISTEN_ADDR="127.0.0.1:$EDGE_PORT" \
   AIPROXY_EDGE_TOKEN="$EDGE_TOKEN" AIPROXY_EDGE_ID=bench-edge AIPROXY_EDGE_STATE_DIR="$DIR/edge" \
-  taskset -c "$PROXY_CPU" "${EDGE_WRAP[@]}" "$EDGE_BIN") >"$DIR/edge.log" 2>&1 &
+  "${EDGE_ENV[@]}" taskset -c "$PROXY_CPU" "${EDGE_WRAP[@]}" "$EDGE_BIN") >"$DIR/edge.log" 2>&1 &
 PIDS+=($!)
 EDGE_PID=${PIDS[-1]}
 wait_http "http://127.0.0.1:$EDGE_PORT/readyz" "the edge" "$EDGE_PID" 200
@@ -251,6 +265,16 @@ for p in direct nginx; do
   [[ $code == 200 ]] || die "a call $p answered $code"
 done
 
+# With --otlp: what the sink received (the edge exports a batch when 512 spans are queued, or
+# every 5 s), and the edge's extra environment.
+otlp_report() {
+  [[ $OTLP == 1 || ${#EDGE_ENV[@]} -gt 0 ]] || return 0
+  [[ $OTLP == 1 ]] && sleep 6
+  local spans
+  spans=$(grep -o 'OTLP spans received: [0-9]*' "$DIR/mock.log" | tail -1 | awk '{print $4}')
+  echo "edge environment: ${EDGE_ENV[*]}${OTLP_LISTEN:+; OTLP spans received by the sink: ${spans:-0}}"
+}
+
 oha_run() { # path out.json [oha args...]
   local p=$1 out=$2
   shift 2
@@ -273,6 +297,7 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   [[ $total -gt 0 ]] || die "callgrind counted no instructions (logs in $DIR; rerun with --keep)"
   log "edge $EDGE_BIN: $total instructions over $INSTRUCTIONS calls"
   echo "edge instructions per call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
+  otlp_report
   exit 0
 fi
 
@@ -461,3 +486,4 @@ for p in nginx edge; do
 done
 echo "control plane CPU during the throughput rounds (cpu $CP_CPU): $(median <"$DIR/cp-cpu-edge") % of a core with the edge, $(median <"$DIR/cp-cpu-nginx") % with nginx"
 awk -v e="${RSS[edge]}" -v n="${RSS[nginx]}" 'BEGIN { printf "peak RSS under load: edge %.1f MiB, nginx %.1f MiB (target: edge <= 30 MiB)\n", e / 1024, n / 1024 }'
+otlp_report

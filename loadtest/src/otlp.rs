@@ -1,9 +1,10 @@
 //! An in-process OTLP collector for tests, on 127.0.0.1: a tonic server implementing
 //! `opentelemetry-proto`'s trace and metrics services (OTLP/gRPC) and a hyper server taking
 //! `POST /v1/traces` and `POST /v1/metrics` (OTLP/HTTP protobuf), keeping every span and metric
-//! either receives.
+//! either receives. [`CountingSink`] only counts spans, for benchmarks.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -333,5 +334,126 @@ async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// An OTLP/gRPC collector that only counts the spans it receives (and takes metrics without
+/// keeping them): for benchmarks, where keeping every span would grow without bound.
+pub struct CountingSink {
+    addr: SocketAddr,
+    spans: Arc<AtomicU64>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Clone, Default)]
+struct Counted(Arc<AtomicU64>);
+
+#[tonic::async_trait]
+impl TraceService for Counted {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize = (request.into_inner().resource_spans.iter())
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(spans as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Counted {
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl CountingSink {
+    /// Listens on `addr` (keep it on loopback); stops when dropped.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let counted = Counted::default();
+        let spans = Arc::clone(&counted.0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(counted.clone()))
+                .add_service(MetricsServiceServer::new(counted))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+        });
+        Ok(Self {
+            addr,
+            spans,
+            _stop: stop,
+        })
+    }
+
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Spans received so far.
+    pub fn spans(&self) -> u64 {
+        self.spans.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    use super::*;
+
+    fn resource_spans(scopes: &[usize]) -> ResourceSpans {
+        ResourceSpans {
+            scope_spans: scopes
+                .iter()
+                .map(|&n| ScopeSpans {
+                    spans: vec![Span::default(); n],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_counting_sink_counts_every_span_of_every_export() {
+        let sink = CountingSink::start_on("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(sink.spans(), 0);
+        let mut client = TraceServiceClient::connect(sink.endpoint()).await.unwrap();
+        for request in [
+            vec![resource_spans(&[3, 2]), resource_spans(&[1])],
+            vec![resource_spans(&[4])],
+            vec![],
+        ] {
+            client
+                .export(ExportTraceServiceRequest {
+                    resource_spans: request,
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(sink.spans(), 10);
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::{ExpectedAuth, MockAzure, MockConfig};
+use aiproxy_loadtest::otlp::CountingSink;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -21,6 +22,10 @@ struct Args {
     /// Milliseconds between streamed chunks.
     #[arg(long, default_value_t = 50)]
     stream_delay_ms: u64,
+    /// Also run an OTLP/gRPC sink on this address (keep it on loopback) that counts the spans it
+    /// receives and prints the count when it changes (at most once a second).
+    #[arg(long)]
+    otlp_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -37,6 +42,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let mock = MockAzure::start_on(args.listen, config).await?;
     println!("mock Azure OpenAI listening on {}", mock.endpoint());
+    if let Some(addr) = args.otlp_listen {
+        let sink = CountingSink::start_on(addr).await?;
+        println!("OTLP sink listening on {}", sink.endpoint());
+        // The task owns the sink: it runs until the process ends.
+        tokio::spawn(async move {
+            let mut printed = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = sink.spans();
+                if now != printed {
+                    println!("OTLP spans received: {now}");
+                    printed = now;
+                }
+            }
+        });
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
