@@ -1,5 +1,5 @@
 //! The hash maps requests look things up in: the catalog snapshot's, the quota allowances, the
-//! idle upstream connections. Their keys are ids, names and key hashes from the catalog, or what
+//! idle upstream connections, the metrics' bound series (`metrics::series`). Their keys are ids, names and key hashes from the catalog, or what
 //! the edge builds from them, never a string a client or an upstream chose, so they need no
 //! defence against crafted collisions and use foldhash, seeded per process, instead of std's
 //! SipHash (about 5 % of a proxied call's instructions when they used it). foldhash's seed is
