@@ -63,8 +63,12 @@ impl ServerSpan {
         let Some(tracer) = tracer.as_deref() else {
             return Self::off();
         };
-        let parent =
-            TraceContextPropagator::new().extract_with_context(&Context::new(), &Extract(headers));
+        // Most calls carry no trace context: no propagator, no header parsing.
+        let parent = if headers.contains_key(TRACEPARENT) {
+            TraceContextPropagator::new().extract_with_context(&Context::new(), &Extract(headers))
+        } else {
+            Context::new()
+        };
         // Room for all of a request's attributes (given now or set later), so none grows it.
         let builder = tracer
             .span_builder(name)
