@@ -18,6 +18,7 @@
 #   --otlp           the edge exports every span (OTEL_TRACES_SAMPLER=always_on) and its metrics
 #                    over OTLP/gRPC to a sink in the mock's process (on the load core), which
 #                    counts the spans it receives; the count is printed at the end
+#   --otlp-http      with --otlp, export over OTLP/HTTP (http/protobuf) instead of gRPC
 #   --edge-env K=V   extra environment for the edge (repeatable), e.g. with --otlp
 #                    OTEL_TRACES_EXPORTER=none (metrics only) or OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128
 #   --keep           keep the scratch folder (logs, configs, raw oha output)
@@ -60,6 +61,7 @@ EDGE_BIN=
 KEEP=0
 INSTRUCTIONS=0
 OTLP=0
+OTLP_HTTP=0
 EDGE_ENV=()
 CONNS=32
 SSE_STREAMS=50
@@ -81,6 +83,7 @@ while [[ $# -gt 0 ]]; do
     --edge-bin) EDGE_BIN=$(realpath "$2"); shift ;;
     --keep) KEEP=1 ;;
     --otlp) OTLP=1 ;;
+    --otlp-http) OTLP_HTTP=1 ;;
     --edge-env) [[ $2 == *=* ]] || die "--edge-env: KEY=VALUE expected, got '$2'"; EDGE_ENV+=("$2"); shift ;;
     --instructions) INSTRUCTIONS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
@@ -145,10 +148,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r MOCK_PORT ADMIN_PORT GRPC_PORT EDGE_PORT NGINX_PORT OTLP_PORT < <(python3 - <<'PY'
+read -r MOCK_PORT ADMIN_PORT GRPC_PORT EDGE_PORT NGINX_PORT OTLP_PORT OTLP_HTTP_PORT < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(6):
+for _ in range(7):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -176,11 +179,16 @@ CLEAN_ENV=(env -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u I
 OTLP_LISTEN=
 if [[ $OTLP == 1 ]]; then
   OTLP_LISTEN="127.0.0.1:$OTLP_PORT"
-  EDGE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$OTLP_LISTEN" OTEL_TRACES_SAMPLER=always_on "${EDGE_ENV[@]}")
+  if [[ $OTLP_HTTP == 1 ]]; then
+    EDGE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_HTTP_PORT" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf "${EDGE_ENV[@]}")
+  else
+    EDGE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$OTLP_LISTEN" "${EDGE_ENV[@]}")
+  fi
+  EDGE_ENV=(OTEL_TRACES_SAMPLER=always_on "${EDGE_ENV[@]}")
 fi
-log "mock upstream on 127.0.0.1:$MOCK_PORT (cpu $LOAD_CPU)${OTLP_LISTEN:+, OTLP sink on $OTLP_LISTEN}"
+log "mock upstream on 127.0.0.1:$MOCK_PORT (cpu $LOAD_CPU)${OTLP_LISTEN:+, OTLP sink on $OTLP_LISTEN (gRPC), 127.0.0.1:$OTLP_HTTP_PORT (HTTP)}"
 taskset -c "$LOAD_CPU" "$BIN/mock-azure" --listen "127.0.0.1:$MOCK_PORT" --api-key "$UPSTREAM_KEY" \
-  --stream-chunks 4 --stream-delay-ms 10 ${OTLP_LISTEN:+--otlp-listen "$OTLP_LISTEN"} >"$DIR/mock.log" 2>&1 &
+  --stream-chunks 4 --stream-delay-ms 10 ${OTLP_LISTEN:+--otlp-listen "$OTLP_LISTEN" --otlp-http-listen "127.0.0.1:$OTLP_HTTP_PORT"} >"$DIR/mock.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$MOCK_PORT/" "the mock" "${PIDS[-1]}"
 

@@ -167,7 +167,13 @@ struct Received {
     metrics: Arc<Mutex<Vec<ReceivedMetric>>>,
 }
 
-impl Received {
+/// What a collector does with what it receives, over either protocol.
+trait Keep: Clone + Send + Sync + 'static {
+    fn keep(&self, request: ExportTraceServiceRequest);
+    fn keep_metrics(&self, request: ExportMetricsServiceRequest);
+}
+
+impl Keep for Received {
     fn keep_metrics(&self, request: ExportMetricsServiceRequest) {
         let mut received = self.metrics.lock().unwrap();
         for resource_metrics in request.resource_metrics {
@@ -205,13 +211,17 @@ impl Received {
     }
 }
 
+/// The OTLP/gRPC services of a [`Keep`].
+#[derive(Clone)]
+struct Services<K>(K);
+
 #[tonic::async_trait]
-impl TraceService for Received {
+impl<K: Keep> TraceService for Services<K> {
     async fn export(
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.keep(request.into_inner());
+        self.0.keep(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -219,16 +229,40 @@ impl TraceService for Received {
 }
 
 #[tonic::async_trait]
-impl MetricsService for Received {
+impl<K: Keep> MetricsService for Services<K> {
     async fn export(
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.keep_metrics(request.into_inner());
+        self.0.keep_metrics(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse {
             partial_success: None,
         }))
     }
+}
+
+/// Serves `keep` over OTLP/gRPC on `grpc` and OTLP/HTTP on `http` until the sender is dropped.
+fn serve<K: Keep>(
+    grpc: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
+    keep: K,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let services = Services(keep.clone());
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(services.clone()))
+            .add_service(MetricsServiceServer::new(services))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+    });
+    tokio::spawn(serve_http(http, keep));
+    stop
 }
 
 /// The collector; stops when dropped.
@@ -245,27 +279,12 @@ impl OtlpCollector {
             .await
             .expect("bind the OTLP collector");
         let addr = listener.local_addr().expect("collector address");
-        let received = Received::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = TraceServiceServer::new(received.clone());
-        let metrics = MetricsServiceServer::new(received.clone());
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .add_service(metrics)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-                .await;
-        });
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the OTLP/HTTP collector");
         let http_addr = http.local_addr().expect("collector address");
-        tokio::spawn(serve_http(http, received.clone()));
+        let received = Received::default();
+        let stop = serve(listener, http, received.clone());
         Self {
             addr,
             http_addr,
@@ -296,7 +315,7 @@ impl OtlpCollector {
 
 /// OTLP/HTTP with protobuf bodies: `POST /v1/traces` and `/v1/metrics`; runs until the test's
 /// runtime ends.
-async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
+async fn serve_http<K: Keep>(listener: tokio::net::TcpListener, received: K) {
     use http_body_util::{BodyExt as _, Full};
     use prost::Message as _;
     while let Ok((stream, _)) = listener.accept().await {
@@ -337,10 +356,11 @@ async fn serve_http(listener: tokio::net::TcpListener, received: Received) {
     }
 }
 
-/// An OTLP/gRPC collector that only counts the spans it receives (and takes metrics without
-/// keeping them): for benchmarks, where keeping every span would grow without bound.
+/// An OTLP collector (gRPC and HTTP) that only counts the spans it receives (and takes metrics
+/// without keeping them): for benchmarks, where keeping every span would grow without bound.
 pub struct CountingSink {
     addr: SocketAddr,
+    http_addr: SocketAddr,
     spans: Arc<AtomicU64>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -348,65 +368,43 @@ pub struct CountingSink {
 #[derive(Clone, Default)]
 struct Counted(Arc<AtomicU64>);
 
-#[tonic::async_trait]
-impl TraceService for Counted {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = (request.into_inner().resource_spans.iter())
+impl Keep for Counted {
+    fn keep(&self, request: ExportTraceServiceRequest) {
+        let spans: usize = (request.resource_spans.iter())
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
         self.0.fetch_add(spans as u64, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
     }
-}
 
-#[tonic::async_trait]
-impl MetricsService for Counted {
-    async fn export(
-        &self,
-        _request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
-    }
+    fn keep_metrics(&self, _request: ExportMetricsServiceRequest) {}
 }
 
 impl CountingSink {
-    /// Listens on `addr` (keep it on loopback); stops when dropped.
-    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+    /// OTLP/gRPC on `grpc`, OTLP/HTTP on `http` (keep both on loopback); stops when dropped.
+    pub async fn start_on(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Self> {
+        let grpc = tokio::net::TcpListener::bind(grpc).await?;
+        let http = tokio::net::TcpListener::bind(http).await?;
+        let (addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let counted = Counted::default();
         let spans = Arc::clone(&counted.0);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(counted.clone()))
-                .add_service(MetricsServiceServer::new(counted))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-                .await;
-        });
+        let stop = serve(grpc, http, counted);
         Ok(Self {
             addr,
+            http_addr,
             spans,
             _stop: stop,
         })
     }
 
-    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say.
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/gRPC.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/HTTP.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
     }
 
     /// Spans received so far.
@@ -436,10 +434,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_counting_sink_counts_every_span_of_every_export() {
-        let sink = CountingSink::start_on("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    async fn the_counting_sink_counts_every_span_of_every_export_over_both_protocols() {
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let sink = CountingSink::start_on(loopback, loopback).await.unwrap();
         assert_eq!(sink.spans(), 0);
         let mut client = TraceServiceClient::connect(sink.endpoint()).await.unwrap();
         for request in [
@@ -455,5 +452,20 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(sink.spans(), 10);
+
+        use prost::Message as _;
+        let body = ExportTraceServiceRequest {
+            resource_spans: vec![resource_spans(&[2, 5])],
+        }
+        .encode_to_vec();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/v1/traces", sink.http_endpoint()))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(sink.spans(), 17);
     }
 }

@@ -26,6 +26,9 @@ struct Args {
     /// receives and prints the count when it changes (at most once a second).
     #[arg(long)]
     otlp_listen: Option<SocketAddr>,
+    /// The sink's OTLP/HTTP address (with --otlp-listen; default: a free loopback port).
+    #[arg(long, requires = "otlp_listen", default_value = "127.0.0.1:0")]
+    otlp_http_listen: SocketAddr,
 }
 
 #[tokio::main]
@@ -43,8 +46,12 @@ async fn main() -> anyhow::Result<()> {
     let mock = MockAzure::start_on(args.listen, config).await?;
     println!("mock Azure OpenAI listening on {}", mock.endpoint());
     if let Some(addr) = args.otlp_listen {
-        let sink = CountingSink::start_on(addr).await?;
-        println!("OTLP sink listening on {}", sink.endpoint());
+        let sink = CountingSink::start_on(addr, args.otlp_http_listen).await?;
+        println!(
+            "OTLP sink listening on {} (gRPC) and {} (HTTP)",
+            sink.endpoint(),
+            sink.http_endpoint()
+        );
         // The task owns the sink: it runs until the process ends.
         tokio::spawn(async move {
             let mut printed = 0;
