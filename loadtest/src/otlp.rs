@@ -1,7 +1,7 @@
 //! An in-process OTLP collector for tests, on 127.0.0.1: a tonic server implementing
 //! `opentelemetry-proto`'s trace and metrics services (OTLP/gRPC) and a hyper server taking
 //! `POST /v1/traces` and `POST /v1/metrics` (OTLP/HTTP protobuf), keeping every span and metric
-//! either receives. [`CountingSink`] only counts spans, for benchmarks.
+//! either receives ([`OtlpCollector`]); [`CountingSink`] only counts spans, for benchmarks.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,14 +161,15 @@ impl ReceivedMetric {
     }
 }
 
+/// Keeps every span and metric (the tests' collector).
 #[derive(Clone, Default)]
-struct Received {
+pub struct Received {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     metrics: Arc<Mutex<Vec<ReceivedMetric>>>,
 }
 
-/// What a collector does with what it receives, over either protocol.
-trait Keep: Clone + Send + Sync + 'static {
+/// What a [`Collector`] does with what it receives, over either protocol.
+pub trait Keep: Clone + Default + Send + Sync + 'static {
     fn keep(&self, request: ExportTraceServiceRequest);
     fn keep_metrics(&self, request: ExportMetricsServiceRequest);
 }
@@ -265,32 +266,36 @@ fn serve<K: Keep>(
     stop
 }
 
-/// The collector; stops when dropped.
-pub struct OtlpCollector {
+/// A collector on loopback: OTLP/gRPC and OTLP/HTTP, each request given to its [`Keep`]; stops
+/// when dropped.
+pub struct Collector<K> {
     addr: SocketAddr,
     http_addr: SocketAddr,
-    received: Received,
+    kept: K,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-impl OtlpCollector {
-    pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP collector");
-        let addr = listener.local_addr().expect("collector address");
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP/HTTP collector");
-        let http_addr = http.local_addr().expect("collector address");
-        let received = Received::default();
-        let stop = serve(listener, http, received.clone());
-        Self {
+/// The tests' collector: keeps every span and metric.
+pub type OtlpCollector = Collector<Received>;
+
+/// Counts the spans it receives (and takes metrics without keeping them): for benchmarks, where
+/// keeping every span would grow without bound.
+pub type CountingSink = Collector<Counted>;
+
+impl<K: Keep> Collector<K> {
+    /// OTLP/gRPC on `grpc`, OTLP/HTTP on `http` (keep both on loopback).
+    pub async fn start_on(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Self> {
+        let grpc = tokio::net::TcpListener::bind(grpc).await?;
+        let http = tokio::net::TcpListener::bind(http).await?;
+        let (addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+        let kept = K::default();
+        let stop = serve(grpc, http, kept.clone());
+        Ok(Self {
             addr,
             http_addr,
-            received,
+            kept,
             _stop: stop,
-        }
+        })
     }
 
     /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/gRPC.
@@ -302,14 +307,31 @@ impl OtlpCollector {
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
     }
+}
+
+impl OtlpCollector {
+    /// On free loopback ports.
+    pub async fn start() -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(loopback, loopback)
+            .await
+            .expect("bind the OTLP collector")
+    }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.received.spans.lock().unwrap().clone()
+        self.kept.spans.lock().unwrap().clone()
     }
 
     /// Every metric of every export received so far (cumulative: later exports repeat them).
     pub fn metrics(&self) -> Vec<ReceivedMetric> {
-        self.received.metrics.lock().unwrap().clone()
+        self.kept.metrics.lock().unwrap().clone()
+    }
+}
+
+impl CountingSink {
+    /// Spans received so far.
+    pub fn spans(&self) -> u64 {
+        self.kept.0.load(Ordering::Relaxed)
     }
 }
 
@@ -356,17 +378,9 @@ async fn serve_http<K: Keep>(listener: tokio::net::TcpListener, received: K) {
     }
 }
 
-/// An OTLP collector (gRPC and HTTP) that only counts the spans it receives (and takes metrics
-/// without keeping them): for benchmarks, where keeping every span would grow without bound.
-pub struct CountingSink {
-    addr: SocketAddr,
-    http_addr: SocketAddr,
-    spans: Arc<AtomicU64>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
+/// Counts spans (see [`CountingSink`]).
 #[derive(Clone, Default)]
-struct Counted(Arc<AtomicU64>);
+pub struct Counted(Arc<AtomicU64>);
 
 impl Keep for Counted {
     fn keep(&self, request: ExportTraceServiceRequest) {
@@ -378,39 +392,6 @@ impl Keep for Counted {
     }
 
     fn keep_metrics(&self, _request: ExportMetricsServiceRequest) {}
-}
-
-impl CountingSink {
-    /// OTLP/gRPC on `grpc`, OTLP/HTTP on `http` (keep both on loopback); stops when dropped.
-    pub async fn start_on(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Self> {
-        let grpc = tokio::net::TcpListener::bind(grpc).await?;
-        let http = tokio::net::TcpListener::bind(http).await?;
-        let (addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-        let counted = Counted::default();
-        let spans = Arc::clone(&counted.0);
-        let stop = serve(grpc, http, counted);
-        Ok(Self {
-            addr,
-            http_addr,
-            spans,
-            _stop: stop,
-        })
-    }
-
-    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/gRPC.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// What `OTEL_EXPORTER_OTLP_ENDPOINT` should say for OTLP/HTTP.
-    pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
-    }
-
-    /// Spans received so far.
-    pub fn spans(&self) -> u64 {
-        self.spans.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
