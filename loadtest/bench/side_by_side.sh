@@ -98,7 +98,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 for tool in curl jq taskset python3; do
   command -v "$tool" >/dev/null || die "$tool is needed"
 done
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+if [[ $INSTRUCTIONS == 0 ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
   log "installing nginx from the distribution"
   apt-get install -y nginx-light >/dev/null 2>&1 || apt-get install -y nginx >/dev/null 2>&1 \
     || die "could not install nginx (apt-get install -y nginx-light)"
@@ -241,13 +241,16 @@ PIDS+=($!)
 EDGE_PID=${PIDS[-1]}
 wait_http "http://127.0.0.1:$EDGE_PORT/readyz" "the edge" "$EDGE_PID" 200
 
-log "nginx on 127.0.0.1:$NGINX_PORT (cpu $PROXY_CPU)"
-sed -e "s|@DIR@|$DIR|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
-  "$REPO/loadtest/bench/nginx.conf.template" >"$DIR/nginx.conf"
-taskset -c "$PROXY_CPU" "$NGINX" -p "$DIR" -e "$DIR/nginx-error.log" -c "$DIR/nginx.conf" >"$DIR/nginx.log" 2>&1 &
-PIDS+=($!)
-NGINX_PID=${PIDS[-1]}
-wait_http "http://127.0.0.1:$NGINX_PORT/" "nginx" "$NGINX_PID"
+NGINX_PID=
+if [[ $INSTRUCTIONS == 0 ]]; then # --instructions measures the edge alone
+  log "nginx on 127.0.0.1:$NGINX_PORT (cpu $PROXY_CPU)"
+  sed -e "s|@DIR@|$DIR|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
+    "$REPO/loadtest/bench/nginx.conf.template" >"$DIR/nginx.conf"
+  taskset -c "$PROXY_CPU" "$NGINX" -p "$DIR" -e "$DIR/nginx-error.log" -c "$DIR/nginx.conf" >"$DIR/nginx.log" 2>&1 &
+  PIDS+=($!)
+  NGINX_PID=${PIDS[-1]}
+  wait_http "http://127.0.0.1:$NGINX_PORT/" "nginx" "$NGINX_PID"
+fi
 
 API_VERSION=2024-10-21
 CHAT_PATH="/openai/deployments/gpt-4o/chat/completions?api-version=$API_VERSION"
@@ -267,7 +270,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [[ $code == 200 ]] || die "a call through the edge answered $code"
-for p in direct nginx; do
+for p in direct ${NGINX_PID:+nginx}; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "api-key: ${KEY[$p]}" -H 'content-type: application/json' \
     --data "$BODY" "${URL[$p]}" || true)
   [[ $code == 200 ]] || die "a call $p answered $code"
