@@ -6,7 +6,7 @@
 # is pinned to one core, the load generator and the mock to another, the same for every path.
 #
 #   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH]
-#                                  [--otlp] [--edge-env KEY=VALUE]... [--instructions N] [--keep]
+#                                  [--otlp [--otlp-http]] [--edge-env KEY=VALUE]... [--instructions N] [--keep]
 #
 #   --duration SECS  length of each throughput and fixed-rate run (default 10)
 #   --no-caps        the event has no token cap and no daily request cap

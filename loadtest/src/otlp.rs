@@ -337,28 +337,28 @@ impl CountingSink {
 
 /// OTLP/HTTP with protobuf bodies: `POST /v1/traces` and `/v1/metrics`; runs until the test's
 /// runtime ends.
-async fn serve_http<K: Keep>(listener: tokio::net::TcpListener, received: K) {
+async fn serve_http<K: Keep>(listener: tokio::net::TcpListener, keep: K) {
     use http_body_util::{BodyExt as _, Full};
     use prost::Message as _;
     while let Ok((stream, _)) = listener.accept().await {
-        let received = received.clone();
+        let keep = keep.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let received = received.clone();
+                    let keep = keep.clone();
                     async move {
                         let path = request.uri().path().to_string();
                         let body = request.into_body().collect().await.map(|b| b.to_bytes());
                         let (kept, answer) = match (path.as_str(), body) {
                             ("/v1/traces", Ok(b)) => (
                                 ExportTraceServiceRequest::decode(b)
-                                    .map(|r| received.keep(r))
+                                    .map(|r| keep.keep(r))
                                     .is_ok(),
                                 ExportTraceServiceResponse::default().encode_to_vec(),
                             ),
                             ("/v1/metrics", Ok(b)) => (
                                 ExportMetricsServiceRequest::decode(b)
-                                    .map(|r| received.keep_metrics(r))
+                                    .map(|r| keep.keep_metrics(r))
                                     .is_ok(),
                                 ExportMetricsServiceResponse::default().encode_to_vec(),
                             ),
