@@ -2,7 +2,8 @@
 //! `mock` is the mock Azure upstream, `stack` starts the real control-plane and edge binaries on
 //! loopback and drives the admin API, `load` is the bounded load generator. For fault tests:
 //! `steady` runs mixed background traffic and tells what it lost, `process` reads and signals
-//! child processes, `private_servers` starts a Redis or Postgres a test may kill.
+//! child processes, `private_servers` starts a Redis or Postgres a test may kill, `relay` is a TCP
+//! relay whose connections can go silent.
 
 pub mod identity;
 pub mod load;
@@ -10,5 +11,6 @@ pub mod mock;
 pub mod otlp;
 pub mod private_servers;
 pub mod process;
+pub mod relay;
 pub mod stack;
 pub mod steady;

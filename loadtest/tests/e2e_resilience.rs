@@ -1,9 +1,10 @@
 //! End to end, with faults: the control plane is killed (SIGKILL) and restarted under a serving
-//! edge; an edge with the wrong credential is refused.
+//! edge; the path to it goes silent; an edge with the wrong credential is refused.
 
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::MockConfig;
+use aiproxy_loadtest::relay::Relay;
 use aiproxy_loadtest::stack::{ControlPlane, ControlPlaneOptions, Edge, Scenario, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -82,6 +83,70 @@ async fn edge_serves_through_a_control_plane_crash_and_resumes_from_its_version(
             .await
             .status(),
         StatusCode::OK
+    );
+}
+
+async fn chat_answer(edge: &Edge, key: &str) -> Option<StatusCode> {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/gpt-4o/chat/completions",
+            edge.api_base()
+        ))
+        .header("api-key", key)
+        .json(&chat_body())
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
+}
+
+/// The path to the control plane goes silent (a NAT or load balancer forgets the connection and
+/// drops its packets without a reset): the Sync stream's HTTP/2 keepalive notices, the edge
+/// connects again and the changes made meanwhile arrive. Without the keepalive the edge would wait
+/// on the dead stream for good, serving a catalog that no longer follows the control plane.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_whose_control_plane_path_goes_silent_connects_again() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let relay = Relay::start(s.cp.grpc_addr).await.unwrap();
+    let through_relay = format!("http://{}", relay.addr());
+    let edge = Edge::start_with_env(
+        &s.cp,
+        "",
+        &[("AIPROXY_CONTROL_PLANE_URL", through_relay.as_str())],
+    )
+    .await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    let connections = relay.accepted();
+    assert!(connections >= 1, "the edge syncs through the relay");
+
+    relay.silence_open_connections();
+    let silenced = std::time::Instant::now();
+    let key = s.admin.add_attendee(&s.event_id, "after-silence").await;
+    // The edge connected directly gets the change; the silenced one does not.
+    eventually(
+        "the directly connected edge never got the new attendee",
+        Duration::from_secs(10),
+        || async { chat_answer(&s.edge, &key).await == Some(StatusCode::OK) },
+    )
+    .await;
+    assert_ne!(
+        chat_answer(&edge, &key).await,
+        Some(StatusCode::OK),
+        "the silenced path still carried the change"
+    );
+    eventually(
+        "the edge never noticed its silent control-plane connection",
+        Duration::from_secs(60),
+        || async { chat_answer(&edge, &key).await == Some(StatusCode::OK) },
+    )
+    .await;
+    assert!(
+        relay.accepted() > connections,
+        "the change came over a new connection"
+    );
+    println!(
+        "[resilience] a silent control-plane path noticed and replaced after {:.1} s",
+        silenced.elapsed().as_secs_f64()
     );
 }
 
