@@ -13,6 +13,21 @@ fn chat_body() -> Value {
     json!({"messages": [{"role": "user", "content": "Hi"}]})
 }
 
+/// The status of a chat call through `edge` with `key`; `None` when the edge cannot be reached.
+async fn chat_answer(edge: &Edge, key: &str) -> Option<StatusCode> {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/gpt-4o/chat/completions",
+            edge.api_base()
+        ))
+        .header("api-key", key)
+        .json(&chat_body())
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn edge_serves_through_a_control_plane_crash_and_resumes_from_its_version() {
     let mut s = Scenario::start(MockConfig::default()).await;
@@ -53,22 +68,10 @@ async fn edge_serves_through_a_control_plane_crash_and_resumes_from_its_version(
     s.cp.restart().await;
     // A change made after the restart reaches the edge over the re-established stream.
     let key = s.admin.add_attendee(&s.event_id, "after-restart").await;
-    let url = format!(
-        "{}/openai/deployments/gpt-4o/chat/completions",
-        s.edge.api_base()
-    );
     eventually(
         "the edge never picked up the change made after the restart",
         Duration::from_secs(20),
-        || async {
-            let response = reqwest::Client::new()
-                .post(&url)
-                .header("api-key", &key)
-                .json(&chat_body())
-                .send()
-                .await;
-            response.is_ok_and(|r| r.status() == StatusCode::OK)
-        },
+        || async { chat_answer(&s.edge, &key).await == Some(StatusCode::OK) },
     )
     .await;
     let (_, after) = s.admin.get("/edges").await;
@@ -84,20 +87,6 @@ async fn edge_serves_through_a_control_plane_crash_and_resumes_from_its_version(
             .status(),
         StatusCode::OK
     );
-}
-
-async fn chat_answer(edge: &Edge, key: &str) -> Option<StatusCode> {
-    reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/gpt-4o/chat/completions",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&chat_body())
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status())
 }
 
 /// The path to the control plane goes silent (a NAT or load balancer forgets the connection and
@@ -172,17 +161,10 @@ async fn an_edge_with_the_wrong_token_gets_no_catalog() {
             .is_some_and(|e| e.contains("invalid edge token")),
         "{readiness}"
     );
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/gpt-4o/chat/completions",
-            intruder.api_base()
-        ))
-        .header("api-key", &s.key)
-        .json(&chat_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        chat_answer(&intruder, &s.key).await,
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
     let log = intruder.log();
     assert!(
         log.contains("invalid edge token"),
@@ -202,17 +184,7 @@ async fn an_edge_restarted_while_the_control_plane_is_down_serves_its_stored_sna
 
     // No control plane: the new edge is ready from its stored snapshot and serves.
     let second = Edge::start_with_env(&s.cp, "", &[("AIPROXY_EDGE_STATE_DIR", &dir)]).await;
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/gpt-4o/chat/completions",
-            second.api_base()
-        ))
-        .header("api-key", &s.key)
-        .json(&chat_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(chat_answer(&second, &s.key).await, Some(StatusCode::OK));
     assert!(
         second.log().contains("last-known-good snapshot from disk"),
         "{}",
