@@ -437,6 +437,44 @@ impl Edge {
         format!("{}/api/v1", self.url())
     }
 
+    /// `<edge>/api/v1/openai/deployments/{deployment}/{operation}?api-version=…`.
+    pub fn deployment_url(&self, deployment: &str, operation: &str) -> String {
+        format!(
+            "{}/openai/deployments/{deployment}/{operation}?api-version={API_VERSION}",
+            self.api_base()
+        )
+    }
+
+    /// `deployment`'s chat completions on this edge.
+    pub fn chat_url(&self, deployment: &str) -> String {
+        self.deployment_url(deployment, "chat/completions")
+    }
+
+    /// A chat completions call for `deployment` with `key` in `api-key`, for a body (and any
+    /// other header) to be added.
+    pub fn chat_request(&self, key: &str, deployment: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(self.chat_url(deployment))
+            .header("api-key", key)
+    }
+
+    /// A chat completions call with `body`, sent: its response, or why there was none.
+    pub async fn try_chat(
+        &self,
+        key: &str,
+        deployment: &str,
+        body: &Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.chat_request(key, deployment).json(body).send().await
+    }
+
+    /// [`Edge::try_chat`] on an edge that must answer.
+    pub async fn chat(&self, key: &str, deployment: &str, body: &Value) -> reqwest::Response {
+        self.try_chat(key, deployment, body)
+            .await
+            .expect("edge reachable")
+    }
+
     /// SIGKILL.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -721,10 +759,7 @@ impl Scenario {
     /// `POST <edge>/api/v1/openai/deployments/{deployment}/{operation}?api-version=…` with the key.
     pub async fn call(&self, deployment: &str, operation: &str, body: Value) -> reqwest::Response {
         reqwest::Client::new()
-            .post(format!(
-                "{}/openai/deployments/{deployment}/{operation}?api-version={API_VERSION}",
-                self.edge.api_base()
-            ))
+            .post(self.edge.deployment_url(deployment, operation))
             .header("api-key", &self.key)
             .json(&body)
             .send()

@@ -55,16 +55,12 @@ fn mi_resource(
 }
 
 async fn chat(edge: &Edge, key: &str, deployment: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&json!({"messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .unwrap()
+    edge.chat(
+        key,
+        deployment,
+        &json!({"messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await
 }
 
 /// A control plane minting from a fake identity endpoint (tokens of `lifetime`), one

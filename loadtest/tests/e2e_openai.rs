@@ -31,10 +31,7 @@ async fn error_message(response: reqwest::Response) -> (StatusCode, String) {
 async fn chat_completion_goes_upstream_with_the_resource_key_and_query_string() {
     let s = Scenario::start(MockConfig::default()).await;
     let response = reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}",
-            s.edge.api_base()
-        ))
+        .post(s.edge.chat_url("gpt-4o"))
         .header("Authorization", format!("Bearer {}", s.key))
         .header("x-ms-client-request-id", "req-42")
         .header("Connection", "keep-alive")

@@ -15,14 +15,7 @@ fn chat_body() -> Value {
 
 /// The status of a chat call through `edge` with `key`; `None` when the edge cannot be reached.
 async fn chat_answer(edge: &Edge, key: &str) -> Option<StatusCode> {
-    reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/gpt-4o/chat/completions",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&chat_body())
-        .send()
+    edge.try_chat(key, "gpt-4o", &chat_body())
         .await
         .ok()
         .map(|r| r.status())

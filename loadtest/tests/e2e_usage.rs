@@ -30,16 +30,7 @@ async fn set_event(s: &Scenario, fields: Value) {
 }
 
 async fn chat(edge: &Edge, key: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!(
-            "{}{CHAT}?api-version={API_VERSION}",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("edge reachable")
+    edge.chat(key, "gpt-4o", &body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

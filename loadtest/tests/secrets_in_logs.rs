@@ -11,7 +11,7 @@ use std::time::Duration;
 use aiproxy_loadtest::identity::FakeIdentityEndpoint;
 use aiproxy_loadtest::mock::{ExpectedAuth, Hang, MockAzure, MockConfig};
 use aiproxy_loadtest::private_servers::PrivateRedis;
-use aiproxy_loadtest::stack::{API_VERSION, ControlPlane, ControlPlaneOptions, Edge};
+use aiproxy_loadtest::stack::{ControlPlane, ControlPlaneOptions, Edge};
 use base64::Engine;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -99,10 +99,7 @@ impl Caller {
         }
         let response = self
             .http
-            .post(format!(
-                "{}/openai/deployments/{deployment}/chat/completions?api-version={API_VERSION}",
-                edge.api_base()
-            ))
+            .post(edge.chat_url(deployment))
             .header(auth.0, auth.1)
             .json(&body)
             .send()

@@ -123,7 +123,7 @@ async fn sigterm_turns_readiness_off_first_and_lets_fifty_streams_finish() {
         .map(|_| {
             tokio::spawn(open_stream(
                 http.clone(),
-                chat_url(&s.edges[0], "slow"),
+                s.edges[0].chat_url("slow"),
                 s.key.clone(),
                 started_tx.clone(),
             ))

@@ -117,7 +117,7 @@ async fn postgres_stopped_edges_serve_admin_writes_get_503_and_nothing_is_lost()
     }
     let writable_after = writable_after.expect("admin writes never worked again after the restart");
     for edge in &s.edges {
-        let url = chat_url(edge, KEYED);
+        let url = edge.chat_url(KEYED);
         eventually(
             "a key added after the restart never reached an edge",
             Duration::from_secs(20),

@@ -172,7 +172,7 @@ impl FaultStack {
         };
         for edge in &stack.edges {
             for deployment in [KEYED, MANAGED] {
-                let url = chat_url(edge, deployment);
+                let url = edge.chat_url(deployment);
                 eventually(
                     &format!("{} never served {deployment}", edge.url()),
                     Duration::from_secs(20),
@@ -207,13 +207,6 @@ impl FaultStack {
     pub fn targets(&self) -> Vec<Target> {
         self.targets_on(&[0, 1])
     }
-}
-
-pub fn chat_url(edge: &Edge, deployment: &str) -> String {
-    format!(
-        "{}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21",
-        edge.api_base()
-    )
 }
 
 /// One JSON chat call; its status (0 if no answer).
