@@ -23,13 +23,7 @@ const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 async fn chat(edge: &Edge, key: &str, body: Value, traceparent: Option<&str>) -> String {
-    let mut request = reqwest::Client::new()
-        .post(format!(
-            "{}{CHAT_PATH}?api-version={API_VERSION}",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&body);
+    let mut request = edge.chat_request(key, "gpt-4o").json(&body);
     if let Some(traceparent) = traceparent {
         request = request
             .header("traceparent", traceparent)
@@ -387,4 +381,90 @@ async fn edge_exports_over_otlp_http_protobuf() {
     let span = &chat_spans(&collector)[0];
     assert_eq!(span.service_name().as_deref(), Some("edge-over-http"));
     assert_eq!(span.span.name, "chat gpt-4o");
+}
+
+/// OTLP/gRPC export runs on a runtime of its own, not on the runtime the exporters were made in
+/// (the proxy's): with that runtime's only thread held, as a proxy's core is under load, spans
+/// and metrics are still exported. Made on the proxy's runtime, tonic's connection and the
+/// encoding of every batch waited for that thread: the flush below timed out. The threads that
+/// export run below the process's CPU priority.
+#[test]
+fn grpc_export_runs_off_the_proxys_runtime_below_its_priority() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    let collector_runtime = tokio::runtime::Runtime::new().unwrap();
+    let collector = collector_runtime.block_on(OtlpCollector::start());
+    let endpoint = collector.endpoint();
+    let settings = aiproxy_telemetry::Settings::from_lookup(|name| {
+        (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone())
+    })
+    .unwrap();
+    let proxy = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    proxy.block_on(async {
+        let spans = aiproxy_telemetry::tracer_provider(&settings, "held")
+            .unwrap()
+            .expect("spans are exported");
+        let meters = aiproxy_telemetry::metrics::meter_provider(
+            &settings,
+            opentelemetry_sdk::Resource::builder().build(),
+            None,
+        )
+        .unwrap()
+        .expect("metrics are exported");
+        spans.tracer("test").in_span("while held", |_| {});
+        meters
+            .meter("test")
+            .u64_counter("held.calls")
+            .build()
+            .add(1, &[]);
+        // Each flush blocks this runtime's only thread until its batch is exported.
+        spans
+            .force_flush()
+            .expect("spans exported while the runtime is held");
+        meters
+            .force_flush()
+            .expect("metrics exported while the runtime is held");
+        let names: Vec<String> = collector.spans().into_iter().map(|s| s.span.name).collect();
+        assert_eq!(names, ["while held"]);
+        assert!(
+            collector
+                .metrics()
+                .iter()
+                .any(|m| m.metric.name == "held.calls")
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let own = thread_nice("self").expect("this thread's nice value");
+            let lowered = (own + 10).min(19);
+            // Thread names as the kernel keeps them (15 bytes).
+            for name in ["otlp-export", "OpenTelemetry.T"] {
+                assert_eq!(thread_nice(name), Some(lowered), "{name}");
+            }
+        }
+        spans.shutdown().unwrap();
+        meters.shutdown().unwrap();
+    });
+}
+
+/// The nice value of this process's thread named `name` (`self`: the calling thread).
+#[cfg(target_os = "linux")]
+fn thread_nice(name: &str) -> Option<i64> {
+    let nice_of = |stat: String| {
+        // Field 19 of `stat`; the 17th after the parenthesised name.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        after_name.split_whitespace().nth(16)?.parse().ok()
+    };
+    if name == "self" {
+        return nice_of(std::fs::read_to_string("/proc/thread-self/stat").ok()?);
+    }
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        (comm.trim_end() == name).then_some(())?;
+        nice_of(std::fs::read_to_string(dir.join("stat")).ok()?)
+    })
 }

@@ -14,6 +14,7 @@
 //! shows them (so log lines look the same whether telemetry is on or off), and the OpenTelemetry
 //! layer sees nothing else (library spans from hyper, h2 or sqlx are not exported).
 
+mod export;
 mod json;
 pub mod metrics;
 mod propagation;
@@ -74,6 +75,8 @@ pub enum TelemetryError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("the OTLP export runtime could not be started: {0}")]
+    ExportRuntime(String),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
 }
@@ -104,8 +107,8 @@ impl Telemetry {
         if let Some(scrape) = &self.scrape {
             scrape.stop();
         }
-        // Each provider's shutdown blocks until its export thread has exported, which needs this
-        // runtime free to drive tonic's connection: hence a blocking task, not this one.
+        // Each provider's shutdown blocks until its export thread has exported (at most the
+        // export timeout): a blocking task, not this runtime's thread.
         if let Some(provider) = self.provider {
             span::install(None);
             flushed(tokio::task::spawn_blocking(move || provider.shutdown()).await);
@@ -194,15 +197,19 @@ pub fn tracer_provider(
     settings: &Settings,
     service: &'static str,
 ) -> Result<Option<SdkTracerProvider>, TelemetryError> {
-    if settings.endpoint.is_none() {
-        return Ok(None);
-    }
-    // The exporters read the endpoint and `OTEL_EXPORTER_OTLP_HEADERS` themselves.
-    let exporter = match settings.protocol {
-        ExportProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()?,
-        ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+    let exporter = match (settings.protocol, &settings.endpoint) {
+        (_, None) => return Ok(None),
+        // tonic's channel runs on the export runtime (see `export`).
+        (ExportProtocol::Grpc, Some(endpoint)) => {
+            let _on = export::runtime()?.enter();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?
+        }
+        // The exporter reads the endpoint itself: it appends `/v1/traces` to the general variable
+        // but not to the signal's own. The headers come from `OTEL_EXPORTER_OTLP_HEADERS` either way.
+        (ExportProtocol::HttpProtobuf, Some(_)) => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build()?,
@@ -210,9 +217,9 @@ pub fn tracer_provider(
     // The SDK's own export thread; batch size and delay from `OTEL_BSP_*`. An ended span goes
     // into a queue without waking anything; the thread wakes when a batch is full or the delay
     // is up. (The Tokio-runtime processor sends every span to its task as a message: a task
-    // wake-up per request on the proxy's core.) tonic's connection still runs on the runtime;
-    // OTLP/HTTP uses reqwest's blocking client, made for threads like this one.
-    let processor = BatchSpanProcessor::builder(exporter).build();
+    // wake-up per request on the proxy's core.) OTLP/HTTP uses reqwest's blocking client, made
+    // for threads like this one. The thread exports below the requests' priority (`export`).
+    let processor = BatchSpanProcessor::builder(export::Background(exporter)).build();
     // The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (default: parent-based, always on).
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)

@@ -54,13 +54,18 @@ pub fn meter_provider(
         return Ok(None);
     }
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
-    if settings.metrics_endpoint.is_some() {
-        // The exporters read the endpoint and `OTEL_EXPORTER_OTLP_HEADERS` themselves.
+    if let Some(endpoint) = &settings.metrics_endpoint {
+        // As for spans (`crate::tracer_provider`): tonic on the export runtime, given the
+        // endpoint; the HTTP exporter reads it itself.
         let exporter = match settings.metrics_protocol {
-            ExportProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_temporality(settings.metrics_temporality)
-                .build()?,
+            ExportProtocol::Grpc => {
+                let _on = crate::export::runtime()?.enter();
+                opentelemetry_otlp::MetricExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint)
+                    .with_temporality(settings.metrics_temporality)
+                    .build()?
+            }
             ExportProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
