@@ -15,8 +15,8 @@ use std::time::Duration;
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
 use aiproxy_loadtest::otlp::{OtlpCollector, ReceivedPoint};
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, free_addr,
-    keyed_mock, model_resource, scrape_metrics,
+    ControlPlane, ControlPlaneOptions, Edge, UPSTREAM_KEY, eventually, free_addr, keyed_mock,
+    model_resource, scrape_metrics,
 };
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
@@ -24,16 +24,8 @@ use serde_json::json;
 const ATTENDEE: &str = "attendee-1";
 
 async fn chat(edge: &Edge, key: &str, deployment: &str, stream: bool) -> u16 {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/openai/deployments/{deployment}/chat/completions?api-version={API_VERSION}",
-            edge.api_base()
-        ))
-        .header("api-key", key)
-        .json(&json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream}))
-        .send()
-        .await
-        .expect("edge reachable");
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream});
+    let response = edge.chat(key, deployment, &body).await;
     let status = response.status().as_u16();
     response.bytes().await.expect("the whole answer");
     status
@@ -832,4 +824,49 @@ async fn a_throttled_read_behind_a_foundry_list_is_counted_as_an_upstream_failur
         throttled,
         "{text}"
     );
+}
+
+/// Spans the SDK's export queue cannot hold are dropped, and counted where operators look: the
+/// SDK's own `otel.sdk.processor.span.processed` counter, on `/metrics` with
+/// `error_type="queue_full"`. The collector here accepts connections and never answers, so the
+/// first export hangs (up to the export timeout) and, with a queue of one span, a later call's
+/// span finds the queue full. Requests are served all the while.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_the_export_queue_cannot_hold_are_counted_as_dropped() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let s = stack(ControlPlane::start().await).await;
+    let edge = Edge::start_with_metrics(
+        &s.cp,
+        "swedencentral",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+        ],
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(chat(&edge, &s.key, "gpt-4o", false).await, 200);
+    }
+    // One span is being exported, one waits in the queue: of five, at least three are dropped
+    // (each as its request ends, which may be just after the client has the answer).
+    let metrics = edge.metrics_addr.unwrap();
+    eventually(
+        "three spans counted as dropped",
+        Duration::from_secs(5),
+        || async move {
+            let scrape = parse(&scrape_metrics(metrics).await);
+            let labels = [("error_type", "queue_full")];
+            total(&scrape, "otel_sdk_processor_span_processed_total", &labels) >= 3.0
+        },
+    )
+    .await;
 }

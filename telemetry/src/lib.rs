@@ -133,9 +133,6 @@ fn flushed(result: Result<opentelemetry_sdk::error::OTelSdkResult, tokio::task::
 /// `default_filter` applies when `RUST_LOG` is unset. Call inside the Tokio runtime.
 pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, TelemetryError> {
     let settings = Settings::from_env()?;
-    let provider = tracer_provider(&settings, service)?;
-    // The edge's request spans; installed here, not by `tracer_provider`, which tests call freely.
-    span::install(provider.as_ref().map(|p| p.tracer("aiproxy")));
     let prometheus = settings
         .metrics_addr
         .map(|_| metrics::PrometheusReader::default());
@@ -151,6 +148,11 @@ pub fn init(service: &'static str, default_filter: &str) -> Result<Telemetry, Te
     if let Some(meters) = &meters {
         metrics::install(meters);
     }
+    // After the meters: the SDK's batch span processor counts the spans it exports and those it
+    // drops (`otel.sdk.processor.span.processed`) with the meter installed when it is made.
+    let provider = tracer_provider(&settings, service)?;
+    // The edge's request spans; installed here, not by `tracer_provider`, which tests call freely.
+    span::install(provider.as_ref().map(|p| p.tracer("aiproxy")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let filter = log_filter(default_filter)?;
     subscriber(&settings, filter, provider.as_ref(), std::io::stdout, ansi)
@@ -207,8 +209,8 @@ pub fn tracer_provider(
                 .with_endpoint(endpoint)
                 .build()?
         }
-        // The exporter reads the endpoint itself: it appends `/v1/traces` to the general variable
-        // but not to the signal's own. The headers come from `OTEL_EXPORTER_OTLP_HEADERS` either way.
+        // The exporter reads the endpoint itself: it appends `/v1/traces` to the general
+        // variable, not to the signal's own. Both read `OTEL_EXPORTER_OTLP_HEADERS` themselves.
         (ExportProtocol::HttpProtobuf, Some(_)) => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
