@@ -277,13 +277,32 @@ for p in direct ${NGINX_PID:+nginx}; do
 done
 
 # With --otlp: what the sink received (the edge exports a batch when 512 spans are queued, or
-# every 5 s), and the edge's extra environment.
+# every 5 s; the mock prints the count every second it changes), against the calls the edge
+# served, and the edge's extra environment.
+sink_spans() {
+  grep -o 'OTLP spans received: [0-9]*' "$DIR/mock.log" | tail -1 | awk '{print $4 + 0}'
+}
+# Answers in the oha outputs given (a run cut at its end may leave a few calls uncounted).
+oha_calls() {
+  local n=0 f
+  for f in "$@"; do
+    [[ -e $f ]] && n=$((n + $(jq '[.statusCodeDistribution | to_entries[] | .value] | add // 0' "$f")))
+  done
+  echo "$n"
+}
 otlp_report() {
   [[ $OTLP == 1 || ${#EDGE_ENV[@]} -gt 0 ]] || return 0
   [[ $OTLP == 1 ]] && sleep 6
-  local spans
-  spans=$(grep -o 'OTLP spans received: [0-9]*' "$DIR/mock.log" | tail -1 | awk '{print $4}')
-  echo "edge environment: ${EDGE_ENV[*]}${OTLP_LISTEN:+; OTLP spans received by the sink: ${spans:-0}}"
+  local spans calls rate=""
+  spans=$(sink_spans)
+  # Every call through the edge: oha's, and every streamed call, warm-ups included.
+  calls=$(($(oha_calls "$DIR"/*edge*.json "$DIR"/counted.json "$DIR"/uncounted.json) + $(cat "$DIR"/sse-edge.*.txt.* 2>/dev/null | wc -l)))
+  if [[ -n ${LAT_SPANS[1]:-} ]]; then
+    local lat_calls
+    lat_calls=$(oha_calls "$DIR"/lat-edge.*.json)
+    rate="; at the fixed rate $((LAT_SPANS[1] - LAT_SPANS[0])) spans for $lat_calls calls"
+  fi
+  echo "edge environment: ${EDGE_ENV[*]}${OTLP_LISTEN:+; OTLP spans received by the sink: $spans for about $calls calls through the edge$rate}"
 }
 
 oha_run() { # path out.json [oha args...]
@@ -405,6 +424,10 @@ RATIO_RANGE="$(sort -g "$DIR/ratios" | head -n 1) to $(sort -g "$DIR/ratios" | t
 # nginx and the edge alternating as above; per path the median round's p50 and p99 (one round's
 # tail moves by milliseconds with a burst of outside load on the machine).
 RATE=$(awk -v r="${RPS[nginx]}" 'BEGIN { printf "%d", r / 2 }')
+# With --otlp, the spans exported for the calls of these rounds: counted once what the rounds
+# before queued has been exported, and again after.
+LAT_SPANS=()
+if [[ -n $OTLP_LISTEN ]]; then sleep 6; LAT_SPANS[0]=$(sink_spans); fi
 for ((round = 1; round <= ROUNDS; round++)); do
   if ((round % 2)); then order=(direct nginx edge); else order=(direct edge nginx); fi
   line="latency round $round ($RATE req/s, $DURATION s each), p50/p99 ms:"
@@ -416,6 +439,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
   log "$line"
 done
+if [[ -n $OTLP_LISTEN ]]; then sleep 6; LAT_SPANS[1]=$(sink_spans); fi
 for p in "${PATHS[@]}"; do
   P50[$p]=$(median <"$DIR/p50-$p")
   P99[$p]=$(median <"$DIR/p99-$p")

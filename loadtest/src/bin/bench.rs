@@ -151,7 +151,8 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
     };
     let scenario = Scenario::start(mock_config).await;
     let sink = if args.otlp_sink {
-        Some(aiproxy_loadtest::otlp::OtlpCollector::start().await)
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Some(aiproxy_loadtest::otlp::CountingSink::start_on(loopback, loopback).await?)
     } else {
         None
     };
@@ -572,10 +573,21 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
         usage_chunks.iter().all(|&n| n == 0),
         "a client that did not ask for usage received a usage chunk"
     );
-    if let Some(sink) = &sink {
+    if let (Some(sink), Some(target)) = (&sink, &baseline_target) {
+        // The edge exports when 512 spans are queued or every 5 s: wait for the last batch.
+        let mut received = sink.spans();
+        loop {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let now = sink.spans();
+            if now == received {
+                break;
+            }
+            received = now;
+        }
+        let calls = target.calls.load(Ordering::Relaxed);
         println!(
-            "the OTLP sink received {} spans from the baseline edge",
-            sink.spans().len()
+            "the OTLP sink received {received} spans for the {calls} calls through the baseline edge ({:.1} %)",
+            100.0 * received as f64 / calls.max(1) as f64
         );
     }
     drop(baseline);
