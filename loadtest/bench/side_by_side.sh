@@ -17,7 +17,9 @@
 #                    build, for a before/after comparison; the control plane stays the current one)
 #   --otlp           the edge exports every span (OTEL_TRACES_SAMPLER=always_on) and its metrics
 #                    over OTLP/gRPC to a sink in the mock's process (on the load core), which
-#                    counts the spans it receives; the count is printed at the end
+#                    counts the spans it receives; printed at the end against the calls the
+#                    edge served, overall and in the fixed-rate rounds (the SDK drops spans its
+#                    queue cannot hold, which a saturated proxy does)
 #   --otlp-http      with --otlp, export over OTLP/HTTP (http/protobuf) instead of gRPC
 #   --edge-env K=V   extra environment for the edge (repeatable), e.g. with --otlp
 #                    OTEL_TRACES_EXPORTER=none (metrics only) or OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128
