@@ -44,11 +44,16 @@ pub fn memory(pid: u32) -> Option<Memory> {
 
 /// Sends SIGTERM to `pid` (`kill -TERM`): the signal orchestrators send before SIGKILL.
 pub fn terminate(pid: u32) {
+    signal(pid, "TERM");
+}
+
+/// Sends signal `name` (`TERM`, `STOP`, `CONT`, …) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("run kill(1)");
-    assert!(status.success(), "kill -TERM {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// This process's soft limit on open files (`ulimit -n`), which children inherit; `None` when

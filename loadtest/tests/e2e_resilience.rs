@@ -1,5 +1,6 @@
 //! End to end, with faults: the control plane is killed (SIGKILL) and restarted under a serving
-//! edge; the path to it goes silent; an edge with the wrong credential is refused.
+//! edge; the path to it goes silent; an edge stops answering; an edge with the wrong credential
+//! is refused.
 
 use std::time::Duration;
 
@@ -129,6 +130,59 @@ async fn an_edge_whose_control_plane_path_goes_silent_connects_again() {
     println!(
         "[resilience] a silent control-plane path noticed and replaced after {:.1} s",
         silenced.elapsed().as_secs_f64()
+    );
+}
+
+/// The control plane's side of the keepalive: an edge that stops answering (its process
+/// stopped, as a frozen VM or a host gone dark, while its kernel still holds the connection open)
+/// is no longer counted as connected once it misses the HTTP/2 pings (20 s, then 10 s to answer),
+/// while an edge that answers stays connected. Without the server's keepalive the stream of a
+/// stopped edge stays open and the edge listed as connected for as long as TCP keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_plane_lets_go_of_an_edge_that_stops_answering() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let stopped_id = "edge-to-be-stopped";
+    let edge = Edge::start_with_env(&s.cp, "", &[("AIPROXY_EDGE_ID", stopped_id)]).await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(10)).await;
+    let connected = |edges: &Value, id: &str| -> Option<bool> {
+        edges["edges"]
+            .as_array()?
+            .iter()
+            .find(|e| e["edge_id"] == id)
+            .and_then(|e| e["connected"].as_bool())
+    };
+    let (_, edges) = s.admin.get("/edges").await;
+    assert_eq!(connected(&edges, stopped_id), Some(true), "{edges}");
+
+    let pid = edge.pid().expect("the edge runs");
+    aiproxy_loadtest::process::signal(pid, "STOP");
+    let stopped = std::time::Instant::now();
+    eventually(
+        "the control plane still counts the stopped edge as connected",
+        Duration::from_secs(60),
+        || async {
+            let (_, edges) = s.admin.get("/edges").await;
+            connected(&edges, stopped_id) == Some(false)
+        },
+    )
+    .await;
+    let noticed = stopped.elapsed();
+    aiproxy_loadtest::process::signal(pid, "CONT");
+    let (_, edges) = s.admin.get("/edges").await;
+    let others = edges["edges"].as_array().unwrap().iter();
+    assert!(
+        others
+            .filter(|e| e["edge_id"] != stopped_id)
+            .all(|e| e["connected"] == true),
+        "the edge that answers stays connected: {edges}"
+    );
+    assert!(
+        noticed >= Duration::from_secs(20),
+        "let go before a ping could be missed: {noticed:?}"
+    );
+    println!(
+        "[resilience] a stopped edge let go of after {:.1} s",
+        noticed.as_secs_f64()
     );
 }
 
