@@ -387,7 +387,9 @@ async fn edge_exports_over_otlp_http_protobuf() {
 /// (the proxy's): with that runtime's only thread held, as a proxy's core is under load, spans
 /// and metrics are still exported. Made on the proxy's runtime, tonic's connection and the
 /// encoding of every batch waited for that thread: the flush below timed out. The threads that
-/// export run below the process's CPU priority.
+/// export run below the process's CPU priority. The exporters are given the endpoints the
+/// settings resolved, each signal's own over the general one (the general one here goes
+/// nowhere; this process's environment has none).
 #[test]
 fn grpc_export_runs_off_the_proxys_runtime_below_its_priority() {
     use opentelemetry::metrics::MeterProvider as _;
@@ -396,8 +398,12 @@ fn grpc_export_runs_off_the_proxys_runtime_below_its_priority() {
     let collector_runtime = tokio::runtime::Runtime::new().unwrap();
     let collector = collector_runtime.block_on(OtlpCollector::start());
     let endpoint = collector.endpoint();
-    let settings = aiproxy_telemetry::Settings::from_lookup(|name| {
-        (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone())
+    let settings = aiproxy_telemetry::Settings::from_lookup(|name| match name {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:9".to_string()),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" | "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => {
+            Some(endpoint.clone())
+        }
+        _ => None,
     })
     .unwrap();
     let proxy = tokio::runtime::Builder::new_current_thread()
@@ -438,11 +444,11 @@ fn grpc_export_runs_off_the_proxys_runtime_below_its_priority() {
         );
         #[cfg(target_os = "linux")]
         {
-            let own = thread_nice("self").expect("this thread's nice value");
+            let own = nice_of_this_thread().expect("this thread's nice value");
             let lowered = (own + 10).min(19);
             // Thread names as the kernel keeps them (15 bytes).
             for name in ["otlp-export", "OpenTelemetry.T"] {
-                assert_eq!(thread_nice(name), Some(lowered), "{name}");
+                assert_eq!(nice_of_thread(name), Some(lowered), "{name}");
             }
         }
         spans.shutdown().unwrap();
@@ -450,21 +456,25 @@ fn grpc_export_runs_off_the_proxys_runtime_below_its_priority() {
     });
 }
 
-/// The nice value of this process's thread named `name` (`self`: the calling thread).
+/// The nice value in a `/proc/.../stat` line: field 19, the 17th after the parenthesised name.
 #[cfg(target_os = "linux")]
-fn thread_nice(name: &str) -> Option<i64> {
-    let nice_of = |stat: String| {
-        // Field 19 of `stat`; the 17th after the parenthesised name.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        after_name.split_whitespace().nth(16)?.parse().ok()
-    };
-    if name == "self" {
-        return nice_of(std::fs::read_to_string("/proc/thread-self/stat").ok()?);
-    }
+fn nice_in_stat(stat: &str) -> Option<i64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(16)?.parse().ok()
+}
+
+#[cfg(target_os = "linux")]
+fn nice_of_this_thread() -> Option<i64> {
+    nice_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// The nice value of this process's thread named `name`.
+#[cfg(target_os = "linux")]
+fn nice_of_thread(name: &str) -> Option<i64> {
     std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
         let dir = task.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
         (comm.trim_end() == name).then_some(())?;
-        nice_of(std::fs::read_to_string(dir.join("stat")).ok()?)
+        nice_in_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)
     })
 }
