@@ -197,6 +197,11 @@ fn bounded(field: &'static str, value: &str) -> CatalogResult<()> {
             format!("at most {MAX_FIELD_BYTES} bytes"),
         ));
     }
+    // Postgres refuses a NUL in text: left to the store, it would answer as a database failure,
+    // which edges take for an outage.
+    if value.chars().any(char::is_control) {
+        return Err(CatalogError::invalid(field, "no control characters"));
+    }
     Ok(())
 }
 
@@ -223,6 +228,9 @@ mod tests {
         assert!(required("id", " ").is_err());
         assert!(required("id", &"x".repeat(MAX_FIELD_BYTES + 1)).is_err());
         assert!(required("id", "thread_1").is_ok());
+        assert!(required("id", "thread\u{0}1").is_err());
+        assert!(bounded("alias_of", "a\nb").is_err());
+        assert!(bounded("alias_of", "").is_ok());
         assert!(check_count("refs", MAX_OBJECTS_PER_CALL).is_ok());
         assert!(check_count("refs", MAX_OBJECTS_PER_CALL + 1).is_err());
     }

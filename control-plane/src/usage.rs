@@ -131,11 +131,19 @@ fn bounded(
     max: usize,
     record: Option<usize>,
 ) -> CatalogResult<()> {
+    let which = || record.map(|i| format!(" (record {i})")).unwrap_or_default();
     if value.len() > max {
-        let which = record.map(|i| format!(" (record {i})")).unwrap_or_default();
         return Err(CatalogError::invalid(
             field,
-            format!("at most {max} bytes{which}"),
+            format!("at most {max} bytes{}", which()),
+        ));
+    }
+    // Refused as invalid (the edge sets the batch aside), not left to a database that refuses a
+    // NUL as a failure the edge would retry for ever.
+    if value.chars().any(char::is_control) {
+        return Err(CatalogError::invalid(
+            field,
+            format!("no control characters{}", which()),
         ));
     }
     Ok(())
@@ -228,6 +236,13 @@ mod tests {
         let mut r = record();
         r.deployment_name = "d".repeat(MAX_ID_BYTES + 1);
         assert!(check_record(0, &r).is_err());
+        let mut r = record();
+        r.once_key = "run\u{0}1".into();
+        let err = check_record(2, &r).unwrap_err().to_string();
+        assert!(
+            err.starts_with("once_key: no control characters") && err.contains("record 2"),
+            "{err}"
+        );
     }
 
     #[test]

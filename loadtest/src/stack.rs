@@ -737,8 +737,16 @@ pub async fn keyed_mock(mut config: crate::mock::MockConfig) -> crate::mock::Moc
 
 impl Scenario {
     pub async fn start(mock_config: crate::mock::MockConfig) -> Self {
+        Self::start_with(mock_config, ControlPlaneOptions::default()).await
+    }
+
+    /// The same, with the control plane started with `cp_options` (Postgres, say).
+    pub async fn start_with(
+        mock_config: crate::mock::MockConfig,
+        cp_options: ControlPlaneOptions,
+    ) -> Self {
         let mock = keyed_mock(mock_config).await;
-        let cp = ControlPlane::start().await;
+        let cp = ControlPlane::start_with(cp_options).await;
         let admin = cp.admin();
         let resource_id = admin
             .create_resource(model_resource("gpt-4o", &mock.endpoint(), ""))

@@ -125,6 +125,9 @@ fn not_dots(decoded: &[u8]) -> Result<(), PathError> {
     Ok(())
 }
 
+/// What an id that `is_id` refuses is told, in a path or a body.
+pub const NOT_AN_ID: &str = "an id is 1 to 256 letters, digits, '_' and '-'";
+
 /// Whether `s` is an id in the alphabet Azure uses for object ids, index and agent names:
 /// ASCII letters, digits, `_` and `-`.
 pub fn is_id(s: &str) -> bool {

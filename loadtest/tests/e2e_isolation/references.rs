@@ -1,6 +1,7 @@
 //! References to objects inside request bodies: refused when they name another attendee's
 //! object, honoured when they name the caller's own.
 
+use aiproxy_loadtest::stack::{ControlPlaneOptions, create_postgres_database};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -291,4 +292,82 @@ async fn references_in_bodies_are_confined_to_the_callers_objects() {
         )
         .await;
     assert!(!messages.to_string().contains(" of A"), "{messages}");
+}
+
+/// Ids in bodies are held to the rule ids in paths are: an id no path could name (a NUL, a space,
+/// a dot, 257 characters) is a 400 that reaches neither the upstream nor the control plane. On
+/// Postgres, which refuses a NUL in text, such ids once went to the database as ownership
+/// lookups; its refusals came back as failures, and three of them opened the edge's breaker on
+/// the control plane: every attendee's Foundry calls failed and daily request caps went
+/// unchecked while an attacker kept it open.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_no_path_could_name_are_refused_before_any_lookup() {
+    let stack = Stack::start_with(ControlPlaneOptions {
+        database_url: Some(create_postgres_database()),
+        // Upstream keys in a shared database are encrypted with a key of the operator's.
+        extra_env: vec![(
+            "AIPROXY_ENCRYPTION_KEY".into(),
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        )],
+    })
+    .await;
+    let client = stack.client();
+    let a = Objects::create(&client, &stack.a, "A").await;
+    let messages = format!("/threads/{}/messages", a.thread);
+    let message = |file_id: &str| {
+        json!({"role": "user", "content": "read this",
+               "attachments": [{"file_id": file_id, "tools": [{"type": "file_search"}]}]})
+    };
+    let not_an_id = "an id is 1 to 256 letters, digits, '_' and '-'";
+    let long = "f".repeat(257);
+    for bad in ["file\u{0}1", "file 1", "file.1", long.as_str()] {
+        // More than the breaker's three failures in a row, for each.
+        for _ in 0..4 {
+            let reply = unreached(
+                stack.mock(),
+                &client,
+                "POST",
+                &messages,
+                &stack.a,
+                Some(&message(bad)),
+            )
+            .await;
+            assert_eq!(
+                (reply.status, reply.error_message()),
+                (StatusCode::BAD_REQUEST, format!("file_id: {not_an_id}")),
+                "{bad:?}"
+            );
+        }
+    }
+    let reply = unreached(
+        stack.mock(),
+        &client,
+        "POST",
+        "/agents",
+        &stack.a,
+        Some(&json!({"name": "agent\u{0}1", "definition": {"kind": "prompt", "model": "gpt-4o"}})),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.error_message()),
+        (StatusCode::BAD_REQUEST, format!("name: {not_an_id}"))
+    );
+    // The edge's calls to the control plane still go through: A's own file is looked up and
+    // honoured, a new object is recorded, a model call is answered.
+    let (status, answer) = client
+        .json("POST", &messages, &stack.a, Some(&message(&a.file)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    client
+        .created("/threads", &stack.a, json!({"messages": []}))
+        .await;
+    let answer = stack
+        .s
+        .call(
+            "gpt-4o",
+            "chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
 }

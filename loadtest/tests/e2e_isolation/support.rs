@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
-use aiproxy_loadtest::stack::{Edge, RawReply, Scenario, UPSTREAM_KEY, raw_request};
+use aiproxy_loadtest::stack::{
+    ControlPlaneOptions, Edge, RawReply, Scenario, UPSTREAM_KEY, raw_request,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,7 +27,12 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Self {
-        let s = Scenario::start(MockConfig::default()).await;
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// The same, with the control plane started with `cp_options`.
+    pub async fn start_with(cp_options: ControlPlaneOptions) -> Self {
+        let s = Scenario::start_with(MockConfig::default(), cp_options).await;
         let base = s.mock.endpoint();
         let resource = |name: &str, model_type: &str, endpoint: String| {
             json!({"friendly_name": name, "deployment_name": name, "model_type": model_type,

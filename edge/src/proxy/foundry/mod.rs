@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{Method, Response, StatusCode};
 
+use super::canonical;
 use super::client_auth::Caller;
 use super::errors::ProxyError;
 use super::policy;
@@ -79,6 +80,13 @@ pub async fn serve(
     let new_agent_name = name
         .as_deref()
         .filter(|_| path.kind == ObjectKind::Agent && path.is_collection());
+    // Its name is its id in every path after this one.
+    if new_agent_name.is_some_and(|name| !canonical::is_id(name)) {
+        return Err(ProxyError::bad_request(format!(
+            "name: {}",
+            canonical::NOT_AN_ID
+        )));
+    }
     let path_object = path.id.map(|id| (path.kind, id));
     let checked = authorize(state, caller, path_object, &references, new_agent_name).await?;
 

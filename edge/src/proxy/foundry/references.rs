@@ -12,6 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 
 use crate::ownership::ObjectKind;
+use crate::proxy::canonical::{NOT_AN_ID, is_id};
 use crate::proxy::errors::ProxyError;
 
 /// A reference found in a body.
@@ -239,9 +240,11 @@ fn take(
     name: &str,
     value: &Value,
     depth: usize,
-    found: &mut Found,
+    all: &mut Found,
 ) -> Result<(), ProxyError> {
     let malformed = || ProxyError::bad_request(format!("{name}: expected an id or a list of ids"));
+    let mut here = Found::new();
+    let found = &mut here;
     match (target, value) {
         (_, Value::Null) => {}
         (Target::Kind(kind), Value::String(id)) => {
@@ -298,6 +301,15 @@ fn take(
             found.insert(Reference::Object(ObjectKind::Conversation, id.to_string()));
         }
         _ => return Err(malformed()),
+    }
+    // Held to the path's rule: an id no path could name is nobody's object, and never goes to the
+    // control plane (whose database may refuse it as text, which must not look like an outage).
+    for reference in here {
+        let (Reference::Object(_, id) | Reference::AnyAgent(id)) = &reference;
+        if !is_id(id) {
+            return Err(ProxyError::bad_request(format!("{name}: {NOT_AN_ID}")));
+        }
+        all.insert(reference);
     }
     Ok(())
 }
@@ -425,5 +437,41 @@ mod tests {
             "The request body is nested too deeply"
         );
         assert!(collect(b"{\"a\": 1} trailing").is_err());
+    }
+
+    #[test]
+    fn a_reference_no_path_could_name_is_refused_before_any_lookup() {
+        let long = "a".repeat(257);
+        for bad in [
+            "a\u{0}b",
+            "",
+            " ",
+            "thread_1 ",
+            "../thread_1",
+            "th\u{e9}",
+            "a.b",
+            &long,
+        ] {
+            for body in [
+                json!({"thread_id": bad}),
+                json!({"file_ids": ["file-1", bad]}),
+                json!({"attachments": [{"file_id": bad}]}),
+                json!({"agent_id": bad}),
+                json!({"agent": {"type": "agent_reference", "name": bad}}),
+                json!({"agent": bad}),
+                json!({"tools": [{"type": "connected_agent", "connected_agent": {"id": bad}}]}),
+                json!({"conversation": {"id": bad}}),
+                json!({"previous_response_id": bad}),
+            ] {
+                let refused = collect(&serde_json::to_vec(&body).unwrap())
+                    .expect_err(&body.to_string())
+                    .message;
+                assert!(refused.ends_with(NOT_AN_ID), "{body}: {refused}");
+            }
+        }
+        assert_eq!(
+            refs(json!({"thread_id": "thread_A-1", "agent_id": &"a".repeat(256)})).len(),
+            2
+        );
     }
 }
