@@ -1,11 +1,11 @@
 //! References to objects inside request bodies: refused when they name another attendee's
 //! object, honoured when they name the caller's own.
 
-use aiproxy_loadtest::stack::{ControlPlaneOptions, create_postgres_database};
+use aiproxy_loadtest::stack::{ControlPlaneOptions, UPSTREAM_KEY, create_postgres_database};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Objects, Stack, assert_unauthorized, unreached};
+use crate::support::{API_VERSION, Objects, PROJECT, Stack, assert_unauthorized, unreached};
 
 /// One request naming an object in its body.
 struct BodyReference {
@@ -370,4 +370,109 @@ async fn ids_no_path_could_name_are_refused_before_any_lookup() {
         )
         .await;
     assert_eq!(answer.status(), StatusCode::OK);
+}
+
+/// `POST /agents` under a name that exists adds a version to that agent upstream, whoever made it.
+/// An agent made outside the proxy (the organiser's) keeps its definition and stays nobody's
+/// here; of two attendees choosing one new name at once, one gets the agent and the other a 403
+/// before anything reaches the upstream, so the agent holds exactly the winner's definition.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_name_is_held_by_one_attendee_and_never_taken_from_outside_the_proxy() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    let named = |name: &str, instructions: &str| json!({"name": name, "definition": {"kind": "prompt", "model": "gpt-4o", "instructions": instructions}});
+    // Made in the portal, not through the proxy.
+    let organisers = format!(
+        "organiser-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let made = reqwest::Client::new()
+        .post(format!(
+            "{}{PROJECT}/agents?{API_VERSION}",
+            stack.mock().endpoint()
+        ))
+        .header("api-key", UPSTREAM_KEY)
+        .json(&named(&organisers, "the organiser's"))
+        .send()
+        .await
+        .expect("mock reachable");
+    assert_eq!(made.status(), StatusCode::OK);
+    let before = upstream_agent(&stack, &organisers).await;
+    for key in [&stack.a, &stack.a, &stack.b] {
+        let (status, answer) = client
+            .json(
+                "POST",
+                "/agents",
+                key,
+                Some(&named(&organisers, "an attendee's")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    }
+    assert_eq!(upstream_agent(&stack, &organisers).await, before);
+    let (status, _) = client
+        .json("GET", &format!("/agents/{organisers}"), &stack.a, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "still nobody's through the proxy"
+    );
+
+    for round in 0..5 {
+        let name = format!(
+            "race-{round}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let (for_a, for_b) = (named(&name, "A's"), named(&name, "B's"));
+        let (a, b) = tokio::join!(
+            client.json("POST", "/agents", &stack.a, Some(&for_a)),
+            client.json("POST", "/agents", &stack.b, Some(&for_b)),
+        );
+        let (winner, loser) = match (a.0, b.0) {
+            (StatusCode::OK, StatusCode::FORBIDDEN) => ("A's", &stack.b),
+            (StatusCode::FORBIDDEN, StatusCode::OK) => ("B's", &stack.a),
+            other => panic!(
+                "round {round}: one create must win, the other be refused: {other:?} {a:?} {b:?}"
+            ),
+        };
+        let held = upstream_agent(&stack, &name).await;
+        assert_eq!(
+            held["versions"]["latest"]["definition"]["instructions"], winner,
+            "round {round}: {held}"
+        );
+        let (status, _) = client
+            .json("GET", &format!("/agents/{name}"), loser, None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    // A name is given back when the agent is not made: anyone may take it afterwards.
+    let name = format!("back-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    stack.mock().fail_with(Some(500));
+    let (status, answer) = client
+        .json("POST", "/agents", &stack.a, Some(&named(&name, "A's")))
+        .await;
+    stack.mock().fail_with(None);
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    let (status, answer) = client
+        .json("POST", "/agents", &stack.b, Some(&named(&name, "B's")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// The agent named `name` as the upstream holds it (read past the proxy).
+async fn upstream_agent(stack: &Stack, name: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!(
+            "{}{PROJECT}/agents/{name}?{API_VERSION}",
+            stack.mock().endpoint()
+        ))
+        .header("api-key", UPSTREAM_KEY)
+        .send()
+        .await
+        .expect("mock reachable")
+        .json()
+        .await
+        .expect("an agent")
 }

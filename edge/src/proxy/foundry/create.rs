@@ -198,41 +198,21 @@ impl PendingRecord {
     /// Best effort: deletes an object the proxy could not record.
     async fn roll_back(&self, id: &str) {
         let kind = self.kind_recorded();
-        let target = match &self.query {
-            Some(query) => format!(
-                "{}{}/{id}?{query}",
-                base_of(&self.upstream),
-                kind.collection()
-            ),
-            None => format!("{}{}/{id}", base_of(&self.upstream), kind.collection()),
-        };
-        let Ok(uri) = target.parse::<Uri>() else {
-            return;
-        };
-        let mut upstream_headers = headers::for_upstream(self.client_headers.clone());
-        upstream_headers.remove(http::header::CONTENT_TYPE);
-        let snapshot = self.state.snapshot();
-        if crate::proxy::authorize_upstream(
+        let target = object_url(&self.upstream, kind, id, self.query.as_deref());
+        match call_upstream(
             &self.state,
-            &snapshot,
             &self.upstream,
-            &mut upstream_headers,
+            Method::DELETE,
+            &target,
+            &self.client_headers,
         )
-        .is_err()
+        .await
         {
-            return;
-        }
-        let mut request = Request::new(full(Bytes::new()));
-        *request.method_mut() = Method::DELETE;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = upstream_headers;
-        // A failed send is logged (without the credential) by `send_upstream`.
-        match crate::proxy::send_upstream(&self.state, &self.upstream, request).await {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::warn!(status = %response.status(), "rolling back an unrecorded object failed")
+            Some(status) if status.is_success() => {}
+            Some(status) => {
+                tracing::warn!(%status, "rolling back an unrecorded object failed")
             }
-            Err(_) => tracing::warn!("rolling back an unrecorded object failed"),
+            None => tracing::warn!("rolling back an unrecorded object failed"),
         }
     }
 
@@ -304,4 +284,125 @@ impl PendingRecord {
 fn error_event(message: &str) -> Frame<Bytes> {
     let data = json!({"error": {"code": "proxy_error", "message": message}});
     Frame::data(Bytes::from(format!("event: error\ndata: {data}\n\n")))
+}
+
+/// `<base>/<collection>/<id>[?query]` on `upstream`.
+fn object_url(
+    upstream: &UpstreamResource,
+    kind: ObjectKind,
+    id: &str,
+    query: Option<&str>,
+) -> String {
+    let url = format!("{}{}/{id}", base_of(upstream), kind.collection());
+    match query {
+        Some(query) => format!("{url}?{query}"),
+        None => url,
+    }
+}
+
+/// A call of the edge's own on `upstream` (no body), with the client's headers as a forwarded call
+/// has them and the resource's credential: the answer's status, or `None` if there was none. A
+/// failed send is logged (without the credential) by `send_upstream`.
+async fn call_upstream(
+    state: &Arc<EdgeState>,
+    upstream: &Arc<UpstreamResource>,
+    method: Method,
+    target: &str,
+    client_headers: &http::HeaderMap,
+) -> Option<StatusCode> {
+    let uri = target.parse::<Uri>().ok()?;
+    let mut upstream_headers = headers::for_upstream(client_headers.clone());
+    upstream_headers.remove(http::header::CONTENT_TYPE);
+    let snapshot = state.snapshot();
+    crate::proxy::authorize_upstream(state, &snapshot, upstream, &mut upstream_headers).ok()?;
+    let mut request = Request::new(full(Bytes::new()));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream_headers;
+    let response = crate::proxy::send_upstream(state, upstream, request)
+        .await
+        .ok()?;
+    Some(response.status())
+}
+
+/// A new agent's name, taken for its creator before `POST /agents` reaches the upstream. The new
+/// Agents API answers a create under a name that exists by adding a version to that agent,
+/// whoever made it: recorded only after the create, a name two attendees chose at once became the
+/// second one's version of the first one's agent, and an agent made outside the proxy (the
+/// organiser's, in the portal) took an attendee's definition and became theirs. The record is
+/// the control plane's, so one attendee holds a name across the fleet.
+pub struct NameReservation {
+    state: Arc<EdgeState>,
+    name: String,
+}
+
+impl NameReservation {
+    /// Records `name` for the caller (403 if another attendee holds it), then makes sure no agent
+    /// of that name exists upstream (409 if one does: it was not made through the proxy).
+    pub async fn take(
+        state: &Arc<EdgeState>,
+        caller: &Caller,
+        upstream: &Arc<UpstreamResource>,
+        name: &str,
+        parts: &http::request::Parts,
+    ) -> Result<Self, ProxyError> {
+        let record = pb::OwnedObject {
+            kind: ObjectKind::Agent.as_str().to_string(),
+            id: name.to_string(),
+            event_id: caller.event.id.clone(),
+            user_id: caller.user_id.clone(),
+            resource_id: upstream.id.clone(),
+            ..Default::default()
+        };
+        match state.control.record(vec![record]).await {
+            Ok(()) => {}
+            Err(RecordError::Taken(_)) => return Err(super::unauthorized(ObjectKind::Agent)),
+            Err(RecordError::Failed(message)) => {
+                tracing::warn!(%message, "could not reserve a new agent's name");
+                return Err(ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The agent's name could not be reserved for you right now; retry shortly.",
+                ));
+            }
+        }
+        let reservation = Self {
+            state: state.clone(),
+            name: name.to_string(),
+        };
+        let target = object_url(upstream, ObjectKind::Agent, name, parts.uri.query());
+        let found = call_upstream(state, upstream, Method::GET, &target, &parts.headers).await;
+        match found {
+            Some(StatusCode::NOT_FOUND) => Ok(reservation),
+            Some(status) if status.is_success() => {
+                reservation.release().await;
+                Err(ProxyError::new(
+                    StatusCode::CONFLICT,
+                    "An agent of this name exists in the project and was not made through the proxy; choose another name.",
+                ))
+            }
+            other => {
+                tracing::warn!(status = ?other, "could not tell whether a new agent's name is free upstream");
+                reservation.release().await;
+                Err(ProxyError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "Could not check upstream whether the agent's name is free; retry shortly.",
+                ))
+            }
+        }
+    }
+
+    /// Keeps the name if the agent was made; gives it back otherwise.
+    pub async fn settle(self, made: bool) {
+        if !made {
+            self.release().await;
+        }
+    }
+
+    async fn release(self) {
+        let key = (ObjectKind::Agent, self.name);
+        self.state.ownership.forget(&key);
+        if let Err(e) = self.state.control.forget(key.0.as_str(), &key.1).await {
+            tracing::warn!(%e, "a new agent's name stays reserved for its caller");
+        }
+    }
 }

@@ -5,14 +5,16 @@
 //!   created through the proxy by the caller (`crate::ownership`); anything else is 403;
 //! - a call on an object goes to the resource the object lives on, and only while the caller's
 //!   event still exposes that resource;
-//! - every object created is recorded before the caller gets its id (`create`), and lists show
-//!   only the caller's objects, paged from the records (`lists`).
+//! - every object created is recorded before the caller gets its id (`create`), a new agent's
+//!   name before the agent is made, and lists show only the caller's objects, paged from the
+//!   records (`lists`).
 
 mod create;
 mod lists;
 pub mod references;
 
 pub use crate::ownership::ObjectKind;
+use create::NameReservation;
 pub use create::{Creation, create};
 
 use std::sync::Arc;
@@ -122,10 +124,21 @@ pub async fn serve(
                 // `store: false` is the Responses API's; other objects are always kept upstream.
                 record: path.kind != ObjectKind::Response || store != Some(false),
             };
-            create(
+            let reserved = match new_agent_name.filter(|_| !checked.agent_name_is_callers) {
+                Some(name) => {
+                    Some(NameReservation::take(state, caller, &upstream, name, &parts).await?)
+                }
+                None => None,
+            };
+            let created = create(
                 state, snapshot, caller, upstream, &url, parts, body, creation,
             )
-            .await
+            .await;
+            if let Some(reserved) = reserved {
+                let made = created.as_ref().is_ok_and(|r| r.status().is_success());
+                reserved.settle(made).await;
+            }
+            created
         }
         _ => Err(ProxyError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -192,6 +205,8 @@ async fn read_body(
 struct Checked {
     path_owner: Option<Arc<Owner>>,
     reference_resources: Vec<String>,
+    /// The name `POST /agents` gives is the caller's already (a new version of their agent).
+    agent_name_is_callers: bool,
 }
 
 /// One batched ownership look-up for the path's object, every body reference and a new agent's
@@ -223,6 +238,7 @@ async fn authorize(
         return Ok(Checked {
             path_owner: None,
             reference_resources: Vec::new(),
+            agent_name_is_callers: false,
         });
     }
     let owners = state
@@ -264,13 +280,12 @@ async fn authorize(
         };
         reference_resources.push(owner.resource_id.clone());
     }
-    if new_agent_name.is_some() {
-        // Free, or the caller's own (a new version of their agent): both fine.
-        mine(ObjectKind::Agent)?;
-    }
+    // Free (then reserved before the create), or the caller's own: both fine.
+    let agent_name_is_callers = new_agent_name.is_some() && mine(ObjectKind::Agent)?.is_some();
     Ok(Checked {
         path_owner,
         reference_resources,
+        agent_name_is_callers,
     })
 }
 
