@@ -224,6 +224,10 @@ async fn records_are_all_or_nothing_and_get_their_lifetime_from_the_control_plan
         status_of(vec![owned("thread", " ", &event, "u2")]).await,
         Some(Code::InvalidArgument)
     );
+    assert_eq!(
+        status_of(vec![owned("thread", "thread\u{0}4", &event, "u2")]).await,
+        Some(Code::InvalidArgument)
+    );
     let too_many: Vec<pb::OwnedObject> = (0..1001)
         .map(|i| owned("file", &format!("file_{i}"), &event, "u2"))
         .collect();
@@ -260,6 +264,17 @@ async fn records_are_all_or_nothing_and_get_their_lifetime_from_the_control_plan
         .forget_object(with_token(object_ref("thread", ""), EDGE_TOKEN))
         .await;
     assert_eq!(empty.err().unwrap().code(), Code::InvalidArgument);
+    // A control character is invalid input, never handed to a database that may refuse it as a
+    // failure (Postgres and a NUL): edges count failures, not refusals, against their breaker.
+    let nul = client
+        .lookup_objects(with_token(
+            pb::ObjectRefs {
+                refs: vec![object_ref("file", "file\u{0}1")],
+            },
+            EDGE_TOKEN,
+        ))
+        .await;
+    assert_eq!(nul.err().unwrap().code(), Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread")]
