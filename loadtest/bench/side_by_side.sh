@@ -6,7 +6,7 @@
 # is pinned to one core, the load generator and the mock to another, the same for every path.
 #
 #   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH]
-#                                  [--otlp [--otlp-http]] [--edge-env KEY=VALUE]... [--instructions N] [--keep]
+#                                  [--otlp [--otlp-http]] [--edge-env KEY=VALUE]... [--instructions N] [--syscalls N] [--keep]
 #
 #   --duration SECS  length of each throughput and fixed-rate run (default 10)
 #   --no-caps        the event has no token cap and no daily request cap
@@ -28,6 +28,10 @@
 #                    the instructions it executes per call over N calls (after 500 uncounted ones).
 #                    Counts, not seconds: repeatable whatever else the machine runs, so two edge
 #                    builds (--edge-bin) can be compared in separate runs. User space only.
+#   --syscalls N     instead of the comparison: count the system calls nginx and the edge make
+#                    (perf stat on the syscalls tracepoints, every thread of the proxy) over N
+#                    calls in a closed loop, then over N calls at half nginx's rate there, and
+#                    print them per call by name: where the kernel half of a proxy's CPU goes.
 #
 # Measured, per path (direct, nginx, edge):
 #   1. throughput: closed loop, 32 keep-alive connections, ROUNDS rounds of --duration/2 seconds
@@ -65,6 +69,7 @@ FLAME_SVG=docs/img/edge-flamegraph.svg
 EDGE_BIN=
 KEEP=0
 INSTRUCTIONS=0
+SYSCALLS=0
 OTLP=0
 OTLP_HTTP=0
 EDGE_ENV=()
@@ -91,6 +96,7 @@ while [[ $# -gt 0 ]]; do
     --otlp-http) OTLP_HTTP=1 ;;
     --edge-env) [[ $2 == *=* ]] || die "--edge-env: KEY=VALUE expected, got '$2'"; EDGE_ENV+=("$2"); shift ;;
     --instructions) INSTRUCTIONS=$2; shift ;;
+    --syscalls) SYSCALLS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -113,10 +119,16 @@ if ! command -v oha >/dev/null; then
   log "installing oha from crates.io (cargo install oha --locked)"
   cargo install oha --locked >/dev/null 2>&1 || die "could not install oha (cargo install oha --locked)"
 fi
-if [[ $FLAMEGRAPH == 1 ]]; then
+if [[ $FLAMEGRAPH == 1 || $SYSCALLS -gt 0 ]]; then
   if ! command -v perf >/dev/null; then
-    apt-get install -y linux-perf >/dev/null 2>&1 || die "--flamegraph: could not install perf (apt-get install -y linux-perf)"
+    apt-get install -y linux-perf >/dev/null 2>&1 || die "could not install perf (apt-get install -y linux-perf)"
   fi
+fi
+if [[ $SYSCALLS -gt 0 && ! -d /sys/kernel/tracing/events/syscalls ]]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+  [[ -d /sys/kernel/tracing/events/syscalls ]] || die "--syscalls: the syscalls tracepoints are not available (tracefs)"
+fi
+if [[ $FLAMEGRAPH == 1 ]]; then
   if ! command -v inferno-flamegraph >/dev/null; then
     log "installing inferno from crates.io (cargo install inferno --locked)"
     cargo install inferno --locked >/dev/null 2>&1 || die "--flamegraph: could not install inferno"
@@ -336,6 +348,73 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   exit 0
 fi
 
+# --syscalls: each proxy's system calls per call, closed loop and at half nginx's rate.
+TICKS=$(getconf CLK_TCK)
+cpu_split() { # pid → user and system clock ticks so far, the process and its children
+  local user=0 sys=0 p u s
+  for p in $1 $(pgrep -P "$1" || true); do
+    read -r u s < <(awk '{ print $14, $15 }' "/proc/$p/stat" 2>/dev/null || echo 0 0)
+    user=$((user + u)); sys=$((sys + s))
+  done
+  echo "$user $sys"
+}
+syscall_counts() { # path out.csv oha-args...
+  local p=$1 out=$2 pids perf_pid
+  shift 2
+  pids=$({ echo "${PID[$p]}"; pgrep -P "${PID[$p]}" || true; } | paste -sd,)
+  perf stat -x, -e raw_syscalls:sys_enter -e 'syscalls:sys_enter_*' -e context-switches -p "$pids" \
+    -o "$out.perf" 2>"$out.perf.err" &
+  perf_pid=$!
+  sleep 1 # perf attaches
+  local user0 sys0 user1 sys1
+  read -r user0 sys0 < <(cpu_split "${PID[$p]}")
+  oha_run "$p" "$out.json" -c "$CONNS" "$@"
+  read -r user1 sys1 < <(cpu_split "${PID[$p]}")
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+  local calls
+  calls=$(oha_calls "$out.json")
+  [[ $calls -gt 0 ]] || die "--syscalls: no answers counted for $p"
+  awk -v u="$((user1 - user0))" -v s="$((sys1 - sys0))" -v hz="$TICKS" -v n="$calls" \
+    'BEGIN { printf "CPU µs per call, user,%.3f\nCPU µs per call, system,%.3f\n", u / hz / n * 1e6, s / hz / n * 1e6 }' >"$out.cpu"
+  # count,unit,event,... → event,count per call
+  { cat "$out.cpu"
+    awk -F, -v n="$calls" '$1 ~ /^[0-9]+$/ && $1 > 0 { sub(/^syscalls:sys_enter_/, "", $3); sub(/^raw_syscalls:sys_enter$/, "all system calls", $3); printf "%s,%.3f\n", $3, $1 / n }' \
+      "$out.perf"; } >"$out"
+  [[ -s $out ]] || die "--syscalls: perf counted nothing for $p: $(tail -3 "$out.perf.err")"
+}
+if [[ $SYSCALLS -gt 0 ]]; then
+  for p in nginx edge; do oha_run "$p" "$DIR/sys-warm-$p.json" -n 2000 -c "$CONNS"; done
+  syscall_counts nginx "$DIR/sys-nginx-max.csv" -n "$SYSCALLS"
+  RATE=$(jq '.summary.requestsPerSec / 2 | floor' "$DIR/sys-nginx-max.csv.json")
+  syscall_counts edge "$DIR/sys-edge-max.csv" -n "$SYSCALLS"
+  syscall_counts nginx "$DIR/sys-nginx-rate.csv" -n "$SYSCALLS" -q "$RATE"
+  syscall_counts edge "$DIR/sys-edge-rate.csv" -n "$SYSCALLS" -q "$RATE"
+  echo
+  echo "System calls per call over $SYSCALLS calls ($CONNS connections), proxy on cpu $PROXY_CPU; $(nginx -v 2>&1 | sed 's/^nginx version: //'), edge $EDGE_BIN"
+  echo
+  echo "| system call | nginx, closed loop | edge, closed loop | nginx, $RATE req/s | edge, $RATE req/s |"
+  echo "|---|---|---|---|---|"
+  python3 - "$DIR" <<'PY'
+import sys
+d = sys.argv[1]
+cols = ["nginx-max", "edge-max", "nginx-rate", "edge-rate"]
+tables = []
+for c in cols:
+    t = {}
+    for line in open(f"{d}/sys-{c}.csv"):
+        name, v = line.rstrip().rsplit(",", 1)
+        t[name] = float(v)
+    tables.append(t)
+names = sorted({n for t in tables for n in t}, key=lambda n: (not n.startswith("CPU"), n != "all system calls", n == "context-switches", -max(t.get(n, 0) for t in tables)))
+for n in names:
+    if max(t.get(n, 0) for t in tables) < 0.005:
+        continue
+    print("| " + n + " | " + " | ".join(f"{t.get(n, 0):.3f}" for t in tables) + " |")
+PY
+  exit 0
+fi
+
 # The proxy's RSS (KiB, the process and its children: nginx's worker) until the file stop appears.
 rss_sampler() { # pid out
   local pid=$1 out=$2 max=0
@@ -360,7 +439,6 @@ cpu_ticks() { # pid
   done
   echo "$total"
 }
-TICKS=$(getconf CLK_TCK)
 # Busy and total ticks of one CPU (softirq included: loopback TCP work is mostly accounted there,
 # not to the process).
 cpu_busy() { # cpu
