@@ -10,12 +10,16 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::catalog::model::{UsageRecord, UsageSummary};
+use crate::catalog::model::{UsageGranularity, UsageRecord, UsageSum, UsageSummary};
 use crate::catalog::service::{CatalogError, CatalogResult};
 use crate::catalog::store::CatalogStore;
 
-/// Most records one batch may carry (edges flush every 500 records or every second).
+/// Most entries (records and sums) one batch may carry (edges flush every 500 entries or every
+/// second).
 pub const MAX_RECORDS_PER_BATCH: usize = 5000;
+/// Most requests one sum may count: far beyond one edge's hour for one attendee, and small enough
+/// that a full batch of sums cannot overflow a 64-bit count.
+pub const MAX_SUM_REQUESTS: u64 = 1_000_000_000;
 /// Longest batch id, in characters (`[A-Za-z0-9_-]`).
 pub const MAX_BATCH_ID_CHARS: usize = 128;
 /// Longest id or deployment name a record may carry, in bytes.
@@ -42,23 +46,31 @@ impl UsageLedger {
     }
 
     /// Checks and applies a batch; `false` when it had been applied before (nothing changed).
-    pub async fn apply(&self, batch_id: &str, records: &[UsageRecord]) -> CatalogResult<bool> {
+    pub async fn apply(
+        &self,
+        batch_id: &str,
+        records: &[UsageRecord],
+        sums: &[UsageSum],
+    ) -> CatalogResult<bool> {
         check_batch_id(batch_id)?;
-        if records.len() > MAX_RECORDS_PER_BATCH {
+        let entries = records.len() + sums.len();
+        if entries > MAX_RECORDS_PER_BATCH {
             return Err(CatalogError::invalid(
                 "records",
                 format!(
-                    "at most {MAX_RECORDS_PER_BATCH} per batch, got {}: split the batch",
-                    records.len()
+                    "at most {MAX_RECORDS_PER_BATCH} records and sums per batch, got {entries}: split the batch"
                 ),
             ));
         }
         for (i, r) in records.iter().enumerate() {
             check_record(i, r)?;
         }
+        for (i, s) in sums.iter().enumerate() {
+            check_sum(i, s)?;
+        }
         Ok(self
             .store
-            .apply_usage_batch(batch_id, records, now_ms())
+            .apply_usage_batch(batch_id, records, sums, now_ms())
             .await?)
     }
 
@@ -111,6 +123,9 @@ pub fn required_id(field: &'static str, value: &str) -> CatalogResult<()> {
     bounded(field, value, MAX_ID_BYTES, None)
 }
 
+/// Which entry of a batch a field is of, for error messages: `("record", 3)`.
+type Entry = Option<(&'static str, usize)>;
+
 fn check_batch_id(id: &str) -> CatalogResult<()> {
     let well_formed = (1..=MAX_BATCH_ID_CHARS).contains(&id.len())
         && id
@@ -125,13 +140,12 @@ fn check_batch_id(id: &str) -> CatalogResult<()> {
     Ok(())
 }
 
-fn bounded(
-    field: &'static str,
-    value: &str,
-    max: usize,
-    record: Option<usize>,
-) -> CatalogResult<()> {
-    let which = || record.map(|i| format!(" (record {i})")).unwrap_or_default();
+fn bounded(field: &'static str, value: &str, max: usize, entry: Entry) -> CatalogResult<()> {
+    let which = || {
+        entry
+            .map(|(kind, i)| format!(" ({kind} {i})"))
+            .unwrap_or_default()
+    };
     if value.len() > max {
         return Err(CatalogError::invalid(
             field,
@@ -149,16 +163,30 @@ fn bounded(
     Ok(())
 }
 
-fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
-    for (field, value) in [
-        ("event_id", &r.event_id),
-        ("user_id", &r.user_id),
-        ("resource_id", &r.resource_id),
-        ("deployment_name", &r.deployment_name),
-    ] {
-        bounded(field, value, MAX_ID_BYTES, Some(i))?;
+/// The ids a record or a sum is counted under.
+fn check_ids(entry: Entry, ids: [(&'static str, &str); 4]) -> CatalogResult<()> {
+    for (field, value) in ids {
+        bounded(field, value, MAX_ID_BYTES, entry)?;
     }
-    bounded("once_key", &r.once_key, MAX_ONCE_KEY_BYTES, Some(i))?;
+    Ok(())
+}
+
+fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
+    check_ids(
+        Some(("record", i)),
+        [
+            ("event_id", &r.event_id),
+            ("user_id", &r.user_id),
+            ("resource_id", &r.resource_id),
+            ("deployment_name", &r.deployment_name),
+        ],
+    )?;
+    bounded(
+        "once_key",
+        &r.once_key,
+        MAX_ONCE_KEY_BYTES,
+        Some(("record", i)),
+    )?;
     if !(100..=599).contains(&r.status) {
         return Err(CatalogError::invalid(
             "status",
@@ -189,6 +217,74 @@ fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
                 field,
                 format!("at most {MAX_TOKENS} (record {i} has {tokens})"),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_sum(i: usize, s: &UsageSum) -> CatalogResult<()> {
+    check_ids(
+        Some(("sum", i)),
+        [
+            ("event_id", &s.event_id),
+            ("user_id", &s.user_id),
+            ("resource_id", &s.resource_id),
+            ("deployment_name", &s.deployment_name),
+        ],
+    )?;
+    let invalid = |field: &'static str, expected: String| {
+        Err(CatalogError::invalid(
+            field,
+            format!("{expected} (sum {i})"),
+        ))
+    };
+    let hour = UsageGranularity::HOUR_MS;
+    if !(hour..=MAX_STARTED_AT_MS).contains(&s.hour_ms) || s.hour_ms % hour != 0 {
+        return invalid(
+            "hour_ms",
+            format!(
+                "expected the start of a UTC hour in Unix milliseconds, got {}",
+                s.hour_ms
+            ),
+        );
+    }
+    if !(1..=MAX_SUM_REQUESTS).contains(&s.requests) {
+        return invalid(
+            "requests",
+            format!("expected 1 to {MAX_SUM_REQUESTS}, got {}", s.requests),
+        );
+    }
+    for (field, count) in [
+        ("errors", s.errors),
+        ("streamed", s.streamed),
+        ("usage_unknown", s.usage_unknown),
+    ] {
+        if count > s.requests {
+            return invalid(
+                field,
+                format!("at most the sum's {} requests, got {count}", s.requests),
+            );
+        }
+    }
+    for (field, tokens) in [
+        ("prompt_tokens", s.prompt_tokens),
+        ("completion_tokens", s.completion_tokens),
+        ("total_tokens", s.total_tokens),
+        ("cached_tokens", s.cached_tokens),
+        ("reasoning_tokens", s.reasoning_tokens),
+    ] {
+        if tokens > MAX_TOKENS {
+            return invalid(field, format!("at most {MAX_TOKENS}, got {tokens}"));
+        }
+    }
+    // A record's durations are 32-bit milliseconds.
+    let most = s.requests * u64::from(u32::MAX);
+    for (field, ms) in [("duration_ms", s.duration_ms), ("ttfb_ms", s.ttfb_ms)] {
+        if ms > most {
+            return invalid(
+                field,
+                format!("at most {most} for {} requests, got {ms}", s.requests),
+            );
         }
     }
     Ok(())
@@ -243,6 +339,46 @@ mod tests {
             err.starts_with("once_key: no control characters") && err.contains("record 2"),
             "{err}"
         );
+    }
+
+    fn sum() -> UsageSum {
+        UsageSum {
+            event_id: "e".into(),
+            user_id: "u".into(),
+            hour_ms: 1_749_999_600_000,
+            requests: 3,
+            errors: 1,
+            duration_ms: 30,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sums_need_an_hour_requests_and_counts_their_requests_could_make() {
+        assert!(check_sum(0, &sum()).is_ok());
+        type Spoil = fn(&mut UsageSum);
+        let bad: [(&str, Spoil); 9] = [
+            ("hour_ms", |s| s.hour_ms += 1),
+            ("hour_ms", |s| s.hour_ms = 0),
+            ("hour_ms", |s| s.hour_ms = -UsageGranularity::HOUR_MS),
+            ("requests", |s| s.requests = 0),
+            ("requests", |s| s.requests = MAX_SUM_REQUESTS + 1),
+            ("errors", |s| s.errors = 4),
+            ("total_tokens", |s| s.total_tokens = MAX_TOKENS + 1),
+            ("duration_ms", |s| {
+                s.duration_ms = 3 * u64::from(u32::MAX) + 1
+            }),
+            ("user_id", |s| s.user_id = "u\u{0}".into()),
+        ];
+        for (field, spoil) in bad {
+            let mut s = sum();
+            spoil(&mut s);
+            let err = check_sum(4, &s).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{field}: ")) && err.contains("sum 4"),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]

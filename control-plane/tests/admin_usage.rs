@@ -36,7 +36,7 @@ async fn seed(api: &Api, batch_id: &str, records: &[UsageRecord]) {
     let applied = api
         .catalog
         .store()
-        .apply_usage_batch(batch_id, records, 1_000)
+        .apply_usage_batch(batch_id, records, &[], 1_000)
         .await
         .unwrap();
     assert!(applied);

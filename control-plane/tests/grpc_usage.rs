@@ -36,6 +36,25 @@ fn batch(id: &str, records: Vec<pb::UsageRecord>) -> pb::UsageBatch {
         batch_id: id.into(),
         edge_id: "edge-test".into(),
         records,
+        sums: vec![],
+    }
+}
+
+/// `requests` calls of `user_id` in the hour, summed as an edge sends them.
+fn sum(event_id: &str, user_id: &str, requests: u64, total: u64) -> pb::UsageSum {
+    pb::UsageSum {
+        event_id: event_id.into(),
+        user_id: user_id.into(),
+        resource_id: "r1".into(),
+        deployment_name: "gpt-4o".into(),
+        hour_ms: HOUR_10,
+        requests,
+        prompt_tokens: total / 2,
+        completion_tokens: total - total / 2,
+        total_tokens: total,
+        duration_ms: 250 * requests,
+        ttfb_ms: 40 * requests,
+        ..Default::default()
     }
 }
 
@@ -110,6 +129,18 @@ async fn a_batch_sent_again_or_to_two_replicas_at_once_is_applied_once() {
         (Some(3), Some(125)),
         "{t}"
     );
+
+    // Sums, beside a record, count once too.
+    let mut third = batch("edge-test-3", vec![record(&event, "u2", 1)]);
+    third.sums = vec![sum(&event, "u1", 400, 8_000), sum(&event, "u3", 2, 10)];
+    assert!(!report(&a, third.clone()).await.unwrap(), "applied");
+    assert!(report(&b, third).await.unwrap(), "a resend is a duplicate");
+    let t = totals(&a, &event).await;
+    assert_eq!(
+        (t["requests"].as_u64(), t["total_tokens"].as_u64()),
+        (Some(406), Some(8_136)),
+        "{t}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -131,6 +162,33 @@ async fn malformed_batches_are_refused_with_the_reason() {
         (batch("b2", vec![no_time]), "started_at_ms"),
         (batch("b3", vec![long_key]), "once_key"),
         (batch("b4", vec![record(&event, "u1", 1); 5001]), "records"),
+        (
+            pb::UsageBatch {
+                sums: vec![sum(&event, "u1", 1, 1); 5001],
+                ..batch("b5", vec![])
+            },
+            "records",
+        ),
+        (
+            pb::UsageBatch {
+                sums: vec![pb::UsageSum {
+                    hour_ms: HOUR_10 + 1,
+                    ..sum(&event, "u1", 1, 1)
+                }],
+                ..batch("b6", vec![])
+            },
+            "hour_ms",
+        ),
+        (
+            pb::UsageBatch {
+                sums: vec![pb::UsageSum {
+                    errors: 2,
+                    ..sum(&event, "u1", 1, 1)
+                }],
+                ..batch("b7", vec![])
+            },
+            "errors",
+        ),
     ];
     for (batch, field) in cases {
         let err = report(&running, batch).await.unwrap_err();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use aiproxy_control_plane::catalog::model::{
     Attendee, Event, ForgetsSince, FoundryObject, ModelType, ObjectKind, Resource, UsageFilter,
-    UsageGranularity, UsageGrouping, UsageRecord, UsageReportQuery, UsageRow, UsageSummary,
-    UsageTotals,
+    UsageGranularity, UsageGrouping, UsageRecord, UsageReportQuery, UsageRow, UsageSum,
+    UsageSummary, UsageTotals,
 };
 use aiproxy_control_plane::catalog::store::{CatalogStore, KeyWrite, StoreError, open};
 use sqlx::Connection;
@@ -832,20 +832,25 @@ async fn a_usage_batch_is_applied_once(s: &dyn CatalogStore) {
         usage("e1", "u1", "r1", HOUR_10 + 6, 50),
     ];
     assert!(
-        s.apply_usage_batch("edge-a_1", &batch, 1_000)
+        s.apply_usage_batch("edge-a_1", &batch, &[], 1_000)
             .await
             .unwrap()
     );
     assert!(
-        !s.apply_usage_batch("edge-a_1", &batch, 2_000)
+        !s.apply_usage_batch("edge-a_1", &batch, &[], 2_000)
             .await
             .unwrap(),
         "the same batch again is a duplicate"
     );
     assert!(
-        !s.apply_usage_batch("edge-a_1", &[usage("e1", "u1", "r1", HOUR_10, 7)], 3_000)
-            .await
-            .unwrap(),
+        !s.apply_usage_batch(
+            "edge-a_1",
+            &[usage("e1", "u1", "r1", HOUR_10, 7)],
+            &[],
+            3_000
+        )
+        .await
+        .unwrap(),
         "the id decides, not the content"
     );
     let t = s.usage_totals(&everything()).await.unwrap();
@@ -861,7 +866,9 @@ async fn a_usage_batch_is_applied_once(s: &dyn CatalogStore) {
         }
     );
     assert!(
-        s.apply_usage_batch("edge-a_2", &[], 4_000).await.unwrap(),
+        s.apply_usage_batch("edge-a_2", &[], &[], 4_000)
+            .await
+            .unwrap(),
         "an empty batch is a batch"
     );
 
@@ -873,11 +880,88 @@ async fn a_usage_batch_is_applied_once(s: &dyn CatalogStore) {
     );
     assert_eq!(s.purge_usage_dedupe(4_001).await.unwrap(), 2);
     assert!(
-        s.apply_usage_batch("edge-a_1", &batch, 5_000)
+        s.apply_usage_batch("edge-a_1", &batch, &[], 5_000)
             .await
             .unwrap()
     );
     assert_eq!(s.usage_totals(&everything()).await.unwrap().requests, 4);
+}
+
+/// An edge's sums land in the rows records of the same key land in, once per batch.
+async fn sums_add_to_the_rows_records_add_to(s: &dyn CatalogStore) {
+    let sum = |user: &str, requests: u64, errors: u64, total: u64| UsageSum {
+        event_id: "e1".into(),
+        user_id: user.into(),
+        resource_id: "r1".into(),
+        deployment_name: "r1-deployment".into(),
+        hour_ms: HOUR_10,
+        requests,
+        errors,
+        streamed: 1,
+        usage_unknown: 0,
+        prompt_tokens: total / 2,
+        completion_tokens: total - total / 2,
+        total_tokens: total,
+        cached_tokens: 0,
+        reasoning_tokens: 0,
+        duration_ms: 100 * requests,
+        ttfb_ms: 10 * requests,
+    };
+    let records = [usage("e1", "u1", "r1", HOUR_10 + 5, 100)];
+    let sums = [sum("u1", 500, 2, 9_000), sum("u2", 3, 0, 30)];
+    assert!(
+        s.apply_usage_batch("edge-a_1", &records, &sums, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.apply_usage_batch("edge-a_1", &records, &sums, 2_000)
+            .await
+            .unwrap(),
+        "a batch of sums sent again is a duplicate"
+    );
+    assert!(
+        s.apply_usage_batch("edge-a_2", &[], &[sum("u1", 1, 1, 0)], 3_000)
+            .await
+            .unwrap()
+    );
+    let of = |user: &str| UsageFilter {
+        user_id: Some(user.into()),
+        ..everything()
+    };
+    assert_eq!(
+        brief(s.usage_totals(&of("u1")).await.unwrap()),
+        totals(502, 3, 9_100),
+        "one record and two sums in one row"
+    );
+    assert_eq!(
+        brief(s.usage_totals(&of("u2")).await.unwrap()),
+        totals(3, 0, 30)
+    );
+    let rows = s
+        .usage_rows(
+            &report(
+                everything(),
+                UsageGranularity::Hour,
+                UsageGrouping {
+                    event: false,
+                    resource: false,
+                    attendee: true,
+                },
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    let hours: Vec<_> = rows
+        .iter()
+        .map(|r| (r.bucket_ms, r.user_id.as_deref(), r.totals.requests))
+        .collect();
+    assert_eq!(
+        hours,
+        [(HOUR_10, Some("u1"), 502), (HOUR_10, Some("u2"), 3)],
+        "{rows:?}"
+    );
 }
 
 async fn a_batch_sent_concurrently_is_applied_once(s: Arc<dyn CatalogStore>) {
@@ -895,7 +979,7 @@ async fn a_batch_sent_concurrently_is_applied_once(s: Arc<dyn CatalogStore>) {
                 } else {
                     "batch-odd"
                 };
-                s.apply_usage_batch(id, &batch, 1_000).await.unwrap()
+                s.apply_usage_batch(id, &batch, &[], 1_000).await.unwrap()
             })
         })
         .collect();
@@ -922,11 +1006,12 @@ async fn tokens_of_a_once_key_count_once(s: &dyn CatalogStore) {
             run("run_1", 300),
             usage("e1", "u1", "agent", HOUR_10, 5),
         ],
+        &[],
         1_000,
     )
     .await
     .unwrap();
-    s.apply_usage_batch("b2", &[run("run_1", 300), run("run_2", 40)], 2_000)
+    s.apply_usage_batch("b2", &[run("run_1", 300), run("run_2", 40)], &[], 2_000)
         .await
         .unwrap();
     let t = s.usage_totals(&everything()).await.unwrap();
@@ -950,6 +1035,7 @@ async fn usage_is_summed_per_utc_hour(s: &dyn CatalogStore) {
             failed,
             usage("e1", "u1", "r1", HOUR_10 + 2 * HOUR - 1, 40),
         ],
+        &[],
         1_000,
     )
     .await
@@ -958,6 +1044,7 @@ async fn usage_is_summed_per_utc_hour(s: &dyn CatalogStore) {
     s.apply_usage_batch(
         "b2",
         &[usage("e1", "u1", "r1", HOUR_10 + 30 * 60_000, 1)],
+        &[],
         1_000,
     )
     .await
@@ -1021,6 +1108,7 @@ async fn reports_group_filter_and_total(s: &dyn CatalogStore) {
             usage("e1", "u2", "r1", next_day, 1_000),
             error,
         ],
+        &[],
         1_000,
     )
     .await
@@ -1318,6 +1406,7 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
             usage("e1", "u5", "r1", HOUR_10 - DAY, 50),
             usage("e1", "u6", "r1", HOUR_10, 600),
         ],
+        &[],
         HOUR_10,
     )
     .await
@@ -1331,9 +1420,14 @@ async fn token_leases_pay_debt_first_and_never_grant_past_the_cap(s: Arc<dyn Cat
         "the day's recorded usage counts, the day before's does not"
     );
     s.create_event(&event("e3", &[])).await.unwrap();
-    s.apply_usage_batch("seed-e3", &[usage("e3", "u1", "r1", HOUR_10, 700)], HOUR_10)
-        .await
-        .unwrap();
+    s.apply_usage_batch(
+        "seed-e3",
+        &[usage("e3", "u1", "r1", HOUR_10, 700)],
+        &[],
+        HOUR_10,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.lease_tokens("e3", "", "event", 500, 0, 1_000)
             .await
@@ -1454,6 +1548,13 @@ macro_rules! conformance {
             async fn a_usage_batch_is_applied_once() {
                 let t = $make().await;
                 super::a_usage_batch_is_applied_once(&*t.store).await;
+                t.finish().await;
+            }
+
+            #[tokio::test]
+            async fn sums_add_to_the_rows_records_add_to() {
+                let t = $make().await;
+                super::sums_add_to_the_rows_records_add_to(&*t.store).await;
                 t.finish().await;
             }
 

@@ -183,6 +183,32 @@ pub struct UsageRecord {
     pub once_key: String,
 }
 
+/// The requests of one (event, attendee, resource, deployment, UTC hour) as an edge summed them:
+/// what the hourly row keeps of each record, added up. Requests whose tokens carry a once key
+/// never come summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageSum {
+    pub event_id: String,
+    pub user_id: String,
+    /// Empty for requests no upstream answered.
+    pub resource_id: String,
+    pub deployment_name: String,
+    /// The start of the UTC hour, Unix ms.
+    pub hour_ms: i64,
+    pub requests: u64,
+    /// Requests answered with a status of 400 or above.
+    pub errors: u64,
+    pub streamed: u64,
+    pub usage_unknown: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub duration_ms: u64,
+    pub ttfb_ms: u64,
+}
+
 /// The width of a usage report's buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageGranularity {

@@ -3,7 +3,7 @@
 //! accept in one message (tonic's default is 4 MiB).
 //!
 //! Every chunk shares the update's version, nonce and catalog id; the header (full, base_version,
-//! key_hash_secret, tokens, reset_object_cache) travels on the first chunk only; the repeated
+//! key_hash_secret, tokens, reset_object_cache, takes_usage_sums) travels on the first chunk only; the repeated
 //! fields are spread in order — resources, events, attendees, forgotten objects, removals — and
 //! every chunk but the last has `more` set. The edge applies (and ACKs) the update once the last
 //! chunk arrives, so the order across chunks only has to keep each field's own order.
@@ -146,6 +146,7 @@ mod tests {
                 expires_on_ms: 1,
             }],
             reset_object_cache: true,
+            takes_usage_sums: true,
             resources: (0..20).map(resource).collect(),
             events: (0..5)
                 .map(|i| pb::EventInfo {
@@ -228,10 +229,12 @@ mod tests {
         let chunks = split_update(big_update(), 2048);
         let first = &chunks[0];
         assert!(first.full && first.tokens_included && first.reset_object_cache);
+        assert!(first.takes_usage_sums);
         assert_eq!(first.key_hash_secret.len(), 32);
         assert_eq!(first.tokens.len(), 1);
         for chunk in &chunks[1..] {
             assert!(!chunk.full && !chunk.tokens_included && !chunk.reset_object_cache);
+            assert!(!chunk.takes_usage_sums);
             assert!(chunk.key_hash_secret.is_empty() && chunk.tokens.is_empty());
         }
     }

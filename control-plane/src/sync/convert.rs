@@ -5,7 +5,8 @@
 use aiproxy_proto::v1 as pb;
 
 use crate::catalog::model::{
-    Attendee, Event, FoundryObject, ObjectKind, Removal, Resource, UsageRecord, UsageSummary,
+    Attendee, Event, FoundryObject, ObjectKind, Removal, Resource, UsageRecord, UsageSum,
+    UsageSummary,
 };
 use crate::identity::Scope;
 use crate::secrets::KeyCipher;
@@ -134,6 +135,28 @@ pub fn usage_record(r: pb::UsageRecord) -> UsageRecord {
         cached_tokens: r.cached_tokens,
         reasoning_tokens: r.reasoning_tokens,
         once_key: r.once_key,
+    }
+}
+
+/// Requests an edge summed per (event, attendee, resource, deployment, hour).
+pub fn usage_sum(s: pb::UsageSum) -> UsageSum {
+    UsageSum {
+        event_id: s.event_id,
+        user_id: s.user_id,
+        resource_id: s.resource_id,
+        deployment_name: s.deployment_name,
+        hour_ms: s.hour_ms,
+        requests: s.requests,
+        errors: s.errors,
+        streamed: s.streamed,
+        usage_unknown: s.usage_unknown,
+        prompt_tokens: s.prompt_tokens,
+        completion_tokens: s.completion_tokens,
+        total_tokens: s.total_tokens,
+        cached_tokens: s.cached_tokens,
+        reasoning_tokens: s.reasoning_tokens,
+        duration_ms: s.duration_ms,
+        ttfb_ms: s.ttfb_ms,
     }
 }
 

@@ -201,9 +201,10 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
             .into_iter()
             .map(convert::usage_record)
             .collect();
+        let sums: Vec<_> = batch.sums.into_iter().map(convert::usage_sum).collect();
         let applied = self
             .usage
-            .apply(&batch.batch_id, &records)
+            .apply(&batch.batch_id, &records, &sums)
             .await
             .map_err(status)?;
         if !applied {

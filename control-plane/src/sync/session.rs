@@ -272,6 +272,7 @@ impl SyncSession {
                 Vec::new()
             },
             more: false,
+            takes_usage_sums: true,
             forgotten_objects: forgotten
                 .into_iter()
                 .map(|(kind, id)| pb::ObjectRef { kind, id })

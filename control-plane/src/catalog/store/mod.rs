@@ -29,7 +29,7 @@ use async_trait::async_trait;
 
 use super::model::{
     Attendee, CatalogChanges, Event, ForgetsSince, FoundryObject, Resource, UsageFilter,
-    UsageRecord, UsageReportQuery, UsageRow, UsageSummary, UsageTotals,
+    UsageRecord, UsageReportQuery, UsageRow, UsageSum, UsageSummary, UsageTotals,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -204,10 +204,12 @@ pub trait UsageStore: Send + Sync + 'static {
     /// applied before, even by a concurrent call. Records are summed per (event, attendee,
     /// resource, deployment, UTC hour of `started_at_ms`); a record whose `once_key` was counted
     /// before (in an earlier batch or earlier in this one) counts as a request without tokens.
+    /// Each sum (the records of one such key, summed by the edge) is added to its hour's row.
     async fn apply_usage_batch(
         &self,
         batch_id: &str,
         records: &[UsageRecord],
+        sums: &[UsageSum],
         now_ms: i64,
     ) -> StoreResult<bool>;
     /// Report rows, ordered by bucket then dimensions; at most `limit` of them (ask one more than

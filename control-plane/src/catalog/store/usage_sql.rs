@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::model::{
-    UsageFilter, UsageGranularity, UsageRecord, UsageReportQuery, UsageRow, UsageTotals,
+    UsageFilter, UsageGranularity, UsageRecord, UsageReportQuery, UsageRow, UsageSum, UsageTotals,
 };
 
 /// Rows one upsert statement writes (16 parameters each): far below either database's limit.
@@ -76,15 +76,32 @@ impl HourlySums {
             self.ttfb_ms,
         ]
     }
+
+    /// Adds the requests an edge summed.
+    fn add_sum(&mut self, s: &UsageSum) {
+        let add = |sum: &mut i64, v: u64| *sum = sum.saturating_add(to_i64(v));
+        add(&mut self.requests, s.requests);
+        add(&mut self.errors, s.errors);
+        add(&mut self.streamed, s.streamed);
+        add(&mut self.usage_unknown, s.usage_unknown);
+        add(&mut self.prompt_tokens, s.prompt_tokens);
+        add(&mut self.completion_tokens, s.completion_tokens);
+        add(&mut self.total_tokens, s.total_tokens);
+        add(&mut self.cached_tokens, s.cached_tokens);
+        add(&mut self.reasoning_tokens, s.reasoning_tokens);
+        add(&mut self.duration_ms, s.duration_ms);
+        add(&mut self.ttfb_ms, s.ttfb_ms);
+    }
 }
 
-/// Sums `records` per hourly row, in key order. `with_tokens` says whether a record's tokens count
-/// (its once key was not counted before); it is asked once per record, in order.
+/// Sums `records` and `sums` per hourly row, in key order. `with_tokens` says whether a record's
+/// tokens count (its once key was not counted before); it is asked once per record, in order.
 pub(super) fn aggregate<'a>(
     records: &'a [UsageRecord],
+    sums: &'a [UsageSum],
     mut with_tokens: impl FnMut(&UsageRecord) -> bool,
 ) -> BTreeMap<HourlyKey<'a>, HourlySums> {
-    let mut sums: BTreeMap<HourlyKey<'a>, HourlySums> = BTreeMap::new();
+    let mut rows: BTreeMap<HourlyKey<'a>, HourlySums> = BTreeMap::new();
     for r in records {
         let key = (
             r.event_id.as_str(),
@@ -94,9 +111,19 @@ pub(super) fn aggregate<'a>(
             UsageGranularity::Hour.floor(r.started_at_ms),
         );
         let tokens = with_tokens(r);
-        sums.entry(key).or_default().add(r, tokens);
+        rows.entry(key).or_default().add(r, tokens);
     }
-    sums
+    for s in sums {
+        let key = (
+            s.event_id.as_str(),
+            s.user_id.as_str(),
+            s.resource_id.as_str(),
+            s.deployment_name.as_str(),
+            s.hour_ms,
+        );
+        rows.entry(key).or_default().add_sum(s);
+    }
+    rows
 }
 
 const HOURLY_COLUMNS: &str = "event_id, user_id, resource_id, deployment_name, hour_ms, requests, \
@@ -305,7 +332,7 @@ macro_rules! impl_usage_store {
 
             use super::*;
             use $crate::catalog::model::{
-                UsageFilter, UsageGranularity, UsageRecord, UsageReportQuery, UsageRow,
+                UsageFilter, UsageGranularity, UsageRecord, UsageReportQuery, UsageRow, UsageSum,
                 UsageSummary, UsageTotals,
             };
             use $crate::catalog::store::usage_sql::{
@@ -320,6 +347,7 @@ macro_rules! impl_usage_store {
                     &self,
                     batch_id: &str,
                     records: &[UsageRecord],
+                    sums: &[UsageSum],
                     now_ms: i64,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool.begin_with($begin_write).await?;
@@ -352,8 +380,9 @@ macro_rules! impl_usage_store {
                         }
                         claimed.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(k,)| k));
                     }
-                    let sums = aggregate(records, |r| r.once_key.is_empty() || claimed.remove(&r.once_key));
-                    let rows: Vec<_> = sums.into_iter().collect();
+                    let rows: Vec<_> = aggregate(records, sums, |r| r.once_key.is_empty() || claimed.remove(&r.once_key))
+                        .into_iter()
+                        .collect();
                     for chunk in rows.chunks(UPSERT_BATCH) {
                         let sql = upsert_sql(chunk.len());
                         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -471,7 +500,7 @@ mod tests {
             record("u", 7_199_999, 200, 11),
         ];
         let mut asked = 0;
-        let sums = aggregate(&records, |_| {
+        let sums = aggregate(&records, &[], |_| {
             asked += 1;
             asked != 3
         });
