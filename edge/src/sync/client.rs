@@ -168,6 +168,7 @@ impl SyncClient {
     /// Ownership invalidations first (they hold whatever becomes of the catalog part), then the
     /// catalog and tokens.
     fn apply(&self, mut update: pb::SyncUpdate) -> Result<(), String> {
+        self.state.usage.sum_for(update.takes_usage_sums);
         if update.reset_object_cache {
             self.state.ownership.clear();
         }

@@ -1,22 +1,27 @@
 //! Getting usage records to the control plane: nothing lost, nothing counted twice.
 //!
-//! Records collect in memory and are sealed into batches (at most `batch_records` each) at least
-//! every `flush_interval`, or at once when that many are waiting. A sealed batch has an id and
-//! never changes: it is sent, and sent again with the same id until the control plane
-//! acknowledges it, which applies each id once. A record is encoded when it is taken, into the
-//! batch it will go in, so sealing only adds the batch's ids: no request waits behind a burst of
-//! encoding (or of freeing records) when a batch is sealed. With
+//! The control plane keeps usage as hourly sums per (event, attendee, resource, deployment), so
+//! that is what the edge sends: each request is added to its key's sum in the open batch, and a
+//! batch carries one entry per key however many requests it counts (the control plane's work per
+//! batch, and the batches' size, follow the attendees active, not the request rate). Requests
+//! whose tokens carry a once key (a run's, a stored response's: counted once per key) go as
+//! records, encoded when they are taken. Entries collect in memory and are sealed into batches
+//! (at most `batch_records` entries each) at least every `flush_interval`, or at once when that
+//! many are waiting. A sealed batch has an id and never changes: it is sent, and sent again with
+//! the same id until the control plane acknowledges it, which applies each id once. With
 //! `AIPROXY_EDGE_STATE_DIR` set, a batch whose send fails (and, at shutdown, any not yet
 //! acknowledged) is written to `<dir>/usage/` and deleted when acknowledged, so a restart (or a
 //! crash during an outage) delivers it later; on the happy path, which is the request path's
-//! core, nothing touches the disk. While the control plane is unreachable, records wait, up to
-//! `buffer_records`; past that, new records are dropped, counted (`/readyz`) and logged. On
-//! shutdown the edge seals and sends what it holds before it exits.
+//! core, nothing touches the disk. While the control plane is unreachable, entries wait, up to
+//! `buffer_records`; past that, a request that would need a new entry is dropped, counted
+//! (`/readyz`) and logged. On shutdown the edge seals and sends what it holds before it exits.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aiproxy_proto::EncodedUsageBatch;
@@ -26,11 +31,14 @@ use prost::Message;
 use tokio::sync::Notify;
 
 use crate::control_calls::ControlPlaneCalls;
+use crate::maps::FastMap;
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub flush_interval: Duration,
+    /// The most entries (sums and records) one batch holds.
     pub batch_records: usize,
+    /// The most entries waiting, in all batches, while the control plane does not take them.
     pub buffer_records: usize,
     /// The most of one answer kept to find its usage (`AIPROXY_USAGE_SCAN_BYTES`).
     pub scan_bytes: usize,
@@ -39,9 +47,11 @@ pub struct DeliverySettings {
 /// How delivery is going, for `/readyz`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeliveryStatus {
-    /// Records not yet acknowledged by the control plane.
+    /// Requests whose usage the control plane has not acknowledged yet.
     pub pending_records: usize,
-    /// Records dropped because the buffer was full (since the edge started).
+    /// The entries (sums and records) they are in: what `buffer_records` bounds.
+    pub pending_entries: usize,
+    /// Requests whose usage was dropped because the buffer was full (since the edge started).
     pub dropped_records: u64,
     pub delivered_batches: u64,
     /// Records in batches the control plane refused as invalid (set aside, on disk as
@@ -53,7 +63,10 @@ pub struct DeliveryStatus {
 
 struct Sealed {
     id: String,
+    /// Requests counted.
     records: usize,
+    /// Sums and records it carries.
+    entries: usize,
     /// The `pb::UsageBatch`, encoded: what is sent, and what is written to disk.
     encoded: Bytes,
     /// Where the batch waits on disk, if it does.
@@ -70,12 +83,19 @@ struct Buffer {
     status: DeliveryStatus,
 }
 
-/// A batch's records, encoded as its `records` field (`pb::UsageBatch` field 3): the batch's ids
-/// are appended when it is sealed (a protobuf message's fields may come in any order).
+/// A batch being filled: its records, encoded as its `records` field (`pb::UsageBatch` field 3),
+/// and its sums, encoded with the batch's ids when it is sealed (a protobuf message's fields may
+/// come in any order).
 #[derive(Default)]
 struct Open {
     encoded: Vec<u8>,
+    sums: Vec<pb::UsageSum>,
+    /// Where each key's sum is in `sums`, by the key's hash.
+    by_key: FastMap<u64, usize>,
+    /// Requests counted, summed or as records.
     records: usize,
+    /// Sums and records.
+    entries: usize,
 }
 
 impl Open {
@@ -84,16 +104,100 @@ impl Open {
     fn take(&mut self) -> Open {
         let next = Open {
             encoded: Vec::with_capacity(self.encoded.len()),
+            sums: Vec::with_capacity(self.sums.len()),
+            by_key: FastMap::with_capacity_and_hasher(self.by_key.len(), Default::default()),
             records: 0,
+            entries: 0,
         };
         std::mem::replace(self, next)
     }
+
+    /// Whether `record` would be added to a sum this batch has (taking no new entry).
+    fn sums_into_existing(&self, key_hash: u64, record: &pb::UsageRecord) -> bool {
+        record.once_key.is_empty()
+            && self
+                .by_key
+                .get(&key_hash)
+                .is_some_and(|&at| same_key(&self.sums[at], record, hour_of(record.started_at_ms)))
+    }
+
+    /// With `summed`, adds `record` to its key's sum, or starts one; a record the batch does not
+    /// sum (not `summed`, it has a once key, or its key's hash is another key's) is encoded as a
+    /// record. Whether it took a new entry.
+    fn add(&mut self, key_hash: u64, record: pb::UsageRecord, summed: bool) -> bool {
+        self.records += 1;
+        if summed && record.once_key.is_empty() {
+            let hour_ms = hour_of(record.started_at_ms);
+            match self.by_key.entry(key_hash) {
+                Entry::Occupied(at) => {
+                    let sum = &mut self.sums[*at.get()];
+                    if same_key(sum, &record, hour_ms) {
+                        add_to(sum, &record);
+                        return false;
+                    }
+                }
+                Entry::Vacant(at) => {
+                    at.insert(self.sums.len());
+                    let mut sum = pb::UsageSum {
+                        hour_ms,
+                        ..Default::default()
+                    };
+                    add_to(&mut sum, &record);
+                    sum.event_id = record.event_id;
+                    sum.user_id = record.user_id;
+                    sum.resource_id = record.resource_id;
+                    sum.deployment_name = record.deployment_name;
+                    self.sums.push(sum);
+                    self.entries += 1;
+                    return true;
+                }
+            }
+        }
+        prost::encoding::message::encode(RECORDS_FIELD, &record, &mut self.encoded);
+        self.entries += 1;
+        true
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The start of the UTC hour of `ms`.
+fn hour_of(ms: i64) -> i64 {
+    ms - ms.rem_euclid(HOUR_MS)
+}
+
+fn same_key(sum: &pb::UsageSum, r: &pb::UsageRecord, hour_ms: i64) -> bool {
+    sum.hour_ms == hour_ms
+        && sum.event_id == r.event_id
+        && sum.user_id == r.user_id
+        && sum.resource_id == r.resource_id
+        && sum.deployment_name == r.deployment_name
+}
+
+/// What the control plane keeps of a record, added to its sum.
+fn add_to(sum: &mut pb::UsageSum, r: &pb::UsageRecord) {
+    sum.requests += 1;
+    sum.errors += u64::from(r.status >= 400);
+    sum.streamed += u64::from(r.streamed);
+    sum.usage_unknown += u64::from(r.usage_unknown);
+    for (total, tokens) in [
+        (&mut sum.prompt_tokens, r.prompt_tokens),
+        (&mut sum.completion_tokens, r.completion_tokens),
+        (&mut sum.total_tokens, r.total_tokens),
+        (&mut sum.cached_tokens, r.cached_tokens),
+        (&mut sum.reasoning_tokens, r.reasoning_tokens),
+    ] {
+        *total = total.saturating_add(tokens);
+    }
+    sum.duration_ms += u64::from(r.duration_ms);
+    sum.ttfb_ms += u64::from(r.ttfb_ms);
 }
 
 /// `pb::UsageBatch`'s field numbers.
 const BATCH_ID_FIELD: u32 = 1;
 const EDGE_ID_FIELD: u32 = 2;
 const RECORDS_FIELD: u32 = 3;
+const SUMS_FIELD: u32 = 4;
 
 pub struct UsageDelivery {
     edge_id: String,
@@ -105,6 +209,11 @@ pub struct UsageDelivery {
     spill: Option<PathBuf>,
     /// Batches sealed by this process: orders batch ids sealed in the same millisecond.
     sealed_count: AtomicU64,
+    /// Hashes the keys requests are summed by.
+    keys: foldhash::fast::RandomState,
+    /// The control plane applies sums (it says so on every Sync update); until one says so, every
+    /// request goes as a record, which any control plane applies.
+    summing: AtomicBool,
 }
 
 impl UsageDelivery {
@@ -122,6 +231,7 @@ impl UsageDelivery {
                         "usage batches left on disk will be delivered"
                     );
                     buffer.status.pending_records = records;
+                    buffer.status.pending_entries = found.iter().map(|s| s.entries).sum();
                     buffer.sealed.extend(found);
                 }
                 Ok(_) => {}
@@ -138,24 +248,44 @@ impl UsageDelivery {
             sending: tokio::sync::Mutex::new(()),
             spill,
             sealed_count: AtomicU64::new(0),
+            keys: Default::default(),
+            summing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the control plane takes sums (`SyncUpdate.takes_usage_sums`); from the next
+    /// request on, usage is summed or sent as records accordingly.
+    pub fn sum_for(&self, control_plane_takes_sums: bool) {
+        self.summing
+            .store(control_plane_takes_sums, Ordering::Relaxed);
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Buffer) -> R) -> R {
         f(&mut self.buffer.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Takes one record (never blocks; drops and counts it when the buffer is full).
+    /// Takes one request's record (never blocks; drops and counts it when it needs a new entry
+    /// and the buffer is full).
     pub fn push(&self, record: pb::UsageRecord) {
+        let key_hash = self.keys.hash_one((
+            &record.event_id,
+            &record.user_id,
+            &record.resource_id,
+            &record.deployment_name,
+            hour_of(record.started_at_ms),
+        ));
+        let summed = self.summing.load(Ordering::Relaxed);
         let (dropped, full_batch) = self.with(|b| {
-            if b.status.pending_records >= self.settings.buffer_records {
+            let full_buffer = b.status.pending_entries >= self.settings.buffer_records;
+            if full_buffer && !(summed && b.open.sums_into_existing(key_hash, &record)) {
                 b.status.dropped_records += 1;
                 return (Some(b.status.dropped_records), false);
             }
-            prost::encoding::message::encode(RECORDS_FIELD, &record, &mut b.open.encoded);
-            b.open.records += 1;
+            if b.open.add(key_hash, record, summed) {
+                b.status.pending_entries += 1;
+            }
             b.status.pending_records += 1;
-            let full = b.open.records >= self.settings.batch_records;
+            let full = b.open.entries >= self.settings.batch_records;
             if full {
                 let done = b.open.take();
                 b.full.push(done);
@@ -198,8 +328,14 @@ impl UsageDelivery {
             .map(
                 |Open {
                      mut encoded,
+                     sums,
                      records,
+                     entries,
+                     ..
                  }| {
+                    for sum in &sums {
+                        prost::encoding::message::encode(SUMS_FIELD, sum, &mut encoded);
+                    }
                     let id = format!(
                         "{:013}-{:010}-{}",
                         chrono::Utc::now().timestamp_millis(),
@@ -211,6 +347,7 @@ impl UsageDelivery {
                     Sealed {
                         id,
                         records,
+                        entries,
                         encoded: Bytes::from(encoded),
                         file: None,
                     }
@@ -253,10 +390,10 @@ impl UsageDelivery {
     async fn send_sealed(&self, control: &ControlPlaneCalls) -> Result<(), String> {
         let _one_sender = self.sending.lock().await;
         loop {
-            let Some((id, records, encoded)) = self.with(|b| {
+            let Some((id, records, entries, encoded)) = self.with(|b| {
                 b.sealed
                     .front()
-                    .map(|s| (s.id.clone(), s.records, s.encoded.clone()))
+                    .map(|s| (s.id.clone(), s.records, s.entries, s.encoded.clone()))
             }) else {
                 return Ok(());
             };
@@ -268,6 +405,7 @@ impl UsageDelivery {
                     let done = self.with(|b| {
                         let done = b.sealed.pop_front();
                         b.status.pending_records = b.status.pending_records.saturating_sub(records);
+                        b.status.pending_entries = b.status.pending_entries.saturating_sub(entries);
                         b.status.delivered_batches += 1;
                         b.status.last_error = None;
                         done
@@ -283,6 +421,7 @@ impl UsageDelivery {
                     tracing::error!(batch = %id, records, error = %status.message(), "the control plane refused a usage batch; it is set aside");
                     let refused = self.with(|b| {
                         b.status.pending_records = b.status.pending_records.saturating_sub(records);
+                        b.status.pending_entries = b.status.pending_entries.saturating_sub(entries);
                         b.status.refused_records += records as u64;
                         b.sealed.pop_front()
                     });
@@ -412,7 +551,13 @@ fn load_spilled(dir: &Path) -> std::io::Result<Vec<Sealed>> {
         match read {
             Ok((batch, bytes)) => found.push(Sealed {
                 id: batch.batch_id,
-                records: batch.records.len(),
+                records: batch.records.len()
+                    + batch
+                        .sums
+                        .iter()
+                        .map(|s| usize::try_from(s.requests).unwrap_or(usize::MAX))
+                        .fold(0, usize::saturating_add),
+                entries: batch.records.len() + batch.sums.len(),
                 encoded: Bytes::from(bytes),
                 file: Some(file),
             }),
@@ -438,36 +583,22 @@ mod tests {
         }
     }
 
+    /// Attendee `n`'s request at 10:00 UTC, with `n` tokens.
     fn record(n: u64) -> pb::UsageRecord {
         pb::UsageRecord {
             event_id: "e".into(),
+            user_id: format!("attendee {n}"),
+            started_at_ms: HOUR_10,
             total_tokens: n,
             ..Default::default()
         }
     }
 
-    /// A sealed batch decodes to the batch its records were taken into: its id, the edge's id
-    /// and every record, in order, at most `batch_records` in each.
-    #[test]
-    fn sealed_batches_decode_to_their_ids_and_records_in_order() {
-        let delivery = UsageDelivery::new("edge-7", settings(100), None);
-        let records: Vec<pb::UsageRecord> = (0..5)
-            .map(|n| pb::UsageRecord {
-                user_id: format!("attendee {n}"),
-                once_key: if n == 3 {
-                    "run:r".into()
-                } else {
-                    String::new()
-                },
-                ..record(n)
-            })
-            .collect();
-        for r in &records {
-            delivery.push(r.clone());
-        }
-        delivery.seal();
-        delivery.seal();
-        let batches: Vec<(String, pb::UsageBatch)> = delivery.with(|b| {
+    /// 2026-03-29T10:00:00Z.
+    const HOUR_10: i64 = 1_774_778_400_000;
+
+    fn sealed(delivery: &UsageDelivery) -> Vec<(String, pb::UsageBatch)> {
+        delivery.with(|b| {
             b.sealed
                 .iter()
                 .map(|s| {
@@ -477,34 +608,176 @@ mod tests {
                     )
                 })
                 .collect()
-        });
-        assert_eq!(batches.len(), 3);
+        })
+    }
+
+    /// Requests of one (event, attendee, resource, deployment, hour) go as one sum of what the
+    /// control plane keeps of them; those with a once key go as records; every batch has its id
+    /// and the edge's, and at most `batch_records` entries.
+    #[test]
+    fn requests_are_summed_per_key_and_once_keys_sent_as_records() {
+        let three = DeliverySettings {
+            batch_records: 3,
+            ..settings(100)
+        };
+        let delivery = UsageDelivery::new("edge-7", three, None);
+        delivery.sum_for(true);
+        let a = |minute: i64, status: u32, tokens: u64| pb::UsageRecord {
+            started_at_ms: HOUR_10 + minute * 60_000,
+            status,
+            duration_ms: 100,
+            ttfb_ms: 7,
+            streamed: status == 200,
+            prompt_tokens: 1,
+            ..record(tokens)
+        };
+        let run = pb::UsageRecord {
+            once_key: "r1:run:1".into(),
+            ..a(2, 200, 40)
+        };
+        // Attendee 5 four times in the hour (one of them a run), once in the next; attendee 6
+        // once; another deployment of attendee 5's once.
+        for r in [
+            a(0, 200, 5),
+            a(10, 429, 5),
+            run.clone(),
+            a(59, 200, 5),
+            a(60, 200, 5),
+            record(6),
+            pb::UsageRecord {
+                deployment_name: "other".into(),
+                ..a(1, 200, 5)
+            },
+        ] {
+            delivery.push(r);
+        }
+        let status = delivery.status();
+        assert_eq!((status.pending_records, status.pending_entries), (7, 5));
+        delivery.seal();
+        let batches = sealed(&delivery);
+        assert_eq!(batches.len(), 2, "5 entries, at most 3 per batch");
+        let ids: std::collections::HashSet<&String> = batches.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), 2, "every batch has its own id");
         for (id, batch) in &batches {
             assert_eq!(&batch.batch_id, id);
             assert_eq!(batch.edge_id, "edge-7");
+            assert!(batch.records.len() + batch.sums.len() <= 3);
         }
-        let ids: std::collections::HashSet<&String> = batches.iter().map(|(id, _)| id).collect();
-        assert_eq!(ids.len(), 3, "every batch has its own id");
-        let decoded: Vec<pb::UsageRecord> =
-            batches.into_iter().flat_map(|(_, b)| b.records).collect();
-        assert_eq!(decoded, records);
+        let records: Vec<pb::UsageRecord> = batches
+            .iter()
+            .flat_map(|(_, b)| b.records.clone())
+            .collect();
+        assert_eq!(records, [run]);
+        let sums: Vec<pb::UsageSum> = batches.into_iter().flat_map(|(_, b)| b.sums).collect();
+        let hour_10 = |user: &str, deployment: &str| {
+            sums.iter()
+                .find(|s| {
+                    s.user_id == user && s.deployment_name == deployment && s.hour_ms == HOUR_10
+                })
+                .cloned()
+                .unwrap_or_else(|| panic!("no sum for {user} {deployment}: {sums:?}"))
+        };
+        assert_eq!(
+            hour_10("attendee 5", ""),
+            pb::UsageSum {
+                event_id: "e".into(),
+                user_id: "attendee 5".into(),
+                hour_ms: HOUR_10,
+                requests: 3,
+                errors: 1,
+                streamed: 2,
+                prompt_tokens: 3,
+                total_tokens: 15,
+                duration_ms: 300,
+                ttfb_ms: 21,
+                ..Default::default()
+            }
+        );
+        assert_eq!(hour_10("attendee 5", "other").requests, 1);
+        assert_eq!(hour_10("attendee 6", "").total_tokens, 6);
+        let next_hour: Vec<_> = sums
+            .iter()
+            .filter(|s| s.hour_ms == HOUR_10 + HOUR_MS)
+            .collect();
+        assert_eq!(next_hour.len(), 1);
+        assert_eq!(next_hour[0].requests, 1);
+        assert_eq!(sums.len(), 4);
     }
 
+    /// An older control plane would ignore sums: until one says it takes them, every request
+    /// goes as a record (and again after one that does not).
     #[test]
-    fn a_full_buffer_drops_and_counts() {
+    fn requests_go_as_records_until_the_control_plane_takes_sums() {
+        let one_batch = DeliverySettings {
+            batch_records: 100,
+            ..settings(100)
+        };
+        let delivery = UsageDelivery::new("edge", one_batch, None);
+        let decoded = |delivery: &UsageDelivery| {
+            delivery.seal();
+            let batch = sealed(delivery).pop().unwrap().1;
+            (
+                batch.records.len(),
+                batch.sums.iter().map(|s| s.requests).collect::<Vec<_>>(),
+            )
+        };
+        for _ in 0..3 {
+            delivery.push(record(1));
+        }
+        assert_eq!(decoded(&delivery), (3, vec![]));
+        delivery.sum_for(true);
+        for _ in 0..3 {
+            delivery.push(record(1));
+        }
+        assert_eq!(decoded(&delivery), (0, vec![3]));
+        delivery.sum_for(false);
+        delivery.push(record(1));
+        assert_eq!(decoded(&delivery), (1, vec![]));
+    }
+
+    /// The buffer bounds entries: past it a request that needs a new one is dropped and counted,
+    /// one that adds to a sum waiting in the open batch is not.
+    #[test]
+    fn a_full_buffer_drops_and_counts_only_what_needs_a_new_entry() {
         let delivery = UsageDelivery::new("edge", settings(3), None);
+        delivery.sum_for(true);
         for n in 0..5 {
             delivery.push(record(n));
         }
         let status = delivery.status();
-        assert_eq!((status.pending_records, status.dropped_records), (3, 2));
+        assert_eq!(
+            (
+                status.pending_entries,
+                status.pending_records,
+                status.dropped_records
+            ),
+            (3, 3, 2)
+        );
+        delivery.push(record(2));
+        let status = delivery.status();
+        assert_eq!(
+            (
+                status.pending_entries,
+                status.pending_records,
+                status.dropped_records
+            ),
+            (3, 4, 2),
+            "attendee 2's sum is open: summed, not dropped"
+        );
+        delivery.push(record(0));
+        assert_eq!(
+            delivery.status().dropped_records,
+            3,
+            "attendee 0's sum was sealed with a full batch: a new entry, dropped"
+        );
     }
 
     #[test]
     fn sealed_batches_survive_a_restart_on_disk_in_order() {
         let dir = std::env::temp_dir().join(format!("aiproxy-usage-{}", uuid::Uuid::new_v4()));
         let delivery = UsageDelivery::new("edge", settings(100), Some(&dir));
-        for n in 0..5 {
+        delivery.sum_for(true);
+        for n in [0, 1, 2, 3, 4, 4, 4] {
             delivery.push(record(n));
         }
         delivery.seal();
@@ -516,23 +789,17 @@ mod tests {
         drop(delivery);
         std::fs::write(dir.join("usage/zzz.pb"), b"\xff\xff not a batch").unwrap();
         let again = UsageDelivery::new("edge", settings(100), Some(&dir));
-        assert_eq!(again.status().pending_records, 5);
-        let totals: Vec<u64> = again.with(|b| {
-            b.sealed
-                .iter()
-                .flat_map(|s| {
-                    pb::UsageBatch::decode(s.encoded.as_ref())
-                        .unwrap()
-                        .records
-                        .into_iter()
-                        .map(|r| r.total_tokens)
-                })
-                .collect()
-        });
-        assert_eq!(totals, vec![0, 1, 2, 3, 4]);
+        let status = again.status();
+        assert_eq!((status.pending_records, status.pending_entries), (7, 5));
+        let totals: Vec<u64> = sealed(&again)
+            .into_iter()
+            .flat_map(|(_, b)| b.sums.into_iter().map(|s| s.total_tokens))
+            .collect();
+        assert_eq!(totals, vec![0, 1, 2, 3, 12]);
         assert!(dir.join("usage/zzz.bad").exists());
-        let sizes: Vec<usize> = again.with(|b| b.sealed.iter().map(|s| s.records).collect());
-        assert_eq!(sizes, vec![2, 2, 1]);
+        let sizes: Vec<(usize, usize)> =
+            again.with(|b| b.sealed.iter().map(|s| (s.records, s.entries)).collect());
+        assert_eq!(sizes, vec![(2, 2), (2, 2), (3, 1)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
