@@ -163,22 +163,51 @@ fn bounded(field: &'static str, value: &str, max: usize, entry: Entry) -> Catalo
     Ok(())
 }
 
-/// The ids a record or a sum is counted under.
-fn check_ids(entry: Entry, ids: [(&'static str, &str); 4]) -> CatalogResult<()> {
+/// The ids a record or a sum is counted under: bounded, no control characters.
+fn check_ids(kind: &'static str, i: usize, ids: [(&'static str, &str); 4]) -> CatalogResult<()> {
     for (field, value) in ids {
-        bounded(field, value, MAX_ID_BYTES, entry)?;
+        bounded(field, value, MAX_ID_BYTES, Some((kind, i)))?;
+    }
+    Ok(())
+}
+
+/// A record's or a sum's tokens: at most `MAX_TOKENS` of each kind.
+fn check_tokens(
+    kind: &'static str,
+    i: usize,
+    tokens: [(&'static str, u64); 5],
+) -> CatalogResult<()> {
+    for (field, tokens) in tokens {
+        if tokens > MAX_TOKENS {
+            return Err(CatalogError::invalid(
+                field,
+                format!("at most {MAX_TOKENS} ({kind} {i} has {tokens})"),
+            ));
+        }
     }
     Ok(())
 }
 
 fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
     check_ids(
-        Some(("record", i)),
+        "record",
+        i,
         [
             ("event_id", &r.event_id),
             ("user_id", &r.user_id),
             ("resource_id", &r.resource_id),
             ("deployment_name", &r.deployment_name),
+        ],
+    )?;
+    check_tokens(
+        "record",
+        i,
+        [
+            ("prompt_tokens", r.prompt_tokens),
+            ("completion_tokens", r.completion_tokens),
+            ("total_tokens", r.total_tokens),
+            ("cached_tokens", r.cached_tokens),
+            ("reasoning_tokens", r.reasoning_tokens),
         ],
     )?;
     bounded(
@@ -205,31 +234,29 @@ fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
             ),
         ));
     }
-    for (field, tokens) in [
-        ("prompt_tokens", r.prompt_tokens),
-        ("completion_tokens", r.completion_tokens),
-        ("total_tokens", r.total_tokens),
-        ("cached_tokens", r.cached_tokens),
-        ("reasoning_tokens", r.reasoning_tokens),
-    ] {
-        if tokens > MAX_TOKENS {
-            return Err(CatalogError::invalid(
-                field,
-                format!("at most {MAX_TOKENS} (record {i} has {tokens})"),
-            ));
-        }
-    }
     Ok(())
 }
 
 fn check_sum(i: usize, s: &UsageSum) -> CatalogResult<()> {
     check_ids(
-        Some(("sum", i)),
+        "sum",
+        i,
         [
             ("event_id", &s.event_id),
             ("user_id", &s.user_id),
             ("resource_id", &s.resource_id),
             ("deployment_name", &s.deployment_name),
+        ],
+    )?;
+    check_tokens(
+        "sum",
+        i,
+        [
+            ("prompt_tokens", s.prompt_tokens),
+            ("completion_tokens", s.completion_tokens),
+            ("total_tokens", s.total_tokens),
+            ("cached_tokens", s.cached_tokens),
+            ("reasoning_tokens", s.reasoning_tokens),
         ],
     )?;
     let invalid = |field: &'static str, expected: String| {
@@ -264,17 +291,6 @@ fn check_sum(i: usize, s: &UsageSum) -> CatalogResult<()> {
                 field,
                 format!("at most the sum's {} requests, got {count}", s.requests),
             );
-        }
-    }
-    for (field, tokens) in [
-        ("prompt_tokens", s.prompt_tokens),
-        ("completion_tokens", s.completion_tokens),
-        ("total_tokens", s.total_tokens),
-        ("cached_tokens", s.cached_tokens),
-        ("reasoning_tokens", s.reasoning_tokens),
-    ] {
-        if tokens > MAX_TOKENS {
-            return invalid(field, format!("at most {MAX_TOKENS}, got {tokens}"));
         }
     }
     // A record's durations are 32-bit milliseconds.
