@@ -112,21 +112,20 @@ impl Open {
         std::mem::replace(self, next)
     }
 
-    /// Whether `record` would be added to a sum this batch has (taking no new entry).
-    fn sums_into_existing(&self, key_hash: u64, record: &pb::UsageRecord) -> bool {
-        record.once_key.is_empty()
-            && self
-                .by_key
-                .get(&key_hash)
-                .is_some_and(|&at| same_key(&self.sums[at], record, hour_of(record.started_at_ms)))
+    /// Whether `record`, summed under `sum_key`, would be added to a sum this batch has (taking
+    /// no new entry).
+    fn sums_into_existing(&self, sum_key: Option<u64>, record: &pb::UsageRecord) -> bool {
+        sum_key
+            .and_then(|key_hash| self.by_key.get(&key_hash))
+            .is_some_and(|&at| same_key(&self.sums[at], record, hour_of(record.started_at_ms)))
     }
 
-    /// With `summed`, adds `record` to its key's sum, or starts one; a record the batch does not
-    /// sum (not `summed`, it has a once key, or its key's hash is another key's) is encoded as a
-    /// record. Whether it took a new entry.
-    fn add(&mut self, key_hash: u64, record: pb::UsageRecord, summed: bool) -> bool {
+    /// With a `sum_key` (the hash of its key), adds `record` to its key's sum, or starts one;
+    /// a record without one, or whose key's hash is another key's, is encoded as a record.
+    /// Whether it took a new entry.
+    fn add(&mut self, sum_key: Option<u64>, record: pb::UsageRecord) -> bool {
         self.records += 1;
-        if summed && record.once_key.is_empty() {
+        if let Some(key_hash) = sum_key {
             let hour_ms = hour_of(record.started_at_ms);
             match self.by_key.entry(key_hash) {
                 Entry::Occupied(at) => {
@@ -267,21 +266,24 @@ impl UsageDelivery {
     /// Takes one request's record (never blocks; drops and counts it when it needs a new entry
     /// and the buffer is full).
     pub fn push(&self, record: pb::UsageRecord) {
-        let key_hash = self.keys.hash_one((
-            &record.event_id,
-            &record.user_id,
-            &record.resource_id,
-            &record.deployment_name,
-            hour_of(record.started_at_ms),
-        ));
-        let summed = self.summing.load(Ordering::Relaxed);
+        // Summed unless the control plane does not take sums or its tokens count once per key.
+        let summed = self.summing.load(Ordering::Relaxed) && record.once_key.is_empty();
+        let sum_key = summed.then(|| {
+            self.keys.hash_one((
+                &record.event_id,
+                &record.user_id,
+                &record.resource_id,
+                &record.deployment_name,
+                hour_of(record.started_at_ms),
+            ))
+        });
         let (dropped, full_batch) = self.with(|b| {
             let full_buffer = b.status.pending_entries >= self.settings.buffer_records;
-            if full_buffer && !(summed && b.open.sums_into_existing(key_hash, &record)) {
+            if full_buffer && !b.open.sums_into_existing(sum_key, &record) {
                 b.status.dropped_records += 1;
                 return (Some(b.status.dropped_records), false);
             }
-            if b.open.add(key_hash, record, summed) {
+            if b.open.add(sum_key, record) {
                 b.status.pending_entries += 1;
             }
             b.status.pending_records += 1;
