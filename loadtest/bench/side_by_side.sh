@@ -348,9 +348,10 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   exit 0
 fi
 
-# --syscalls: each proxy's system calls per call, closed loop and at half nginx's rate.
+# CPU time (clock ticks) used so far by the proxy, the process and its children (nginx's worker):
+# user and system apart, and together.
 TICKS=$(getconf CLK_TCK)
-cpu_split() { # pid → user and system clock ticks so far, the process and its children
+cpu_split() { # pid → user system
   local user=0 sys=0 p u s
   for p in $1 $(pgrep -P "$1" || true); do
     read -r u s < <(awk '{ print $14, $15 }' "/proc/$p/stat" 2>/dev/null || echo 0 0)
@@ -358,6 +359,13 @@ cpu_split() { # pid → user and system clock ticks so far, the process and its 
   done
   echo "$user $sys"
 }
+cpu_ticks() { # pid
+  local user sys
+  read -r user sys < <(cpu_split "$1")
+  echo $((user + sys))
+}
+
+# --syscalls: each proxy's system calls per call, closed loop and at half nginx's rate.
 syscall_counts() { # path out.csv oha-args...
   local p=$1 out=$2 pids perf_pid
   shift 2
@@ -431,14 +439,6 @@ rss_sampler() { # pid out
   done
 }
 
-# CPU time (clock ticks) used so far by the proxy: the process and its children (nginx's worker).
-cpu_ticks() { # pid
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
 # Busy and total ticks of one CPU (softirq included: loopback TCP work is mostly accounted there,
 # not to the process).
 cpu_busy() { # cpu
