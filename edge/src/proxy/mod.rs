@@ -346,7 +346,7 @@ async fn serve(
     let responses = plan.path == "/openai/v1/responses";
     // A JSON body is read (once) only when a rule needs it: a `model` to route by, the token cap
     // on model calls, a chat call's stream (which must report its usage), a resource that wants
-    // `max_completion_tokens`, or the object references of a Responses call. Everything else
+    // `max_completion_tokens`, or the object references of a Responses or chat call. Everything else
     // (uploads, search, MCP) streams through untouched. Model calls are JSON whatever the
     // content type says.
     let json_call = plan.json && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE);
@@ -368,10 +368,14 @@ async fn serve(
     };
     let renames = path_pool.is_some_and(|m| m.iter().any(|m| m.use_max_completion_tokens));
     let replayable = several && !responses && json_call;
+    // A chat message's `file` part names an uploaded file by id (`file.file_id`): like a
+    // Responses call's input, the body is read to hold it to the caller's own files.
+    let file_parts = plan.family == "chat" && plan.model_type == FOUNDRY_MODEL;
     let read = by_body
         || capped
         || replayable
         || responses
+        || file_parts
         || plan.stream_usage
         || renames
         || (matches!(plan.family, "chat" | "completions")
@@ -420,6 +424,8 @@ async fn serve(
             stored_on = Box::pin(foundry::authorize_body(state, &caller, &bytes)).await?;
             stores_response = call.store != Some(false);
             responses_body = Some(bytes);
+        } else if file_parts && foundry::references::may_reference(bytes) {
+            Box::pin(foundry::authorize_body(state, &caller, bytes)).await?;
         }
     }
     let name = match plan.name {

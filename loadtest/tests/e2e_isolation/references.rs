@@ -31,6 +31,7 @@ fn body_references(caller: &Objects, named: &Objects) -> Vec<BodyReference> {
     cases.extend(attachment_references(c, n));
     cases.extend(agent_and_vector_store_references(c, n));
     cases.extend(response_references(c, n));
+    cases.extend(chat_references(n));
     cases
 }
 
@@ -240,6 +241,40 @@ fn response_references(c: &Objects, n: &Objects) -> Vec<BodyReference> {
             responses,
             json!({"model": "gpt-4o", "previous_response_id": n.model_response, "input": "go on"}),
             "response",
+        ),
+    ]
+}
+
+/// A chat message's `file` part, on each chat route of a model: the v1 API, a deployment's
+/// chat, and its `extensions/chat` (which no other rule reads the body of).
+fn chat_references(n: &Objects) -> Vec<BodyReference> {
+    let body = |model: Option<&str>| {
+        let mut body = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Summarise this file"},
+            {"type": "file", "file": {"file_id": n.file}}]}]});
+        if let Some(model) = model {
+            body["model"] = json!(model);
+        }
+        body
+    };
+    vec![
+        case(
+            "v1 chat file part",
+            "/openai/v1/chat/completions",
+            body(Some("gpt-4o")),
+            "file",
+        ),
+        case(
+            "deployment chat file part",
+            "/openai/deployments/gpt-4o/chat/completions",
+            body(None),
+            "file",
+        ),
+        case(
+            "deployment extensions chat file part",
+            "/openai/deployments/gpt-4o/extensions/chat/completions",
+            body(None),
+            "file",
         ),
     ]
 }

@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
+use memchr::memmem;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -77,6 +79,63 @@ pub fn collect(body: &[u8]) -> Result<Vec<Reference>, ProxyError> {
 
 /// Kept as a set while walking: a body repeating one id a million times costs one entry.
 type Found = BTreeSet<Reference>;
+
+/// Every name in [`FIELDS`] holds one of these, in any case (a test checks it).
+const NEEDLES: [&[u8]; 4] = [b"_id", b"agent", b"conversation", b"container"];
+/// The longest needle less one byte.
+const OVERLAP: usize = b"conversation".len() - 1;
+
+/// Bytes with the 0x20 bit set: ASCII letters of either case read as lower case (other bytes
+/// may meet, which only lets more bodies through to the walk).
+fn fold(bytes: &mut [u8]) {
+    for b in bytes {
+        *b |= 0x20;
+    }
+}
+
+/// The needles folded, their searchers built once.
+static FOLDED_NEEDLES: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| {
+    NEEDLES
+        .iter()
+        .map(|needle| {
+            let mut folded = needle.to_vec();
+            fold(&mut folded);
+            memmem::Finder::new(&folded).into_owned()
+        })
+        .collect()
+});
+
+/// Whether `body` may hold a referencing field: false only when no name of [`FIELDS`], in any
+/// ASCII case, can be among its member names, so [`collect`] would find nothing and refuse
+/// nothing of the kind. A member name spells a field either as its letters or with a `\u`
+/// escape; a body with neither is let through without the walk (hundreds of instructions
+/// where the walk costs thousands). Item references (`item_reference`, an item by `id`) are not
+/// looked for: this is for bodies that hold no conversation items (chat).
+pub fn may_reference(body: &[u8]) -> bool {
+    if memchr::memchr_iter(b'\\', body).any(|at| body.get(at + 1) == Some(&b'u')) {
+        return true;
+    }
+    // Folded a window at a time; windows overlap by the longest needle less one byte, so a
+    // name across a window's end is seen whole in the next.
+    let mut buffer = [0u8; 1024];
+    let mut start = 0;
+    loop {
+        let end = body.len().min(start + buffer.len());
+        let window = &mut buffer[..end - start];
+        window.copy_from_slice(&body[start..end]);
+        fold(window);
+        if FOLDED_NEEDLES
+            .iter()
+            .any(|needle| needle.find(window).is_some())
+        {
+            return true;
+        }
+        if end == body.len() {
+            return false;
+        }
+        start = end - OVERLAP;
+    }
+}
 
 fn collect_at(body: &[u8], depth: usize) -> Result<Found, ProxyError> {
     let mut found = Found::new();
@@ -374,6 +433,59 @@ mod tests {
             refs(json!({"conversation": "conv_2"})),
             [("conversation".to_string(), "conv_2".to_string())]
         );
+    }
+
+    #[test]
+    fn the_prefilter_lets_no_referencing_field_past() {
+        for (name, _) in FIELDS {
+            assert!(
+                NEEDLES
+                    .iter()
+                    .any(|n| memmem::find(name.as_bytes(), n).is_some()),
+                "{name} holds no needle"
+            );
+        }
+        assert!(NEEDLES.iter().all(|n| n.len() <= OVERLAP + 1));
+        let value = |name: &str| match name {
+            "agent" | "conversation" => json!("x_1"),
+            "connected_agent" => json!({"id": "asst_1"}),
+            "container" => json!({"type": "auto", "file_ids": ["file-1"]}),
+            _ => json!(["x_1"]),
+        };
+        for (name, _) in FIELDS {
+            let upper = name.to_ascii_uppercase();
+            let escaped = format!("\\u{:04x}{}", name.as_bytes()[0], &name[1..]);
+            for spelled in [name.to_string(), upper, escaped] {
+                // The name first, across the first and second windows' ends (1,024 bytes, then
+                // 1,013 more: the name starts `at` + 16 bytes in), or far in.
+                for at in (990..1030).chain(2000..2040).chain([0, 9000]) {
+                    let tail = serde_json::to_string(&value(name)).unwrap();
+                    let body = format!(
+                        "{{\"messages\":\"{}\",\"{spelled}\":{tail}}}",
+                        "m".repeat(at)
+                    );
+                    assert!(may_reference(body.as_bytes()), "{spelled} after {at} bytes");
+                    // Each is a case the walk takes or refuses.
+                    assert!(
+                        !matches!(collect(body.as_bytes()), Ok(found) if found.is_empty()),
+                        "{spelled} after {at} bytes"
+                    );
+                }
+            }
+        }
+        for body in [
+            json!({"messages": [{"role": "user", "content": "Say hello in three languages."}],
+                   "max_tokens": 64, "stream": true}),
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": format!(
+                    "data:image/png;base64,{}", "SGVsbG8gd29ybGQ".repeat(10_000))}}]}]}),
+        ] {
+            assert!(
+                !may_reference(&serde_json::to_vec(&body).unwrap()),
+                "{body}"
+            );
+        }
     }
 
     #[test]
