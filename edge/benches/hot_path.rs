@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the edge's per-request work, through the crate's public API only: key
-//! lookup (`client_auth::authenticate` against a snapshot with many attendees), route resolution
+//! lookup (`client_auth::authenticate` against a snapshot with many attendees, without and with
+//! a connection's memo of its key's hash), route resolution
 //! (`CanonicalPath::parse` + `routes::resolve`, and the event's pool), header rewrite
 //! (`headers::for_upstream`), and the cap check (`policy::inspect` + `policy::prepare` on a
 //! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`), the
@@ -14,7 +15,7 @@ use std::hint::black_box;
 use aiproxy_edge::proxy::canonical::CanonicalPath;
 use aiproxy_edge::proxy::policy::{self, CapField, Prepare};
 use aiproxy_edge::proxy::{client_auth, routes};
-use aiproxy_edge::snapshot::CatalogSnapshot;
+use aiproxy_edge::snapshot::{CatalogSnapshot, KeyMemo};
 use aiproxy_edge::upstream::headers;
 use aiproxy_edge::usage;
 use aiproxy_proto::v1 as pb;
@@ -128,14 +129,23 @@ fn key_lookup(c: &mut Criterion) {
         let now = chrono::Utc::now().timestamp_millis();
         group.bench_function(format!("authenticate/{attendees}_attendees"), |b| {
             b.iter(|| {
-                let caller = client_auth::authenticate(&snap, black_box(&known), now);
+                let caller = client_auth::authenticate(&snap, black_box(&known), now, None);
+                assert!(caller.is_ok());
+                caller
+            })
+        });
+        // A keep-alive connection's second call onwards: its key's hash is remembered.
+        let memo = KeyMemo::default();
+        group.bench_function(format!("same_connection/{attendees}_attendees"), |b| {
+            b.iter(|| {
+                let caller = client_auth::authenticate(&snap, black_box(&known), now, Some(&memo));
                 assert!(caller.is_ok());
                 caller
             })
         });
         group.bench_function(format!("unknown_key/{attendees}_attendees"), |b| {
             b.iter(|| {
-                let caller = client_auth::authenticate(&snap, black_box(&unknown), now);
+                let caller = client_auth::authenticate(&snap, black_box(&unknown), now, None);
                 assert!(caller.is_err());
                 caller
             })
@@ -274,7 +284,7 @@ fn all_together(c: &mut Criterion) {
                 let routes::Route::Deployment { deployment, .. } = route else {
                     panic!("not a deployment route");
                 };
-                let caller = client_auth::authenticate(&snap, &h, now).expect("known");
+                let caller = client_auth::authenticate(&snap, &h, now, None).expect("known");
                 let pool = snap
                     .pool(&caller.event.id, "foundry-model", deployment)
                     .expect("a pool");

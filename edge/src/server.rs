@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Limits;
 use crate::proxy;
+use crate::snapshot::KeyMemo;
 use crate::state::EdgeState;
 
 pub async fn serve(
@@ -182,6 +183,8 @@ async fn connection(
     let mut requested = false;
     let started = Arc::new(AtomicBool::new(false));
     let sends = Arc::new(StreamSends::new());
+    // The connection's last key and its hash: a keep-alive client's key is hashed once.
+    let keys = Arc::new(KeyMemo::default());
     let service = {
         let activity = activity.clone();
         let started = started.clone();
@@ -189,12 +192,13 @@ async fn connection(
         service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let state = state.clone();
             let activity = activity.clone();
+            let keys = keys.clone();
             // Only HTTP/2 answers are watched (HTTP/1's stalls show on the socket).
             let sends = (request.version() == hyper::Version::HTTP_2).then(|| sends.clone());
             started.store(true, Ordering::Release);
             async move {
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
-                let mut response = proxy::handle(state, request).await;
+                let mut response = proxy::handle(state, request, &keys).await;
                 activity.ended();
                 if let Some(sends) = sends {
                     response = response.map(|body| sends.watch(body));

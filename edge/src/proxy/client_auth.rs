@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use http::HeaderMap;
 
 use super::errors::ProxyError;
-use crate::snapshot::CatalogSnapshot;
+use crate::snapshot::{CatalogSnapshot, KeyMemo};
 use crate::upstream::headers::API_KEY;
 
 pub struct Caller {
@@ -29,10 +29,12 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.split_whitespace().last())
 }
 
+/// `keys`: the client connection's memo of its last key's hash, if there is one.
 pub fn authenticate(
     snapshot: &CatalogSnapshot,
     headers: &HeaderMap,
     now_ms: i64,
+    keys: Option<&KeyMemo>,
 ) -> Result<Caller, ProxyError> {
     let key = presented_key(headers).ok_or_else(|| {
         ProxyError::unauthorized(
@@ -42,7 +44,7 @@ pub fn authenticate(
     let unknown = || {
         ProxyError::unauthorized("Unknown API key: check the key your event organizer gave you.")
     };
-    let attendee = snapshot.attendee_for_key(key).ok_or_else(unknown)?;
+    let attendee = snapshot.attendee_for_key(key, keys).ok_or_else(unknown)?;
     let event = snapshot.event(&attendee.event_id).ok_or_else(unknown)?;
     if !attendee.active {
         return Err(ProxyError::unauthorized(

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::body::{EdgeBody, full};
 use crate::metrics::UpstreamFailure;
-use crate::snapshot::{CatalogSnapshot, UpstreamResource};
+use crate::snapshot::{CatalogSnapshot, KeyMemo, UpstreamResource};
 use crate::state::EdgeState;
 use crate::upstream::{UpstreamError, auth, headers, health, pool};
 use crate::usage::{Metering, Served};
@@ -32,7 +32,12 @@ use canonical::CanonicalPath;
 use errors::{ProxyError, json_response};
 use routes::Route;
 
-pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<EdgeBody> {
+/// Serves one request of a client connection; `keys` is that connection's (see [`KeyMemo`]).
+pub async fn handle(
+    state: Arc<EdgeState>,
+    request: Request<Incoming>,
+    keys: &KeyMemo,
+) -> Response<EdgeBody> {
     let started = Started {
         at: std::time::Instant::now(),
         at_ms: Utc::now().timestamp_millis(),
@@ -50,7 +55,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<Incoming>) -> Respon
     // Cheap to keep: a standard method is copied, not allocated.
     let method = request.method().clone();
     let mut metering = None;
-    let serving = serve(&state, request, started, &mut metering, &span);
+    let serving = serve(&state, request, keys, started, &mut metering, &span);
     // In the span's context, log lines carry its trace id and the upstream call continues it.
     let served = match span.context() {
         Some(context) => serving.with_context(context.clone()).await,
@@ -180,6 +185,7 @@ enum Base {
 async fn serve(
     state: &Arc<EdgeState>,
     request: Request<EdgeBody>,
+    keys: &KeyMemo,
     started: Started,
     metering: &mut Option<Metering>,
     span: &ServerSpan,
@@ -293,8 +299,12 @@ async fn serve(
     if !snapshot.loaded {
         return Err(not_ready());
     }
-    let caller =
-        client_auth::authenticate(&snapshot, request.headers(), Utc::now().timestamp_millis())?;
+    let caller = client_auth::authenticate(
+        &snapshot,
+        request.headers(),
+        Utc::now().timestamp_millis(),
+        Some(keys),
+    )?;
     let family = match (&plan, &foundry_path) {
         (Some(plan), _) => plan.family,
         (None, Some(path)) if path.kind == foundry::ObjectKind::Response => "responses",

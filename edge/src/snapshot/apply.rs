@@ -87,7 +87,13 @@ impl CatalogSnapshot {
         next.loaded = true;
         next.version = update.version;
         next.catalog_id = update.catalog_id;
-        next.key_hasher = Some(hmac::Key::new(hmac::HMAC_SHA256, &next.key_hash_secret));
+        next.key_hasher = match &self.key_hasher {
+            Some(hasher) if self.key_hash_secret == next.key_hash_secret => Some(hasher.clone()),
+            _ => Some(Arc::new(hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &next.key_hash_secret,
+            ))),
+        };
         next.rebuild_pools();
         Ok(next)
     }
@@ -202,6 +208,7 @@ fn upstream_resource(resource: pb::EdgeResource) -> Result<UpstreamResource, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::KeyMemo;
 
     fn resource(id: &str, deployment: &str) -> pb::EdgeResource {
         pb::EdgeResource {
@@ -234,6 +241,66 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    fn attendee(secret: u8, key: &str, user: &str, active: bool) -> pb::EdgeAttendee {
+        let hasher = hmac::Key::new(hmac::HMAC_SHA256, &[secret; 32]);
+        pb::EdgeAttendee {
+            event_id: "e1".into(),
+            user_id: user.into(),
+            key_hash: hmac::sign(&hasher, key.as_bytes()).as_ref().to_vec(),
+            active,
+        }
+    }
+
+    /// A connection's memo spares the hash, never the look-up: each call finds the attendee as
+    /// the snapshot of the moment has it, and a new secret is never answered with an old hash.
+    #[test]
+    fn a_connections_key_memo_follows_the_snapshot() {
+        let mut first = full(3);
+        first.attendees = vec![
+            attendee(7, "key-ada", "ada", true),
+            attendee(7, "key-bob", "bob", true),
+        ];
+        let s = CatalogSnapshot::default().apply(first).unwrap();
+        let memo = KeyMemo::default();
+        let who = |s: &CatalogSnapshot, key: &str| {
+            s.attendee_for_key(key, Some(&memo))
+                .map(|a| (a.user_id.to_string(), a.active))
+        };
+        let ada = Some(("ada".to_string(), true));
+        assert_eq!(who(&s, "key-ada"), ada);
+        assert_eq!(who(&s, "key-ada"), ada);
+        // Keys that start or extend the remembered one are hashed on their own.
+        assert_eq!(who(&s, "key-ad"), None);
+        assert_eq!(who(&s, "key-adaa"), None);
+        assert_eq!(who(&s, "key-bob"), Some(("bob".to_string(), true)));
+        assert_eq!(who(&s, "key-ada"), ada);
+
+        let deactivated = pb::SyncUpdate {
+            version: 4,
+            base_version: 3,
+            catalog_id: "c1".into(),
+            attendees: vec![attendee(7, "key-ada", "ada", false)],
+            ..Default::default()
+        };
+        let s2 = s.apply(deactivated).unwrap();
+        assert!(Arc::ptr_eq(
+            s.key_hasher.as_ref().unwrap(),
+            s2.key_hasher.as_ref().unwrap()
+        ));
+        assert_eq!(who(&s2, "key-ada"), Some(("ada".to_string(), false)));
+
+        let mut rotated = full(5);
+        rotated.key_hash_secret = vec![9; 32];
+        rotated.attendees = vec![attendee(9, "key-ada", "ada", true)];
+        let s3 = s2.apply(rotated).unwrap();
+        assert_eq!(who(&s3, "key-ada"), ada);
+        assert_eq!(who(&s3, "key-bob"), None);
+        assert_eq!(
+            s3.attendee_for_key("key-ada", None).map(|a| a.active),
+            Some(true)
+        );
     }
 
     #[test]

@@ -10,10 +10,10 @@ pub mod persist;
 pub use attendees::{AttendeeEntry, Attendees};
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aiproxy_proto::v1 as pb;
-use aws_lc_rs::hmac;
+use aws_lc_rs::{constant_time, hmac};
 
 use crate::maps::FastMap;
 
@@ -66,6 +66,42 @@ pub struct TokenEntry {
 /// request looks its pool up by `&str`, without building a key).
 pub type EventPools = FastMap<String, FastMap<String, Vec<Arc<UpstreamResource>>>>;
 
+/// The last key one client connection presented, and its hash. A keep-alive client presents the
+/// same key on every call: its HMAC (about 6 % of a call's instructions) is then computed once
+/// per connection instead of once per call. Only the hash is kept from call to call, never the
+/// attendee: each call still looks the hash up in the snapshot of the moment, so a key
+/// deactivated or removed is refused on the connection's next call. The presented key is
+/// compared in constant time, as a front end may carry several clients' calls on one connection.
+#[derive(Default)]
+pub struct KeyMemo(Mutex<Option<Memo>>);
+
+struct Memo {
+    hasher: Arc<hmac::Key>,
+    key: Vec<u8>,
+    tag: hmac::Tag,
+}
+
+impl KeyMemo {
+    fn tag(&self, hasher: &Arc<hmac::Key>, key: &[u8]) -> hmac::Tag {
+        {
+            let memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(memo) = memo.as_ref()
+                && Arc::ptr_eq(&memo.hasher, hasher)
+                && constant_time::verify_slices_are_equal(&memo.key, key).is_ok()
+            {
+                return memo.tag;
+            }
+        }
+        let tag = hmac::sign(hasher, key);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Memo {
+            hasher: hasher.clone(),
+            key: key.to_vec(),
+            tag,
+        });
+        tag
+    }
+}
+
 #[derive(Default)]
 pub struct CatalogSnapshot {
     /// False until a complete snapshot has arrived; the edge is not ready before.
@@ -73,7 +109,8 @@ pub struct CatalogSnapshot {
     pub version: u64,
     pub catalog_id: String,
     key_hash_secret: Vec<u8>,
-    key_hasher: Option<hmac::Key>,
+    /// Rebuilt only when the secret changes: a [`KeyMemo`] knows its hashes by it.
+    key_hasher: Option<Arc<hmac::Key>>,
     resources: FastMap<String, Arc<UpstreamResource>>,
     events: FastMap<String, Arc<pb::EventInfo>>,
     /// Shared by successive snapshots until a delta changes an attendee.
@@ -85,9 +122,14 @@ pub struct CatalogSnapshot {
 }
 
 impl CatalogSnapshot {
-    pub fn attendee_for_key(&self, key: &str) -> Option<&AttendeeEntry> {
+    /// The attendee a presented key is; `memo`, a client connection's, spares re-hashing the
+    /// key that connection presented last.
+    pub fn attendee_for_key(&self, key: &str, memo: Option<&KeyMemo>) -> Option<&AttendeeEntry> {
         let hasher = self.key_hasher.as_ref()?;
-        let tag = hmac::sign(hasher, key.as_bytes());
+        let tag = match memo {
+            Some(memo) => memo.tag(hasher, key.as_bytes()),
+            None => hmac::sign(hasher, key.as_bytes()),
+        };
         self.attendees.get(tag.as_ref())
     }
 
