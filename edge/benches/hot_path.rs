@@ -215,6 +215,16 @@ fn usage_scan(c: &mut Criterion) {
     c.bench_function(&format!("usage_scan/chat_answer_{}B", answer.len()), |b| {
         b.iter(|| usage::scan::scan_json(black_box(answer)))
     });
+    // The same with an answer of about 1,000 tokens (lines, quotes, accents), as a real
+    // assistant writes: its content is most of what the meter reads past.
+    let line =
+        r#"The proxy \"checks\" each key, then forwards the call \u2014 d\u00e9j\u00e0 vu.\n"#;
+    let long = std::str::from_utf8(answer)
+        .expect("UTF-8")
+        .replace("Hello! Bonjour! Hola!", &line.repeat(60));
+    c.bench_function(&format!("usage_scan/chat_answer_{}B", long.len()), |b| {
+        b.iter(|| usage::scan::scan_json(black_box(long.as_bytes())))
+    });
 }
 
 /// The measurements a finished chat call makes (nine, on seven instruments), with the SDK's meter
