@@ -317,6 +317,36 @@ async fn references_in_bodies_are_confined_to_the_callers_objects() {
             case.what
         );
     }
+    // A referencing name in another case, in ASCII or through a letter whose case mapping is
+    // ASCII, is refused before anything is sent: a case-insensitive upstream would read it.
+    let b_messages = format!("/threads/{}/messages", b.thread);
+    for name in ["File_Id", "f\u{131}le_id", "\u{fb01}le_id"] {
+        let file = Value::Object([(name.to_string(), json!(a.file))].into_iter().collect());
+        for (path, body) in [
+            (
+                "/openai/v1/chat/completions",
+                json!({"model": "gpt-4o", "messages": [{"role": "user",
+                       "content": [{"type": "file", "file": file}]}]}),
+            ),
+            (
+                b_messages.as_str(),
+                json!({"role": "user", "content": "read this", "attachments": [file]}),
+            ),
+        ] {
+            let reply = unreached(stack.mock(), &client, "POST", path, &stack.b, Some(&body)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{name} in {path}: {}",
+                reply.text()
+            );
+            assert!(
+                reply.error_message().contains("case-sensitive"),
+                "{name} in {path}: {}",
+                reply.text()
+            );
+        }
+    }
     // A's secrets never reached B: B's thread holds only B's words.
     let (_, messages) = client
         .json(

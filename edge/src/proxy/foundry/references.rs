@@ -105,15 +105,50 @@ static FOLDED_NEEDLES: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(||
         .collect()
 });
 
+/// The referencing field `name` is in another case, as an upstream that ignores case could read
+/// it: in ASCII (`Assistant_Id`), or through letters whose Unicode case mapping is ASCII (`ı`
+/// and `İ` for `i`, `ſ` for `s`, `ß` for `ss`, `ﬁ` for `fi`, the Kelvin sign for `k`).
+fn case_variant_of(name: &str) -> Option<&'static str> {
+    let mut fields = FIELDS.iter().map(|(field, _)| *field);
+    if name.is_ascii() {
+        return fields.find(|field| field.eq_ignore_ascii_case(name));
+    }
+    let mut folded = String::with_capacity(name.len());
+    for c in name.chars() {
+        // The ASCII of its upper case mapping, else of its lower case one, else itself.
+        let upper: String = c.to_uppercase().filter(char::is_ascii).collect();
+        let lower: String = c.to_lowercase().filter(char::is_ascii).collect();
+        match (upper.is_empty(), lower.is_empty()) {
+            (false, _) => folded.push_str(&upper.to_ascii_lowercase()),
+            (true, false) => folded.push_str(&lower.to_ascii_lowercase()),
+            (true, true) => folded.push(c),
+        }
+    }
+    fields.find(|field| *field == folded)
+}
+
+/// A letter that is not ASCII but whose case mapping holds ASCII (see [`case_variant_of`]).
+fn maps_to_ascii(c: char) -> bool {
+    !c.is_ascii()
+        && (c.to_uppercase().any(|u| u.is_ascii()) || c.to_lowercase().any(|l| l.is_ascii()))
+}
+
 /// Whether `body` may hold a referencing field: false only when no name of [`FIELDS`], in any
-/// ASCII case, can be among its member names, so [`collect`] would find nothing and refuse
-/// nothing of the kind. A member name spells a field either as its letters or with a `\u`
-/// escape; a body with neither is let through without the walk (hundreds of instructions
-/// where the walk costs thousands). Item references (`item_reference`, an item by `id`) are not
-/// looked for: this is for bodies that hold no conversation items (chat).
+/// case (see [`case_variant_of`]), can be among its member names, so [`collect`] would find nothing
+/// and refuse nothing of the kind. A member name spells a field with its ASCII letters in either
+/// case, with a `\u` escape, or with a letter whose case mapping is ASCII; a body with none of
+/// these is let through without the walk (hundreds of instructions where the walk costs
+/// thousands). Item references (`item_reference`, an item by `id`) are not looked for: this is
+/// for bodies that hold no conversation items (chat).
 pub fn may_reference(body: &[u8]) -> bool {
     if memchr::memchr_iter(b'\\', body).any(|at| body.get(at + 1) == Some(&b'u')) {
         return true;
+    }
+    if !body.is_ascii() {
+        match std::str::from_utf8(body) {
+            Ok(text) if !text.chars().any(maps_to_ascii) => {}
+            _ => return true,
+        }
     }
     // Folded a window at a time; windows overlap by the longest needle less one byte, so a
     // name across a window's end is seen whole in the next.
@@ -259,9 +294,7 @@ impl<'de> Visitor<'de> for Walker<'_> {
             } else if let Some((_, target)) = FIELDS.iter().find(|(f, _)| *f == name) {
                 let value: Value = fields.next_value()?;
                 take(*target, &name, &value, self.depth, self.found).map_err(refusal)?;
-            } else if let Some((field, _)) =
-                FIELDS.iter().find(|(f, _)| f.eq_ignore_ascii_case(&name))
-            {
+            } else if let Some(field) = case_variant_of(&name) {
                 // A case-insensitive upstream would read `Assistant_Id` as `assistant_id`.
                 return Err(refusal(ProxyError::bad_request(format!(
                     "field names are case-sensitive: use {field} rather than {name}"
@@ -455,7 +488,25 @@ mod tests {
         for (name, _) in FIELDS {
             let upper = name.to_ascii_uppercase();
             let escaped = format!("\\u{:04x}{}", name.as_bytes()[0], &name[1..]);
-            for spelled in [name.to_string(), upper, escaped] {
+            let mut spellings = vec![name.to_string(), upper, escaped];
+            // Letters whose case mapping is ASCII, raw and escaped.
+            for (ascii, other) in [
+                ("i", "\u{131}"),
+                ("i", "\u{130}"),
+                ("s", "\u{17f}"),
+                ("ss", "\u{df}"),
+                ("fi", "\u{fb01}"),
+            ] {
+                if name.contains(ascii) {
+                    let escaped: String = other
+                        .chars()
+                        .map(|c| format!("\\u{:04x}", c as u32))
+                        .collect();
+                    spellings.push(name.replacen(ascii, other, 1));
+                    spellings.push(name.replacen(ascii, &escaped, 1));
+                }
+            }
+            for spelled in spellings {
                 // The name first, across the first and second windows' ends (1,024 bytes, then
                 // 1,013 more: the name starts `at` + 16 bytes in), or far in.
                 for at in (990..1030).chain(2000..2040).chain([0, 9000]) {
@@ -505,6 +556,19 @@ mod tests {
                 .message
         };
         assert!(refused(json!({"Assistant_Id": "asst_a"})).contains("case-sensitive"));
+        for folded in [
+            "f\u{131}le_id",
+            "F\u{130}LE_ID",
+            "a\u{df}istant_id",
+            "conver\u{17f}ation",
+            "\u{fb01}le_ids",
+        ] {
+            assert!(
+                refused(json!({folded: ["file-1"]})).contains("case-sensitive"),
+                "{folded}"
+            );
+        }
+        assert!(maps_to_ascii('\u{212a}') && !maps_to_ascii('\u{e9}') && !maps_to_ascii('i'));
         assert!(
             refused(json!({"tools": [{"type": "code_interpreter", "container": "cntr_a"}]}))
                 .starts_with("container")
