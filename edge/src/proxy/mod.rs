@@ -356,8 +356,8 @@ async fn serve(
     let responses = plan.path == "/openai/v1/responses";
     // A JSON body is read (once) only when a rule needs it: a `model` to route by, the token cap
     // on model calls, a chat call's stream (which must report its usage), a resource that wants
-    // `max_completion_tokens`, or the object references of a Responses or chat call. Everything else
-    // (uploads, search, MCP) streams through untouched. Model calls are JSON whatever the
+    // `max_completion_tokens`, or the object references of a Responses or chat call. Everything
+    // else (uploads, search, MCP) streams through untouched. Model calls are JSON whatever the
     // content type says.
     let json_call = plan.json && matches!(plan.model_type, FOUNDRY_MODEL | AI_INFERENCE);
     if json_call {
