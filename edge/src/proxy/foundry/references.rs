@@ -107,48 +107,49 @@ static FOLDED_NEEDLES: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(||
 
 /// The referencing field `name` is in another case, as an upstream that ignores case could read
 /// it: in ASCII (`Assistant_Id`), or through letters whose Unicode case mapping is ASCII (`ı`
-/// and `İ` for `i`, `ſ` for `s`, `ß` for `ss`, `ﬁ` for `fi`, the Kelvin sign for `k`).
+/// and `İ` for `i`, `ſ` for `s`, `ß` for `ss`, `ﬁ` for `fi`, the Kelvin sign for `k`). The
+/// folding stops past the longest field name, so a long name costs no more than a short one.
 fn case_variant_of(name: &str) -> Option<&'static str> {
     let mut fields = FIELDS.iter().map(|(field, _)| *field);
     if name.is_ascii() {
         return fields.find(|field| field.eq_ignore_ascii_case(name));
     }
-    let mut folded = String::with_capacity(name.len());
+    let longest = FIELDS
+        .iter()
+        .map(|(field, _)| field.len())
+        .max()
+        .unwrap_or(0);
+    let mut folded = String::with_capacity(longest + 4);
     for c in name.chars() {
         // The ASCII of its upper case mapping, else of its lower case one, else itself.
-        let upper: String = c.to_uppercase().filter(char::is_ascii).collect();
-        let lower: String = c.to_lowercase().filter(char::is_ascii).collect();
-        match (upper.is_empty(), lower.is_empty()) {
-            (false, _) => folded.push_str(&upper.to_ascii_lowercase()),
-            (true, false) => folded.push_str(&lower.to_ascii_lowercase()),
-            (true, true) => folded.push(c),
+        let mut upper = c.to_uppercase().filter(char::is_ascii).peekable();
+        let mut lower = c.to_lowercase().filter(char::is_ascii).peekable();
+        if upper.peek().is_some() {
+            folded.extend(upper.map(|a| a.to_ascii_lowercase()));
+        } else if lower.peek().is_some() {
+            folded.extend(lower.map(|a| a.to_ascii_lowercase()));
+        } else {
+            folded.push(c);
+        }
+        if folded.len() > longest {
+            return None;
         }
     }
     fields.find(|field| *field == folded)
 }
 
-/// A letter that is not ASCII but whose case mapping holds ASCII (see [`case_variant_of`]).
-fn maps_to_ascii(c: char) -> bool {
-    !c.is_ascii()
-        && (c.to_uppercase().any(|u| u.is_ascii()) || c.to_lowercase().any(|l| l.is_ascii()))
-}
-
 /// Whether `body` may hold a referencing field: false only when no name of [`FIELDS`], in any
-/// case (see [`case_variant_of`]), can be among its member names, so [`collect`] would find nothing
-/// and refuse nothing of the kind. A member name spells a field with its ASCII letters in either
-/// case, with a `\u` escape, or with a letter whose case mapping is ASCII; a body with none of
-/// these is let through without the walk (hundreds of instructions where the walk costs
-/// thousands). Item references (`item_reference`, an item by `id`) are not looked for: this is
-/// for bodies that hold no conversation items (chat).
+/// case (see [`case_variant_of`]), can be among its member names, so [`collect`] would find
+/// nothing and refuse nothing of the kind. An ASCII body without a `\u` escape spells a name
+/// only with its ASCII letters, in either case; such a body without them is let through without
+/// the walk (hundreds of instructions where the walk costs thousands). Any other body is walked.
+/// Item references (`item_reference`, an item by `id`) are not looked for: this is for bodies
+/// that hold no conversation items (chat).
 pub fn may_reference(body: &[u8]) -> bool {
-    if memchr::memchr_iter(b'\\', body).any(|at| body.get(at + 1) == Some(&b'u')) {
+    if !body.is_ascii()
+        || memchr::memchr_iter(b'\\', body).any(|at| body.get(at + 1) == Some(&b'u'))
+    {
         return true;
-    }
-    if !body.is_ascii() {
-        match std::str::from_utf8(body) {
-            Ok(text) if !text.chars().any(maps_to_ascii) => {}
-            _ => return true,
-        }
     }
     // Folded a window at a time; windows overlap by the longest needle less one byte, so a
     // name across a window's end is seen whole in the next.
@@ -568,7 +569,9 @@ mod tests {
                 "{folded}"
             );
         }
-        assert!(maps_to_ascii('\u{212a}') && !maps_to_ascii('\u{e9}') && !maps_to_ascii('i'));
+        assert_eq!(case_variant_of("\u{212a}"), None);
+        assert_eq!(case_variant_of("a\u{e9}ent"), None);
+        assert_eq!(case_variant_of(&"\u{131}".repeat(100_000)), None);
         assert!(
             refused(json!({"tools": [{"type": "code_interpreter", "container": "cntr_a"}]}))
                 .starts_with("container")
