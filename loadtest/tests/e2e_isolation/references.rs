@@ -5,7 +5,9 @@ use aiproxy_loadtest::stack::{ControlPlaneOptions, UPSTREAM_KEY, create_postgres
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{API_VERSION, Objects, PROJECT, Stack, assert_unauthorized, unreached};
+use crate::support::{
+    API_VERSION, Objects, PROJECT, Stack, assert_bad_request, assert_unauthorized, unreached,
+};
 
 /// One request naming an object in its body.
 struct BodyReference {
@@ -334,17 +336,7 @@ async fn references_in_bodies_are_confined_to_the_callers_objects() {
             ),
         ] {
             let reply = unreached(stack.mock(), &client, "POST", path, &stack.b, Some(&body)).await;
-            assert_eq!(
-                reply.status,
-                StatusCode::BAD_REQUEST,
-                "{name} in {path}: {}",
-                reply.text()
-            );
-            assert!(
-                reply.error_message().contains("case-sensitive"),
-                "{name} in {path}: {}",
-                reply.text()
-            );
+            assert_bad_request(&reply, "case-sensitive", &format!("{name} in {path}"));
         }
     }
     // A's secrets never reached B: B's thread holds only B's words.

@@ -350,15 +350,20 @@ fn assert_not_forwarded(mock: &MockAzure, before: u64, method: &str, path: &str,
 
 /// 400 `Invalid request path: …`.
 pub fn assert_invalid_path(reply: &RawReply, method: &str, path: &str) {
+    assert_bad_request(reply, "Invalid request path", &format!("{method} {path}"));
+}
+
+/// 400 with a message that holds `part`.
+pub fn assert_bad_request(reply: &RawReply, part: &str, what: &str) {
     assert_eq!(
         reply.status,
         StatusCode::BAD_REQUEST,
-        "{method} {path}: {}",
+        "{what}: {}",
         reply.text()
     );
     assert!(
-        reply.error_message().starts_with("Invalid request path"),
-        "{method} {path}: {}",
+        reply.error_message().contains(part),
+        "{what}: {}",
         reply.text()
     );
 }
