@@ -5,8 +5,10 @@
 
 pub mod canonical;
 pub mod client_auth;
+mod data_sources;
 pub mod errors;
 pub mod event_info;
+mod field_names;
 pub mod foundry;
 pub mod policy;
 pub mod routes;
@@ -379,7 +381,8 @@ async fn serve(
     let renames = path_pool.is_some_and(|m| m.iter().any(|m| m.use_max_completion_tokens));
     let replayable = several && !responses && json_call;
     // A chat message's `file` part names an uploaded file by id (`file.file_id`): like a
-    // Responses call's input, the body is read to hold it to the caller's own files.
+    // Responses call's input, the body is read to hold it to the caller's own files. Its
+    // `data_sources` (On Your Data) are held to the event's search indexes.
     let file_parts = plan.family == "chat" && plan.model_type == FOUNDRY_MODEL;
     let read = by_body
         || capped
@@ -434,8 +437,11 @@ async fn serve(
             stored_on = Box::pin(foundry::authorize_body(state, &caller, &bytes)).await?;
             stores_response = call.store != Some(false);
             responses_body = Some(bytes);
-        } else if file_parts && foundry::references::may_reference(bytes) {
-            Box::pin(foundry::authorize_body(state, &caller, bytes)).await?;
+        } else if file_parts {
+            data_sources::check(bytes, &snapshot, &caller.event.id)?;
+            if foundry::references::may_reference(bytes) {
+                Box::pin(foundry::authorize_body(state, &caller, bytes)).await?;
+            }
         }
     }
     let name = match plan.name {

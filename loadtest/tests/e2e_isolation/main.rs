@@ -9,6 +9,7 @@
 //!
 //! One test binary (`cargo test --test e2e_isolation`), one module per kind of attack.
 
+mod data_sources;
 mod lifecycle;
 mod lists;
 mod paths;

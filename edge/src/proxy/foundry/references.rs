@@ -9,13 +9,13 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use memchr::memmem;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::ownership::ObjectKind;
 use crate::proxy::canonical::{NOT_AN_ID, is_id};
 use crate::proxy::errors::ProxyError;
+use crate::proxy::field_names::{self, Prefilter};
 
 /// A reference found in a body.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,34 +81,13 @@ pub fn collect(body: &[u8]) -> Result<Vec<Reference>, ProxyError> {
 type Found = BTreeSet<Reference>;
 
 /// Every name in [`FIELDS`] holds one of these, in any case (a test checks it).
-const NEEDLES: [&[u8]; 4] = [b"_id", b"agent", b"conversation", b"container"];
-/// The longest needle less one byte.
-const OVERLAP: usize = b"conversation".len() - 1;
+const NEEDLES: [&str; 4] = ["_id", "agent", "conversation", "container"];
 
-/// Bytes with the 0x20 bit set: ASCII letters of either case read as lower case (other bytes
-/// may meet, which only lets more bodies through to the walk).
-fn fold(bytes: &mut [u8]) {
-    for b in bytes {
-        *b |= 0x20;
-    }
-}
-
-/// The needles folded, their searchers built once.
-static FOLDED_NEEDLES: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| {
-    NEEDLES
-        .iter()
-        .map(|needle| {
-            let mut folded = needle.to_vec();
-            fold(&mut folded);
-            memmem::Finder::new(&folded).into_owned()
-        })
-        .collect()
-});
+static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(&NEEDLES));
 
 /// The referencing field `name` is in another case, as an upstream that ignores case could read
-/// it: in ASCII (`Assistant_Id`), or through letters whose Unicode case mapping is ASCII (`ı`
-/// and `İ` for `i`, `ſ` for `s`, `ß` for `ss`, `ﬁ` for `fi`, the Kelvin sign for `k`). The
-/// folding stops past the longest field name, so a long name costs no more than a short one.
+/// it: in ASCII (`Assistant_Id`), or through letters whose Unicode case mapping is ASCII (see
+/// [`field_names`](crate::proxy::field_names)).
 fn case_variant_of(name: &str) -> Option<&'static str> {
     let mut fields = FIELDS.iter().map(|(field, _)| *field);
     if name.is_ascii() {
@@ -119,58 +98,17 @@ fn case_variant_of(name: &str) -> Option<&'static str> {
         .map(|(field, _)| field.len())
         .max()
         .unwrap_or(0);
-    let mut folded = String::with_capacity(longest + 4);
-    for c in name.chars() {
-        // The ASCII of its upper case mapping, else of its lower case one, else itself.
-        let mut upper = c.to_uppercase().filter(char::is_ascii).peekable();
-        let mut lower = c.to_lowercase().filter(char::is_ascii).peekable();
-        if upper.peek().is_some() {
-            folded.extend(upper.map(|a| a.to_ascii_lowercase()));
-        } else if lower.peek().is_some() {
-            folded.extend(lower.map(|a| a.to_ascii_lowercase()));
-        } else {
-            folded.push(c);
-        }
-        if folded.len() > longest {
-            return None;
-        }
-    }
+    let folded = field_names::folded(name, longest)?;
     fields.find(|field| *field == folded)
 }
 
 /// Whether `body` may hold a referencing field: false only when no name of [`FIELDS`], in any
 /// case (see [`case_variant_of`]), can be among its member names, so [`collect`] would find
-/// nothing and refuse nothing of the kind. An ASCII body without a `\u` escape spells a name
-/// only with its ASCII letters, in either case; such a body without them is let through without
-/// the walk (hundreds of instructions where the walk costs thousands). Any other body is walked.
-/// Item references (`item_reference`, an item by `id`) are not looked for: this is for bodies
-/// that hold no conversation items (chat).
+/// nothing and refuse nothing of the kind (hundreds of instructions where the walk costs
+/// thousands). Item references (`item_reference`, an item by `id`) are not looked for: this is
+/// for bodies that hold no conversation items (chat).
 pub fn may_reference(body: &[u8]) -> bool {
-    if !body.is_ascii()
-        || memchr::memchr_iter(b'\\', body).any(|at| body.get(at + 1) == Some(&b'u'))
-    {
-        return true;
-    }
-    // Folded a window at a time; windows overlap by the longest needle less one byte, so a
-    // name across a window's end is seen whole in the next.
-    let mut buffer = [0u8; 1024];
-    let mut start = 0;
-    loop {
-        let end = body.len().min(start + buffer.len());
-        let window = &mut buffer[..end - start];
-        window.copy_from_slice(&body[start..end]);
-        fold(window);
-        if FOLDED_NEEDLES
-            .iter()
-            .any(|needle| needle.find(window).is_some())
-        {
-            return true;
-        }
-        if end == body.len() {
-            return false;
-        }
-        start = end - OVERLAP;
-    }
+    PREFILTER.may_hold(body)
 }
 
 fn collect_at(body: &[u8], depth: usize) -> Result<Found, ProxyError> {
@@ -473,13 +411,10 @@ mod tests {
     fn the_prefilter_lets_no_referencing_field_past() {
         for (name, _) in FIELDS {
             assert!(
-                NEEDLES
-                    .iter()
-                    .any(|n| memmem::find(name.as_bytes(), n).is_some()),
+                NEEDLES.iter().any(|n| name.contains(n)),
                 "{name} holds no needle"
             );
         }
-        assert!(NEEDLES.iter().all(|n| n.len() <= OVERLAP + 1));
         let value = |name: &str| match name {
             "agent" | "conversation" => json!("x_1"),
             "connected_agent" => json!({"id": "asst_1"}),

@@ -1,0 +1,468 @@
+//! Azure OpenAI "On Your Data": a chat call's `data_sources` make the Azure OpenAI resource
+//! itself query a search index (or Cosmos DB, Elasticsearch, an ML index…) and answer from it.
+//! A data source authenticated with a credential of the caller's own (`api_key`,
+//! `access_token`…) reaches nothing the caller could not reach without the proxy. One that
+//! authenticates as the resource (`system_assigned_managed_identity`,
+//! `user_assigned_managed_identity`, or no credential at all) would query, with the resource's
+//! identity, whatever endpoint and index the caller names: such a data source must be one of the
+//! event's own `azure-ai-search` indexes, the same ones its search route reaches.
+//!
+//! Member names and discriminators are read as an upstream that ignores case could read them
+//! (`dataSources`, `DATA_SOURCES`, `indexName`, `SystemAssignedManagedIdentity`), and duplicate
+//! members all count: whichever one upstream keeps must pass.
+
+use std::sync::LazyLock;
+
+use http::StatusCode;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::proxy::errors::ProxyError;
+use crate::proxy::field_names::{self, Prefilter};
+use crate::snapshot::CatalogSnapshot;
+
+/// Every spelling of the member (`data_sources`, `dataSources`) holds this, in some case.
+static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(&["source"]));
+
+/// Longer names are none of those this module reads, whatever their case.
+const LONGEST_NAME: usize = 32;
+
+/// `authentication.type` values that carry a credential of the caller's own, folded (see
+/// [`key`]). Any other value, or none, is the resource's identity.
+const CALLERS_CREDENTIALS: [&str; 6] = [
+    "apikey",
+    "connectionstring",
+    "keyandkeyid",
+    "encodedapikey",
+    "accesstoken",
+    "usernameandpassword",
+];
+
+/// The model type of the search indexes an event grants.
+const SEARCH: &str = "azure-ai-search";
+
+/// Refuses a chat `body` whose data sources would reach, as the Azure resource, anything but
+/// one of `event_id`'s search indexes. A body that cannot name data sources costs a prefilter.
+pub fn check(body: &[u8], snapshot: &CatalogSnapshot, event_id: &str) -> Result<(), ProxyError> {
+    let granted = |endpoint: &str, index: &str| {
+        snapshot
+            .pool(event_id, SEARCH, index)
+            .is_some_and(|members| {
+                members
+                    .iter()
+                    .any(|m| same_origin(&m.endpoint_url, endpoint))
+            })
+    };
+    if reach_only(body, granted)? {
+        return Ok(());
+    }
+    let available = snapshot.names(event_id, SEARCH).join(", ");
+    Err(ProxyError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "data_sources: a data source that authenticates as the Azure resource (its managed \
+             identity, or no credential of your own) must be one of this event's search \
+             indexes, named by its endpoint and index_name. Available search indexes are: {}",
+            if available.is_empty() {
+                "(none)"
+            } else {
+                &available
+            }
+        ),
+    ))
+}
+
+/// Whether the data sources of `body` reach, as the Azure resource, only `granted` indexes
+/// (endpoint, index name).
+fn reach_only(body: &[u8], granted: impl Fn(&str, &str) -> bool) -> Result<bool, ProxyError> {
+    if !PREFILTER.may_hold(body) {
+        return Ok(true);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let sources = TopLevel
+        .deserialize(&mut deserializer)
+        .map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))?;
+    Ok(sources
+        .iter()
+        .all(|node| node.as_resource_reaches(&granted)))
+}
+
+/// A member name or discriminator folded: ASCII lower case through Unicode case mappings,
+/// without `_` (so `data_sources` and `dataSources` are one name); `None` when too long to be
+/// any name this module reads.
+fn key(name: &str) -> Option<String> {
+    let mut folded = field_names::folded(name, LONGEST_NAME)?;
+    folded.retain(|c| c != '_');
+    Some(folded)
+}
+
+/// A JSON value, every member of an object kept (duplicates too, in order).
+enum Node {
+    Map(Vec<(String, Node)>),
+    Seq(Vec<Node>),
+    Str(String),
+    Other,
+}
+
+impl Node {
+    fn str(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether everything this value makes the resource reach with its own identity is
+    /// `granted` (endpoint, index name). Checked in every object, at any depth: an object
+    /// with an `authentication` that is not the caller's credential, or with an `endpoint` and
+    /// no `authentication`, must name granted indexes only, by its `endpoint`s and `index_name`s.
+    fn as_resource_reaches(&self, granted: &impl Fn(&str, &str) -> bool) -> bool {
+        match self {
+            Node::Seq(items) => items.iter().all(|item| item.as_resource_reaches(granted)),
+            Node::Map(members) => {
+                let (mut authentications, mut as_resource) = (0, false);
+                let (mut endpoints, mut indexes) = (Vec::new(), Vec::new());
+                for (name, value) in members {
+                    match key(name).as_deref() {
+                        Some("authentication") => {
+                            authentications += 1;
+                            as_resource |= !value.is_callers_credential();
+                        }
+                        Some("endpoint") => endpoints.push(value.str()),
+                        Some("indexname") => indexes.push(value.str()),
+                        _ => {}
+                    }
+                    if !value.as_resource_reaches(granted) {
+                        return false;
+                    }
+                }
+                if !(as_resource || (authentications == 0 && !endpoints.is_empty())) {
+                    return true;
+                }
+                !endpoints.is_empty()
+                    && !indexes.is_empty()
+                    && endpoints.iter().all(|endpoint| {
+                        indexes.iter().all(|index| match (endpoint, index) {
+                            (Some(endpoint), Some(index)) => granted(endpoint, index),
+                            _ => false,
+                        })
+                    })
+            }
+            Node::Str(_) | Node::Other => true,
+        }
+    }
+
+    /// An `authentication` object whose every `type` is a credential the caller supplies.
+    fn is_callers_credential(&self) -> bool {
+        let Node::Map(members) = self else {
+            return false;
+        };
+        let mut types = members
+            .iter()
+            .filter(|(name, _)| key(name).as_deref() == Some("type"))
+            .peekable();
+        types.peek().is_some()
+            && types.all(|(_, value)| {
+                value
+                    .str()
+                    .and_then(key)
+                    .is_some_and(|t| CALLERS_CREDENTIALS.contains(&t.as_str()))
+            })
+    }
+}
+
+/// Same scheme, host and port (the default one when none is written); a URL that carries user
+/// information or does not parse is no one's origin.
+fn same_origin(granted: &str, named: &str) -> bool {
+    fn origin(url: &str) -> Option<(String, String, u16)> {
+        let uri: http::Uri = url.trim().parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        let port = match (authority.port_u16(), scheme.as_str()) {
+            (Some(port), _) => port,
+            (None, "https") => 443,
+            (None, "http") => 80,
+            _ => return None,
+        };
+        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+        Some((scheme, host, port))
+    }
+    matches!((origin(granted), origin(named)), (Some(a), Some(b)) if a == b)
+}
+
+/// The top-level members named like `data_sources`, each kept whole; everything else skipped.
+struct TopLevel;
+
+impl<'de> DeserializeSeed<'de> for TopLevel {
+    type Value = Vec<Node>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Node>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Vec<Node>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Vec<Node>, A::Error> {
+        let mut sources = Vec::new();
+        while let Some(name) = members.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key(&name).as_deref() == Some("datasources") {
+                sources.push(members.next_value_seed(NodeSeed)?);
+            } else {
+                members.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(sources)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Vec<Node>, A::Error> {
+        while items.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Vec<Node>, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// Reads one [`Node`] (serde_json bounds the nesting).
+struct NodeSeed;
+
+impl<'de> DeserializeSeed<'de> for NodeSeed {
+    type Value = Node;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NodeSeed {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Node, A::Error> {
+        let mut kept = Vec::new();
+        while let Some(name) = members.next_key::<String>()? {
+            kept.push((name, members.next_value_seed(NodeSeed)?));
+        }
+        Ok(Node::Map(kept))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Node, A::Error> {
+        let mut kept = Vec::new();
+        while let Some(item) = items.next_element_seed(NodeSeed)? {
+            kept.push(item);
+        }
+        Ok(Node::Seq(kept))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Node, E> {
+        Ok(Node::Str(s.to_string()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const GRANTED: &str = "https://search-a.search.windows.net";
+
+    /// Whether `body` passes with index `products` on [`GRANTED`] the event's only one.
+    fn passes(body: &str) -> bool {
+        reach_only(body.as_bytes(), |endpoint, index| {
+            same_origin(GRANTED, endpoint) && index == "products"
+        })
+        .unwrap()
+    }
+
+    fn with(sources: Value) -> String {
+        json!({"messages": [{"role": "user", "content": "hi"}], "data_sources": sources})
+            .to_string()
+    }
+
+    fn search(endpoint: &str, index: &str, authentication: Value) -> Value {
+        json!([{"type": "azure_search", "parameters": {"endpoint": endpoint,
+            "index_name": index, "authentication": authentication}}])
+    }
+
+    fn identity() -> Value {
+        json!({"type": "system_assigned_managed_identity"})
+    }
+
+    #[test]
+    fn the_callers_own_credentials_reach_anything() {
+        assert!(passes(
+            r#"{"messages": [{"role": "user", "content": "hi"}]}"#
+        ));
+        assert!(passes("[1, 2]"));
+        let elsewhere = "https://other.search.windows.net";
+        for authentication in [
+            json!({"type": "api_key", "key": "k"}),
+            json!({"type": "access_token", "access_token": "t"}),
+            json!({"type": "API_KEY", "key": "k"}),
+            json!({"type": "APIKey", "key": "k"}),
+        ] {
+            assert!(passes(&with(search(elsewhere, "secret", authentication))));
+        }
+        assert!(passes(&with(
+            json!([{"type": "azure_cosmos_db", "parameters": {
+            "authentication": {"type": "connection_string", "connection_string": "c"},
+            "database_name": "d", "container_name": "c", "index_name": "i",
+            "embedding_dependency": {"type": "endpoint", "endpoint": "https://e.openai.azure.com",
+                "authentication": {"type": "api_key", "key": "k"}}}}])
+        )));
+    }
+
+    #[test]
+    fn the_resources_identity_reaches_only_the_events_indexes() {
+        let allowed = [
+            with(search(GRANTED, "products", identity())),
+            with(search(
+                "HTTPS://Search-A.search.windows.net.:443/",
+                "products",
+                json!({"type": "user_assigned_managed_identity",
+                       "managed_identity_resource_id": "/subscriptions/s/x"}),
+            )),
+            // The 2023 previews' spelling, on extensions/chat/completions.
+            json!({"dataSources": [{"type": "AzureCognitiveSearch", "parameters": {
+                "endpoint": GRANTED, "indexName": "products",
+                "authentication": {"type": "SystemAssignedManagedIdentity"}}}]})
+            .to_string(),
+            with(
+                json!([{"type": "azure_search", "parameters": {"endpoint": GRANTED,
+                "index_name": "products", "authentication": identity(),
+                "embedding_dependency": {"type": "deployment_name",
+                    "deployment_name": "ada"}}}]),
+            ),
+        ];
+        for body in allowed {
+            assert!(passes(&body), "{body}");
+        }
+        let refused = [
+            with(search(GRANTED, "secret", identity())),
+            with(search(
+                "https://other.search.windows.net",
+                "products",
+                identity(),
+            )),
+            with(search(
+                "http://search-a.search.windows.net",
+                "products",
+                identity(),
+            )),
+            with(search(
+                "https://x@search-a.search.windows.net",
+                "products",
+                identity(),
+            )),
+            with(search(
+                GRANTED,
+                "secret",
+                json!({"type": "user_assigned_managed_identity",
+                       "managed_identity_resource_id": "/subscriptions/s/x"}),
+            )),
+            // No credential: the resource chooses how to authenticate.
+            with(json!([{"type": "azure_search", "parameters": {
+                "endpoint": "https://other.search.windows.net", "index_name": "products"}}])),
+            with(search(GRANTED, "secret", json!({}))),
+            with(search(GRANTED, "secret", json!("api_key"))),
+            with(search(GRANTED, "secret", json!({"type": 1}))),
+            with(search(GRANTED, "secret", json!({"type": "something_new"}))),
+            // Identity with no endpoint (an ML index in a project).
+            with(json!([{"type": "azure_ml_index", "parameters": {
+                "project_resource_id": "/subscriptions/s/p", "name": "n", "version": "1",
+                "authentication": identity()}}])),
+            with(
+                json!([{"type": "azure_search", "parameters": {"endpoint": GRANTED,
+                "authentication": identity()}}]),
+            ),
+            with(
+                json!([{"type": "azure_search", "parameters": {"endpoint": 7,
+                "index_name": "products", "authentication": identity()}}]),
+            ),
+            // Nested, in any shape.
+            with(
+                json!([[{"parameters": {"endpoint": GRANTED, "index_name": "secret",
+                "authentication": identity()}}]]),
+            ),
+            json!({"DataSources": search(GRANTED, "secret", identity())}).to_string(),
+            json!({"DATA_SOURCES": search(GRANTED, "secret", identity())}).to_string(),
+            json!({"data_\u{17f}ources": search(GRANTED, "secret", identity())}).to_string(),
+            with(search(
+                GRANTED,
+                "secret",
+                json!({"type": "System_Assigned_Managed_Identity"}),
+            )),
+        ];
+        for body in refused {
+            assert!(!passes(&body), "{body}");
+        }
+    }
+
+    #[test]
+    fn duplicate_members_all_count_and_escapes_are_read() {
+        let source = |params: &str| {
+            format!(
+                r#"{{"messages": [], "data_sources": [{{"type": "azure_search", "parameters": {{{params}}}}}]}}"#
+            )
+        };
+        for params in [
+            // Upstream may keep either of two members of one name.
+            r#""endpoint": "https://search-a.search.windows.net", "index_name": "products", "index_name": "secret", "authentication": {"type": "system_assigned_managed_identity"}"#,
+            r#""endpoint": "https://search-a.search.windows.net", "endpoint": "https://other.search.windows.net", "index_name": "products", "authentication": {"type": "system_assigned_managed_identity"}"#,
+            r#""endpoint": "https://other.search.windows.net", "index_name": "x", "authentication": {"type": "api_key", "key": "k"}, "Authentication": {"type": "system_assigned_managed_identity"}"#,
+            r#""endpoint": "https://other.search.windows.net", "index_name": "x", "authentication": {"type": "api_key", "type": "system_assigned_managed_identity"}"#,
+            r#""endpoint": "https://other.search.windows.net", "index_name": "x", "authentic\u0061tion": {"type": "system_assigned_managed_identity"}"#,
+        ] {
+            assert!(!passes(&source(params)), "{params}");
+        }
+        assert!(!passes(
+            r#"{"data_\u0073ources": [{"parameters": {"endpoint": "https://other.search.windows.net", "index_name": "x"}}]}"#
+        ));
+        assert!(passes(&source(
+            r#""endpoint": "https://search-a.search.windows.net", "index_name": "products", "authentication": {"type": "system_assigned_managed_identity"}, "authentication": {"type": "api_key", "key": "k"}"#
+        )));
+        assert!(reach_only(b"{\"data_sources\": [", |_, _| true).is_err());
+    }
+}
