@@ -92,9 +92,9 @@ impl ObjectOwnership {
         }
     }
 
-    /// Records every object or none (see `OwnershipStore::record_objects`). The record time and
-    /// the expiry are set here, whatever the edge sent.
-    pub async fn record(&self, mut objects: Vec<FoundryObject>) -> CatalogResult<()> {
+    /// Records every object or none (see `OwnershipStore::record_objects`); how many this call
+    /// wrote. The record time and the expiry are set here, whatever the edge sent.
+    pub async fn record(&self, mut objects: Vec<FoundryObject>) -> CatalogResult<usize> {
         check_count("objects", objects.len())?;
         let now = now_ms();
         for o in &mut objects {

@@ -164,15 +164,21 @@ async fn records_are_all_or_nothing_and_get_their_lifetime_from_the_control_plan
     thread.created_at_ms = 1;
     let response = owned("response", "resp_1", &event, "u1");
     let before = now_ms();
-    client
-        .record_objects(with_token(
-            pb::OwnedObjects {
-                objects: vec![thread, response],
-            },
-            EDGE_TOKEN,
-        ))
-        .await
-        .unwrap();
+    let record = |objects: Vec<pb::OwnedObject>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .record_objects(with_token(pb::OwnedObjects { objects }, EDGE_TOKEN))
+                .await
+                .unwrap()
+                .into_inner()
+                .written
+        }
+    };
+    assert_eq!(record(vec![thread.clone(), response]).await, 2);
+    // Recorded already for the same attendee: the ack says this call wrote nothing (an edge
+    // that reserved a name this way must not give it back).
+    assert_eq!(record(vec![thread]).await, 0);
     let found = client
         .lookup_objects(with_token(
             pb::ObjectRefs {

@@ -379,11 +379,25 @@ async fn ownership_records_are_all_or_nothing_and_take_no_catalog_version(s: &dy
     let mut first = object("thread", "thread_1", "e1", "u1");
     first.expires_at_ms = 9_000;
     let second = object("thread", "thread_2", "e1", "u1");
-    s.record_objects(&[first.clone(), second.clone()])
-        .await
-        .unwrap();
-    s.record_objects(&[first.clone()]).await.unwrap();
-    s.record_objects(&[]).await.unwrap();
+    assert_eq!(
+        s.record_objects(&[first.clone(), second.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.record_objects(&[first.clone()]).await.unwrap(),
+        0,
+        "recorded already for the same attendee: not written by this call"
+    );
+    let third = object("thread", "thread_5", "e1", "u1");
+    assert_eq!(
+        s.record_objects(&[second.clone(), third.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.record_objects(&[]).await.unwrap(), 0);
     assert_eq!(
         s.current_version().await.unwrap(),
         held,
@@ -467,7 +481,11 @@ async fn expired_records_count_as_absent_and_may_be_taken_over(s: &dyn CatalogSt
 
     let mut taken = object("response", "resp_1", "e1", "u2");
     taken.created_at_ms = 2_500;
-    s.record_objects(&[taken.clone()]).await.unwrap();
+    assert_eq!(
+        s.record_objects(&[taken.clone()]).await.unwrap(),
+        1,
+        "an expired record taken over is written by this call"
+    );
     assert_eq!(
         lookup(3_000).await.unwrap(),
         vec![taken.clone(), lasting.clone()]
@@ -744,7 +762,7 @@ async fn concurrent_records_of_one_object_leave_one_owner(s: Arc<dyn CatalogStor
                     batch.reverse();
                 }
                 match s.record_objects(&batch).await {
-                    Ok(()) => true,
+                    Ok(_) => true,
                     Err(StoreError::Conflict(_)) => false,
                     Err(e) => panic!("{e}"),
                 }

@@ -144,14 +144,15 @@ impl ControlPlaneCalls {
         request
     }
 
-    /// Records new objects (all or none) before the edge answers the call that created them.
-    pub async fn record(&self, objects: Vec<pb::OwnedObject>) -> Result<(), RecordError> {
+    /// Records new objects (all or none) before the edge answers the call that created them;
+    /// how many this call wrote (those recorded already for the same attendee are not counted).
+    pub async fn record(&self, objects: Vec<pb::OwnedObject>) -> Result<u32, RecordError> {
         let mut client = EdgeServiceClient::new(self.channel.clone());
         match self
             .within(client.record_objects(self.request(pb::OwnedObjects { objects })))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(ack) => Ok(ack.written),
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
                 Err(RecordError::Taken(s.message().to_string()))
             }

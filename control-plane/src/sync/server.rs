@@ -105,12 +105,16 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
         request: Request<pb::OwnedObjects>,
     ) -> Result<Response<pb::ObjectAck>, Status> {
         let objects = request.into_inner().objects;
-        self.ownership
+        let written = self
+            .ownership
             .record(objects.into_iter().map(convert::foundry_object).collect())
             .await
             .map_err(status)?;
         // Records take no catalog version.
-        Ok(Response::new(pb::ObjectAck { version: 0 }))
+        Ok(Response::new(pb::ObjectAck {
+            version: 0,
+            written: u32::try_from(written).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn forget_object(
@@ -124,7 +128,10 @@ impl pb::edge_service_server::EdgeService for EdgeSyncService {
             .await
             .map_err(status)?;
         // The forget sequence number: the edge's stream has seen it once it carries this forget.
-        Ok(Response::new(pb::ObjectAck { version: seq }))
+        Ok(Response::new(pb::ObjectAck {
+            version: seq,
+            written: 0,
+        }))
     }
 
     async fn lookup_objects(

@@ -134,6 +134,38 @@ pub struct MockStats {
     recent: Mutex<VecDeque<RecordedRequest>>,
     /// The usage numbers handed out, and the ledger of what was reported.
     usage: Arc<usage::Meter>,
+    /// The next request to hold (`MockAzure::hold_next`).
+    hold: Mutex<Option<Hold>>,
+}
+
+/// A request to hold unanswered until the test lets it go, then answer with `status`.
+struct Hold {
+    method: Method,
+    path: String,
+    status: StatusCode,
+    arrived: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// A request the mock holds (see `MockAzure::hold_next`).
+pub struct Held {
+    arrived: Option<tokio::sync::oneshot::Receiver<()>>,
+    release: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Held {
+    /// Waits until the held request has arrived (at most `within`); false if it has not.
+    pub async fn arrived(&mut self, within: Duration) -> bool {
+        match self.arrived.take() {
+            Some(arrived) => matches!(tokio::time::timeout(within, arrived).await, Ok(Ok(()))),
+            None => true,
+        }
+    }
+
+    /// Lets the held request be answered.
+    pub fn answer(self) {
+        let _ = self.release.send(());
+    }
 }
 
 const RECENT_KEPT: usize = 256;
@@ -293,6 +325,26 @@ impl MockAzure {
             .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Holds the next authenticated `method` request to `path` (as the mock routes it, see
+    /// `RecordedRequest::path`) unanswered until the returned [`Held`] is answered (or dropped),
+    /// then answers it `status` without carrying it out: an upstream call that fails late,
+    /// after later calls have overtaken it.
+    pub fn hold_next(&self, method: Method, path: &str, status: StatusCode) -> Held {
+        let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.stats.hold.lock().unwrap() = Some(Hold {
+            method,
+            path: path.to_string(),
+            status,
+            arrived: arrived_tx,
+            release: release_rx,
+        });
+        Held {
+            arrived: Some(arrived_rx),
+            release: release_tx,
+        }
+    }
+
     /// `http://127.0.0.1:<port>`: what a catalog resource's endpoint_url points at.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -389,6 +441,24 @@ async fn handle(
             config.retry_after_secs.to_string().parse().unwrap(),
         );
         return response;
+    }
+    let held = {
+        let mut hold = stats.hold.lock().unwrap();
+        match hold.take() {
+            Some(h) if h.method == parts.method && h.path == normalised => Some(h),
+            other => {
+                *hold = other;
+                None
+            }
+        }
+    };
+    if let Some(held) = held {
+        let _ = held.arrived.send(());
+        let _ = held.release.await;
+        return json(
+            held.status,
+            &serde_json::json!({"error": {"code": held.status.as_u16().to_string(), "message": "mock failure after a hold"}}),
+        );
     }
     if config.hang == Some(Hang::BeforeHeaders) {
         stats.hung.fetch_add(1, Ordering::Relaxed);

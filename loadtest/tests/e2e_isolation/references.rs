@@ -1,6 +1,8 @@
 //! References to objects inside request bodies: refused when they name another attendee's
 //! object, honoured when they name the caller's own.
 
+use std::time::Duration;
+
 use aiproxy_loadtest::stack::{ControlPlaneOptions, UPSTREAM_KEY, create_postgres_database};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -516,6 +518,51 @@ async fn an_agent_name_is_held_by_one_attendee_and_never_taken_from_outside_the_
         .json("POST", "/agents", &stack.b, Some(&named(&name, "B's")))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// An attendee's two creates of one new name overlap (a client that retries): the first one's
+/// upstream create fails only after the second made the agent. The failing call wrote the name's
+/// record, but the agent exists upstream, so the name stays the attendee's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_failure_does_not_take_a_name_from_its_attendees_agent() {
+    let stack = Stack::start().await;
+    let client = stack.client();
+    let name = format!("retry-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let body = json!({"name": name, "definition": {"kind": "prompt", "model": "gpt-4o",
+                      "instructions": "A's"}});
+    let mut held = stack.mock().hold_next(
+        http::Method::POST,
+        &format!("{PROJECT}/agents"),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    );
+    let first = tokio::spawn({
+        let body = body.clone();
+        let key = stack.a.clone();
+        async move { client.json("POST", "/agents", &key, Some(&body)).await }
+    });
+    assert!(
+        held.arrived(Duration::from_secs(10)).await,
+        "the first create reached the upstream"
+    );
+    let (status, answer) = client.json("POST", "/agents", &stack.a, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "the second create: {answer}");
+    held.answer();
+    let (status, answer) = first.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the first create, answered as upstream failed it: {answer}"
+    );
+    let (status, answer) = client
+        .json("GET", &format!("/agents/{name}"), &stack.a, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "A's agent is still A's: {answer}");
+    let (status, answer) = client.json("POST", "/agents", &stack.b, Some(&body)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the name is not free: {answer}"
+    );
 }
 
 /// The agent named `name` as the upstream holds it (read past the proxy).

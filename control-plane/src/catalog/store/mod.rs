@@ -161,7 +161,9 @@ pub trait OwnershipStore: Send + Sync + 'static {
     /// (unexpired), `NotFound` if an event is gone. Recording again for the same attendee changes
     /// nothing. The records are written as given: the caller sets `created_at_ms` (the record time,
     /// also the "now" that decides whether an existing record has expired) and `expires_at_ms`.
-    async fn record_objects(&self, objects: &[FoundryObject]) -> StoreResult<()>;
+    /// Returns how many records this call wrote (those recorded already for the same attendee
+    /// are not counted).
+    async fn record_objects(&self, objects: &[FoundryObject]) -> StoreResult<usize>;
     /// Deletes the record `(kind, id)` and the aliases naming it, and logs a forget invalidation
     /// for each; returns the forget sequence number taken. `NotFound` if nothing was recorded.
     async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64>;

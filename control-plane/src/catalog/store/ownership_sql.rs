@@ -104,9 +104,9 @@ macro_rules! impl_ownership_store {
 
             #[async_trait::async_trait]
             impl OwnershipStore for $store {
-                async fn record_objects(&self, objects: &[FoundryObject]) -> StoreResult<()> {
+                async fn record_objects(&self, objects: &[FoundryObject]) -> StoreResult<usize> {
                     if objects.is_empty() {
-                        return Ok(());
+                        return Ok(0);
                     }
                     let mut tx = self.begin_write().await?;
                     let mut events: Vec<&str> = objects.iter().map(|o| o.event_id.as_str()).collect();
@@ -123,6 +123,7 @@ macro_rules! impl_ownership_store {
                     }
                     // One order for every writer, so two overlapping batches cannot deadlock.
                     let mut sorted: Vec<&FoundryObject> = objects.iter().collect();
+                    let mut written_here = 0;
                     sorted.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
                     for o in sorted {
                         // Inserts, or takes over a record that has expired; otherwise writes nothing.
@@ -146,6 +147,7 @@ macro_rules! impl_ownership_store {
                         .execute(&mut *tx)
                         .await?;
                         if written.rows_affected() > 0 {
+                            written_here += 1;
                             continue;
                         }
                         let (event_id, user_id): (String, String) = sqlx::query_as(
@@ -164,7 +166,7 @@ macro_rules! impl_ownership_store {
                         // Recorded already for the same attendee (a retry): nothing changes.
                     }
                     tx.commit().await?;
-                    Ok(())
+                    Ok(written_here)
                 }
 
                 async fn forget_object(&self, kind: &str, id: &str) -> StoreResult<u64> {

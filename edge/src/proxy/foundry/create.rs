@@ -155,7 +155,7 @@ impl PendingRecord {
             objects.push(record(name, id));
         }
         match self.state.control.record(objects).await {
-            Ok(()) => {
+            Ok(_) => {
                 let now = Utc::now().timestamp_millis();
                 self.state
                     .ownership
@@ -331,9 +331,22 @@ async fn call_upstream(
 /// second one's version of the first one's agent, and an agent made outside the proxy (the
 /// organiser's, in the portal) took an attendee's definition and became theirs. The record is
 /// the control plane's, so one attendee holds a name across the fleet.
+///
+/// The same attendee may create one new name twice at once (a client that retries): only the
+/// call whose record was new gives the name back when its create fails, and only if no agent of
+/// that name exists upstream by then (the other call may have made it).
 pub struct NameReservation {
     state: Arc<EdgeState>,
     name: String,
+    /// This call wrote the record; `None` when it found it written by another of the caller's.
+    wrote: Option<Wrote>,
+}
+
+/// What a reservation that wrote its record needs to tell, on failure, whether the agent exists.
+struct Wrote {
+    upstream: Arc<UpstreamResource>,
+    target: String,
+    headers: http::HeaderMap,
 }
 
 impl NameReservation {
@@ -354,8 +367,8 @@ impl NameReservation {
             resource_id: upstream.id.clone(),
             ..Default::default()
         };
-        match state.control.record(vec![record]).await {
-            Ok(()) => {}
+        let written = match state.control.record(vec![record]).await {
+            Ok(written) => written > 0,
             Err(RecordError::Taken(_)) => return Err(super::unauthorized(ObjectKind::Agent)),
             Err(RecordError::Failed(message)) => {
                 tracing::warn!(%message, "could not reserve a new agent's name");
@@ -364,13 +377,18 @@ impl NameReservation {
                     "The agent's name could not be reserved for you right now; retry shortly.",
                 ));
             }
-        }
-        let reservation = Self {
-            state: state.clone(),
-            name: name.to_string(),
         };
         let target = object_url(upstream, ObjectKind::Agent, name, parts.uri.query());
         let found = call_upstream(state, upstream, Method::GET, &target, &parts.headers).await;
+        let reservation = Self {
+            state: state.clone(),
+            name: name.to_string(),
+            wrote: written.then(|| Wrote {
+                upstream: upstream.clone(),
+                target,
+                headers: parts.headers.clone(),
+            }),
+        };
         match found {
             Some(StatusCode::NOT_FOUND) => Ok(reservation),
             Some(status) if status.is_success() => {
@@ -391,14 +409,32 @@ impl NameReservation {
         }
     }
 
-    /// Keeps the name if the agent was made; gives it back otherwise.
+    /// Keeps the name if the agent was made; gives it back otherwise, if this call wrote the
+    /// record and the upstream says no agent of that name exists (an answer it cannot give
+    /// keeps the name: reserved with no agent costs nothing to the caller, who may create it).
     pub async fn settle(self, made: bool) {
-        if !made {
+        let Some(wrote) = self.wrote.as_ref().filter(|_| !made) else {
+            return;
+        };
+        let found = call_upstream(
+            &self.state,
+            &wrote.upstream,
+            Method::GET,
+            &wrote.target,
+            &wrote.headers,
+        )
+        .await;
+        if found == Some(StatusCode::NOT_FOUND) {
             self.release().await;
         }
     }
 
+    /// Gives the name back (the caller's agent of that name does not exist), if this call wrote
+    /// the record: one found written belongs to another of the caller's calls.
     async fn release(self) {
+        if self.wrote.is_none() {
+            return;
+        }
         let key = (ObjectKind::Agent, self.name);
         self.state.ownership.forget(&key);
         if let Err(e) = self.state.control.forget(key.0.as_str(), &key.1).await {
