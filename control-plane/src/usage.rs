@@ -234,6 +234,12 @@ fn check_record(i: usize, r: &UsageRecord) -> CatalogResult<()> {
             ),
         ));
     }
+    if r.follow_up && r.once_key.is_empty() {
+        return Err(CatalogError::invalid(
+            "follow_up",
+            format!("a follow-up record carries its object's once_key (record {i} has none)"),
+        ));
+    }
     Ok(())
 }
 
@@ -355,6 +361,15 @@ mod tests {
             err.starts_with("once_key: no control characters") && err.contains("record 2"),
             "{err}"
         );
+        let mut r = record();
+        r.follow_up = true;
+        let err = check_record(1, &r).unwrap_err().to_string();
+        assert!(
+            err.starts_with("follow_up: ") && err.contains("record 1"),
+            "{err}"
+        );
+        r.once_key = "r1:run:run_1".into();
+        assert!(check_record(1, &r).is_ok());
     }
 
     fn sum() -> UsageSum {

@@ -805,6 +805,7 @@ fn usage(event: &str, user: &str, resource: &str, at_ms: i64, total: u64) -> Usa
         cached_tokens: total / 10,
         reasoning_tokens: 0,
         once_key: String::new(),
+        follow_up: false,
     }
 }
 
@@ -1037,6 +1038,25 @@ async fn tokens_of_a_once_key_count_once(s: &dyn CatalogStore) {
         (t.requests, t.total_tokens),
         (5, 345),
         "every read is a request; each run's tokens count once"
+    );
+    // An edge that read runs to their end itself: their tokens (once), no request.
+    let follow_up = |key: &str, total| UsageRecord {
+        follow_up: true,
+        ..run(key, total)
+    };
+    s.apply_usage_batch(
+        "b3",
+        &[follow_up("run_3", 70), follow_up("run_1", 300)],
+        &[],
+        3_000,
+    )
+    .await
+    .unwrap();
+    let t = s.usage_totals(&everything()).await.unwrap();
+    assert_eq!(
+        (t.requests, t.total_tokens),
+        (5, 415),
+        "a follow-up is no request; a run counted before brings nothing"
     );
     let purged = s.purge_usage_dedupe(1_500).await.unwrap();
     assert_eq!(purged, 2, "batch b1 and the key run_1");

@@ -406,6 +406,12 @@ impl Quotas {
         })
     }
 
+    /// Whether the tokens of this once-key were charged lately (by a read of its object).
+    pub fn charged_once(&self, key: &str) -> bool {
+        let recent = self.charged_once.lock().unwrap_or_else(|p| p.into_inner());
+        recent.0.contains(key)
+    }
+
     /// Whether this once-key is seen for the first time lately.
     fn first_sight(&self, key: &str) -> bool {
         let mut recent = self.charged_once.lock().unwrap_or_else(|p| p.into_inner());

@@ -101,8 +101,9 @@ pub async fn serve(
         while connections.join_next().await.is_some() {}
     }
     // Answers whose clients left are still being read for their usage: until the same deadline
-    // they may end; past it they stop where they are. Either way their records are made before
-    // the last usage flush.
+    // they may end; past it they stop where they are. Runs and responses followed read their
+    // object once more now. Either way their records are made before the last usage flush.
+    state.follow_ups.stop();
     state.drains.finish(grace_ends).await;
     Ok(())
 }

@@ -44,6 +44,8 @@ pub struct EdgeState {
     pub usage: UsageDelivery,
     /// Answers still read after their client left (their records are still to come).
     pub drains: Arc<crate::usage::Drains>,
+    /// Runs and responses at work that no client may read to their end (see `usage::follow`).
+    pub follow_ups: crate::usage::FollowUps,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub metrics: EdgeMetrics,
@@ -98,6 +100,7 @@ impl EdgeState {
                 config.state_dir.as_deref(),
             ),
             drains: Arc::default(),
+            follow_ups: crate::usage::FollowUps::default(),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
             region: config.region.as_str().into(),

@@ -532,3 +532,224 @@ async fn a_stream_whose_client_left_is_counted_even_when_the_edge_stops_meanwhil
         .await;
     assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
 }
+
+/// The standard scenario plus a Foundry agent resource on the mock's project `hack`; A's agent
+/// and thread there. Returns (the edge-relative thread path, the agent id).
+async fn with_agents(s: &Scenario, edge: &Edge) -> (String, String) {
+    let agents = s
+        .admin
+        .create_resource(json!({"friendly_name": "agents", "deployment_name": "agents",
+            "model_type": "foundry-agent", "endpoint_url": format!("{}/api/projects/hack", s.mock.endpoint()),
+            "key": aiproxy_loadtest::stack::UPSTREAM_KEY}))
+        .await;
+    set_event(s, json!({"resource_ids": [s.resource_id, agents]})).await;
+    s.admin.wait_edges_acked(1, Duration::from_secs(5)).await;
+    let agent = foundry(
+        edge,
+        &s.key,
+        "POST",
+        "/assistants",
+        Some(json!({"model": "gpt-4o",
+        "name": "helper", "instructions": "Answer briefly."})),
+    )
+    .await;
+    let thread = foundry(edge, &s.key, "POST", "/threads", Some(json!({}))).await;
+    (
+        format!("/threads/{}", thread["id"].as_str().unwrap()),
+        agent["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A Foundry call through `edge` that must succeed; its JSON answer.
+async fn foundry(edge: &Edge, key: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, answer) = foundry_call(edge, key, method, path, body).await;
+    assert_eq!(status, StatusCode::OK, "{method} {path}: {answer}");
+    answer
+}
+
+async fn foundry_call(
+    edge: &Edge,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(
+            method.parse().unwrap(),
+            format!("{}{path}?api-version=2025-05-15-preview", edge.api_base()),
+        )
+        .header("api-key", key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// An agent run reports its tokens only on a read of the finished run. A client that starts one
+/// and reads only the thread's messages would use tokens no cap sees: the edge reads the run to
+/// its end itself, charges its tokens to the caps and records them (as no request). A client that
+/// reads its run finished is charged for it once, and the edge then does not read it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_no_client_reads_to_its_end_is_followed_and_counted() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let (thread, agent) = with_agents(&s, &s.edge).await;
+    // One token a day: the run's tokens, once charged, refuse A's next call.
+    set_event(&s, json!({"daily_token_cap": 1})).await;
+    s.admin.wait_edges_acked(1, Duration::from_secs(5)).await;
+    let mut calls = 4u64; // agents, thread, and the two below.
+    let run = foundry(
+        &s.edge,
+        &s.key,
+        "POST",
+        &format!("{thread}/runs"),
+        Some(json!({"assistant_id": agent})),
+    )
+    .await;
+    assert_eq!(run["status"], "queued", "{run}");
+    let messages = foundry(&s.edge, &s.key, "GET", &format!("{thread}/messages"), None).await;
+    assert!(
+        !messages["data"].as_array().unwrap().is_empty(),
+        "{messages}"
+    );
+    // No client reads the run: the edge does, and its tokens reach the cap and the totals.
+    let run_path = format!(
+        "/api/projects/hack{thread}/runs/{}",
+        run["id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        calls += 1;
+        let (status, answer) =
+            foundry_call(&s.edge, &s.key, "GET", &format!("{thread}/messages"), None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break answer;
+        }
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run's tokens never reached the cap"
+        );
+    };
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily token cap"),
+        "{refused}"
+    );
+    assert_eq!(
+        s.mock.stats.count_for(&run_path),
+        1,
+        "the edge read the run once"
+    );
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+    assert!(totals["total_tokens"].as_u64().unwrap() > 0, "{totals}");
+    assert_eq!(
+        totals["requests"].as_u64(),
+        Some(calls),
+        "the edge's read is no request: {totals}"
+    );
+}
+
+/// A client that reads its run finished is charged for it; the edge, which saw it queued, then
+/// leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_its_client_reads_finished_is_not_read_again_by_the_edge() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let (thread, agent) = with_agents(&s, &s.edge).await;
+    let run = foundry(
+        &s.edge,
+        &s.key,
+        "POST",
+        &format!("{thread}/runs"),
+        Some(json!({"assistant_id": agent})),
+    )
+    .await;
+    let run_path = format!("{thread}/runs/{}", run["id"].as_str().unwrap());
+    let finished = foundry(&s.edge, &s.key, "GET", &run_path, None).await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    // Past the edge's first look at the run.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        s.mock
+            .stats
+            .count_for(&format!("/api/projects/hack{run_path}")),
+        1,
+        "only the client read the run"
+    );
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))
+        .await;
+    assert_eq!(totals["requests"].as_u64(), Some(4), "{totals}");
+}
+
+/// An edge told to stop reads the runs it follows once more at once, and records those that
+/// ended: their tokens are not lost with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_that_stops_reads_the_runs_it_follows_once_more() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let env = [
+        ("AIPROXY_SHUTDOWN_DELAY_MS", "0"),
+        ("AIPROXY_USAGE_SHUTDOWN_FLUSH_SECS", "5"),
+    ];
+    let mut edge = Edge::start_with_env(&s.cp, "", &env).await;
+    let (thread, agent) = with_agents(&s, &edge).await;
+    foundry(
+        &edge,
+        &s.key,
+        "POST",
+        &format!("{thread}/runs"),
+        Some(json!({"assistant_id": agent})),
+    )
+    .await;
+    edge.terminate();
+    assert!(
+        edge.wait_exit(Duration::from_secs(20)).await.is_some(),
+        "{}",
+        edge.log()
+    );
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
+        .await;
+    assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
+}
+
+/// A `background: true` response answers queued; its usage comes with a read of the finished
+/// response, which a client reading only its conversation's items never makes: the edge does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_background_response_no_client_reads_is_followed_and_counted() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/openai/v1/responses", s.edge.api_base()))
+        .header("api-key", &s.key)
+        .json(&json!({"model": "gpt-4o", "input": "Write a long essay.", "background": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response: Value = response.json().await.unwrap();
+    assert_eq!(response["status"], "queued", "{response}");
+    eventually(
+        "the response's tokens are counted",
+        Duration::from_secs(20),
+        || async { s.admin.usage_totals(&s.event_id).await["total_tokens"].as_u64() > Some(0) },
+    )
+    .await;
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(5))
+        .await;
+    assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
+    assert_eq!(totals["requests"].as_u64(), Some(1), "{totals}");
+    let read = format!("/openai/v1/responses/{}", response["id"].as_str().unwrap());
+    assert_eq!(s.mock.stats.count_for(&read), 1, "the edge read it once");
+}

@@ -181,6 +181,9 @@ pub struct UsageRecord {
     /// Non-empty for tokens that may be reported again (a run's usage): the tokens of one key
     /// count once, every record of it counts as a request.
     pub once_key: String,
+    /// Made by an edge reading a run or response to its end, for no client's request: its
+    /// tokens count (once, by `once_key`, which it must carry), it counts as no request.
+    pub follow_up: bool,
 }
 
 /// The requests of one (event, attendee, resource, deployment, UTC hour) as an edge summed them:

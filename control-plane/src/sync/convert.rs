@@ -135,6 +135,7 @@ pub fn usage_record(r: pb::UsageRecord) -> UsageRecord {
         cached_tokens: r.cached_tokens,
         reasoning_tokens: r.reasoning_tokens,
         once_key: r.once_key,
+        follow_up: r.follow_up,
     }
 }
 

@@ -337,6 +337,9 @@ async fn serve(
         });
         meter.charge = admitted.unwrap_or_default();
         meter.span = span.clone();
+        if matches!(family, "agents" | "responses") {
+            meter.follow_query = request.uri().query().map(str::to_string);
+        }
         *metering = Some(meter);
         if let Some(error) = refused {
             return Err(error);
@@ -639,7 +642,7 @@ fn readiness(state: &EdgeState, snapshot: &CatalogSnapshot) -> Response<EdgeBody
         &json!({"ready": ready, "draining": state.draining(), "catalog_version": snapshot.version,
                 "sync": {"connected": sync.connected, "failures_in_a_row": sync.failures_in_a_row,
                          "last_error": sync.last_error},
-                "usage": state.usage.status(), "quota": {"lease_calls": state.quota.lease_calls()}}),
+                "usage": state.usage.status(), "follow_ups": state.follow_ups.following(), "quota": {"lease_calls": state.quota.lease_calls()}}),
     )
 }
 

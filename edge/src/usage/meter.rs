@@ -17,7 +17,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::{Notify, watch};
 
-use super::scan::{self, StreamScan, Tokens, UsageChunkFilter};
+use super::follow::FollowUp;
+use super::scan::{self, StreamScan, Tokens, Unfinished, UsageChunkFilter};
 use crate::body::{BoxError, EdgeBody};
 use crate::metrics::{Finished, ServedBy};
 use crate::quota::Charge;
@@ -44,7 +45,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const STOPPED_DRAINS_LIMIT: Duration = Duration::from_secs(5);
 
 /// One running drain, counted in [`Drains`] while it lives.
-struct DrainTicket(Arc<Drains>);
+pub(crate) struct DrainTicket(Arc<Drains>);
 
 impl Drop for DrainTicket {
     fn drop(&mut self) {
@@ -122,9 +123,9 @@ impl Drains {
         }
     }
 
-    /// Counts a drain until the returned ticket is dropped (its task ended, panicked, or was
-    /// dropped unrun).
-    fn start(self: &Arc<Self>) -> DrainTicket {
+    /// Counts a drain (or a follow-up, see `super::follow`) until the returned ticket is
+    /// dropped (its task ended, panicked, or was dropped unrun).
+    pub(crate) fn start(self: &Arc<Self>) -> DrainTicket {
         self.running.fetch_add(1, Ordering::AcqRel);
         DrainTicket(self.clone())
     }
@@ -154,6 +155,9 @@ pub struct Metering {
     /// The request's span (off when telemetry is): usage is recorded on it, and it ends when
     /// the answer has been streamed.
     pub span: aiproxy_telemetry::ServerSpan,
+    /// The client's query string, sent again when the edge follows a run or response this
+    /// answer shows at work (see `super::follow`); kept only for calls that can show one.
+    pub follow_query: Option<String>,
     started: Instant,
     started_at_ms: i64,
 }
@@ -176,6 +180,7 @@ impl Metering {
             strip_usage_chunk: false,
             charge: Charge::default(),
             span: aiproxy_telemetry::ServerSpan::off(),
+            follow_query: None,
             started,
             started_at_ms,
         }
@@ -271,6 +276,8 @@ struct Found {
     /// The model the answer named (`gen_ai.response.model`).
     model: Option<String>,
     unknown: bool,
+    /// A run or response the answer showed at work.
+    unfinished: Option<Unfinished>,
 }
 
 impl Scan {
@@ -306,6 +313,7 @@ impl Scan {
 
     /// `complete`: the body arrived whole (not cut off by an error or a client gone).
     fn found(&mut self, complete: bool) -> Found {
+        let mut unfinished = None;
         let (tokens, once_id, model, broken) = match self {
             Scan::Nothing => (None, None, None, false),
             Scan::Unreadable => (None, None, None, true),
@@ -319,6 +327,7 @@ impl Scan {
                     (usage, None, None, usage.is_none())
                 } else {
                     let answer = scan::scan_json(copy);
+                    unfinished = answer.unfinished;
                     (answer.usage, answer.once_id, answer.model, false)
                 }
             }
@@ -344,6 +353,7 @@ impl Scan {
             tokens,
             once_id,
             model,
+            unfinished,
         }
     }
 }
@@ -396,6 +406,26 @@ impl Pending {
             .state
             .quota
             .charge(&self.state, &m.charge, tokens.total, &once_key);
+        if let Some(object) = found.unfinished
+            && (200..300).contains(&self.status)
+            && !resource_id.is_empty()
+        {
+            let once_key = bounded_once_key(format!("{resource_id}:{}", object.once_id()));
+            self.state.follow_ups.follow(
+                &self.state,
+                FollowUp {
+                    resource_id: resource_id.clone(),
+                    object,
+                    query: m.follow_query.clone(),
+                    once_key,
+                    charge: m.charge.clone(),
+                    event_id: m.event_id.clone(),
+                    user_id: m.user_id.clone(),
+                    deployment: deployment.clone(),
+                    family: m.family,
+                },
+            );
+        }
         // Only a pool that served the call names the model: a made-up name is never a label.
         let served = (!resource_id.is_empty()).then(|| ServedBy {
             resource_id: &resource_id,
@@ -433,6 +463,7 @@ impl Pending {
             reasoning_tokens: tokens.reasoning,
             usage_unknown: unknown,
             once_key,
+            follow_up: false,
         });
     }
 }

@@ -4,8 +4,10 @@
 //! plane in batches that are never lost and never counted twice (`delivery`).
 
 pub mod delivery;
+pub mod follow;
 pub mod meter;
 pub mod scan;
 
 pub use delivery::{DeliverySettings, DeliveryStatus, UsageDelivery};
+pub use follow::FollowUps;
 pub use meter::{Drains, Metering, Served};

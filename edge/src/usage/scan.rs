@@ -46,7 +46,31 @@ pub struct Answer {
     pub once_id: Option<String>,
     /// The model that answered (`model`; `gen_ai.response.model` on the request's span).
     pub model: Option<String>,
+    /// A run or response still at work: its usage comes with a later read of it.
+    pub unfinished: Option<Unfinished>,
 }
+
+/// A run or a (background) response that was not finished when an answer showed it: queued,
+/// in progress, waiting for tool outputs or being cancelled. Its usage is reported by the
+/// object once it ends, on the next read of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfinished {
+    Run { id: String, thread_id: String },
+    Response { id: String },
+}
+
+impl Unfinished {
+    /// The id its usage is counted once by (see [`Answer::once_id`]).
+    pub fn once_id(&self) -> String {
+        match self {
+            Unfinished::Run { id, .. } => format!("run:{id}"),
+            Unfinished::Response { id } => format!("response:{id}"),
+        }
+    }
+}
+
+/// Statuses of a run or a response that has not ended.
+const AT_WORK: [&str; 4] = ["queued", "in_progress", "requires_action", "cancelling"];
 
 /// The usage a JSON answer (a chat completion, a completion, embeddings, a response, a run)
 /// reports at its top level. Never panics; not JSON, or no usage: `Answer::default()`.
@@ -57,15 +81,30 @@ pub fn scan_json(bytes: &[u8]) -> Answer {
     let model = top.model.map(Cow::into_owned);
     match top.object.as_deref() {
         Some(RUN_STEP) => Answer::default(),
-        Some(kind @ (RUN | RESPONSE)) => Answer {
-            once_id: top.usage.and(once_id(kind, top.id)),
-            usage: top.usage,
-            model,
-        },
+        Some(kind @ (RUN | RESPONSE)) => {
+            let at_work =
+                top.usage.is_none() && top.status.as_deref().is_some_and(|s| AT_WORK.contains(&s));
+            let unfinished = match (at_work, kind, &top.id, top.thread_id) {
+                (false, ..) | (_, _, None, _) => None,
+                (true, RUN, Some(id), Some(thread_id)) => Some(Unfinished::Run {
+                    id: id.to_string(),
+                    thread_id: thread_id.into_owned(),
+                }),
+                (true, RUN, _, None) => None,
+                (true, _, Some(id), _) => Some(Unfinished::Response { id: id.to_string() }),
+            };
+            Answer {
+                once_id: top.usage.and(once_id(kind, top.id)),
+                usage: top.usage,
+                model,
+                unfinished,
+            }
+        }
         _ => Answer {
             usage: top.usage,
             once_id: None,
             model,
+            unfinished: None,
         },
     }
 }
@@ -661,6 +700,10 @@ struct Top<'a> {
     id: Option<Cow<'a, str>>,
     /// `type` (Responses API events).
     kind: Option<Cow<'a, str>>,
+    /// A run's or a response's `status`.
+    status: Option<Cow<'a, str>>,
+    /// A run's thread.
+    thread_id: Option<Cow<'a, str>>,
     usage: Option<Tokens>,
     /// `response` (Responses API events): its id and usage.
     response: Option<Nested<'a>>,
@@ -675,6 +718,8 @@ impl<'de> FromMap<'de> for Top<'de> {
                 Some("model") => top.model = map.next_value::<Scalar>()?.into_text(),
                 Some("id") => top.id = map.next_value::<Scalar>()?.into_text(),
                 Some("type") => top.kind = map.next_value::<Scalar>()?.into_text(),
+                Some("status") => top.status = map.next_value::<Scalar>()?.into_text(),
+                Some("thread_id") => top.thread_id = map.next_value::<Scalar>()?.into_text(),
                 Some("usage") => top.usage = map.next_value::<UsageField>()?.0,
                 Some("response") => top.response = Some(map.next_value::<Nested>()?),
                 _ => {
@@ -992,6 +1037,7 @@ mod tests {
                 usage: Some(CHAT_TOKENS),
                 once_id: None,
                 model: Some("gpt-4o-2024-08-06".into()),
+                unfinished: None,
             }
         );
         let completion = r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"hi","index":0}],
@@ -1014,6 +1060,7 @@ mod tests {
                 usage: Some(tokens(36, 87, 123, 4, 64)),
                 once_id: Some("response:resp_1".into()),
                 model: None,
+                unfinished: None,
             }
         );
     }
@@ -1028,10 +1075,44 @@ mod tests {
                 usage: Some(tokens(50, 20, 70, 0, 0)),
                 once_id: Some("run:run_abc".into()),
                 model: None,
+                unfinished: None,
             }
         );
-        let queued = r#"{"id":"run_abc","object":"thread.run","status":"queued","usage":null}"#;
-        assert_eq!(scan_json(queued.as_bytes()), Answer::default());
+        // Still at work: no usage yet, and the run to read it from later.
+        for status in AT_WORK {
+            let run = format!(
+                r#"{{"id":"run_abc","object":"thread.run","thread_id":"thread_1","status":"{status}","usage":null}}"#
+            );
+            assert_eq!(
+                scan_json(run.as_bytes()),
+                Answer {
+                    unfinished: Some(Unfinished::Run {
+                        id: "run_abc".into(),
+                        thread_id: "thread_1".into()
+                    }),
+                    ..Answer::default()
+                },
+                "{status}"
+            );
+        }
+        let background = r#"{"id":"resp_1","object":"response","status":"in_progress","background":true,"usage":null}"#;
+        let answer = scan_json(background.as_bytes());
+        assert_eq!(
+            answer.unfinished,
+            Some(Unfinished::Response {
+                id: "resp_1".into()
+            })
+        );
+        assert_eq!(answer.unfinished.unwrap().once_id(), "response:resp_1");
+        for ended in [
+            r#"{"id":"run_abc","object":"thread.run","thread_id":"t","status":"failed","usage":null}"#,
+            r#"{"id":"run_abc","object":"thread.run","status":"queued","usage":null}"#,
+            r#"{"object":"thread.run","thread_id":"t","status":"queued"}"#,
+            r#"{"id":"resp_1","object":"response","status":"completed"}"#,
+            r#"{"id":"m","object":"thread.message","thread_id":"t","status":"in_progress"}"#,
+        ] {
+            assert_eq!(scan_json(ended.as_bytes()).unfinished, None, "{ended}");
+        }
         let step = r#"{"id":"step_1","object":"thread.run.step","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
         assert_eq!(scan_json(step.as_bytes()), Answer::default());
         let escaped = r#"{"id":"run_\u0061","object":"thread.run","usage":{"prompt_tokens":1}}"#;

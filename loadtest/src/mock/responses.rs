@@ -60,7 +60,13 @@ pub fn answer(
             create_response(project, flavor, &body, request.body.len(), meter)
         }
         (&Method::GET, ["responses", _]) => match project.store.get("responses", id) {
-            Some(response) => json(StatusCode::OK, response),
+            Some(response) => {
+                // A background response's usage is counted on its first read, finished.
+                if response["background"] == true {
+                    meter.record_run(response);
+                }
+                json(StatusCode::OK, response)
+            }
             None => response_missing(),
         },
         (&Method::DELETE, ["responses", _]) => match project.store.remove("responses", id) {
@@ -393,6 +399,13 @@ fn create_response(
             flavor.stream_delay,
             move || meter.record(&model_name, &drawn),
         )
+    } else if body["background"] == true && stored {
+        // Answered as Azure does: queued, its usage on a later read of the finished response.
+        let mut queued = response.clone();
+        queued["status"] = json!("queued");
+        queued["output"] = json!([]);
+        queued["usage"] = Value::Null;
+        json(StatusCode::OK, &queued)
     } else {
         meter.record(&model_name, &drawn);
         json(StatusCode::OK, &response)

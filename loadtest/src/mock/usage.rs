@@ -111,7 +111,7 @@ impl Drawn {
 pub struct Meter {
     calls: AtomicU64,
     ledger: Mutex<UsageLedger>,
-    /// Runs already counted.
+    /// Runs and background responses already counted.
     runs: Mutex<HashSet<String>>,
 }
 
@@ -145,12 +145,13 @@ impl Meter {
         add(ledger.by_model.entry(model.to_string()).or_default(), drawn);
     }
 
-    /// Counts the usage of a run answered alone (`"object": "thread.run"`), once per run.
+    /// Counts the usage of a run answered alone (`"object": "thread.run"`), or of a background
+    /// response read back, once per object.
     pub fn record_run(&self, run: &Value) {
         let (Some(id), usage) = (run["id"].as_str(), &run["usage"]) else {
             return;
         };
-        if run["object"] != "thread.run" || !usage.is_object() {
+        if !(run["object"] == "thread.run" || run["object"] == "response") || !usage.is_object() {
             return;
         }
         if self.runs.lock().unwrap().insert(id.to_string()) {

@@ -45,7 +45,7 @@ fn to_i64(v: u64) -> i64 {
 
 impl HourlySums {
     fn add(&mut self, r: &UsageRecord, with_tokens: bool) {
-        self.requests += 1;
+        self.requests += i64::from(!r.follow_up);
         self.errors += i64::from(r.status >= 400);
         self.streamed += i64::from(r.streamed);
         self.usage_unknown += i64::from(r.usage_unknown);

@@ -324,7 +324,8 @@ fn single_resource(
 
 /// Paths of agent resources follow the project endpoint; responses stored on a model resource
 /// follow its origin.
-fn base_of(upstream: &UpstreamResource) -> &str {
+/// Where a resource's Foundry objects are: a project's endpoint, or a model resource's origin.
+pub(crate) fn base_of(upstream: &UpstreamResource) -> &str {
     if upstream.model_type == FOUNDRY_MODEL {
         &upstream.origin
     } else {
