@@ -30,7 +30,7 @@ use crate::state::EdgeState;
 
 /// Objects one edge follows at once; past it, new ones are not followed (and a warning says so).
 pub const MOST_FOLLOWED: usize = 10_000;
-/// The first read, after the object was last seen at work: a client that polls its run (most
+/// The first read, after the object was first seen at work: a client that polls its run (most
 /// do, every second or so) has read and been charged the finished run by then.
 const FIRST_LOOK: Duration = Duration::from_secs(5);
 /// The intervals double up to this.
@@ -107,6 +107,10 @@ impl FollowUps {
             tracing::warn!(object = ?job.object, "an unfinished object's id is not one the edge can read it by");
             return;
         };
+        // An answer dropped outside the runtime (the process ending) follows nothing.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if *self.stop.borrow() {
             return;
         }
@@ -127,7 +131,7 @@ impl FollowUps {
         let ticket = state.drains.start();
         let stop = self.stop.subscribe();
         let state = state.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let _ticket = ticket;
             follow(&state, &job, &path, stop).await;
             state.follow_ups.lock().remove(&job.once_key);
