@@ -753,3 +753,39 @@ async fn a_background_response_no_client_reads_is_followed_and_counted() {
     let read = format!("/openai/v1/responses/{}", response["id"].as_str().unwrap());
     assert_eq!(s.mock.stats.count_for(&read), 1, "the edge read it once");
 }
+
+/// A run's stream that ends with the run at work (as Azure's does when the run waits for tool
+/// outputs) carries no usage: the edge follows the run from the stream's events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_stream_ends_before_it_does_is_followed_and_counted() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let (thread, agent) = with_agents(&s, &s.edge).await;
+    s.mock.end_run_streams_after(Some(2));
+    let stream = reqwest::Client::new()
+        .post(format!(
+            "{}{thread}/runs?api-version=2025-05-15-preview",
+            s.edge.api_base()
+        ))
+        .header("api-key", &s.key)
+        .json(&json!({"assistant_id": agent, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let text = stream.text().await.unwrap();
+    assert!(
+        text.contains("thread.run.queued") && !text.contains("\"usage\":{"),
+        "{text}"
+    );
+    eventually(
+        "the run's tokens are counted",
+        Duration::from_secs(20),
+        || async { s.admin.usage_totals(&s.event_id).await["total_tokens"].as_u64() > Some(0) },
+    )
+    .await;
+    let totals = s
+        .admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(5))
+        .await;
+    assert_eq!(totals["requests"].as_u64(), Some(3), "{totals}");
+}

@@ -333,6 +333,7 @@ impl Scan {
             }
             Scan::Stream(scan) => {
                 let outcome = scan.finish();
+                unfinished = outcome.unfinished;
                 (
                     outcome.usage,
                     outcome.once_id,

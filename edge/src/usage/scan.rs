@@ -82,17 +82,18 @@ pub fn scan_json(bytes: &[u8]) -> Answer {
     match top.object.as_deref() {
         Some(RUN_STEP) => Answer::default(),
         Some(kind @ (RUN | RESPONSE)) => {
-            let at_work =
-                top.usage.is_none() && top.status.as_deref().is_some_and(|s| AT_WORK.contains(&s));
-            let unfinished = match (at_work, kind, &top.id, top.thread_id) {
-                (false, ..) | (_, _, None, _) => None,
-                (true, RUN, Some(id), Some(thread_id)) => Some(Unfinished::Run {
-                    id: id.to_string(),
-                    thread_id: thread_id.into_owned(),
-                }),
-                (true, RUN, _, None) => None,
-                (true, _, Some(id), _) => Some(Unfinished::Response { id: id.to_string() }),
-            };
+            let unfinished = top
+                .usage
+                .is_none()
+                .then(|| {
+                    at_work(
+                        kind,
+                        top.status.as_deref(),
+                        top.id.as_deref(),
+                        top.thread_id,
+                    )
+                })
+                .flatten();
             Answer {
                 once_id: top.usage.and(once_id(kind, top.id)),
                 usage: top.usage,
@@ -129,6 +130,27 @@ pub fn usage_in_tail(tail: &[u8]) -> Option<Tokens> {
     scan_json(&wrapped).usage
 }
 
+/// The run or response (`object`) still at work, by its status, if it is one and has an id (and
+/// a run its thread).
+fn at_work(
+    object: &str,
+    status: Option<&str>,
+    id: Option<&str>,
+    thread_id: Option<Cow<'_, str>>,
+) -> Option<Unfinished> {
+    if !status.is_some_and(|s| AT_WORK.contains(&s)) {
+        return None;
+    }
+    let id = id?.to_string();
+    match object {
+        RUN => Some(Unfinished::Run {
+            id,
+            thread_id: thread_id?.into_owned(),
+        }),
+        _ => Some(Unfinished::Response { id }),
+    }
+}
+
 /// `run:<id>` / `response:<id>`.
 fn once_id(object: &str, id: Option<Cow<'_, str>>) -> Option<String> {
     let prefix = if object == RUN { "run" } else { "response" };
@@ -146,38 +168,57 @@ const RESPONSE_ENDS: [&str; 3] = [
 ];
 
 /// What one event reports: its usage, the run or response it is of (see [`Answer::once_id`])
-/// and the model that answered.
-struct Reported {
-    usage: Tokens,
-    once_id: Option<String>,
-    model: Option<String>,
+/// and the model that answered; or a run or response still at work.
+enum Reported {
+    Usage {
+        usage: Tokens,
+        once_id: Option<String>,
+        model: Option<String>,
+    },
+    AtWork(Unfinished),
 }
 
 /// What one event's data says about usage.
 fn scan_event_data(data: &[u8]) -> Option<Reported> {
     let top = serde_json::from_slice::<Top>(data).ok()?;
-    if top
-        .kind
-        .as_deref()
-        .is_some_and(|kind| RESPONSE_ENDS.contains(&kind))
-    {
+    if let Some(kind) = top.kind.as_deref().filter(|k| k.starts_with("response.")) {
         let response = top.response?;
-        return response.usage.map(|usage| Reported {
-            usage,
-            once_id: once_id(RESPONSE, response.id),
-            model: response.model.map(Cow::into_owned),
-        });
+        // The ends carry its usage; `response.created`, `.queued`, `.in_progress` show it at work.
+        if RESPONSE_ENDS.contains(&kind) {
+            return response.usage.map(|usage| Reported::Usage {
+                usage,
+                once_id: once_id(RESPONSE, response.id),
+                model: response.model.map(Cow::into_owned),
+            });
+        }
+        return at_work(
+            RESPONSE,
+            response.status.as_deref(),
+            response.id.as_deref(),
+            None,
+        )
+        .map(Reported::AtWork);
     }
-    let once_id = match top.object.as_deref() {
+    let (once_id, object) = match top.object.as_deref() {
         Some(RUN_STEP) => return None,
-        Some(kind @ (RUN | RESPONSE)) => once_id(kind, top.id),
-        _ => None,
+        Some(kind @ (RUN | RESPONSE)) => (once_id(kind, top.id.clone()), Some(kind)),
+        _ => (None, None),
     };
-    top.usage.map(|usage| Reported {
-        usage,
-        once_id,
-        model: top.model.map(Cow::into_owned),
-    })
+    match (top.usage, object) {
+        (Some(usage), _) => Some(Reported::Usage {
+            usage,
+            once_id,
+            model: top.model.map(Cow::into_owned),
+        }),
+        (None, Some(object)) => at_work(
+            object,
+            top.status.as_deref(),
+            top.id.as_deref(),
+            top.thread_id,
+        )
+        .map(Reported::AtWork),
+        (None, None) => None,
+    }
 }
 
 /// Usage in an event stream the edge passes through unchanged.
@@ -203,6 +244,8 @@ pub struct StreamOutcome {
     pub model: Option<String>,
     /// A line/event past `limit`: usage could not be read.
     pub broken: bool,
+    /// The run or response the stream last showed at work, unless its usage came after.
+    pub unfinished: Option<Unfinished>,
 }
 
 impl StreamScan {
@@ -218,12 +261,21 @@ impl StreamScan {
     pub fn feed(&mut self, chunk: &[u8]) {
         let outcome = &mut self.outcome;
         self.events.push(chunk, |piece| {
-            if let Piece::Event(event) = piece
-                && let Some(reported) = scan_event(event)
-            {
-                outcome.usage = Some(reported.usage);
-                outcome.once_id = reported.once_id;
-                outcome.model = reported.model;
+            if let Piece::Event(event) = piece {
+                match scan_event(event) {
+                    Some(Reported::Usage {
+                        usage,
+                        once_id,
+                        model,
+                    }) => {
+                        outcome.usage = Some(usage);
+                        outcome.once_id = once_id;
+                        outcome.model = model;
+                        outcome.unfinished = None;
+                    }
+                    Some(Reported::AtWork(object)) => outcome.unfinished = Some(object),
+                    None => {}
+                }
             }
         });
         self.outcome.broken = self.events.broken;
@@ -779,6 +831,7 @@ impl<'de> FromMap<'de> for UsageField {
 struct Nested<'a> {
     id: Option<Cow<'a, str>>,
     model: Option<Cow<'a, str>>,
+    status: Option<Cow<'a, str>>,
     usage: Option<Tokens>,
 }
 
@@ -790,6 +843,7 @@ impl<'de> FromMap<'de> for Nested<'de> {
                 Some("usage") => nested.usage = map.next_value::<UsageField>()?.0,
                 Some("id") => nested.id = map.next_value::<Scalar>()?.into_text(),
                 Some("model") => nested.model = map.next_value::<Scalar>()?.into_text(),
+                Some("status") => nested.status = map.next_value::<Scalar>()?.into_text(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -1332,7 +1386,8 @@ mod tests {
                 usage: Some(CHAT_TOKENS),
                 once_id: None,
                 model: Some("gpt-4o".into()),
-                broken: false
+                broken: false,
+                unfinished: None,
             }
         );
     }
@@ -1384,7 +1439,8 @@ mod tests {
                     usage: Some(tokens(12, 30, 42, 0, 8)),
                     once_id: Some("response:resp_1".into()),
                     model: Some("gpt-4o-mini".into()),
-                    broken: false
+                    broken: false,
+                    unfinished: None,
                 },
                 "cut at {cut}"
             );
@@ -1396,6 +1452,15 @@ mod tests {
         );
         let unfinished = &stream[..stream.len() - 2];
         assert_eq!(scanned(unfinished, &[], 4096).usage, None);
+        // Cut before it ended: the response, at work (once its status says so).
+        let created = b"data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_2\",\"status\":\"in_progress\",\"usage\":null}}\n\n";
+        assert_eq!(
+            scanned(created, &[], 4096).unfinished,
+            Some(Unfinished::Response {
+                id: "resp_2".into()
+            })
+        );
+        assert_eq!(scanned(unfinished, &[], 4096).unfinished, None, "no status");
     }
 
     #[test]
@@ -1413,9 +1478,30 @@ mod tests {
                 usage: Some(tokens(40, 9, 49, 0, 0)),
                 once_id: Some("run:run_1".into()),
                 model: None,
-                broken: false
+                broken: false,
+                unfinished: None,
             }
         );
+        // Cut before the run ended (a client gone, a drain past its minute): the run, at work.
+        let cut = stream.find("event: thread.run.step").unwrap();
+        assert_eq!(
+            scanned(&stream.as_bytes()[..cut], &[], 4096).unfinished,
+            None,
+            "a run without its thread is not one the edge can read"
+        );
+        let with_thread = stream.replace(
+            "\"status\":\"queued\"",
+            "\"thread_id\":\"thread_1\",\"status\":\"queued\"",
+        );
+        let cut = with_thread.find("event: thread.run.step").unwrap();
+        assert_eq!(
+            scanned(&with_thread.as_bytes()[..cut], &[7], 4096).unfinished,
+            Some(Unfinished::Run {
+                id: "run_1".into(),
+                thread_id: "thread_1".into()
+            })
+        );
+        assert_eq!(scanned(with_thread.as_bytes(), &[], 4096).unfinished, None);
         let step_only = "data: {\"object\":\"thread.run.step\",\"usage\":{\"total_tokens\":3}}\n\n";
         assert_eq!(
             scanned(step_only.as_bytes(), &[], 4096),

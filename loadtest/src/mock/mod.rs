@@ -325,6 +325,13 @@ impl MockAzure {
             .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// From now on, streamed runs end after `events` events (`None`: whole), the run left at
+    /// work as when Azure ends a run's stream at `requires_action`; the run itself has ended,
+    /// and its usage is on the next read of it.
+    pub fn end_run_streams_after(&self, events: Option<usize>) {
+        self.stats.foundry.lock().unwrap().run_streams_end_after = events;
+    }
+
     /// Holds the next authenticated `method` request to `path` (as the mock routes it, see
     /// `RecordedRequest::path`) unanswered until the returned [`Held`] is answered (or dropped),
     /// then answers it `status` without carrying it out: an upstream call that fails late,

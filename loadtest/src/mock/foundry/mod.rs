@@ -30,6 +30,9 @@ use super::{MockBody, MockRequest, Refused, error, json, not_found};
 #[derive(Default)]
 pub struct Projects {
     projects: HashMap<String, Project>,
+    /// Streamed runs end after this many events, the run left at work (see
+    /// `MockAzure::end_run_streams_after`).
+    pub run_streams_end_after: Option<usize>,
 }
 
 /// One project's objects. The Azure OpenAI side of the mock keeps its Responses in one too.
@@ -38,6 +41,8 @@ pub struct Project {
     pub store: Store,
     /// Uploaded file contents, by file id.
     pub contents: HashMap<String, Bytes>,
+    /// `Projects::run_streams_end_after`, as this call sees it.
+    pub run_streams_end_after: Option<usize>,
 }
 
 /// An agent a run or a response runs: an assistant, or an agent of the new Agents API.
@@ -210,10 +215,12 @@ pub fn answer(
         return not_found(&format!("Resource not found: {}", request.path));
     }
     let mut projects = projects.lock().unwrap();
+    let run_streams_end_after = projects.run_streams_end_after;
     let project = projects
         .projects
         .entry(route.seg(2).to_ascii_lowercase())
         .or_default();
+    project.run_streams_end_after = run_streams_end_after;
     let rest = route.skip(3);
     let collection = rest.shape().first().map(|s| s.to_string());
     match collection.as_deref() {

@@ -369,7 +369,13 @@ fn run(
         return json(StatusCode::OK, &queued);
     }
     let meter = meter.clone();
-    let events = run_events(created_thread, &queued, &run, &step, &message);
+    let mut events = run_events(created_thread, &queued, &run, &step, &message);
+    if let Some(kept) = project.run_streams_end_after {
+        // The stream ends with the run at work (as Azure's does at `requires_action`): its
+        // usage is only on a later read of the run.
+        events.truncate(kept);
+        return sse::stream_then(events, Default::default(), || {});
+    }
     sse::stream_then(events, Default::default(), move || meter.record_run(&run))
 }
 
