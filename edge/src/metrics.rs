@@ -24,7 +24,7 @@ use crate::state::EdgeState;
 use crate::usage::scan::Tokens;
 
 mod series;
-use series::{SeriesCache, Shape, TokenType};
+use series::{Series, SeriesCache, Shape, TokenType};
 
 /// The GenAI semantic conventions' advised buckets.
 const TOKEN_BUCKETS: [f64; 14] = [
@@ -202,22 +202,7 @@ impl EdgeMetrics {
                 .record(added.as_secs_f64());
         }
         let Some(served) = &shape.served else { return };
-        if let Some(tokens) = f.tokens {
-            for (kind, count) in [
-                (TokenType::Input, tokens.prompt),
-                (TokenType::Output, tokens.completion),
-            ] {
-                let i = kind as usize;
-                series.tokens[i]
-                    .get_or_init(|| self.tokens.bind(&shape.token_labels(kind)))
-                    .add(count);
-                if served.provider.is_some() {
-                    series.token_usage[i]
-                        .get_or_init(|| self.token_usage.bind(&shape.genai_labels(Some(kind))))
-                        .record(count);
-                }
-            }
-        }
+        self.add_tokens(&series, &shape, f.tokens, served.provider.is_some());
         if served.provider.is_none() {
             return;
         }
@@ -233,6 +218,41 @@ impl EdgeMetrics {
                 .first_token
                 .get_or_init(|| self.first_token.bind(&shape.genai_labels(None)))
                 .record(first.as_secs_f64());
+        }
+    }
+
+    /// The tokens of a run or response the edge read to its end itself (`usage::follow`): in
+    /// `aiproxy.edge.tokens` like a request's, with no request, duration or per-call histogram.
+    pub fn followed_up(&self, f: &Finished<'_>) {
+        if !self.on || f.served.is_none() {
+            return;
+        }
+        let shape = Shape::of(f);
+        self.add_tokens(&self.series.get(&shape), &shape, f.tokens, false);
+    }
+
+    /// A served call's tokens: the counter, and with `per_call` the GenAI per-call histogram.
+    fn add_tokens(
+        &self,
+        series: &Series,
+        shape: &Shape<'_>,
+        tokens: Option<Tokens>,
+        per_call: bool,
+    ) {
+        let Some(tokens) = tokens else { return };
+        for (kind, count) in [
+            (TokenType::Input, tokens.prompt),
+            (TokenType::Output, tokens.completion),
+        ] {
+            let i = kind as usize;
+            series.tokens[i]
+                .get_or_init(|| self.tokens.bind(&shape.token_labels(kind)))
+                .add(count);
+            if per_call {
+                series.token_usage[i]
+                    .get_or_init(|| self.token_usage.bind(&shape.genai_labels(Some(kind))))
+                    .record(count);
+            }
         }
     }
 

@@ -87,6 +87,42 @@ fn unmetered_answers_failures_and_replays_are_counted_without_caller_labels() {
 }
 
 #[test]
+fn a_follow_up_adds_its_tokens_and_no_request() {
+    let (_provider, reader, metrics) = metrics(true);
+    let run = Finished {
+        method: &http::Method::GET,
+        family: "agents",
+        event_id: "ev1",
+        served: Some(ServedBy {
+            resource_id: "agents1",
+            model: "agents",
+            provider: None,
+        }),
+        status: 200,
+        duration: Duration::ZERO,
+        first_byte: None,
+        streamed: false,
+        tokens: tokens(40, 9),
+        added: None,
+    };
+    metrics.followed_up(&run);
+    let text = reader.render();
+    for line in [
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"agents\",gen_ai_token_type=\"input\"} 40\n",
+        "aiproxy_edge_tokens_total{aiproxy_event_id=\"ev1\",gen_ai_request_model=\"agents\",gen_ai_token_type=\"output\"} 9\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    for absent in [
+        "aiproxy_edge_requests_total{",
+        "http_server_request_duration_seconds_count{",
+        "gen_ai_client_token_usage",
+    ] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+}
+
+#[test]
 fn with_metrics_off_nothing_is_recorded() {
     let (_provider, reader, metrics) = metrics(false);
     metrics.finished(&chat(200, tokens(1, 1)));

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::scan::{self, Tokens, Unfinished};
 use crate::body::{full, read_to_bytes};
+use crate::metrics::{Finished, ServedBy};
 use crate::proxy::canonical::is_id;
 use crate::quota::Charge;
 use crate::state::EdgeState;
@@ -248,6 +249,22 @@ fn record(state: &Arc<EdgeState>, job: &FollowUp, tokens: Tokens) {
     {
         return;
     }
+    state.metrics.followed_up(&Finished {
+        method: &Method::GET,
+        family: job.family,
+        event_id: &job.event_id,
+        served: Some(ServedBy {
+            resource_id: &job.resource_id,
+            model: &job.deployment,
+            provider: None,
+        }),
+        status: 200,
+        duration: Duration::ZERO,
+        first_byte: None,
+        streamed: false,
+        tokens: Some(tokens),
+        added: None,
+    });
     let now_ms = chrono::Utc::now().timestamp_millis();
     state.usage.push(pb::UsageRecord {
         event_id: job.event_id.clone(),
