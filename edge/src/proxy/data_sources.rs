@@ -5,20 +5,23 @@
 //! authenticates as the resource (`system_assigned_managed_identity`,
 //! `user_assigned_managed_identity`, or no credential at all) would query, with the resource's
 //! identity, whatever endpoint and index the caller names: such a data source must be one of the
-//! event's own `azure-ai-search` indexes, the same ones its search route reaches.
+//! event's own `azure-ai-search` indexes, the same ones its search route reaches. An embedding
+//! deployment a data source names (`embedding_dependency.deployment_name`) is one of the
+//! serving resource's own: it must be one the event grants on that resource.
 //!
 //! Member names and discriminators are read as an upstream that ignores case could read them
 //! (`dataSources`, `DATA_SOURCES`, `indexName`, `SystemAssignedManagedIdentity`), and duplicate
 //! members all count: whichever one upstream keeps must pass.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use http::StatusCode;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::proxy::errors::ProxyError;
 use crate::proxy::field_names::{self, Prefilter};
-use crate::snapshot::CatalogSnapshot;
+use crate::proxy::{AZURE_AI_SEARCH, FOUNDRY_MODEL};
+use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 
 /// Every spelling of the member (`data_sources`, `dataSources`) holds this, in some case.
 static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(&["source"]));
@@ -37,53 +40,91 @@ const CALLERS_CREDENTIALS: [&str; 6] = [
     "usernameandpassword",
 ];
 
-/// The model type of the search indexes an event grants.
-const SEARCH: &str = "azure-ai-search";
-
 /// Refuses a chat `body` whose data sources would reach, as the Azure resource, anything but
-/// one of `event_id`'s search indexes. A body that cannot name data sources costs a prefilter.
-pub fn check(body: &[u8], snapshot: &CatalogSnapshot, event_id: &str) -> Result<(), ProxyError> {
-    let granted = |endpoint: &str, index: &str| {
+/// one of `event_id`'s search indexes, or would embed with a deployment the event does not grant
+/// on every resource of `serving` (the pool that may serve the call; `None` when the event has
+/// no such pool, which the call's routing refuses). A body that cannot name data sources costs
+/// a prefilter.
+pub fn check(
+    body: &[u8],
+    snapshot: &CatalogSnapshot,
+    event_id: &str,
+    serving: Option<&[Arc<UpstreamResource>]>,
+) -> Result<(), ProxyError> {
+    let index = |endpoint: &str, index: &str| {
         snapshot
-            .pool(event_id, SEARCH, index)
+            .pool(event_id, AZURE_AI_SEARCH, index)
             .is_some_and(|members| {
                 members
                     .iter()
                     .any(|m| same_origin(&m.endpoint_url, endpoint))
             })
     };
-    if reach_only(body, granted)? {
-        return Ok(());
-    }
-    let available = snapshot.names(event_id, SEARCH).join(", ");
+    let deployment = |name: &str| {
+        let granted = snapshot.pool(event_id, FOUNDRY_MODEL, name);
+        serving.is_none_or(|serving| {
+            serving.iter().all(|m| {
+                granted.is_some_and(|g| g.iter().any(|e| same_origin(&e.origin, &m.origin)))
+            })
+        })
+    };
+    let (what, available) = match judge(body, index, deployment)? {
+        None => return Ok(()),
+        Some(Refusal::Index) => (
+            "a data source that authenticates as the Azure resource (its managed identity, or \
+             no credential of your own) must be one of this event's search indexes, named by \
+             its endpoint and index_name. Available search indexes are",
+            snapshot.names(event_id, AZURE_AI_SEARCH),
+        ),
+        Some(Refusal::Deployment) => (
+            "an embedding deployment_name must be one of this event's deployments on the \
+             resource that serves the call. Available deployments are",
+            snapshot.names(event_id, FOUNDRY_MODEL),
+        ),
+    };
+    let available = match available.join(", ") {
+        none if none.is_empty() => "(none)".to_string(),
+        names => names,
+    };
     Err(ProxyError::new(
         StatusCode::FORBIDDEN,
-        format!(
-            "data_sources: a data source that authenticates as the Azure resource (its managed \
-             identity, or no credential of your own) must be one of this event's search \
-             indexes, named by its endpoint and index_name. Available search indexes are: {}",
-            if available.is_empty() {
-                "(none)"
-            } else {
-                &available
-            }
-        ),
+        format!("data_sources: {what}: {available}"),
     ))
 }
 
-/// Whether the data sources of `body` reach, as the Azure resource, only `granted` indexes
-/// (endpoint, index name).
-fn reach_only(body: &[u8], granted: impl Fn(&str, &str) -> bool) -> Result<bool, ProxyError> {
+/// Why data sources are refused.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// One reaches, as the resource, a search index `index` does not grant (endpoint, name).
+    Index,
+    /// One names an embedding deployment `deployment` does not grant.
+    Deployment,
+}
+
+/// The data sources of `body` judged against what is granted: `None` when they may pass.
+fn judge(
+    body: &[u8],
+    index: impl Fn(&str, &str) -> bool,
+    deployment: impl Fn(&str) -> bool,
+) -> Result<Option<Refusal>, ProxyError> {
     if !PREFILTER.may_hold(body) {
-        return Ok(true);
+        return Ok(None);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let sources = TopLevel
         .deserialize(&mut deserializer)
         .map_err(|_| ProxyError::bad_request("Invalid JSON in request body"))?;
-    Ok(sources
-        .iter()
-        .all(|node| node.as_resource_reaches(&granted)))
+    if !sources.iter().all(|node| node.as_resource_reaches(&index)) {
+        return Ok(Some(Refusal::Index));
+    }
+    let mut named = Vec::new();
+    for node in &sources {
+        node.deployments(&mut named);
+    }
+    if !named.iter().all(|d| d.is_some_and(&deployment)) {
+        return Ok(Some(Refusal::Deployment));
+    }
+    Ok(None)
 }
 
 /// A member name or discriminator folded: ASCII lower case through Unicode case mappings,
@@ -148,6 +189,23 @@ impl Node {
                     })
             }
             Node::Str(_) | Node::Other => true,
+        }
+    }
+
+    /// Every `deployment_name` inside (an embedding dependency's), wherever it stands; `None` for
+    /// one that is not a string.
+    fn deployments<'a>(&'a self, named: &mut Vec<Option<&'a str>>) {
+        match self {
+            Node::Seq(items) => items.iter().for_each(|item| item.deployments(named)),
+            Node::Map(members) => {
+                for (name, value) in members {
+                    if key(name).as_deref() == Some("deploymentname") {
+                        named.push(value.str());
+                    }
+                    value.deployments(named);
+                }
+            }
+            Node::Str(_) | Node::Other => {}
         }
     }
 
@@ -308,12 +366,19 @@ mod tests {
 
     const GRANTED: &str = "https://search-a.search.windows.net";
 
-    /// Whether `body` passes with index `products` on [`GRANTED`] the event's only one.
-    fn passes(body: &str) -> bool {
-        reach_only(body.as_bytes(), |endpoint, index| {
-            same_origin(GRANTED, endpoint) && index == "products"
-        })
+    /// What `body` meets with index `products` on [`GRANTED`] the event's only one, and `ada`
+    /// its only embedding deployment.
+    fn judged(body: &str) -> Option<Refusal> {
+        judge(
+            body.as_bytes(),
+            |endpoint, index| same_origin(GRANTED, endpoint) && index == "products",
+            |deployment| deployment == "ada",
+        )
         .unwrap()
+    }
+
+    fn passes(body: &str) -> bool {
+        judged(body).is_none()
     }
 
     fn with(sources: Value) -> String {
@@ -463,6 +528,34 @@ mod tests {
         assert!(passes(&source(
             r#""endpoint": "https://search-a.search.windows.net", "index_name": "products", "authentication": {"type": "system_assigned_managed_identity"}, "authentication": {"type": "api_key", "key": "k"}"#
         )));
-        assert!(reach_only(b"{\"data_sources\": [", |_, _| true).is_err());
+        assert!(judge(b"{\"data_sources\": [", |_, _| true, |_| true).is_err());
+    }
+
+    #[test]
+    fn an_embedding_deployment_must_be_granted() {
+        let embedding = |dependency: Value| {
+            with(json!([{"type": "azure_search", "parameters": {
+                "endpoint": "https://other.search.windows.net", "index_name": "x",
+                "authentication": {"type": "api_key", "key": "k"},
+                "embedding_dependency": dependency}}]))
+        };
+        assert!(passes(&embedding(
+            json!({"type": "deployment_name", "deployment_name": "ada"})
+        )));
+        for dependency in [
+            json!({"type": "deployment_name", "deployment_name": "gpt-4-reserved"}),
+            json!({"type": "deployment_name", "deployment_name": 7}),
+            json!({"type": "DeploymentName", "deploymentName": "gpt-4-reserved"}),
+        ] {
+            assert_eq!(
+                judged(&embedding(dependency.clone())),
+                Some(Refusal::Deployment),
+                "{dependency}"
+            );
+        }
+        // An embeddings endpoint of the caller's own, with the caller's key: passes.
+        assert!(passes(&embedding(json!({"type": "endpoint",
+            "endpoint": "https://e.openai.azure.com/openai/deployments/x/embeddings",
+            "authentication": {"type": "api_key", "key": "k"}}))));
     }
 }

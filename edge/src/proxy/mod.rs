@@ -441,7 +441,13 @@ async fn serve(
             stores_response = call.store != Some(false);
             responses_body = Some(bytes);
         } else if file_parts {
-            data_sources::check(bytes, &snapshot, &caller.event.id)?;
+            let serving = match plan.name {
+                Name::Path(_) => path_pool,
+                _ => model
+                    .as_deref()
+                    .and_then(|name| snapshot.pool(&caller.event.id, plan.model_type, name)),
+            };
+            data_sources::check(bytes, &snapshot, &caller.event.id, serving)?;
             if foundry::references::may_reference(bytes) {
                 Box::pin(foundry::authorize_body(state, &caller, bytes)).await?;
             }
@@ -602,8 +608,8 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
     request.into_parts().0
 }
 
-const FOUNDRY_MODEL: &str = "foundry-model";
-const AZURE_AI_SEARCH: &str = "azure-ai-search";
+pub(crate) const FOUNDRY_MODEL: &str = "foundry-model";
+pub(crate) const AZURE_AI_SEARCH: &str = "azure-ai-search";
 const AI_INFERENCE: &str = "ai-inference";
 const MCP_SERVER: &str = "mcp-server";
 

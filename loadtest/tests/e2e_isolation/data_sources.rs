@@ -122,6 +122,33 @@ async fn data_sources_reach_only_the_events_indexes_as_the_resource() {
                 ),
             ),
         ];
+        // An embedding deployment is the serving resource's own: one the event grants there.
+        let embedding = |deployment: &str| {
+            json!([{"type": "azure_search", "parameters": {
+                "endpoint": "https://elsewhere.search.windows.net", "index_name": "products",
+                "authentication": {"type": "api_key", "key": "the attendee's own search key"},
+                "embedding_dependency": {"type": "deployment_name", "deployment_name": deployment}}}])
+        };
+        let body = chat(path, "data_sources", embedding("text-embedding-reserved"));
+        let reply = unreached(stack.mock(), &client, "POST", path, &stack.b, Some(&body)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            reply.text()
+        );
+        assert!(
+            reply.error_message().starts_with(
+                "data_sources: an embedding deployment_name must be one of this event's deployments"
+            ),
+            "{path}: {}",
+            reply.text()
+        );
+        let mut allowed = allowed.to_vec();
+        allowed.push((
+            "an embedding deployment the event grants",
+            embedding("gpt-4o"),
+        ));
         for (what, sources) in allowed {
             let body = chat(path, "data_sources", sources);
             let before = stack.mock().stats.total();
