@@ -519,18 +519,38 @@ async fn a_stream_whose_client_left_is_counted_even_when_the_edge_stops_meanwhil
     drop(body);
     tokio::time::sleep(Duration::from_millis(100)).await;
     // …and is told to stop while it still does: the record must not be lost.
+    // The mock ledgers a stream's usage once it has sent it all: the edge read it to the end.
+    stop_then_count(&s, &mut edge).await;
+}
+
+/// Stops `edge` (SIGTERM) and waits until it has exited; then the event's usage totals must
+/// equal what the mock reported, and not be nothing.
+async fn stop_then_count(s: &Scenario, edge: &mut Edge) {
     edge.terminate();
     assert!(
         edge.wait_exit(Duration::from_secs(20)).await.is_some(),
         "{}",
         edge.log()
     );
-    // The mock ledgers a stream's usage once it has sent it all: the edge read it to the end.
     let totals = s
         .admin
         .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
         .await;
     assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
+}
+
+/// Waits until the event's usage totals show tokens, then until they equal what the mock
+/// reported; returns them.
+async fn counted(s: &Scenario) -> Value {
+    eventually(
+        "the tokens are counted",
+        Duration::from_secs(20),
+        || async { s.admin.usage_totals(&s.event_id).await["total_tokens"].as_u64() > Some(0) },
+    )
+    .await;
+    s.admin
+        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(5))
+        .await
 }
 
 /// The standard scenario plus a Foundry agent resource on the mock's project `hack`; A's agent
@@ -702,6 +722,7 @@ async fn an_edge_that_stops_reads_the_runs_it_follows_once_more() {
     ];
     let mut edge = Edge::start_with_env(&s.cp, "", &env).await;
     let (thread, agent) = with_agents(&s, &edge).await;
+    let created = std::time::Instant::now();
     foundry(
         &edge,
         &s.key,
@@ -710,17 +731,14 @@ async fn an_edge_that_stops_reads_the_runs_it_follows_once_more() {
         Some(json!({"assistant_id": agent})),
     )
     .await;
-    edge.terminate();
+    stop_then_count(&s, &mut edge).await;
+    // Its own schedule would have read the run 5 s after it was seen: the edge, gone before
+    // then, read it when told to stop.
     assert!(
-        edge.wait_exit(Duration::from_secs(20)).await.is_some(),
-        "{}",
-        edge.log()
+        created.elapsed() < Duration::from_secs(5),
+        "the edge waited for the follow-up's schedule ({:?})",
+        created.elapsed()
     );
-    let totals = s
-        .admin
-        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(10))
-        .await;
-    assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
 }
 
 /// A `background: true` response answers queued; its usage comes with a read of the finished
@@ -738,16 +756,7 @@ async fn a_background_response_no_client_reads_is_followed_and_counted() {
     assert_eq!(response.status(), StatusCode::OK);
     let response: Value = response.json().await.unwrap();
     assert_eq!(response["status"], "queued", "{response}");
-    eventually(
-        "the response's tokens are counted",
-        Duration::from_secs(20),
-        || async { s.admin.usage_totals(&s.event_id).await["total_tokens"].as_u64() > Some(0) },
-    )
-    .await;
-    let totals = s
-        .admin
-        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(5))
-        .await;
+    let totals = counted(&s).await;
     assert!(totals["total_tokens"].as_u64().unwrap_or(0) > 0, "{totals}");
     assert_eq!(totals["requests"].as_u64(), Some(1), "{totals}");
     let read = format!("/openai/v1/responses/{}", response["id"].as_str().unwrap());
@@ -777,15 +786,6 @@ async fn a_run_whose_stream_ends_before_it_does_is_followed_and_counted() {
         text.contains("thread.run.queued") && !text.contains("\"usage\":{"),
         "{text}"
     );
-    eventually(
-        "the run's tokens are counted",
-        Duration::from_secs(20),
-        || async { s.admin.usage_totals(&s.event_id).await["total_tokens"].as_u64() > Some(0) },
-    )
-    .await;
-    let totals = s
-        .admin
-        .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(5))
-        .await;
+    let totals = counted(&s).await;
     assert_eq!(totals["requests"].as_u64(), Some(3), "{totals}");
 }
