@@ -580,6 +580,12 @@ async fn with_agents(s: &Scenario, edge: &Edge) -> (String, String) {
     )
 }
 
+/// `agent` run on `thread` (not streamed): the run, as answered (queued).
+async fn start_run(edge: &Edge, key: &str, thread: &str, agent: &str) -> Value {
+    let body = json!({"assistant_id": agent});
+    foundry(edge, key, "POST", &format!("{thread}/runs"), Some(body)).await
+}
+
 /// A Foundry call through `edge` that must succeed; its JSON answer.
 async fn foundry(edge: &Edge, key: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let (status, answer) = foundry_call(edge, key, method, path, body).await;
@@ -620,14 +626,7 @@ async fn a_run_no_client_reads_to_its_end_is_followed_and_counted() {
     set_event(&s, json!({"daily_token_cap": 1})).await;
     s.admin.wait_edges_acked(1, Duration::from_secs(5)).await;
     let mut calls = 4u64; // agents, thread, and the two below.
-    let run = foundry(
-        &s.edge,
-        &s.key,
-        "POST",
-        &format!("{thread}/runs"),
-        Some(json!({"assistant_id": agent})),
-    )
-    .await;
+    let run = start_run(&s.edge, &s.key, &thread, &agent).await;
     assert_eq!(run["status"], "queued", "{run}");
     let messages = foundry(&s.edge, &s.key, "GET", &format!("{thread}/messages"), None).await;
     assert!(
@@ -684,14 +683,7 @@ async fn a_run_no_client_reads_to_its_end_is_followed_and_counted() {
 async fn a_run_its_client_reads_finished_is_not_read_again_by_the_edge() {
     let s = Scenario::start(MockConfig::default()).await;
     let (thread, agent) = with_agents(&s, &s.edge).await;
-    let run = foundry(
-        &s.edge,
-        &s.key,
-        "POST",
-        &format!("{thread}/runs"),
-        Some(json!({"assistant_id": agent})),
-    )
-    .await;
+    let run = start_run(&s.edge, &s.key, &thread, &agent).await;
     let run_path = format!("{thread}/runs/{}", run["id"].as_str().unwrap());
     let finished = foundry(&s.edge, &s.key, "GET", &run_path, None).await;
     assert_eq!(finished["status"], "completed", "{finished}");
@@ -723,14 +715,7 @@ async fn an_edge_that_stops_reads_the_runs_it_follows_once_more() {
     let mut edge = Edge::start_with_env(&s.cp, "", &env).await;
     let (thread, agent) = with_agents(&s, &edge).await;
     let created = std::time::Instant::now();
-    foundry(
-        &edge,
-        &s.key,
-        "POST",
-        &format!("{thread}/runs"),
-        Some(json!({"assistant_id": agent})),
-    )
-    .await;
+    start_run(&edge, &s.key, &thread, &agent).await;
     stop_then_count(&s, &mut edge).await;
     // Its own schedule would have read the run 5 s after it was seen: the edge, gone before
     // then, read it when told to stop.
