@@ -580,6 +580,17 @@ async fn with_agents(s: &Scenario, edge: &Edge) -> (String, String) {
     )
 }
 
+/// The runs and responses `edge` follows now, as `/readyz` shows them.
+async fn follow_ups(edge: &Edge) -> u64 {
+    let ready: Value = reqwest::get(format!("{}/readyz", edge.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ready["follow_ups"].as_u64().expect("follow_ups in /readyz")
+}
+
 /// `agent` run on `thread` (not streamed): the run, as answered (queued).
 async fn start_run(edge: &Edge, key: &str, thread: &str, agent: &str) -> Value {
     let body = json!({"assistant_id": agent});
@@ -628,6 +639,11 @@ async fn a_run_no_client_reads_to_its_end_is_followed_and_counted() {
     let mut calls = 4u64; // agents, thread, and the two below.
     let run = start_run(&s.edge, &s.key, &thread, &agent).await;
     assert_eq!(run["status"], "queued", "{run}");
+    assert_eq!(
+        follow_ups(&s.edge).await,
+        1,
+        "/readyz shows the run followed"
+    );
     let messages = foundry(&s.edge, &s.key, "GET", &format!("{thread}/messages"), None).await;
     assert!(
         !messages["data"].as_array().unwrap().is_empty(),
@@ -665,6 +681,12 @@ async fn a_run_no_client_reads_to_its_end_is_followed_and_counted() {
         1,
         "the edge read the run once"
     );
+    eventually(
+        "the edge no longer follows the run",
+        Duration::from_secs(5),
+        || async { follow_ups(&s.edge).await == 0 },
+    )
+    .await;
     let totals = s
         .admin
         .assert_usage_matches(&s.event_id, &[&s.mock], Duration::from_secs(15))

@@ -338,7 +338,8 @@ async fn serve(
         meter.charge = admitted.unwrap_or_default();
         meter.span = span.clone();
         if matches!(family, "agents" | "responses") {
-            meter.follow_query = request.uri().query().map(str::to_string);
+            let version = api_version(request.uri().query());
+            meter.follow_api_version = (!version.is_empty()).then(|| version.to_string());
         }
         *metering = Some(meter);
         if let Some(error) = refused {

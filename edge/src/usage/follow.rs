@@ -47,8 +47,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct FollowUp {
     pub resource_id: String,
     pub object: Unfinished,
-    /// The client's query string (`api-version`), sent with each read.
-    pub query: Option<String>,
+    /// The client's `api-version`, sent with each read (nothing else of its query is).
+    pub api_version: Option<String>,
     pub once_key: String,
     pub charge: Charge,
     pub event_id: String,
@@ -68,8 +68,8 @@ impl FollowUp {
             Unfinished::Response { id } if is_id(id) => format!("/openai/v1/responses/{id}"),
             _ => return None,
         };
-        Some(match &self.query {
-            Some(query) => format!("{path}?{query}"),
+        Some(match &self.api_version {
+            Some(version) => format!("{path}?api-version={version}"),
             None => path,
         })
     }

@@ -155,9 +155,9 @@ pub struct Metering {
     /// The request's span (off when telemetry is): usage is recorded on it, and it ends when
     /// the answer has been streamed.
     pub span: aiproxy_telemetry::ServerSpan,
-    /// The client's query string, sent again when the edge follows a run or response this
-    /// answer shows at work (see `super::follow`); kept only for calls that can show one.
-    pub follow_query: Option<String>,
+    /// The client's `api-version`, sent again (alone) when the edge follows a run or response
+    /// this answer shows at work (see `super::follow`); kept only for calls that can show one.
+    pub follow_api_version: Option<String>,
     started: Instant,
     started_at_ms: i64,
 }
@@ -180,7 +180,7 @@ impl Metering {
             strip_usage_chunk: false,
             charge: Charge::default(),
             span: aiproxy_telemetry::ServerSpan::off(),
-            follow_query: None,
+            follow_api_version: None,
             started,
             started_at_ms,
         }
@@ -417,7 +417,7 @@ impl Pending {
                 FollowUp {
                     resource_id: resource_id.clone(),
                     object,
-                    query: m.follow_query.clone(),
+                    api_version: m.follow_api_version.clone(),
                     once_key,
                     charge: m.charge.clone(),
                     event_id: m.event_id.clone(),
