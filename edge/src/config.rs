@@ -71,6 +71,12 @@ pub struct EdgeConfig {
     )]
     pub ownership_negative_ttl_ms: u64,
 
+    /// Runs and background responses one attendee may have at work, followed by this edge for
+    /// their usage, before the attendee's agent and Responses calls that create objects are
+    /// refused (429) until some end.
+    #[arg(long, env = "AIPROXY_FOLLOW_UPS_PER_ATTENDEE", default_value_t = 100)]
+    pub follow_ups_per_attendee: usize,
+
     /// A client must send a request's headers within this many milliseconds (slow clients).
     #[arg(long, env = "AIPROXY_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,

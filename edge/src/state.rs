@@ -100,7 +100,7 @@ impl EdgeState {
                 config.state_dir.as_deref(),
             ),
             drains: Arc::default(),
-            follow_ups: crate::usage::FollowUps::default(),
+            follow_ups: crate::usage::FollowUps::new(config.follow_ups_per_attendee),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
             region: config.region.as_str().into(),

@@ -796,3 +796,40 @@ async fn a_run_whose_stream_ends_before_it_does_is_followed_and_counted() {
     let totals = counted(&s).await;
     assert_eq!(totals["requests"].as_u64(), Some(3), "{totals}");
 }
+
+/// An attendee with `AIPROXY_FOLLOW_UPS_PER_ATTENDEE` runs at work, followed for their usage,
+/// starts no more until some end: no one crowds out the others' follow-ups, or starts runs faster
+/// than the edge can count them. Other attendees are not held back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attendee_with_many_runs_at_work_starts_no_more_until_they_end() {
+    let s = Scenario::start(MockConfig::default()).await;
+    let env = [("AIPROXY_FOLLOW_UPS_PER_ATTENDEE", "2")];
+    let edge = Edge::start_with_env(&s.cp, "", &env).await;
+    let (thread, agent) = with_agents(&s, &edge).await;
+    for _ in 0..2 {
+        start_run(&edge, &s.key, &thread, &agent).await;
+    }
+    let body = json!({"assistant_id": agent});
+    let (status, refused) = foundry_call(
+        &edge,
+        &s.key,
+        "POST",
+        &format!("{thread}/runs"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        "You have 2 runs or responses still at work: wait for some to end before starting more."
+    );
+    let b = s.admin.add_attendee(&s.event_id, "attendee-2").await;
+    s.admin.wait_edges_acked(2, Duration::from_secs(5)).await;
+    foundry(&edge, &b, "POST", "/threads", Some(json!({}))).await;
+    // Once the edge has read A's runs to their end, A may start another.
+    eventually("A's runs end", Duration::from_secs(20), || async {
+        follow_ups(&edge).await == 0
+    })
+    .await;
+    start_run(&edge, &s.key, &thread, &agent).await;
+}

@@ -345,6 +345,13 @@ async fn serve(
         if let Some(error) = refused {
             return Err(error);
         }
+        // An attendee with many runs and responses at work starts no more until some end.
+        if matches!(family, "agents" | "responses")
+            && request.method() == http::Method::POST
+            && let Some(error) = state.follow_ups.refusal(&caller.event.id, &caller.user_id)
+        {
+            return Err(error);
+        }
     }
     let Some(plan) = plan else {
         return match foundry_path {

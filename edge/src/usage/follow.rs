@@ -8,11 +8,13 @@
 //! edge stops following as soon as such a read was charged).
 //!
 //! Bounded: at most [`MOST_FOLLOWED`] objects per edge, each for at most [`FOLLOWED_FOR`], one
-//! read at a time. A follow-up's record carries `follow_up` (tokens, no request). On shutdown
+//! read at a time; an attendee with `AIPROXY_FOLLOW_UPS_PER_ATTENDEE` of them has further
+//! creating calls refused ([`FollowUps::refusal`]), so no attendee can crowd out the others' or
+//! start runs faster than the edge can count them. A follow-up's record carries `follow_up` (tokens, no request). On shutdown
 //! each follow-up reads its object once more at once and records what it finds (see
 //! [`FollowUps::stop`]); one still at work then is left unrecorded, with a warning.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use super::scan::{self, Tokens, Unfinished};
 use crate::body::{full, read_to_bytes};
 use crate::metrics::{Finished, ServedBy};
 use crate::proxy::canonical::is_id;
+use crate::proxy::errors::ProxyError;
 use crate::quota::Charge;
 use crate::state::EdgeState;
 
@@ -78,27 +81,55 @@ impl FollowUp {
 /// The objects this edge follows.
 #[derive(Debug)]
 pub struct FollowUps {
-    following: Mutex<HashSet<String>>,
+    following: Mutex<Following>,
+    per_attendee: usize,
     stop: watch::Sender<bool>,
 }
 
-impl Default for FollowUps {
-    fn default() -> Self {
-        Self {
-            following: Mutex::new(HashSet::new()),
-            stop: watch::Sender::new(false),
-        }
-    }
+/// The once-keys followed, and how many are each attendee's (event id, user id).
+#[derive(Debug, Default)]
+struct Following {
+    keys: HashSet<String>,
+    by_attendee: HashMap<(String, String), usize>,
 }
 
 impl FollowUps {
-    /// Objects followed now.
-    pub fn following(&self) -> usize {
-        self.lock().len()
+    /// `per_attendee`: `AIPROXY_FOLLOW_UPS_PER_ATTENDEE`.
+    pub fn new(per_attendee: usize) -> Self {
+        Self {
+            following: Mutex::default(),
+            per_attendee,
+            stop: watch::Sender::new(false),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    /// Objects followed now.
+    pub fn following(&self) -> usize {
+        self.lock().keys.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Following> {
         self.following.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// 429 for a call that may start a run or response, when the attendee has
+    /// `per_attendee` of them followed already.
+    pub fn refusal(&self, event_id: &str, user_id: &str) -> Option<ProxyError> {
+        let following = self.lock();
+        let held = following
+            .by_attendee
+            .get(&(event_id.to_string(), user_id.to_string()))
+            .copied()
+            .unwrap_or(0);
+        (held >= self.per_attendee).then(|| {
+            ProxyError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "You have {held} runs or responses still at work: wait for some to end before starting more."
+                ),
+            )
+            .with_retry_after(FIRST_LOOK.as_secs() as i64)
+        })
     }
 
     /// Follows `job`'s object until it ends, unless it is followed already (or too many are).
@@ -115,27 +146,35 @@ impl FollowUps {
         if *self.stop.borrow() {
             return;
         }
+        let attendee = (job.event_id.clone(), job.user_id.clone());
         {
             let mut following = self.lock();
-            if following.contains(&job.once_key) {
+            if following.keys.contains(&job.once_key) {
                 return;
             }
-            if following.len() >= MOST_FOLLOWED {
+            let held = following.by_attendee.get(&attendee).copied().unwrap_or(0);
+            if following.keys.len() >= MOST_FOLLOWED || held >= self.per_attendee {
                 tracing::warn!(
-                    most = MOST_FOLLOWED,
+                    followed = following.keys.len(),
+                    by_the_attendee = held,
                     "too many runs and responses followed: this one's tokens count only if a client reads it finished"
                 );
                 return;
             }
-            following.insert(job.once_key.clone());
+            following.keys.insert(job.once_key.clone());
+            *following.by_attendee.entry(attendee.clone()).or_default() += 1;
         }
         let ticket = state.drains.start();
         let stop = self.stop.subscribe();
-        let state = state.clone();
+        let entry = Entry {
+            state: state.clone(),
+            once_key: job.once_key.clone(),
+            attendee,
+        };
         runtime.spawn(async move {
             let _ticket = ticket;
-            follow(&state, &job, &path, stop).await;
-            state.follow_ups.lock().remove(&job.once_key);
+            follow(&entry.state, &job, &path, stop).await;
+            drop(entry);
         });
     }
 
@@ -143,6 +182,27 @@ impl FollowUps {
     /// stops. `drains.finish` then waits for those last reads.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+}
+
+/// One object followed: counted in [`FollowUps`] until dropped (its follow-up ended, panicked,
+/// or was dropped unrun).
+struct Entry {
+    state: Arc<EdgeState>,
+    once_key: String,
+    attendee: (String, String),
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut following = self.state.follow_ups.lock();
+        following.keys.remove(&self.once_key);
+        if let Some(held) = following.by_attendee.get_mut(&self.attendee) {
+            *held -= 1;
+            if *held == 0 {
+                following.by_attendee.remove(&self.attendee);
+            }
+        }
     }
 }
 
