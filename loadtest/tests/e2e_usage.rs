@@ -809,16 +809,19 @@ async fn an_attendee_with_many_runs_at_work_starts_no_more_until_they_end() {
     for _ in 0..2 {
         start_run(&edge, &s.key, &thread, &agent).await;
     }
-    let body = json!({"assistant_id": agent});
-    let (status, refused) = foundry_call(
-        &edge,
-        &s.key,
-        "POST",
-        &format!("{thread}/runs"),
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    let refused = reqwest::Client::new()
+        .post(format!(
+            "{}{thread}/runs?api-version=2025-05-15-preview",
+            edge.api_base()
+        ))
+        .header("api-key", &s.key)
+        .json(&json!({"assistant_id": agent}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let refused: Value = refused.json().await.unwrap();
     assert_eq!(
         refused["error"]["message"],
         "You have 2 runs or responses still at work: wait for some to end before starting more."

@@ -132,8 +132,10 @@ impl FollowUps {
         })
     }
 
-    /// Follows `job`'s object until it ends, unless it is followed already (or too many are).
-    /// Counted in `state.drains` while it runs, so shutdown waits for its last read.
+    /// Follows `job`'s object until it ends, unless it is followed already (or the edge follows
+    /// [`MOST_FOLLOWED`]). The attendee's own bound is kept at admission ([`Self::refusal`]):
+    /// runs their concurrent calls started past it are followed all the same. Counted in
+    /// `state.drains` while it runs, so shutdown waits for its last read.
     pub fn follow(&self, state: &Arc<EdgeState>, job: FollowUp) {
         let Some(path) = job.path() else {
             tracing::warn!(object = ?job.object, "an unfinished object's id is not one the edge can read it by");
@@ -152,11 +154,9 @@ impl FollowUps {
             if following.keys.contains(&job.once_key) {
                 return;
             }
-            let held = following.by_attendee.get(&attendee).copied().unwrap_or(0);
-            if following.keys.len() >= MOST_FOLLOWED || held >= self.per_attendee {
+            if following.keys.len() >= MOST_FOLLOWED {
                 tracing::warn!(
-                    followed = following.keys.len(),
-                    by_the_attendee = held,
+                    most = MOST_FOLLOWED,
                     "too many runs and responses followed: this one's tokens count only if a client reads it finished"
                 );
                 return;
