@@ -42,14 +42,14 @@ const CALLERS_CREDENTIALS: [&str; 6] = [
 
 /// Refuses a chat `body` whose data sources would reach, as the Azure resource, anything but
 /// one of `event_id`'s search indexes, or would embed with a deployment the event does not grant
-/// on every resource of `serving` (the pool that may serve the call; `None` when the event has
-/// no such pool, which the call's routing refuses). A body that cannot name data sources costs
-/// a prefilter.
-pub fn check(
+/// on every resource of `serving()` (the pool that may serve the call, looked up only then;
+/// `None` when the event has no such pool, which the call's routing refuses). A body that cannot
+/// name data sources costs a prefilter.
+pub fn check<'a>(
     body: &[u8],
-    snapshot: &CatalogSnapshot,
+    snapshot: &'a CatalogSnapshot,
     event_id: &str,
-    serving: Option<&[Arc<UpstreamResource>]>,
+    serving: impl Fn() -> Option<&'a [Arc<UpstreamResource>]>,
 ) -> Result<(), ProxyError> {
     let index = |endpoint: &str, index: &str| {
         snapshot
@@ -62,7 +62,7 @@ pub fn check(
     };
     let deployment = |name: &str| {
         let granted = snapshot.pool(event_id, FOUNDRY_MODEL, name);
-        serving.is_none_or(|serving| {
+        serving().is_none_or(|serving| {
             serving.iter().all(|m| {
                 granted.is_some_and(|g| g.iter().any(|e| same_origin(&e.origin, &m.origin)))
             })

@@ -449,7 +449,7 @@ async fn serve(
             stores_response = call.store != Some(false);
             responses_body = Some(bytes);
         } else if file_parts {
-            let serving = match plan.name {
+            let serving = || match plan.name {
                 Name::Path(_) => path_pool,
                 _ => model
                     .as_deref()
