@@ -432,6 +432,16 @@ impl Edge {
         format!("http://{}", self.addr)
     }
 
+    /// What `/readyz` says (whether ready or not).
+    pub async fn readiness(&self) -> Value {
+        reqwest::get(format!("{}/readyz", self.url()))
+            .await
+            .expect("the edge answers /readyz")
+            .json()
+            .await
+            .expect("/readyz is JSON")
+    }
+
     /// `<edge>/api/v1`: what SDKs use as their endpoint.
     pub fn api_base(&self) -> String {
         format!("{}/api/v1", self.url())

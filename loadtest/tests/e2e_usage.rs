@@ -470,12 +470,7 @@ async fn records_wait_on_disk_while_the_control_plane_is_down_and_arrive_after_a
             "the edge serves while the control plane is down"
         );
     }
-    let ready: Value = reqwest::get(format!("{}/readyz", edge.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = edge.readiness().await;
     assert_eq!(ready["usage"]["pending_records"], 5, "{ready}");
     // The control plane said it takes sums: one attendee's calls wait as one entry (two if an
     // hour began meanwhile).
@@ -582,13 +577,9 @@ async fn with_agents(s: &Scenario, edge: &Edge) -> (String, String) {
 
 /// The runs and responses `edge` follows now, as `/readyz` shows them.
 async fn follow_ups(edge: &Edge) -> u64 {
-    let ready: Value = reqwest::get(format!("{}/readyz", edge.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["follow_ups"].as_u64().expect("follow_ups in /readyz")
+    edge.readiness().await["follow_ups"]
+        .as_u64()
+        .expect("follow_ups in /readyz")
 }
 
 /// `agent` run on `thread` (not streamed): the run, as answered (queued).

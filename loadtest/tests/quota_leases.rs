@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aiproxy_loadtest::mock::MockConfig;
 use aiproxy_loadtest::stack::{API_VERSION, Scenario};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CLIENTS: usize = 8;
 
@@ -53,13 +53,7 @@ async fn hammer(s: &Scenario, run: Duration) -> (u64, u64) {
 }
 
 async fn lease_calls(s: &Scenario) -> u64 {
-    let ready: Value = reqwest::get(format!("{}/readyz", s.edge.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["quota"]["lease_calls"]
+    s.edge.readiness().await["quota"]["lease_calls"]
         .as_u64()
         .expect("readyz shows lease calls")
 }
