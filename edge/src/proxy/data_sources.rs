@@ -30,15 +30,27 @@ static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(&["sourc
 const LONGEST_NAME: usize = 32;
 
 /// `authentication.type` values that carry a credential of the caller's own, folded (see
-/// [`key`]). Any other value, or none, is the resource's identity.
-const CALLERS_CREDENTIALS: [&str; 6] = [
+/// [`key`]): the current API's and the 2023 previews' (`APIKey`, `AccessToken`…). Any other
+/// value, or none, is the resource's identity.
+const CALLERS_CREDENTIALS: [&str; 12] = [
+    "api_key",
     "apikey",
+    "connection_string",
     "connectionstring",
+    "key_and_key_id",
     "keyandkeyid",
+    "encoded_api_key",
     "encodedapikey",
+    "access_token",
     "accesstoken",
+    "username_and_password",
     "usernameandpassword",
 ];
+
+/// The member names read here, folded, in each API's spelling (`data_sources`, `dataSources`).
+const DATA_SOURCES: [&str; 2] = ["data_sources", "datasources"];
+const INDEX_NAME: [&str; 2] = ["index_name", "indexname"];
+const DEPLOYMENT_NAME: [&str; 2] = ["deployment_name", "deploymentname"];
 
 /// Refuses a chat `body` whose data sources would reach, as the Azure resource, anything but
 /// one of `event_id`'s search indexes, or would embed with a deployment the event does not grant
@@ -127,13 +139,17 @@ fn judge(
     Ok(None)
 }
 
-/// A member name or discriminator folded: ASCII lower case through Unicode case mappings,
-/// without `_` (so `data_sources` and `dataSources` are one name); `None` when too long to be
-/// any name this module reads.
+/// A member name or discriminator folded: ASCII lower case through Unicode case mappings (so
+/// `dataSources` is `datasources`); `None` when too long to be any name this module reads.
+/// Underscores are kept: `authentica_tion` is no name upstream reads, so it must not count as
+/// the `authentication` beside an endpoint.
 fn key(name: &str) -> Option<String> {
-    let mut folded = field_names::folded(name, LONGEST_NAME)?;
-    folded.retain(|c| c != '_');
-    Some(folded)
+    field_names::folded(name, LONGEST_NAME)
+}
+
+/// Whether `name`, folded, is one of `spellings`.
+fn is(name: &str, spellings: &[&str]) -> bool {
+    key(name).is_some_and(|k| spellings.contains(&k.as_str()))
 }
 
 /// A JSON value, every member of an object kept (duplicates too, in order).
@@ -169,7 +185,7 @@ impl Node {
                             as_resource |= !value.is_callers_credential();
                         }
                         Some("endpoint") => endpoints.push(value.str()),
-                        Some("indexname") => indexes.push(value.str()),
+                        Some(k) if INDEX_NAME.contains(&k) => indexes.push(value.str()),
                         _ => {}
                     }
                     if !value.as_resource_reaches(granted) {
@@ -199,7 +215,7 @@ impl Node {
             Node::Seq(items) => items.iter().for_each(|item| item.deployments(named)),
             Node::Map(members) => {
                 for (name, value) in members {
-                    if key(name).as_deref() == Some("deploymentname") {
+                    if is(name, &DEPLOYMENT_NAME) {
                         named.push(value.str());
                     }
                     value.deployments(named);
@@ -216,15 +232,10 @@ impl Node {
         };
         let mut types = members
             .iter()
-            .filter(|(name, _)| key(name).as_deref() == Some("type"))
+            .filter(|(name, _)| is(name, &["type"]))
             .peekable();
         types.peek().is_some()
-            && types.all(|(_, value)| {
-                value
-                    .str()
-                    .and_then(key)
-                    .is_some_and(|t| CALLERS_CREDENTIALS.contains(&t.as_str()))
-            })
+            && types.all(|(_, value)| value.str().is_some_and(|t| is(t, &CALLERS_CREDENTIALS)))
     }
 }
 
@@ -271,7 +282,7 @@ impl<'de> Visitor<'de> for TopLevel {
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Vec<Node>, A::Error> {
         let mut sources = Vec::new();
         while let Some(name) = members.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key(&name).as_deref() == Some("datasources") {
+            if is(&name, &DATA_SOURCES) {
                 sources.push(members.next_value_seed(NodeSeed)?);
             } else {
                 members.next_value::<IgnoredAny>()?;
@@ -525,6 +536,14 @@ mod tests {
         assert!(!passes(
             r#"{"data_\u0073ources": [{"parameters": {"endpoint": "https://other.search.windows.net", "index_name": "x"}}]}"#
         ));
+        // Names and types upstream does not read are no credential: a decoy beside no real
+        // `authentication` leaves the resource to choose, so the endpoint must be granted.
+        for params in [
+            r#""endpoint": "https://other.search.windows.net", "index_name": "x", "authentica_tion": {"type": "api_key", "key": "k"}"#,
+            r#""endpoint": "https://other.search.windows.net", "index_name": "x", "authentication": {"type": "api_k_ey", "key": "k"}"#,
+        ] {
+            assert!(!passes(&source(params)), "{params}");
+        }
         assert!(passes(&source(
             r#""endpoint": "https://search-a.search.windows.net", "index_name": "products", "authentication": {"type": "system_assigned_managed_identity"}, "authentication": {"type": "api_key", "key": "k"}"#
         )));
