@@ -780,6 +780,31 @@ pub(crate) fn authorize_upstream(
 
 /// Every call to an upstream resource goes through here, so each answer and each failure is
 /// counted against that resource in the metrics (a 429 or 5xx answer is a failure).
+/// A call of the edge's own on `upstream` (no body): with the client's headers as a forwarded
+/// call has them, when it is made for a client, and the resource's credential. The answer's
+/// body is the caller's to read. A failed send is logged (without the credential) by
+/// [`send_upstream`].
+pub(crate) async fn own_call(
+    state: &EdgeState,
+    snapshot: &CatalogSnapshot,
+    upstream: &UpstreamResource,
+    method: http::Method,
+    uri: http::Uri,
+    client_headers: Option<&http::HeaderMap>,
+) -> Result<Response<crate::upstream::UpstreamBody>, ProxyError> {
+    let mut upstream_headers = match client_headers {
+        Some(client) => headers::for_upstream(client.clone()),
+        None => http::HeaderMap::new(),
+    };
+    upstream_headers.remove(http::header::CONTENT_TYPE);
+    authorize_upstream(state, snapshot, upstream, &mut upstream_headers)?;
+    let mut request = Request::new(crate::body::full(bytes::Bytes::new()));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream_headers;
+    send_upstream(state, upstream, request).await
+}
+
 pub(crate) async fn send_upstream(
     state: &EdgeState,
     upstream: &UpstreamResource,

@@ -10,22 +10,22 @@
 //! Bounded: at most [`MOST_FOLLOWED`] objects per edge, each for at most [`FOLLOWED_FOR`], one
 //! read at a time; an attendee with `AIPROXY_FOLLOW_UPS_PER_ATTENDEE` of them has further
 //! creating calls refused ([`FollowUps::refusal`]), so no attendee can crowd out the others' or
-//! start runs faster than the edge can count them. A follow-up's record carries `follow_up` (tokens, no request). On shutdown
-//! each follow-up reads its object once more at once and records what it finds (see
-//! [`FollowUps::stop`]); one still at work then is left unrecorded, with a warning.
+//! start runs faster than the edge can count them. A follow-up's record carries `follow_up`
+//! (tokens, no request). On shutdown each follow-up reads its object once more at once and
+//! records what it finds (see [`FollowUps::stop`]); one still at work then is left unrecorded,
+//! with a warning.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aiproxy_proto::v1 as pb;
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::scan::{self, Tokens, Unfinished};
-use crate::body::{full, read_to_bytes};
+use crate::body::read_to_bytes;
 use crate::metrics::{Finished, ServedBy};
 use crate::proxy::canonical::is_id;
 use crate::proxy::errors::ProxyError;
@@ -268,17 +268,8 @@ async fn read(state: &Arc<EdgeState>, resource_id: &str, path: &str) -> Read {
     else {
         return Read::Gone;
     };
-    let mut headers = http::HeaderMap::new();
-    if crate::proxy::authorize_upstream(state, &snapshot, &resource, &mut headers).is_err() {
-        return Read::Failed;
-    }
-    drop(snapshot);
-    let mut request = Request::new(full(Bytes::new()));
-    *request.method_mut() = Method::GET;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
     let answer = async {
-        let response = crate::proxy::send_upstream(state, &resource, request)
+        let response = crate::proxy::own_call(state, &snapshot, &resource, Method::GET, uri, None)
             .await
             .ok()?;
         let status = response.status();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aiproxy_proto::v1 as pb;
 use bytes::Bytes;
 use chrono::Utc;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
@@ -26,7 +26,6 @@ use crate::proxy::errors::ProxyError;
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::sse::{SseEvent, SseParser};
 use crate::state::EdgeState;
-use crate::upstream::headers;
 
 /// What a create call makes.
 pub struct Creation {
@@ -300,9 +299,8 @@ fn object_url(
     }
 }
 
-/// A call of the edge's own on `upstream` (no body), with the client's headers as a forwarded call
-/// has them and the resource's credential: the answer's status, or `None` if there was none. A
-/// failed send is logged (without the credential) by `send_upstream`.
+/// A call of the edge's own on `upstream` for the client (see `proxy::own_call`): the answer's
+/// status, or `None` if there was none.
 async fn call_upstream(
     state: &Arc<EdgeState>,
     upstream: &Arc<UpstreamResource>,
@@ -311,17 +309,17 @@ async fn call_upstream(
     client_headers: &http::HeaderMap,
 ) -> Option<StatusCode> {
     let uri = target.parse::<Uri>().ok()?;
-    let mut upstream_headers = headers::for_upstream(client_headers.clone());
-    upstream_headers.remove(http::header::CONTENT_TYPE);
     let snapshot = state.snapshot();
-    crate::proxy::authorize_upstream(state, &snapshot, upstream, &mut upstream_headers).ok()?;
-    let mut request = Request::new(full(Bytes::new()));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = upstream_headers;
-    let response = crate::proxy::send_upstream(state, upstream, request)
-        .await
-        .ok()?;
+    let response = crate::proxy::own_call(
+        state,
+        &snapshot,
+        upstream,
+        method,
+        uri,
+        Some(client_headers),
+    )
+    .await
+    .ok()?;
     Some(response.status())
 }
 

@@ -8,20 +8,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aiproxy_proto::v1 as pb;
-use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
 use super::{ObjectKind, available_resource, base_of};
-use crate::body::{EdgeBody, full};
+use crate::body::EdgeBody;
 use crate::proxy::canonical::is_id;
 use crate::proxy::client_auth::Caller;
 use crate::proxy::errors::{ProxyError, json_response};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
-use crate::upstream::headers;
 
 /// Upstream reads in flight for one page.
 const CONCURRENT_READS: usize = 8;
@@ -206,13 +204,15 @@ async fn read_object(
     let uri: Uri = target
         .parse()
         .map_err(|_| ProxyError::bad_request("api-version: not a valid query value"))?;
-    let mut upstream_headers = headers::for_upstream(client_headers.clone());
-    upstream_headers.remove(http::header::CONTENT_TYPE);
-    crate::proxy::authorize_upstream(state, snapshot, &upstream, &mut upstream_headers)?;
-    let mut request = Request::new(full(Bytes::new()));
-    *request.uri_mut() = uri;
-    *request.headers_mut() = upstream_headers;
-    let response = crate::proxy::send_upstream(state, &upstream, request).await?;
+    let response = crate::proxy::own_call(
+        state,
+        snapshot,
+        &upstream,
+        Method::GET,
+        uri,
+        Some(client_headers),
+    )
+    .await?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND {
         return Ok(Read::Gone);
