@@ -116,6 +116,10 @@ impl FollowUps {
     /// `per_attendee` of them followed already.
     pub fn refusal(&self, event_id: &str, user_id: &str) -> Option<ProxyError> {
         let following = self.lock();
+        if following.by_attendee.is_empty() {
+            // Most of the time: no key to build.
+            return None;
+        }
         let held = following
             .by_attendee
             .get(&(event_id.to_string(), user_id.to_string()))
@@ -130,6 +134,12 @@ impl FollowUps {
             )
             .with_retry_after(FIRST_LOOK.as_secs() as i64)
         })
+    }
+
+    /// Whether the object of this once-key is followed now (an answer that shows it at work
+    /// again need not build its follow-up).
+    pub fn follows(&self, once_key: &str) -> bool {
+        self.lock().keys.contains(once_key)
     }
 
     /// Follows `job`'s object until it ends, unless it is followed already (or the edge follows

@@ -412,20 +412,23 @@ impl Pending {
             && !resource_id.is_empty()
         {
             let once_key = bounded_once_key(format!("{resource_id}:{}", object.once_id()));
-            self.state.follow_ups.follow(
-                &self.state,
-                FollowUp {
-                    resource_id: resource_id.clone(),
-                    object,
-                    api_version: m.follow_api_version.clone(),
-                    once_key,
-                    charge: m.charge.clone(),
-                    event_id: m.event_id.clone(),
-                    user_id: m.user_id.clone(),
-                    deployment: deployment.clone(),
-                    family: m.family,
-                },
-            );
+            // A client polling its run shows it at work on every read: followed already.
+            if !self.state.follow_ups.follows(&once_key) {
+                self.state.follow_ups.follow(
+                    &self.state,
+                    FollowUp {
+                        resource_id: resource_id.clone(),
+                        object,
+                        api_version: m.follow_api_version.clone(),
+                        once_key,
+                        charge: m.charge.clone(),
+                        event_id: m.event_id.clone(),
+                        user_id: m.user_id.clone(),
+                        deployment: deployment.clone(),
+                        family: m.family,
+                    },
+                );
+            }
         }
         // Only a pool that served the call names the model: a made-up name is never a label.
         let served = (!resource_id.is_empty()).then(|| ServedBy {
