@@ -90,7 +90,7 @@ impl Drains {
         }
         tracing::warn!(
             running = self.running(),
-            "answers whose clients left were still being read at shutdown: their usage is recorded as far as it was read"
+            "answers whose clients left (or runs and responses followed) were still being read at shutdown: their usage is recorded as far as it was read"
         );
         self.stop.send_replace(true);
         // A stopped drain only makes its record; this bound is for a runtime that never ran it.
@@ -98,7 +98,10 @@ impl Drains {
             .await
             .is_err()
         {
-            tracing::warn!(running = self.running(), "drains did not stop");
+            tracing::warn!(
+                running = self.running(),
+                "drains and follow-ups did not stop"
+            );
         }
     }
 
