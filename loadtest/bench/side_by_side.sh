@@ -6,7 +6,7 @@
 # is pinned to one core, the load generator and the mock to another, the same for every path.
 #
 #   loadtest/bench/side_by_side.sh [--duration SECS] [--no-caps] [--flamegraph [SVG]] [--edge-bin PATH]
-#                                  [--otlp [--otlp-http]] [--edge-env KEY=VALUE]... [--instructions N] [--syscalls N] [--keep]
+#                                  [--otlp [--otlp-http]] [--edge-env KEY=VALUE]... [--instructions N [--stream]] [--syscalls N] [--keep]
 #
 #   --duration SECS  length of each throughput and fixed-rate run (default 10)
 #   --no-caps        the event has no token cap and no daily request cap
@@ -28,6 +28,8 @@
 #                    the instructions it executes per call over N calls (after 500 uncounted ones).
 #                    Counts, not seconds: repeatable whatever else the machine runs, so two edge
 #                    builds (--edge-bin) can be compared in separate runs. User space only.
+#                    With --stream, the calls are the SSE phase's streamed chat calls (the mock's
+#                    four chunks, 10 ms apart: 32 streams at a time).
 #   --syscalls N     instead of the comparison: count the system calls nginx and the edge make
 #                    (perf stat on the syscalls tracepoints, every thread of the proxy) over N
 #                    calls in a closed loop, then over N calls at half nginx's rate there, and
@@ -69,6 +71,7 @@ FLAME_SVG=docs/img/edge-flamegraph.svg
 EDGE_BIN=
 KEEP=0
 INSTRUCTIONS=0
+STREAM=0
 SYSCALLS=0
 OTLP=0
 OTLP_HTTP=0
@@ -96,12 +99,14 @@ while [[ $# -gt 0 ]]; do
     --otlp-http) OTLP_HTTP=1 ;;
     --edge-env) [[ $2 == *=* ]] || die "--edge-env: KEY=VALUE expected, got '$2'"; EDGE_ENV+=("$2"); shift ;;
     --instructions) INSTRUCTIONS=$2; shift ;;
+    --stream) STREAM=1 ;;
     --syscalls) SYSCALLS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
+[[ $STREAM == 0 || $INSTRUCTIONS -gt 0 ]] || die "--stream goes with --instructions N"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -334,6 +339,7 @@ oha_run() { # path out.json [oha args...]
 }
 
 if [[ $INSTRUCTIONS -gt 0 ]]; then
+  [[ $STREAM == 1 ]] && BODY=$STREAM_BODY
   oha_run edge "$DIR/uncounted.json" -n 500 -c "$CONNS"
   callgrind_control -i on "$EDGE_PID" >/dev/null 2>&1
   oha_run edge "$DIR/counted.json" -n "$INSTRUCTIONS" -c "$CONNS"
@@ -343,7 +349,7 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   total=$(cat "$DIR"/callgrind.out.* | awk '/^totals:/ {s += $2} END {print s + 0}')
   [[ $total -gt 0 ]] || die "callgrind counted no instructions (logs in $DIR; rerun with --keep)"
   log "edge $EDGE_BIN: $total instructions over $INSTRUCTIONS calls"
-  echo "edge instructions per call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
+  echo "edge instructions per ${STREAM/1/streamed }call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
   otlp_report
   exit 0
 fi

@@ -23,6 +23,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -432,16 +433,20 @@ impl Splitter {
         let mut start = 0;
         let mut i = 0;
         while i < chunk.len() {
-            let byte = chunk[i];
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+            if std::mem::take(&mut self.after_cr) && chunk[i] == b'\n' {
                 i += 1;
                 continue;
             }
-            if byte != b'\n' && byte != b'\r' {
+            // To the next line end: every byte before it is the line's.
+            let Some(text) = memchr::memchr2(b'\n', b'\r', &chunk[i..]) else {
                 self.line_empty = false;
-                i += 1;
-                continue;
+                break;
+            };
+            if text > 0 {
+                self.line_empty = false;
+                i += text;
             }
+            let byte = chunk[i];
             if !self.line_empty {
                 self.line_empty = true;
                 self.after_cr = byte == b'\r';
@@ -491,6 +496,7 @@ impl Splitter {
     }
 }
 
+#[derive(Debug, PartialEq)]
 enum Filtered {
     /// The usage-only chunk: its usage and model.
     Dropped(Tokens, Option<String>),
@@ -505,13 +511,38 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
     };
-    let members = if contains(&data, b"usage") {
-        top_level_members(&data)
-    } else {
-        None
+    let Some(first) = memmem::find(&data, b"usage") else {
+        out.extend_from_slice(event);
+        return Filtered::Kept(None);
     };
-    let Some(members) = members.filter(|_| serde_json::from_slice::<IgnoredAny>(&data).is_ok())
-    else {
+    // Nearly every chunk of a stream the edge asked usage for: one data line whose object ends
+    // with the only `usage` it names (its first is its last member's name), `null`. Cut without
+    // walking its members.
+    if let [segment] = &segments[..]
+        && let Some(cut) = trailing_null_usage(&data, first)
+        && is_json(&data)
+    {
+        let at = segment.start;
+        out.extend_from_slice(&event[..at + cut.start]);
+        out.extend_from_slice(&event[at + cut.end..]);
+        return Filtered::Kept(None);
+    }
+    filter_by_members(event, &segments, &data, out)
+}
+
+fn is_json(text: &[u8]) -> bool {
+    serde_json::from_slice::<IgnoredAny>(text).is_ok()
+}
+
+/// [`filter_event`] for any event whose data names `usage`: the data's top-level members read,
+/// those to cut found by name and value.
+fn filter_by_members(
+    event: &[u8],
+    segments: &[std::ops::Range<usize>],
+    data: &[u8],
+    out: &mut BytesMut,
+) -> Filtered {
+    let Some(members) = top_level_members(data).filter(|_| is_json(data)) else {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
     };
@@ -541,7 +572,7 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
     // only: line structure is kept).
     let mut cuts = Vec::with_capacity(ranges.len());
     let mut offset = 0;
-    for segment in &segments {
+    for segment in segments {
         let len = segment.end - segment.start;
         for range in &ranges {
             let from = range.start.max(offset);
@@ -560,6 +591,41 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
     }
     out.extend_from_slice(&event[at..]);
     Filtered::Kept(reported)
+}
+
+/// When the object `data` is ends with the member `"usage": null` whose name starts at
+/// `usage - 1` (and the text is valid JSON, which the caller checks): the range to cut so that
+/// member goes as [`removal_ranges`] would cut it, with the comma and whitespace before it (only
+/// member: the member alone). Read backwards from the object's closing brace, which in valid JSON
+/// is structural, and so is every token before it up to the name's opening quote.
+fn trailing_null_usage(data: &[u8], usage: usize) -> Option<std::ops::Range<usize>> {
+    let mut end = data.len();
+    while end > 0 && matches!(data[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        end -= 1;
+    }
+    let before = |mut i: usize| {
+        while i > 0 && matches!(data[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            i -= 1;
+        }
+        i
+    };
+    let close = end.checked_sub(1).filter(|&i| data[i] == b'}')?;
+    let null_end = before(close);
+    let null = null_end
+        .checked_sub(4)
+        .filter(|&i| &data[i..null_end] == b"null")?;
+    let colon = before(null).checked_sub(1).filter(|&i| data[i] == b':')?;
+    let name_end = before(colon);
+    let quote = usage.checked_sub(1)?;
+    if name_end != usage + 6 || data[quote] != b'"' || data[usage + 5] != b'"' {
+        return None;
+    }
+    let joint = before(quote).checked_sub(1)?;
+    match data[joint] {
+        b',' => Some(before(joint)..null_end),
+        b'{' => Some(quote..null_end),
+        _ => None,
+    }
 }
 
 /// The event's data: its data lines joined with `\n` (borrowed when there is one); `None` when
@@ -586,10 +652,7 @@ fn data_segments(event: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut segments = Vec::new();
     let mut start = 0;
     while start < event.len() {
-        let end = event[start..]
-            .iter()
-            .position(|b| *b == b'\n' || *b == b'\r')
-            .map_or(event.len(), |p| start + p);
+        let end = memchr::memchr2(b'\n', b'\r', &event[start..]).map_or(event.len(), |p| start + p);
         let line = &event[start..end];
         if let Some(value) = line.strip_prefix(b"data") {
             let value_start = match value.first() {
@@ -741,7 +804,7 @@ fn is_empty_array(value: &[u8]) -> bool {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memmem::find(haystack, needle).is_some()
 }
 
 /// The members of an answer or an event's data that say something about usage.
@@ -1522,6 +1585,42 @@ mod tests {
     }
 
     #[test]
+    fn a_trailing_null_usage_is_cut_by_the_shortcut_with_its_comma_and_spaces() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (
+                b"data: {\"choices\":[{\"index\":0}], \"usage\" :\tnull }\n\n",
+                b"data: {\"choices\":[{\"index\":0}] }\n\n",
+            ),
+            (b"data:{\"usage\":null}\r\n\r\n", b"data:{}\r\n\r\n"),
+            // Not the member: inside a string, an escaped quote, nested, or broken JSON.
+            (
+                b"data: {\"a\":\",\\\"usage\\\":null}\"}\n\n",
+                b"data: {\"a\":\",\\\"usage\\\":null}\"}\n\n",
+            ),
+            (
+                b"data: {\"a\":{\"usage\":null}}\n\n",
+                b"data: {\"a\":{\"usage\":null}}\n\n",
+            ),
+            (
+                b"data: {\"a\":tru,\"usage\":null}\n\n",
+                b"data: {\"a\":tru,\"usage\":null}\n\n",
+            ),
+            (
+                b"data: {\"usages\":null}\n\n",
+                b"data: {\"usages\":null}\n\n",
+            ),
+        ];
+        for (event, expected) in cases {
+            let mut out = BytesMut::new();
+            assert_eq!(filter_event(event, &mut out), Filtered::Kept(None));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expected)
+            );
+        }
+    }
+
+    #[test]
     fn usage_on_a_chunk_with_choices_is_counted_and_kept() {
         let stream = b"data: {\"choices\":[{\"index\":0}],\"usage\":{\"total_tokens\":5}}\n\n";
         let (out, usage, _) = filtered(stream, &[], 4096);
@@ -1579,7 +1678,80 @@ mod tests {
         .prop_map(|pieces| pieces.concat())
     }
 
+    /// Objects whose last member names `usage` in one form or another, among members that
+    /// may name it too, with whitespace or not, sometimes broken: where the shortcut of
+    /// [`filter_event`] applies, and where it must not.
+    fn usage_objects() -> impl Strategy<Value = String> {
+        let plain = prop::sample::select(vec![
+            r#""a":1"#,
+            r#""choices":[]"#,
+            r#""choices":[{"delta":{"content":"hi"}}]"#,
+            r#""model":"gpt-4o""#,
+        ]);
+        let naming = prop::sample::select(vec![
+            r#""usage":null"#,
+            r#""usage" : null"#,
+            r#""usage":{"total_tokens":3}"#,
+            r#""choices":[{"delta":{"content":"usage"}}]"#,
+            r#""x":"\"usage\":null}""#,
+            r#""k":{"usage":null}"#,
+            r#""\\":"usage""#,
+            r#""usages":null"#,
+        ]);
+        let ws = prop::sample::select(vec!["", " ", "\t", "\r\n "]);
+        (
+            prop::collection::vec((plain, ws.clone(), ws.clone()), 0..4),
+            prop::option::of((0usize..4, naming.clone())),
+            (naming, ws.clone(), ws.clone()),
+            ws,
+            prop::sample::select(vec!["", "", "", "x", "}", ",", "\\"]),
+            any::<bool>(),
+        )
+            .prop_map(|(mut members, another, last, ws, junk, junk_first)| {
+                if let Some((at, other)) = another {
+                    members.insert(at.min(members.len()), (other, "", ""));
+                }
+                members.push(last);
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(m, before, after)| format!("{before}{m}{after}"))
+                    .collect();
+                let object = format!("{{{}}}{ws}", body.join(","));
+                if junk_first {
+                    format!("{junk}{object}")
+                } else {
+                    format!("{object}{junk}")
+                }
+            })
+    }
+
     proptest! {
+        // Cheap cases, and the rarer shapes (two `usage` members) need many of them.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn the_shortcut_for_a_trailing_null_usage_cuts_what_the_member_walk_cuts(
+            object in usage_objects(),
+            eol in prop::sample::select(vec!["\n", "\r\n", "\r"]),
+            prefix in prop::sample::select(vec!["data: ", "data:", "event: x\ndata: "]),
+        ) {
+            let event = format!("{prefix}{object}{eol}{eol}");
+            let event = event.as_bytes();
+            let segments = data_segments(event);
+            let data = data_of(event, &segments).unwrap();
+            let (mut fast, mut walked) = (BytesMut::new(), BytesMut::new());
+            let fast_says = filter_event(event, &mut fast);
+            if contains(&data, b"usage") {
+                let walk_says = filter_by_members(event, &segments, &data, &mut walked);
+                prop_assert_eq!(fast_says, walk_says);
+                prop_assert_eq!(fast, walked);
+            } else {
+                prop_assert_eq!(&fast[..], event);
+            }
+        }
+    }
+
+    proptest! {
+
         #[test]
         fn random_splits_of_the_stream_give_the_client_stream(
             eol in prop::sample::select(vec!["\n", "\r\n", "\r"]),
