@@ -46,6 +46,8 @@ pub struct EdgeState {
     pub drains: Arc<crate::usage::Drains>,
     /// Runs and responses at work that no client may read to their end (see `usage::follow`).
     pub follow_ups: crate::usage::FollowUps,
+    /// Where the agent projects' connections point (the Azure AI Search tool's check).
+    pub connection_targets: crate::proxy::foundry::search_tools::ConnectionTargets,
     /// Pool members left out after 429s and failures.
     pub health: PoolHealth,
     pub metrics: EdgeMetrics,
@@ -101,6 +103,7 @@ impl EdgeState {
             ),
             drains: Arc::default(),
             follow_ups: crate::usage::FollowUps::new(config.follow_ups_per_attendee),
+            connection_targets: Default::default(),
             health: PoolHealth::default(),
             metrics: EdgeMetrics::from_telemetry(),
             region: config.region.as_str().into(),

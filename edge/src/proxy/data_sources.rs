@@ -16,10 +16,11 @@
 use std::sync::{Arc, LazyLock};
 
 use http::StatusCode;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::proxy::errors::ProxyError;
 use crate::proxy::field_names::{self, Prefilter};
+use crate::proxy::json_tree::{Node, NodeSeed};
 use crate::proxy::{AZURE_AI_SEARCH, FOUNDRY_MODEL};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 
@@ -152,22 +153,7 @@ fn is(name: &str, spellings: &[&str]) -> bool {
     key(name).is_some_and(|k| spellings.contains(&k.as_str()))
 }
 
-/// A JSON value, every member of an object kept (duplicates too, in order).
-enum Node {
-    Map(Vec<(String, Node)>),
-    Seq(Vec<Node>),
-    Str(String),
-    Other,
-}
-
 impl Node {
-    fn str(&self) -> Option<&str> {
-        match self {
-            Node::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// Whether everything this value makes the resource reach with its own identity is
     /// `granted` (endpoint, index name). Checked in every object, at any depth: an object
     /// with an `authentication` that is not the caller's credential, or with an `endpoint` and
@@ -241,7 +227,7 @@ impl Node {
 
 /// Same scheme, host and port (the default one when none is written); a URL that carries user
 /// information or does not parse is no one's origin.
-fn same_origin(granted: &str, named: &str) -> bool {
+pub(crate) fn same_origin(granted: &str, named: &str) -> bool {
     fn origin(url: &str) -> Option<(String, String, u16)> {
         let uri: http::Uri = url.trim().parse().ok()?;
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
@@ -313,60 +299,6 @@ impl<'de> Visitor<'de> for TopLevel {
     }
     fn visit_unit<E>(self) -> Result<Vec<Node>, E> {
         Ok(Vec::new())
-    }
-}
-
-/// Reads one [`Node`] (serde_json bounds the nesting).
-struct NodeSeed;
-
-impl<'de> DeserializeSeed<'de> for NodeSeed {
-    type Value = Node;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NodeSeed {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Node, A::Error> {
-        let mut kept = Vec::new();
-        while let Some(name) = members.next_key::<String>()? {
-            kept.push((name, members.next_value_seed(NodeSeed)?));
-        }
-        Ok(Node::Map(kept))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Node, A::Error> {
-        let mut kept = Vec::new();
-        while let Some(item) = items.next_element_seed(NodeSeed)? {
-            kept.push(item);
-        }
-        Ok(Node::Seq(kept))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Node, E> {
-        Ok(Node::Str(s.to_string()))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
-        Ok(Node::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Node, E> {
-        Ok(Node::Other)
     }
 }
 

@@ -5,11 +5,12 @@
 
 pub mod canonical;
 pub mod client_auth;
-mod data_sources;
+pub(crate) mod data_sources;
 pub mod errors;
 pub mod event_info;
 mod field_names;
 pub mod foundry;
+mod json_tree;
 pub mod policy;
 pub mod routes;
 pub mod trace;

@@ -332,6 +332,22 @@ impl MockAzure {
         self.stats.foundry.lock().unwrap().run_streams_end_after = events;
     }
 
+    /// Gives every mock project a connection `name` of `kind` (`CognitiveSearch`, `BingLLMSearch`…)
+    /// to `target`, as `GET {project}/connections/{name}` shows it.
+    pub fn add_connection(&self, name: &str, kind: &str, target: &str) {
+        let connection = serde_json::json!({
+            "name": name,
+            "id": format!("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/mock/projects/mock/connections/{name}"),
+            "type": kind,
+            "target": target,
+            "isDefault": false,
+            "credentials": {"type": "AAD"},
+            "metadata": {},
+        });
+        let mut foundry = self.stats.foundry.lock().unwrap();
+        foundry.connections.insert(name.to_string(), connection);
+    }
+
     /// Holds the next authenticated `method` request to `path` (as the mock routes it, see
     /// `RecordedRequest::path`) unanswered until the returned [`Held`] is answered (or dropped),
     /// then answers it `status` without carrying it out: an upstream call that fails late,

@@ -15,4 +15,5 @@ mod lists;
 mod paths;
 mod references;
 mod responses;
+mod search_tools;
 mod support;

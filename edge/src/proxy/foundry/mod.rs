@@ -12,6 +12,7 @@
 mod create;
 mod lists;
 pub mod references;
+pub mod search_tools;
 
 pub use crate::ownership::ObjectKind;
 use create::NameReservation;
@@ -63,19 +64,20 @@ pub async fn serve(
     parts: http::request::Parts,
     body: RequestBody,
 ) -> Result<Response<EdgeBody>, ProxyError> {
-    let (body, fields, references) = match read_body(state, &parts, &path, body).await? {
+    let (body, fields, references, searches) = match read_body(state, &parts, &path, body).await? {
         Read::Json(bytes) => {
             let fields = policy::inspect(&bytes)?;
             let references = references::collect(&bytes)?;
+            let searches = search_tools::collect(&bytes)?;
             let creates_run = path.kind == ObjectKind::Thread
                 && (path.creates_thread_and_run() || path.below == ["runs"]);
             let cap = creates_run.then_some(policy::CapField::RUNS);
             let bytes =
                 policy::apply_token_cap(bytes.clone(), &fields, caller.event.max_token_cap, cap)?;
             let fields = (fields.name, fields.store);
-            (full(bytes), fields, references)
+            (full(bytes), fields, references, searches)
         }
-        Read::Other(body) => (body, (None, None), Vec::new()),
+        Read::Other(body) => (body, (None, None), Vec::new(), Vec::new()),
     };
     let (name, store) = fields;
     // `POST /agents` names the agent it creates: a name another attendee holds is theirs.
@@ -95,6 +97,7 @@ pub async fn serve(
     if let Some(owner) = &checked.path_owner {
         let upstream = available_resource(snapshot, caller, &owner.resource_id)
             .ok_or_else(|| gone(path.kind))?;
+        search_tools::check(state, snapshot, &caller.event.id, &upstream, &searches).await?;
         let url = format!("{}{}", base_of(&upstream), path.path);
         let deleting = parts.method == Method::DELETE && path.below.is_empty();
         let response = super::forward(state, snapshot, upstream, &url, parts, body, None).await?;
@@ -111,6 +114,7 @@ pub async fn serve(
         Some(upstream) => upstream,
         None => agent_resource(state, snapshot, &caller.event.id)?,
     };
+    search_tools::check(state, snapshot, &caller.event.id, &upstream, &searches).await?;
     let base = base_of(&upstream).to_string();
     match parts.method {
         Method::GET if path.is_collection() => {
@@ -155,6 +159,7 @@ pub async fn authorize_body(
     caller: &Caller,
     body: &[u8],
 ) -> Result<Vec<String>, ProxyError> {
+    search_tools::refuse_any(body, &state.snapshot(), &caller.event.id)?;
     let references = references::collect(body)?;
     if references.is_empty() {
         return Ok(Vec::new());

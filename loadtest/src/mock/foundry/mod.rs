@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value};
 
 use super::store::Store;
@@ -33,6 +33,8 @@ pub struct Projects {
     /// Streamed runs end after this many events, the run left at work (see
     /// `MockAzure::end_run_streams_after`).
     pub run_streams_end_after: Option<usize>,
+    /// Every project's connections, by name (see `MockAzure::add_connection`).
+    pub connections: HashMap<String, Value>,
 }
 
 /// One project's objects. The Azure OpenAI side of the mock keeps its Responses in one too.
@@ -215,6 +217,9 @@ pub fn answer(
         return not_found(&format!("Resource not found: {}", request.path));
     }
     let mut projects = projects.lock().unwrap();
+    if route.skip(3).shape().first() == Some(&"connections") {
+        return connections(&projects.connections, request, &route.skip(4));
+    }
     let run_streams_end_after = projects.run_streams_end_after;
     let project = projects
         .projects
@@ -236,6 +241,34 @@ pub fn answer(
             &rest.skip(2),
             meter,
         ),
+        _ => not_found(&format!("Resource not found: {}", request.path)),
+    }
+}
+
+/// `GET /connections` and `GET /connections/{name}`, as the projects API answers them (without
+/// credentials).
+fn connections(
+    known: &HashMap<String, Value>,
+    request: &MockRequest,
+    rest: &super::path::Route<'_>,
+) -> Response<MockBody> {
+    if *request.method != Method::GET {
+        return method_not_allowed();
+    }
+    match rest.shape().as_slice() {
+        [] => {
+            let mut all: Vec<&Value> = known.values().collect();
+            all.sort_by_key(|c| c["name"].as_str().unwrap_or_default().to_string());
+            json(StatusCode::OK, &serde_json::json!({"value": all}))
+        }
+        [name] => match known.get(*name) {
+            Some(connection) => json(StatusCode::OK, connection),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("Connection {name} not found"),
+            ),
+        },
         _ => not_found(&format!("Resource not found: {}", request.path)),
     }
 }
