@@ -349,7 +349,7 @@ if [[ $INSTRUCTIONS -gt 0 ]]; then
   total=$(cat "$DIR"/callgrind.out.* | awk '/^totals:/ {s += $2} END {print s + 0}')
   [[ $total -gt 0 ]] || die "callgrind counted no instructions (logs in $DIR; rerun with --keep)"
   log "edge $EDGE_BIN: $total instructions over $INSTRUCTIONS calls"
-  echo "edge instructions per ${STREAM/1/streamed }call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
+  echo "edge instructions per $([[ $STREAM == 1 ]] && echo "streamed ")call: $((total / INSTRUCTIONS)) ($EDGE_BIN)"
   otlp_report
   exit 0
 fi
