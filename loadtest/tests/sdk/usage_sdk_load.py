@@ -105,8 +105,14 @@ for n in range(rounds):
     for i, (kind, _) in enumerate(KINDS):
         jobs.append((kind, bases[(n + i) % len(bases)], n))
 
+# The first round in order, on this thread: the SDK's response models are built on first use, and
+# pydantic (2.13) fails a model two threads build at once ("BaseModel cannot be instantiated
+# directly"). The other rounds run concurrently.
+first = len(KINDS)
+for kind, base, n in jobs[:first]:
+    kind(base, n)
 with ThreadPoolExecutor(max_workers=8) as pool:
-    for future in [pool.submit(kind, base, n) for kind, base, n in jobs]:
+    for future in [pool.submit(kind, base, n) for kind, base, n in jobs[first:]]:
         future.result()
 
 calls = rounds * sum(c for _, c in KINDS)
