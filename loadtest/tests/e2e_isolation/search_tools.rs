@@ -132,8 +132,10 @@ async fn search_tools_reach_only_the_events_indexes_through_the_projects_connect
         (
             "names in another case",
             "/threads",
+            // The first index alone would need its connection (never read yet) read: the
+            // second, refused by the body alone, spares that read.
             json!({"Tool_Resources": {"AZURE_AI_SEARCH": {"Indexes": [
-                {"Index_Connection_Id": "event-search", "index_name": "products"},
+                {"Index_Connection_Id": "unread-search", "index_name": "products"},
                 {"INDEX_CONNECTION_ID": "event-search"}]}}}),
             "an index named no connection or no index_name",
         ),
@@ -191,4 +193,20 @@ async fn search_tools_reach_only_the_events_indexes_through_the_projects_connect
         sent_since(&stack, before),
         vec![format!("POST {PROJECT}/assistants")]
     );
+
+    // A project that cannot say where a connection goes: 502, and nothing is created.
+    mock.fail_with(Some(500));
+    let (path, body) = bodies("down-search", "products").remove(0);
+    let before = mock.stats.total();
+    let reply = client.raw("POST", path, &stack.b, Some(&body)).await;
+    mock.fail_with(None);
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert!(
+        reply.error_message().starts_with(
+            "Could not read the project's connection 'down-search' of 'agents' to check an Azure AI Search tool: the project answered 500"
+        ),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(sent_since(&stack, before), vec![connection("down-search")]);
 }

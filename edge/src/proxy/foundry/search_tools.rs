@@ -207,7 +207,6 @@ fn strings(values: &[Option<String>]) -> Option<Vec<&str>> {
 }
 
 /// Why an Azure AI Search tool is refused.
-#[derive(Debug, PartialEq)]
 enum Refusal {
     Asset,
     Incomplete,
