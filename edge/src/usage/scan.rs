@@ -593,11 +593,12 @@ fn filter_by_members(
     Filtered::Kept(reported)
 }
 
-/// When the object `data` is ends with the member `"usage": null` whose name starts at
-/// `usage - 1` (and the text is valid JSON, which the caller checks): the range to cut so that
-/// member goes as [`removal_ranges`] would cut it, with the comma and whitespace before it (only
-/// member: the member alone). Read backwards from the object's closing brace, which in valid JSON
-/// is structural, and so is every token before it up to the name's opening quote.
+/// When `data`, a JSON object (the caller checks it is valid JSON), ends with the member
+/// `"usage": null` whose name is the text's first `usage` (at `usage`, so it names `usage`
+/// nowhere else): the range to cut so that member goes as [`removal_ranges`] would cut it, with
+/// the comma and whitespace before it (only member: the member alone). Read backwards from the
+/// object's closing brace, which in valid JSON is structural, and so is every token before it
+/// up to the name's opening quote.
 fn trailing_null_usage(data: &[u8], usage: usize) -> Option<std::ops::Range<usize>> {
     let mut end = data.len();
     while end > 0 && matches!(data[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
