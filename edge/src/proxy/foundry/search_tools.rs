@@ -30,8 +30,10 @@ use crate::proxy::json_tree::{Node, NodeSeed};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 
-/// Every name that makes an index use holds one of these, in some case.
-static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(&["ai_search", "index_"]));
+/// Every index use stands below an `azure_ai_search` member or names an `index_connection_id`
+/// or an `index_asset_id`: a body holds one of these, in some case, or none.
+static PREFILTER: LazyLock<Prefilter> =
+    LazyLock::new(|| Prefilter::new(&["ai_search", "connection_id", "index_asset"]));
 
 /// Longer names are none of those read here, whatever their case.
 const LONGEST_NAME: usize = 32;
@@ -423,6 +425,12 @@ mod tests {
                     asset: false
                 },
             ]
+        );
+        // A letter whose upper case is ASCII (`ſ`) spells the tool for a case-insensitive reader.
+        assert_eq!(
+            uses(json!({"tools": [{"azure_ai_\u{17f}earch": {"indexes": [
+                {"project_connection_id": "c", "index_name": "i"}]}}]})),
+            vec![index("c", "i")]
         );
         // `index_connection_id` names a search connection wherever it stands.
         assert_eq!(
