@@ -318,10 +318,8 @@ impl ConnectionTargets {
         name: &str,
     ) -> Result<Option<Arc<str>>, ProxyError> {
         let key = (project.id.clone(), name.to_string());
-        if let Some((target, read)) = self.known.lock().unwrap().get(&key)
-            && read.elapsed() < TARGET_TTL
-        {
-            return Ok(Some(target.clone()));
+        if let Some(target) = self.remembered(&key, Instant::now()) {
+            return Ok(Some(target));
         }
         let failed = |what: String| {
             tracing::warn!(resource = %project.id, connection = name, "{what}");
@@ -363,12 +361,23 @@ impl ConnectionTargets {
         let connection = serde_json::from_slice::<Connection>(&bytes)
             .map_err(|_| failed("the project's answer names no target".into()))?;
         let target: Arc<str> = connection.target.into();
+        self.remember(key, target.clone(), Instant::now());
+        Ok(Some(target))
+    }
+
+    /// The target read for `key` less than [`TARGET_TTL`] before `now`.
+    fn remembered(&self, key: &ConnectionKey, now: Instant) -> Option<Arc<str>> {
+        let known = self.known.lock().unwrap();
+        let (target, read) = known.get(key)?;
+        (now.saturating_duration_since(*read) < TARGET_TTL).then(|| target.clone())
+    }
+
+    fn remember(&self, key: ConnectionKey, target: Arc<str>, now: Instant) {
         let mut known = self.known.lock().unwrap();
-        if known.len() >= MAX_TARGETS {
+        if known.len() >= MAX_TARGETS && !known.contains_key(&key) {
             known.clear();
         }
-        known.insert(key, (target.clone(), Instant::now()));
-        Ok(Some(target))
+        known.insert(key, (target, now));
     }
 }
 
@@ -460,6 +469,27 @@ mod tests {
             refused
                 .message
                 .ends_with("Available search indexes are: (none)")
+        );
+    }
+
+    #[test]
+    fn a_target_is_remembered_for_its_ttl_and_the_memory_is_bounded() {
+        let targets = ConnectionTargets::default();
+        let key = |n: usize| ("r1".to_string(), format!("c{n}"));
+        let t0 = Instant::now();
+        targets.remember(key(0), "https://a.search.windows.net".into(), t0);
+        let seen = |at| targets.remembered(&key(0), at).map(|t| t.to_string());
+        assert_eq!(seen(t0).as_deref(), Some("https://a.search.windows.net"));
+        let almost = t0 + TARGET_TTL - Duration::from_millis(1);
+        assert!(seen(almost).is_some());
+        assert_eq!(seen(t0 + TARGET_TTL), None, "read again after its TTL");
+        for n in 1..=MAX_TARGETS {
+            targets.remember(key(n), "https://b.search.windows.net".into(), t0);
+            assert!(targets.known.lock().unwrap().len() <= MAX_TARGETS);
+        }
+        assert!(
+            targets.remembered(&key(MAX_TARGETS), t0).is_some(),
+            "the newest is kept"
         );
     }
 
