@@ -21,7 +21,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use crate::proxy::errors::ProxyError;
 use crate::proxy::field_names::{self, Prefilter};
 use crate::proxy::json_tree::{Node, NodeSeed};
-use crate::proxy::{AZURE_AI_SEARCH, FOUNDRY_MODEL};
+use crate::proxy::{AZURE_AI_SEARCH, FOUNDRY_MODEL, available};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 
 /// Every spelling of the member (`data_sources`, `dataSources`) holds this, in some case.
@@ -64,15 +64,7 @@ pub fn check<'a>(
     event_id: &str,
     serving: impl Fn() -> Option<&'a [Arc<UpstreamResource>]>,
 ) -> Result<(), ProxyError> {
-    let index = |endpoint: &str, index: &str| {
-        snapshot
-            .pool(event_id, AZURE_AI_SEARCH, index)
-            .is_some_and(|members| {
-                members
-                    .iter()
-                    .any(|m| same_origin(&m.endpoint_url, endpoint))
-            })
-    };
+    let index = |endpoint: &str, index: &str| is_event_index(snapshot, event_id, endpoint, index);
     let deployment = |name: &str| {
         let granted = snapshot.pool(event_id, FOUNDRY_MODEL, name);
         serving().is_none_or(|serving| {
@@ -87,17 +79,13 @@ pub fn check<'a>(
             "a data source that authenticates as the Azure resource (its managed identity, or \
              no credential of your own) must be one of this event's search indexes, named by \
              its endpoint and index_name. Available search indexes are",
-            snapshot.names(event_id, AZURE_AI_SEARCH),
+            available(snapshot, event_id, AZURE_AI_SEARCH),
         ),
         Some(Refusal::Deployment) => (
             "an embedding deployment_name must be one of this event's deployments on the \
              resource that serves the call. Available deployments are",
-            snapshot.names(event_id, FOUNDRY_MODEL),
+            available(snapshot, event_id, FOUNDRY_MODEL),
         ),
-    };
-    let available = match available.join(", ") {
-        none if none.is_empty() => "(none)".to_string(),
-        names => names,
     };
     Err(ProxyError::new(
         StatusCode::FORBIDDEN,
@@ -225,9 +213,27 @@ impl Node {
     }
 }
 
+/// Whether `index` at `endpoint` (same scheme, host and port) is one of `event_id`'s
+/// `azure-ai-search` resources: the indexes its search route reaches, and all that a request may
+/// make an Azure resource read with an identity or connection of the organiser's.
+pub(crate) fn is_event_index(
+    snapshot: &CatalogSnapshot,
+    event_id: &str,
+    endpoint: &str,
+    index: &str,
+) -> bool {
+    snapshot
+        .pool(event_id, AZURE_AI_SEARCH, index)
+        .is_some_and(|members| {
+            members
+                .iter()
+                .any(|m| same_origin(&m.endpoint_url, endpoint))
+        })
+}
+
 /// Same scheme, host and port (the default one when none is written); a URL that carries user
 /// information or does not parse is no one's origin.
-pub(crate) fn same_origin(granted: &str, named: &str) -> bool {
+fn same_origin(granted: &str, named: &str) -> bool {
     fn origin(url: &str) -> Option<(String, String, u16)> {
         let uri: http::Uri = url.trim().parse().ok()?;
         let scheme = uri.scheme_str()?.to_ascii_lowercase();

@@ -668,6 +668,14 @@ fn not_ready() -> ProxyError {
     )
 }
 
+/// The names `event_id` has of `model_type`, for an error that lists them: `a, b`, or `(none)`.
+pub(crate) fn available(snapshot: &CatalogSnapshot, event_id: &str, model_type: &str) -> String {
+    match snapshot.names(event_id, model_type).join(", ") {
+        none if none.is_empty() => "(none)".to_string(),
+        names => names,
+    }
+}
+
 fn choose(
     state: &EdgeState,
     snapshot: &CatalogSnapshot,
@@ -676,12 +684,7 @@ fn choose(
     name: &str,
 ) -> Result<Arc<UpstreamResource>, ProxyError> {
     let members = snapshot.pool(event_id, model_type, name).ok_or_else(|| {
-        let available = snapshot.names(event_id, model_type).join(", ");
-        let available = if available.is_empty() {
-            "(none)".to_string()
-        } else {
-            available
-        };
+        let available = available(snapshot, event_id, model_type);
         let (what, plural) = match model_type {
             AZURE_AI_SEARCH => ("Search index", "indexes"),
             AI_INFERENCE => ("Model", "models"),

@@ -21,12 +21,12 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeSeed;
 
 use crate::body::{read_to_bytes, with_idle_timeout};
-use crate::proxy::AZURE_AI_SEARCH;
 use crate::proxy::canonical::is_id;
-use crate::proxy::data_sources::same_origin;
+use crate::proxy::data_sources::is_event_index;
 use crate::proxy::errors::ProxyError;
 use crate::proxy::field_names::{self, Prefilter};
 use crate::proxy::json_tree::{Node, NodeSeed};
+use crate::proxy::{AZURE_AI_SEARCH, available};
 use crate::snapshot::{CatalogSnapshot, UpstreamResource};
 use crate::state::EdgeState;
 
@@ -83,7 +83,7 @@ pub fn refuse_any(
         true => Ok(()),
         false => Err(refusal(
             Refusal::NoProject,
-            snapshot.names(event_id, AZURE_AI_SEARCH),
+            available(snapshot, event_id, AZURE_AI_SEARCH),
         )),
     }
 }
@@ -155,28 +155,28 @@ pub async fn check(
     if uses.is_empty() {
         return Ok(());
     }
-    let available = || snapshot.names(event_id, AZURE_AI_SEARCH);
+    let indexes = || available(snapshot, event_id, AZURE_AI_SEARCH);
     if project.model_type != super::FOUNDRY_AGENT {
-        return Err(refusal(Refusal::NoProject, available()));
+        return Err(refusal(Refusal::NoProject, indexes()));
     }
     // Everything the body alone settles first: nothing is read from the project for a body
     // refused anyway.
     let mut named = Vec::with_capacity(uses.len());
     for index in uses {
         if index.asset {
-            return Err(refusal(Refusal::Asset, available()));
+            return Err(refusal(Refusal::Asset, indexes()));
         }
         let (Some(connections), Some(names)) = (
             strings(&index.connections).filter(|c| !c.is_empty()),
             strings(&index.names).filter(|n| !n.is_empty()),
         ) else {
-            return Err(refusal(Refusal::Incomplete, available()));
+            return Err(refusal(Refusal::Incomplete, indexes()));
         };
         let connections = connections
             .into_iter()
             .map(|id| connection_name(id, project))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| refusal(Refusal::OtherProject, available()))?;
+            .ok_or_else(|| refusal(Refusal::OtherProject, indexes()))?;
         named.push((connections, names));
     }
     for (connections, names) in named {
@@ -185,18 +185,12 @@ pub async fn check(
                 .connection_targets
                 .target(state, snapshot, project, name)
                 .await?
-                .ok_or_else(|| refusal(Refusal::NoConnection, available()))?;
-            let granted = |index: &str| {
-                snapshot
-                    .pool(event_id, AZURE_AI_SEARCH, index)
-                    .is_some_and(|members| {
-                        members
-                            .iter()
-                            .any(|m| same_origin(&m.endpoint_url, &target))
-                    })
-            };
-            if !names.iter().all(|name| granted(name)) {
-                return Err(refusal(Refusal::Index, available()));
+                .ok_or_else(|| refusal(Refusal::NoConnection, indexes()))?;
+            if !names
+                .iter()
+                .all(|index| is_event_index(snapshot, event_id, &target, index))
+            {
+                return Err(refusal(Refusal::Index, indexes()));
             }
         }
     }
@@ -218,7 +212,7 @@ enum Refusal {
     NoProject,
 }
 
-fn refusal(why: Refusal, available: Vec<&str>) -> ProxyError {
+fn refusal(why: Refusal, available: String) -> ProxyError {
     let why = match why {
         Refusal::Asset => {
             "an index asset (index_asset_id) cannot be checked: name the connection and the index_name instead"
@@ -230,10 +224,6 @@ fn refusal(why: Refusal, available: Vec<&str>) -> ProxyError {
         Refusal::NoConnection => "this project has no connection of the name given",
         Refusal::Index => "the index named is not one of them on that connection's search service",
         Refusal::NoProject => "only an agent project's calls can use it",
-    };
-    let available = match available.join(", ") {
-        none if none.is_empty() => "(none)".to_string(),
-        names => names,
     };
     ProxyError::new(
         StatusCode::FORBIDDEN,
