@@ -511,23 +511,27 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
     };
-    let Some(first) = memmem::find(&data, b"usage") else {
+    if !contains(&data, b"usage") {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
-    };
-    // Nearly every chunk of a stream the edge asked usage for: one data line whose object ends
-    // with the only `usage` it names (its first is its last member's name), `null`. Cut without
-    // walking its members.
-    if let [segment] = &segments[..]
-        && let Some(cut) = trailing_null_usage(&data, first)
-        && is_json(&data)
-    {
-        let at = segment.start;
-        out.extend_from_slice(&event[..at + cut.start]);
-        out.extend_from_slice(&event[at + cut.end..]);
+    }
+    if let Some(cut) = shortcut(&segments, &data) {
+        out.extend_from_slice(&event[..cut.start]);
+        out.extend_from_slice(&event[cut.end..]);
         return Filtered::Kept(None);
     }
     filter_by_members(event, &segments, &data, out)
+}
+
+/// Nearly every chunk of a stream the edge asked usage for: one data line whose object ends with
+/// the only `usage` it names (its first is its last member's name), `null`. The event's bytes to
+/// cut, found without walking its members.
+fn shortcut(segments: &[std::ops::Range<usize>], data: &[u8]) -> Option<std::ops::Range<usize>> {
+    let [segment] = segments else {
+        return None;
+    };
+    let cut = trailing_null_usage(data, memmem::find(data, b"usage")?)?;
+    is_json(data).then(|| segment.start + cut.start..segment.start + cut.end)
 }
 
 fn is_json(text: &[u8]) -> bool {
@@ -1587,36 +1591,50 @@ mod tests {
 
     #[test]
     fn a_trailing_null_usage_is_cut_by_the_shortcut_with_its_comma_and_spaces() {
-        let cases: [(&[u8], &[u8]); 6] = [
+        // (event, what the client gets, whether the shortcut takes it)
+        let cases: [(&[u8], &[u8], bool); 6] = [
             (
                 b"data: {\"choices\":[{\"index\":0}], \"usage\" :\tnull }\n\n",
                 b"data: {\"choices\":[{\"index\":0}] }\n\n",
+                true,
             ),
-            (b"data:{\"usage\":null}\r\n\r\n", b"data:{}\r\n\r\n"),
+            (b"data:{\"usage\":null}\r\n\r\n", b"data:{}\r\n\r\n", true),
             // Not the member: inside a string, an escaped quote, nested, or broken JSON.
             (
                 b"data: {\"a\":\",\\\"usage\\\":null}\"}\n\n",
                 b"data: {\"a\":\",\\\"usage\\\":null}\"}\n\n",
+                false,
             ),
             (
                 b"data: {\"a\":{\"usage\":null}}\n\n",
                 b"data: {\"a\":{\"usage\":null}}\n\n",
+                false,
             ),
             (
                 b"data: {\"a\":tru,\"usage\":null}\n\n",
                 b"data: {\"a\":tru,\"usage\":null}\n\n",
+                false,
             ),
             (
                 b"data: {\"usages\":null}\n\n",
                 b"data: {\"usages\":null}\n\n",
+                false,
             ),
         ];
-        for (event, expected) in cases {
+        for (event, expected, shortcut) in cases {
             let mut out = BytesMut::new();
             assert_eq!(filter_event(event, &mut out), Filtered::Kept(None));
             assert_eq!(
                 String::from_utf8_lossy(&out),
                 String::from_utf8_lossy(expected)
+            );
+            let segments = data_segments(event);
+            let data = data_of(event, &segments).unwrap();
+            assert_eq!(
+                super::shortcut(&segments, &data).is_some(),
+                shortcut,
+                "{}",
+                String::from_utf8_lossy(event)
             );
         }
     }
