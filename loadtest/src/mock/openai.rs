@@ -195,9 +195,9 @@ fn prompt_filter_chunk() -> Value {
 }
 
 /// A streamed chat completion or completion, as Azure OpenAI sends it: the prompt filter chunk,
-/// the content, the finish chunk; with `include_usage`, `"usage": null` on each of them and a
-/// last chunk with no choices and the usage (counted once it has been handed over); then
-/// `data: [DONE]`.
+/// the content, the finish chunk, the chunk delay apart; with `include_usage`, `"usage": null` on
+/// each of them and, right after the finish chunk, a last chunk with no choices and the usage
+/// (counted once it has been handed over); then `data: [DONE]`.
 fn stream_completion(
     config: &MockConfig,
     stats: &Arc<MockStats>,
@@ -237,6 +237,9 @@ fn stream_completion(
             json!({"index": 0, "finish_reason": "stop", "logprobs": null, "text": ""})
         }
     }));
+    // Events that are generated, each after the chunk delay; the usage chunk is not: Azure sends
+    // it as soon as the finish chunk, the generation being over.
+    let generated = events.len();
     if include_usage {
         for event in &mut events {
             event["usage"] = Value::Null;
@@ -262,7 +265,7 @@ fn stream_completion(
                 tx.closed().await;
                 return;
             }
-            if i > 0 && !delay.is_zero() {
+            if i > 0 && i < generated && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             let frame = Frame::data(Bytes::from(format!("data: {event}\n\n")));

@@ -813,6 +813,56 @@ async fn streams_carry_usage_only_when_asked_like_azure() {
     }
 }
 
+/// Azure streams generated chunks as they are generated, and the usage chunk as soon as the
+/// finish chunk: a proxy that asks for usage must not make a stream look longer.
+#[tokio::test]
+async fn the_usage_chunk_follows_the_finish_chunk_without_the_generation_delay() {
+    let delay = std::time::Duration::from_millis(300);
+    let mock = MockAzure::start(MockConfig {
+        stream_chunks: 2,
+        stream_chunk_delay: delay,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/openai/deployments/gpt-4o/chat/completions",
+            mock.endpoint()
+        ))
+        .json(
+            &json!({"messages": [{"role": "user", "content": "Hi"}], "stream": true,
+                      "stream_options": {"include_usage": true}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Each data line and when it arrived.
+    let mut lines: Vec<(std::time::Instant, Value)> = Vec::new();
+    let mut pending = String::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+        let at = std::time::Instant::now();
+        pending.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            lines.extend(sse_data(&line).into_iter().map(|data| (at, data)));
+        }
+    }
+    let at = |pick: &dyn Fn(&Value) -> bool| lines.iter().position(|(_, d)| pick(d)).unwrap();
+    let finish = at(&|d| d["choices"][0]["finish_reason"] == "stop");
+    let usage = at(&|d| d["usage"].is_object());
+    assert_eq!(usage, finish + 1, "{lines:?}");
+    // The finish chunk was generated after the content before it…
+    assert!(lines[finish].0 - lines[finish - 1].0 >= delay * 3 / 4);
+    // …the usage chunk was not.
+    assert!(
+        lines[usage].0 - lines[finish].0 < delay / 2,
+        "the usage chunk came {:?} after the finish chunk",
+        lines[usage].0 - lines[finish].0
+    );
+}
+
 #[tokio::test]
 async fn responses_report_usage_stored_or_not_as_json_and_as_a_stream() {
     let c = Client::start().await;
