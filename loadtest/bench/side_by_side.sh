@@ -29,7 +29,7 @@
 #                    Counts, not seconds: repeatable whatever else the machine runs, so two edge
 #                    builds (--edge-bin) can be compared in separate runs. User space only.
 #                    With --stream, the calls are the SSE phase's streamed chat calls (the mock's
-#                    four chunks, 10 ms apart: 32 streams at a time).
+#                    streams, chunks 10 ms apart: 32 streams at a time).
 #   --syscalls N     instead of the comparison: count the system calls nginx and the edge make
 #                    (perf stat on the syscalls tracepoints, every thread of the proxy) over N
 #                    calls in a closed loop, then over N calls at half nginx's rate there, and
@@ -48,7 +48,10 @@
 #      workers, each a curl making SSE_CALLS sequential streamed chat calls on one keep-alive
 #      connection (after one uncounted warm-up call), the rounds' calls pooled; first byte =
 #      curl's time_starttransfer minus time_pretransfer (from the request sent to the first
-#      response byte). The mock sends the first chunk at once, then 3 more 10 ms apart.
+#      response byte). The mock sends its first chunk at once, then four content chunks and the
+#      finish chunk 10 ms apart (and the usage chunk, which the edge asks for, right after the
+#      finish chunk, as Azure does). Also printed, not a target: the last byte (time_total
+#      minus time_pretransfer), what a proxy adds to the whole stream.
 # Then prints the ratios, and the latency targets round by round: in each round of 2. and 3., the
 # edge's p50/p99 less nginx's (the direct path cancels out), their median over the rounds and how
 # many rounds met the target. Everything listens on 127.0.0.1; all processes are stopped on exit.
@@ -454,7 +457,7 @@ for p in nginx edge; do
   log "$p pinned to cpu(s) $(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/${PID[$p]}/status")"
 done
 
-declare -A RPS RSS P50 P99 SSE50 SSE99 CPU CORE
+declare -A RPS RSS P50 P99 SSE50 SSE99 LAST50 LAST99 CPU CORE
 # 1. Throughput, closed loop: ROUNDS rounds of DURATION/2 s per path, nginx and the edge in
 # alternating order; per path the median round, and the median of the rounds' edge/nginx ratios
 # (paired, so that a burst of outside load on the machine skews one round, not the result).
@@ -542,7 +545,7 @@ sse_run() { # path out
   local workers=()
   for ((i = 0; i < SSE_STREAMS; i++)); do
     taskset -c "$LOAD_CPU" timeout 60 curl -sS -N -H "api-key: ${KEY[$p]}" -H 'content-type: application/json' \
-      --data "$STREAM_BODY" -w '%{http_code} %{time_pretransfer} %{time_starttransfer}\n' "${args[@]}" >"$out.$i" 2>>"$out.err" &
+      --data "$STREAM_BODY" -w '%{http_code} %{time_pretransfer} %{time_starttransfer} %{time_total}\n' "${args[@]}" >"$out.$i" 2>>"$out.err" &
     workers+=($!)
   done
   for i in "${workers[@]}"; do wait "$i" || true; done
@@ -566,6 +569,9 @@ for p in "${PATHS[@]}"; do
   awk '$1 == 200 { printf "%.3f\n", ($3 - $2) * 1000 }' "$DIR/sse-$p.txt" >"$DIR/sse-$p.ms"
   SSE50[$p]=$(percentile "$DIR/sse-$p.ms" 50)
   SSE99[$p]=$(percentile "$DIR/sse-$p.ms" 99)
+  awk '$1 == 200 { printf "%.3f\n", ($4 - $2) * 1000 }' "$DIR/sse-$p.txt" >"$DIR/sse-last-$p.ms"
+  LAST50[$p]=$(percentile "$DIR/sse-last-$p.ms" 50)
+  LAST99[$p]=$(percentile "$DIR/sse-last-$p.ms" 99)
   for ((round = 1; round <= ROUNDS; round++)); do
     awk '$1 == 200 { printf "%.3f\n", ($3 - $2) * 1000 }' "$DIR/sse-$p.$round.txt" >"$DIR/sse-$p.$round.ms"
     percentile "$DIR/sse-$p.$round.ms" 50 >>"$DIR/sse50-$p"; echo >>"$DIR/sse50-$p"
@@ -620,7 +626,8 @@ awk -v r="$RATIO" -v range="$RATIO_RANGE" -v n="$ROUNDS" \
 for p in nginx edge; do
   awk -v p="$p" -v a50="${P50[$p]}" -v a99="${P99[$p]}" -v d50="${P50[direct]}" -v d99="${P99[direct]}" \
     -v s50="${SSE50[$p]}" -v s99="${SSE99[$p]}" -v t50="${SSE50[direct]}" -v t99="${SSE99[direct]}" \
-    'BEGIN { printf "%-5s added vs direct: p50 %+.3f ms, p99 %+.3f ms; SSE first byte p50 %+.3f ms, p99 %+.3f ms\n", p, a50 - d50, a99 - d99, s50 - t50, s99 - t99 }'
+    -v l50="${LAST50[$p]}" -v l99="${LAST99[$p]}" -v m50="${LAST50[direct]}" -v m99="${LAST99[direct]}" \
+    'BEGIN { printf "%-5s added vs direct: p50 %+.3f ms, p99 %+.3f ms; SSE first byte p50 %+.3f ms, p99 %+.3f ms; SSE last byte p50 %+.3f ms, p99 %+.3f ms\n", p, a50 - d50, a99 - d99, s50 - t50, s99 - t99, l50 - m50, l99 - m99 }'
 done
 echo "edge less nginx, paired by round:"
 paired "p50 at the fixed rate" "$DIR/p50-edge" "$DIR/p50-nginx" 0.1
