@@ -34,9 +34,11 @@ const BIG_BODIES: usize = 8;
 const RSS_BOUND_MIB: f64 = 200.0;
 /// The slow-loris phase also has this test process open ~500 connections a second (each closed
 /// by the edge after 2 s and reopened) and write ~160 MiB of refused bodies on the same two cores
-/// as the edge: runs measured +17 to +64 ms on a debug build, so the assertion allows more and
-/// the figure is printed. It catches a stall (an edge that stops answering), not jitter.
-const ABUSE_P99_ALLOWANCE: Duration = Duration::from_millis(120);
+/// as the edge: runs measured +17 to +64 ms on a debug build, and +44 to +123 ms on a machine
+/// half as fast (2026-12-05; with ~165 calls in the window the p99 is the second slowest), so
+/// the assertion allows more and the figure is printed. It catches a stall (an edge that stops
+/// answering: the slow-loris connections are closed after 2 s), not jitter.
+const ABUSE_P99_ALLOWANCE: Duration = Duration::from_millis(250);
 /// Healthy calls share two cores with 512 MiB of uploads moving through a debug build (and the
 /// test's own writers and mock): their p99 is reported, and only a gross stall fails the test.
 const UPLOAD_P99_ALLOWANCE: Duration = Duration::from_millis(400);
