@@ -528,6 +528,12 @@ mod tests {
             format!("{}/x", id("ai-hack", "hack-01")),
             id("ai-hack", "hack-01").replace("search-1", "a%2Fb"),
             "../search-1".into(),
+            // A bare name goes into the upstream path: nothing that could leave or extend it.
+            "..".into(),
+            "a%2Fb".into(),
+            "search-1?api-version=x".into(),
+            "search-1#x".into(),
+            "search.1".into(),
             "search 1".into(),
             String::new(),
         ] {
