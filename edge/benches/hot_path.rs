@@ -3,7 +3,8 @@
 //! a connection's memo of its key's hash), route resolution
 //! (`CanonicalPath::parse` + `routes::resolve`, and the event's pool), header rewrite
 //! (`headers::for_upstream`), and the cap check (`policy::inspect` + `policy::prepare` on a
-//! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`), the
+//! realistic chat body), the usage meter's read of an answer (`usage::scan::scan_json`) and its
+//! filter of a chat stream (`usage::scan::UsageChunkFilter`), the
 //! metrics a finished call records (`metrics::EdgeMetrics::finished`, with a real SDK meter
 //! provider), then the request-side steps all in a row.
 //!
@@ -227,6 +228,40 @@ fn usage_scan(c: &mut Criterion) {
     });
 }
 
+/// A chat stream as the mock upstream sends it when the edge asked for usage (every chunk ends
+/// with `"usage":null`, the usage-only chunk last), through the filter that gives a client that
+/// did not ask for usage the stream Azure would have sent it: `usage::scan::UsageChunkFilter`.
+fn usage_filter(c: &mut Criterion) {
+    const STREAM: &str = concat!(
+        "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\"self_harm\":{\"filtered\":false,\"severity\":\"safe\"},\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},\"violence\":{\"filtered\":false,\"severity\":\"safe\"}},\"prompt_index\":0}],\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hello from \",\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"the mock \"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Azure OpenAI \"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"upstream.\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\",\"index\":0,\"logprobs\":null}],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":null}\n",
+        "\n",
+        "data: {\"choices\":[],\"created\":1796490819,\"id\":\"chatcmpl-3WKwVvDKotCosu6K4becMnUS\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_mock\",\"usage\":{\"completion_tokens\":19,\"completion_tokens_details\":{\"accepted_prediction_tokens\":0,\"audio_tokens\":0,\"reasoning_tokens\":2,\"rejected_prediction_tokens\":0},\"prompt_tokens\":26,\"prompt_tokens_details\":{\"audio_tokens\":0,\"cached_tokens\":0},\"total_tokens\":45}}\n",
+        "\n",
+        "data: [DONE]\n",
+        "\n",
+    );
+    c.bench_function(
+        &format!("usage_scan/filter_chat_stream_{}B", STREAM.len()),
+        |b| {
+            b.iter(|| {
+                let mut filter = usage::scan::UsageChunkFilter::new(64 * 1024);
+                let out = filter.push(black_box(STREAM.as_bytes()));
+                (out, filter.usage())
+            })
+        },
+    );
+}
+
 /// The measurements a finished chat call makes (nine, on seven instruments), with the SDK's meter
 /// provider and a cumulative reader, as when metrics are on; a few events and resources, so the
 /// SDK holds several series per instrument.
@@ -314,6 +349,7 @@ criterion_group!(
     header_rewrite,
     cap_check,
     usage_scan,
+    usage_filter,
     metrics_finished,
     all_together
 );

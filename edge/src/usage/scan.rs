@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
@@ -291,9 +292,7 @@ impl StreamScan {
 
 /// What one complete event says about usage.
 fn scan_event(event: &[u8]) -> Option<Reported> {
-    if !contains(event, b"usage") {
-        return None;
-    }
+    USAGE.find(event)?;
     let segments = data_segments(event);
     scan_event_data(&data_of(event, &segments)?)
 }
@@ -511,11 +510,11 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
     };
-    if !contains(&data, b"usage") {
+    let Some(usage) = USAGE.find(&data) else {
         out.extend_from_slice(event);
         return Filtered::Kept(None);
-    }
-    if let Some(cut) = shortcut(&segments, &data) {
+    };
+    if let Some(cut) = shortcut(&segments, &data, usage) {
         out.extend_from_slice(&event[..cut.start]);
         out.extend_from_slice(&event[cut.end..]);
         return Filtered::Kept(None);
@@ -525,12 +524,16 @@ fn filter_event(event: &[u8], out: &mut BytesMut) -> Filtered {
 
 /// Nearly every chunk of a stream the edge asked usage for: one data line whose object ends with
 /// the only `usage` it names (its first is its last member's name), `null`. The event's bytes to
-/// cut, found without walking its members.
-fn shortcut(segments: &[std::ops::Range<usize>], data: &[u8]) -> Option<std::ops::Range<usize>> {
+/// cut, found without walking its members (`usage`: where the data first names `usage`).
+fn shortcut(
+    segments: &[std::ops::Range<usize>],
+    data: &[u8],
+    usage: usize,
+) -> Option<std::ops::Range<usize>> {
     let [segment] = segments else {
         return None;
     };
-    let cut = trailing_null_usage(data, memmem::find(data, b"usage")?)?;
+    let cut = trailing_null_usage(data, usage)?;
     is_json(data).then(|| segment.start + cut.start..segment.start + cut.end)
 }
 
@@ -808,9 +811,8 @@ fn is_empty_array(value: &[u8]) -> bool {
         && value.last() == Some(&b']')
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memmem::find(haystack, needle).is_some()
-}
+/// The name every usage check looks for first, its searcher built once.
+static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("usage"));
 
 /// The members of an answer or an event's data that say something about usage.
 #[derive(Default)]
@@ -1631,7 +1633,10 @@ mod tests {
             let segments = data_segments(event);
             let data = data_of(event, &segments).unwrap();
             assert_eq!(
-                super::shortcut(&segments, &data).is_some(),
+                USAGE
+                    .find(&data)
+                    .and_then(|usage| super::shortcut(&segments, &data, usage))
+                    .is_some(),
                 shortcut,
                 "{}",
                 String::from_utf8_lossy(event)
@@ -1759,7 +1764,7 @@ mod tests {
             let data = data_of(event, &segments).unwrap();
             let (mut fast, mut walked) = (BytesMut::new(), BytesMut::new());
             let fast_says = filter_event(event, &mut fast);
-            if contains(&data, b"usage") {
+            if USAGE.find(&data).is_some() {
                 let walk_says = filter_by_members(event, &segments, &data, &mut walked);
                 prop_assert_eq!(fast_says, walk_says);
                 prop_assert_eq!(fast, walked);
@@ -1794,7 +1799,7 @@ mod tests {
             let whole = filtered(&input, &[], limit);
             prop_assert_eq!(&filtered(&input, &cuts, limit), &whole);
             prop_assert!(whole.0.len() <= input.len());
-            if !contains(&input, b"usage") {
+            if USAGE.find(&input).is_none() {
                 prop_assert_eq!(&whole.0, &input);
             }
             prop_assert_eq!(scanned(&input, &cuts, limit), scanned(&input, &[], limit));
