@@ -34,6 +34,7 @@
 #                    (perf stat on the syscalls tracepoints, every thread of the proxy) over N
 #                    calls in a closed loop, then over N calls at half nginx's rate there, and
 #                    print them per call by name: where the kernel half of a proxy's CPU goes.
+#                    With --stream, the calls are the SSE phase's streamed chat calls, 50 at a time.
 #
 # Measured, per path (direct, nginx, edge):
 #   1. throughput: closed loop, 32 keep-alive connections, ROUNDS rounds of --duration/2 seconds
@@ -109,7 +110,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ $STREAM == 0 || $INSTRUCTIONS -gt 0 ]] || die "--stream goes with --instructions N"
+[[ $STREAM == 0 || $INSTRUCTIONS -gt 0 || $SYSCALLS -gt 0 ]] || die "--stream goes with --instructions N or --syscalls N"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -385,7 +386,7 @@ syscall_counts() { # path out.csv oha-args...
   sleep 1 # perf attaches
   local user0 sys0 user1 sys1
   read -r user0 sys0 < <(cpu_split "${PID[$p]}")
-  oha_run "$p" "$out.json" -c "$CONNS" "$@"
+  oha_run "$p" "$out.json" -c "$SYS_CONNS" "$@"
   read -r user1 sys1 < <(cpu_split "${PID[$p]}")
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
@@ -401,14 +402,16 @@ syscall_counts() { # path out.csv oha-args...
   [[ -s $out ]] || die "--syscalls: perf counted nothing for $p: $(tail -3 "$out.perf.err")"
 }
 if [[ $SYSCALLS -gt 0 ]]; then
-  for p in nginx edge; do oha_run "$p" "$DIR/sys-warm-$p.json" -n 2000 -c "$CONNS"; done
+  SYS_CONNS=$CONNS
+  [[ $STREAM == 1 ]] && BODY=$STREAM_BODY SYS_CONNS=$SSE_STREAMS
+  for p in nginx edge; do oha_run "$p" "$DIR/sys-warm-$p.json" -n 2000 -c "$SYS_CONNS"; done
   syscall_counts nginx "$DIR/sys-nginx-max.csv" -n "$SYSCALLS"
   RATE=$(jq '.summary.requestsPerSec / 2 | floor' "$DIR/sys-nginx-max.csv.json")
   syscall_counts edge "$DIR/sys-edge-max.csv" -n "$SYSCALLS"
   syscall_counts nginx "$DIR/sys-nginx-rate.csv" -n "$SYSCALLS" -q "$RATE"
   syscall_counts edge "$DIR/sys-edge-rate.csv" -n "$SYSCALLS" -q "$RATE"
   echo
-  echo "System calls per call over $SYSCALLS calls ($CONNS connections), proxy on cpu $PROXY_CPU; $(nginx -v 2>&1 | sed 's/^nginx version: //'), edge $EDGE_BIN"
+  echo "System calls per $([[ $STREAM == 1 ]] && echo "streamed ")call over $SYSCALLS calls ($SYS_CONNS connections), proxy on cpu $PROXY_CPU; $(nginx -v 2>&1 | sed 's/^nginx version: //'), edge $EDGE_BIN"
   echo
   echo "| system call | nginx, closed loop | edge, closed loop | nginx, $RATE req/s | edge, $RATE req/s |"
   echo "|---|---|---|---|---|"
