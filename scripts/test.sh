@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Starts (or installs, then starts) what the tests need: PostgreSQL on
 # 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, the openai and azure-ai-agents Python
-# SDKs, Chromium and
+# SDKs (pinned below), Chromium and
 # the admin console's npm packages; builds the binaries the end-to-end tests launch; runs the
 # deployment tests and the admin console's tests, then `cargo test --workspace`, whose summary
 # lines end the output.
@@ -56,10 +56,17 @@ ensure_redis() {
   exit 1
 }
 
+# The SDK tests' versions, pinned: a new release changes what the tests run against (pydantic
+# 2.13 once broke one), so it comes in as a change of these lines, tested, not by surprise.
+PYTHON_SDKS=(openai==3.63.0 azure-ai-agents==1.1.0 pydantic==2.13.4)
 ensure_python_sdks() {
-  if python3 -c 'import openai, azure.ai.agents' 2>/dev/null; then return; fi
-  echo "== installing the openai and azure-ai-agents Python SDKs"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openai azure-ai-agents
+  if python3 - "${PYTHON_SDKS[@]}" 2>/dev/null <<'PY'; then return; fi
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != want for name, want in (p.split("==") for p in sys.argv[1:])))
+PY
+  echo "== installing the Python SDKs the SDK tests use: ${PYTHON_SDKS[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${PYTHON_SDKS[@]}"
 }
 
 ensure_postgres
