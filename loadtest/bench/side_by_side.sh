@@ -13,7 +13,7 @@
 #   --flamegraph     afterwards, profile the edge under the throughput load with `perf` and write
 #                    docs/img/edge-flamegraph.svg, or the SVG path given (needs perf and inferno;
 #                    both installed if absent)
-#   --edge-bin PATH  measure this edge binary instead of target/release/aiproxy-edge (an older
+#   --edge-bin PATH  measure this edge binary instead of target/dist/aiproxy-edge (an older
 #                    build, for a before/after comparison; the control plane stays the current one)
 #   --otlp           the edge exports every span (OTEL_TRACES_SAMPLER=always_on) and its metrics
 #                    over OTLP/gRPC to a sink in the mock's process (on the load core), which
@@ -144,12 +144,18 @@ if [[ $FLAMEGRAPH == 1 ]]; then
   fi
 fi
 
+# The control plane and the mock as release builds; the edge as shipped (the `dist` profile:
+# whole-program LTO, see Cargo.toml and Dockerfile.edge).
 BIN=$REPO/target/release
-if [[ ! -x $BIN/aiproxy-edge || ! -x $BIN/aiproxy-control-plane || ! -x $BIN/mock-azure ]]; then
+if [[ ! -x $BIN/aiproxy-control-plane || ! -x $BIN/mock-azure ]]; then
   log "building the release binaries"
-  cargo build --release -p aiproxy-edge -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2
+  cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2
 fi
-EDGE_BIN=${EDGE_BIN:-$BIN/aiproxy-edge}
+if [[ -z $EDGE_BIN && ! -x $REPO/target/dist/aiproxy-edge ]]; then
+  log "building the edge as shipped (cargo build --profile dist -p aiproxy-edge)"
+  cargo build --profile dist -p aiproxy-edge >&2
+fi
+EDGE_BIN=${EDGE_BIN:-$REPO/target/dist/aiproxy-edge}
 [[ $FLAME_SVG == /* ]] || FLAME_SVG=$REPO/$FLAME_SVG
 [[ -x $EDGE_BIN ]] || die "--edge-bin: $EDGE_BIN is not an executable"
 

@@ -560,8 +560,9 @@ def check_dockerfile(d: Deployment, report: Report) -> None:
         if "ca-certificates" not in lines:
             problems.append(f"{where}: the runtime does not install ca-certificates")
         builds = " ".join(line for st in d.stages[service].values() for line in st["lines"])
-        if not re.search(r"cargo build --release --locked -p aiproxy-", builds):
-            problems.append(f"{where}: no cargo build --release --locked")
+        # An optimised build: the release profile, or one that inherits it (the edge's `dist`).
+        if not re.search(r"cargo build (--release|--profile \S+) --locked -p aiproxy-", builds):
+            problems.append(f"{where}: no cargo build --release (or --profile) --locked")
         if binary == "control-plane":
             env = {k: v for st in reversed(chain) for k, v in st["env"].items()}
             if not re.search(r"COPY --from=admin-web \S*admin-web/dist /app/admin-web/dist", lines):

@@ -128,7 +128,7 @@ CASES = [
      'ENTRYPOINT ["/usr/local/bin/aiproxy-edge"]\n\nFROM edge AS debug\nENTRYPOINT ["/bin/sh"]\n',
      "not ok - each service's Dockerfile ends in that service's runtime stage", "not aiproxy-edge"),
     ("a Dockerfile that builds both binaries", "Dockerfile.edge",
-     "cargo build --release --locked -p aiproxy-edge", "cargo build --release --locked -p aiproxy-control-plane -p aiproxy-edge",
+     "cargo build --profile dist --locked -p aiproxy-edge", "cargo build --profile dist --locked -p aiproxy-control-plane -p aiproxy-edge",
      "not ok - each service's Dockerfile ends in that service's runtime stage", "expected only aiproxy-edge"),
     ("a port that disagrees", "Dockerfile.control-plane",
      "AIPROXY_ADMIN_ADDR=0.0.0.0:8081", "AIPROXY_ADMIN_ADDR=0.0.0.0:9090",
