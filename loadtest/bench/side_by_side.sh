@@ -58,8 +58,9 @@
 # many rounds met the target. Everything listens on 127.0.0.1; all processes are stopped on exit.
 #
 # Environment: PROXY_CPU (default 0), LOAD_CPU (default 1), CP_CPU (the control plane's; default
-# PROXY_CPU), SSE_CALLS (default 20), ROUNDS (3; ROUNDS=9 for a verdict on the p99 targets, whose
-# rounds spread by more than the 0.1 ms they test).
+# PROXY_CPU), SSE_STREAMS (default 50: the SSE phase's concurrent streams), SSE_CALLS (default
+# 20), ROUNDS (3; ROUNDS=9 for a verdict on the p99 targets, whose rounds spread by more than the
+# 0.1 ms they test).
 # The control plane shares the proxy's core by default: on the load generator's core its work
 # (usage batches, leases) would slow oha and the mock during the edge's runs only, and show up
 # as milliseconds of latency charged to the edge's tail; on the proxy's core it is charged to the
@@ -81,7 +82,7 @@ OTLP=0
 OTLP_HTTP=0
 EDGE_ENV=()
 CONNS=32
-SSE_STREAMS=50
+SSE_STREAMS=${SSE_STREAMS:-50}
 SSE_CALLS=${SSE_CALLS:-20}
 ROUNDS=${ROUNDS:-3}
 PROXY_CPU=${PROXY_CPU:-0}
