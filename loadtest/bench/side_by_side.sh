@@ -147,14 +147,13 @@ fi
 
 # The control plane and the mock as release builds; the edge as shipped (the `dist` profile:
 # whole-program LTO, see Cargo.toml and Dockerfile.edge).
+# Built every time (a no-op when up to date): a binary left from older sources is never measured.
 BIN=$REPO/target/release
-if [[ ! -x $BIN/aiproxy-control-plane || ! -x $BIN/mock-azure ]]; then
-  log "building the release binaries"
-  cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2
-fi
-if [[ -z $EDGE_BIN && ! -x $REPO/target/dist/aiproxy-edge ]]; then
+log "building the release binaries (cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins)"
+cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2 || die "the release build failed"
+if [[ -z $EDGE_BIN ]]; then
   log "building the edge as shipped (cargo build --profile dist -p aiproxy-edge)"
-  cargo build --profile dist -p aiproxy-edge >&2
+  cargo build --profile dist -p aiproxy-edge >&2 || die "the edge's build failed"
 fi
 EDGE_BIN=${EDGE_BIN:-$REPO/target/dist/aiproxy-edge}
 [[ $FLAME_SVG == /* ]] || FLAME_SVG=$REPO/$FLAME_SVG

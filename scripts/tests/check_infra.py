@@ -242,6 +242,19 @@ class Deployment:
         self.parameters_json = json.loads((self.infra / "main.parameters.json").read_text())["parameters"]
         self.env_settings, self.env_block_problems = bicep_env_settings(self.region)
 
+    def optimised_profiles(self) -> set[str]:
+        """Cargo's optimised profiles: release, bench, and those of Cargo.toml inheriting one."""
+        import tomllib
+
+        cargo = self.root / "Cargo.toml"
+        profiles = tomllib.loads(cargo.read_text()).get("profile", {}) if cargo.is_file() else {}
+        optimised = {"release", "bench"}
+        while True:
+            more = {name for name, p in profiles.items() if p.get("inherits") in optimised} - optimised
+            if not more:
+                return optimised
+            optimised |= more
+
     def final_stage(self, service: str) -> tuple[str, dict]:
         """The stage a build without --target produces (azd's remote build): the last one."""
         stages = self.stages.get(service, {})
@@ -560,9 +573,13 @@ def check_dockerfile(d: Deployment, report: Report) -> None:
         if "ca-certificates" not in lines:
             problems.append(f"{where}: the runtime does not install ca-certificates")
         builds = " ".join(line for st in d.stages[service].values() for line in st["lines"])
-        # An optimised build: the release profile, or one that inherits it (the edge's `dist`).
-        if not re.search(r"cargo build (--release|--profile \S+) --locked -p aiproxy-", builds):
+        # An optimised build: --release, or --profile with a profile that inherits it (the edge's
+        # `dist`): `--profile dev` is no release build.
+        build = re.search(r"cargo build (--release|--profile (\S+)) --locked -p aiproxy-", builds)
+        if not build:
             problems.append(f"{where}: no cargo build --release (or --profile) --locked")
+        elif build.group(2) and build.group(2) not in d.optimised_profiles():
+            problems.append(f"{where}: cargo build --profile {build.group(2)}: not a profile that inherits release")
         if binary == "control-plane":
             env = {k: v for st in reversed(chain) for k, v in st["env"].items()}
             if not re.search(r"COPY --from=admin-web \S*admin-web/dist /app/admin-web/dist", lines):

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-COPIED = ["azure.yaml", "Dockerfile.control-plane", "Dockerfile.edge", "infra", "docs", "scripts", "control-plane/src", "edge/src", "telemetry/src"]
+COPIED = ["azure.yaml", "Cargo.toml", "Dockerfile.control-plane", "Dockerfile.edge", "infra", "docs", "scripts", "control-plane/src", "edge/src", "telemetry/src"]
 
 
 def make_tree(root: Path) -> None:
@@ -130,6 +130,12 @@ CASES = [
     ("a Dockerfile that builds without optimisation", "Dockerfile.edge",
      "cargo build --profile dist --locked -p aiproxy-edge", "cargo build --locked -p aiproxy-edge",
      "not ok - Dockerfiles: non-root images", "no cargo build --release (or --profile) --locked"),
+    ("a Dockerfile that builds with an unoptimised profile", "Dockerfile.edge",
+     "cargo build --profile dist --locked -p aiproxy-edge", "cargo build --profile dev --locked -p aiproxy-edge",
+     "not ok - Dockerfiles: non-root images", "not a profile that inherits release"),
+    ("a build profile that no longer inherits release", "Cargo.toml",
+     'inherits = "release"', 'inherits = "dev"',
+     "not ok - Dockerfiles: non-root images", "cargo build --profile dist: not a profile that inherits release"),
     ("a Dockerfile that builds both binaries", "Dockerfile.edge",
      "cargo build --profile dist --locked -p aiproxy-edge", "cargo build --profile dist --locked -p aiproxy-control-plane -p aiproxy-edge",
      "not ok - each service's Dockerfile ends in that service's runtime stage", "expected only aiproxy-edge"),
