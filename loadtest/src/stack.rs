@@ -132,8 +132,8 @@ pub fn isolate(cmd: &mut Command) {
     }
 }
 
-fn command(binary: &str, log: &Path) -> Command {
-    let mut cmd = Command::new(bin_path(binary));
+fn command(binary: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(binary);
     isolate(&mut cmd);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -257,7 +257,10 @@ impl ControlPlane {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", dir.join("aiproxy.db").display()));
-        let mut cmd = command("aiproxy-control-plane", &dir.join("control-plane.log"));
+        let mut cmd = command(
+            &bin_path("aiproxy-control-plane"),
+            &dir.join("control-plane.log"),
+        );
         cmd.env("AIPROXY_DATABASE_URL", database_url)
             .env("AIPROXY_DATA_DIR", dir)
             .env("AIPROXY_GRPC_ADDR", self.grpc_addr.to_string())
@@ -368,8 +371,23 @@ impl Edge {
 
     /// An edge serving `/metrics` on a loopback port of its own (`metrics_addr`).
     pub async fn start_with_metrics(cp: &ControlPlane, region: &str, env: &[(&str, &str)]) -> Self {
-        let launch = Launch { env, metrics: true };
+        let launch = Launch {
+            env,
+            metrics: true,
+            binary: None,
+        };
         Self::launch(cp, region, &cp.edge_token, true, launch).await
+    }
+
+    /// An edge from another binary than the workspace's (an instrumented build, an earlier
+    /// commit's), with extra environment.
+    pub async fn start_binary(cp: &ControlPlane, binary: &Path, env: &[(&str, &str)]) -> Self {
+        let launch = Launch {
+            env,
+            metrics: false,
+            binary: Some(binary),
+        };
+        Self::launch(cp, "", &cp.edge_token, true, launch).await
     }
 
     /// An edge presenting `token`, with extra environment; `wait_ready` as in `start_with_token`.
@@ -391,11 +409,17 @@ impl Edge {
         launch: Launch<'_>,
     ) -> Self {
         let dir = ScratchDir::new("edge");
+        // Absolute: the edge runs in its scratch folder, where a relative path names nothing.
+        let binary = match launch.binary {
+            Some(binary) => std::fs::canonicalize(binary)
+                .unwrap_or_else(|e| panic!("edge binary {}: {e}", binary.display())),
+            None => bin_path("aiproxy-edge"),
+        };
         let path = if wait_ready { "readyz" } else { "healthz" };
         for _ in 0..START_ATTEMPTS {
             let addr = free_addr();
             let metrics_addr = launch.metrics.then(free_addr);
-            let mut cmd = command("aiproxy-edge", &dir.path().join("edge.log"));
+            let mut cmd = command(&binary, &dir.path().join("edge.log"));
             cmd.current_dir(dir.path())
                 .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
                 .env("AIPROXY_LISTEN_ADDR", addr.to_string())
@@ -517,16 +541,19 @@ impl Edge {
     }
 }
 
-/// How an edge is started: extra environment, and whether it serves `/metrics`.
+/// How an edge is started: extra environment, whether it serves `/metrics`, which binary.
 struct Launch<'a> {
     env: &'a [(&'a str, &'a str)],
     metrics: bool,
+    /// Another edge binary than the workspace's.
+    binary: Option<&'a Path>,
 }
 
 fn env_only<'a>(env: &'a [(&'a str, &'a str)]) -> Launch<'a> {
     Launch {
         env,
         metrics: false,
+        binary: None,
     }
 }
 

@@ -16,7 +16,7 @@
 //! the single load core may then be the limit of an edge's throughput: read CPU per request.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use aiproxy_loadtest::load::{self, LoadResult, LoadSpec};
 use aiproxy_loadtest::mock::{MockAzure, MockConfig};
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, Edge, Scenario, ScratchDir, UPSTREAM_KEY, free_addr,
-    rfc3339_from_now,
+    API_VERSION, ControlPlane, Edge, Scenario, UPSTREAM_KEY, rfc3339_from_now,
 };
 use anyhow::Context;
 use bytes::Bytes;
@@ -36,7 +35,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::process::{Child, Command};
 
 #[derive(Parser)]
 #[command(about = "Edge vs direct benchmark (loopback only, bounded)")]
@@ -171,14 +169,17 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
     // Given last, so `--baseline-env OTEL_TRACES_SAMPLER=...` overrides the sink's default.
     baseline_env.extend(args.baseline_env.iter().cloned());
     let baseline = match &args.baseline_edge {
-        Some(path) => Some(BaselineEdge::start(path, &scenario.cp, &baseline_env).await?),
+        Some(path) => {
+            let env: Vec<(&str, &str)> = baseline_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Some(Edge::start_binary(&scenario.cp, path, &env).await)
+        }
         None => None,
     };
     if let Some((cpu, others)) = &pinned {
-        let edges = [
-            scenario.edge.pid(),
-            baseline.as_ref().and_then(BaselineEdge::pid),
-        ];
+        let edges = [scenario.edge.pid(), baseline.as_ref().and_then(Edge::pid)];
         for pid in edges.into_iter().flatten() {
             pin(pid, &cpu.to_string())?;
         }
@@ -231,7 +232,7 @@ async fn run(args: Args, pinned: Option<(usize, String)>) -> anyhow::Result<()> 
         cpu_time(Some(std::process::id()))
             + cpu_time(scenario.cp.pid())
             + cpu_time(scenario.edge.pid())
-            + cpu_time(baseline.as_ref().and_then(BaselineEdge::pid))
+            + cpu_time(baseline.as_ref().and_then(Edge::pid))
     };
     let (busy_at_start, ours_at_start, wall_start) = (machine_busy(), ours(), Instant::now());
     // The edges in the order of round `round` (1-based): alternating, so that neither always
@@ -852,100 +853,5 @@ async fn wait_usage_requests(
             return last;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Another edge binary, started as `stack::Edge` starts the current one: same control plane,
-/// same environment, its own loopback port and scratch dir (with its log). Killed on drop.
-struct BaselineEdge {
-    child: Child,
-    addr: SocketAddr,
-    _dir: ScratchDir,
-}
-
-impl BaselineEdge {
-    async fn start(
-        binary: &Path,
-        cp: &ControlPlane,
-        env: &[(String, String)],
-    ) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            binary.exists(),
-            "baseline edge {} not found",
-            binary.display()
-        );
-        // Started in its own scratch folder: a relative path would no longer name it.
-        let binary = &std::fs::canonicalize(binary)?;
-        let dir = ScratchDir::new("baseline-edge");
-        let log_path = dir.path().join("edge.log");
-        for _ in 0..3 {
-            let addr = free_addr();
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)?;
-            let mut cmd = Command::new(binary);
-            aiproxy_loadtest::stack::isolate(&mut cmd);
-            cmd.current_dir(dir.path())
-                .env(
-                    "RUST_LOG",
-                    std::env::var("AIPROXY_TEST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .env("AIPROXY_CONTROL_PLANE_URL", cp.grpc_url())
-                .env("AIPROXY_LISTEN_ADDR", addr.to_string())
-                .env("AIPROXY_REGION", "")
-                .env("AIPROXY_EDGE_TOKEN", &cp.edge_token)
-                .env("AIPROXY_EDGE_ID", format!("edge-baseline-{}", addr.port()))
-                .env("AIPROXY_CONTROL_CALL_DEADLINE_MS", "2000")
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .kill_on_drop(true);
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("start {}", binary.display()))?;
-            if wait_ready(addr, &mut child).await? {
-                return Ok(Self {
-                    child,
-                    addr,
-                    _dir: dir,
-                });
-            }
-        }
-        anyhow::bail!(
-            "the baseline edge exited at start 3 times; see {}",
-            log_path.display()
-        )
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-}
-
-/// Waits up to 30 s for `/readyz` to answer 2xx; `false` if the process exited first.
-async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<bool> {
-    let http = reqwest::Client::new();
-    let url = format!("http://{addr}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return Ok(true);
-        }
-        if child.try_wait()?.is_some() {
-            return Ok(false);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the baseline edge did not become ready at {url} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
