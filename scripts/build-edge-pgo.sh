@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The edge as shipped: the `dist` profile (release + whole-program LTO) optimised with a profile of
-# the edge at work (profile-guided optimisation, PGO). Used by Dockerfile.edge and by
-# loadtest/bench/side_by_side.sh, so that what is measured is what is shipped.
+# The edge built with profile-guided optimisation (PGO): the `dist` profile (release +
+# whole-program LTO) optimised with a profile of the edge at work. Not the shipped build
+# (Dockerfile.edge builds `dist` alone): in the side-by-side benchmark this build used 8 % less CPU
+# per call but missed the fixed-rate p99 line in two runs of four (docs/benchmarks.md). Compare it
+# there with `loadtest/bench/side_by_side.sh --edge-bin "$(scripts/build-edge-pgo.sh | tail -n 1)"`.
 #
 #   scripts/build-edge-pgo.sh            # prints the path of the built edge on its last line
 #

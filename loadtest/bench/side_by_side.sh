@@ -13,9 +13,8 @@
 #   --flamegraph     afterwards, profile the edge under the throughput load with `perf` and write
 #                    docs/img/edge-flamegraph.svg, or the SVG path given (needs perf and inferno;
 #                    both installed if absent)
-#   --edge-bin PATH  measure this edge binary instead of the shipped one (scripts/build-edge-pgo.sh):
-#                    an older build, for a before/after comparison (the control plane stays the
-#                    current one)
+#   --edge-bin PATH  measure this edge binary instead of target/dist/aiproxy-edge (an older
+#                    build, for a before/after comparison; the control plane stays the current one)
 #   --otlp           the edge exports every span (OTEL_TRACES_SAMPLER=always_on) and its metrics
 #                    over OTLP/gRPC to a sink in the mock's process (on the load core), which
 #                    counts the spans it receives; printed at the end against the calls the
@@ -146,17 +145,17 @@ if [[ $FLAMEGRAPH == 1 ]]; then
   fi
 fi
 
-# The control plane and the mock as release builds; the edge as shipped (scripts/build-edge-pgo.sh,
-# as Dockerfile.edge: the `dist` profile, whole-program LTO, optimised with a profile of its own
-# training workload).
+# The control plane and the mock as release builds; the edge as shipped (the `dist` profile:
+# whole-program LTO, see Cargo.toml and Dockerfile.edge).
 # Built every time (a no-op when up to date): a binary left from older sources is never measured.
 BIN=$REPO/target/release
 log "building the release binaries (cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins)"
 cargo build --release -p aiproxy-control-plane -p aiproxy-loadtest --bins >&2 || die "the release build failed"
 if [[ -z $EDGE_BIN ]]; then
-  log "building the edge as shipped (scripts/build-edge-pgo.sh; ~12 min the first time)"
-  EDGE_BIN=$("$REPO/scripts/build-edge-pgo.sh" | tail -n 1) || die "the edge's build failed"
+  log "building the edge as shipped (cargo build --profile dist -p aiproxy-edge)"
+  cargo build --profile dist -p aiproxy-edge >&2 || die "the edge's build failed"
 fi
+EDGE_BIN=${EDGE_BIN:-$REPO/target/dist/aiproxy-edge}
 [[ $FLAME_SVG == /* ]] || FLAME_SVG=$REPO/$FLAME_SVG
 [[ -x $EDGE_BIN ]] || die "--edge-bin: $EDGE_BIN is not an executable"
 

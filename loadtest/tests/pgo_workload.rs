@@ -1,7 +1,7 @@
-//! The training workload of the edge's profile-guided build (`scripts/build-edge-pgo.sh`, run by
-//! `Dockerfile.edge`) runs through against the current edge: every call it makes answers as it
-//! expects. A change to the edge that breaks it fails here, not in an image build. And it refuses
-//! to pass for a profile that was not written.
+//! The training workload of the edge's profile-guided build (`scripts/build-edge-pgo.sh`) runs
+//! through against the current edge: every call it makes answers as it expects. A change to the
+//! edge that breaks it fails here, not in a profile-guided build. And it refuses to pass for a
+//! profile that was not written.
 
 use std::process::{Command, Output};
 

@@ -242,21 +242,6 @@ class Deployment:
         self.parameters_json = json.loads((self.infra / "main.parameters.json").read_text())["parameters"]
         self.env_settings, self.env_block_problems = bicep_env_settings(self.region)
 
-    def cargo_builds(self, service: str) -> str:
-        """The service's Dockerfile's cargo builds, joined. A build script it runs
-        (`scripts/NAME.sh`) counts as the script's last cargo build: the one it ships (the edge's
-        profile-guided build runs others first, for its training workload)."""
-        builds = []
-        for st in self.stages[service].values():
-            for line in st["lines"]:
-                if "cargo build" in line:
-                    builds.append(line)
-                for script in re.findall(r"(?<![\w/.-])(scripts/[\w./-]+\.sh)\b", line):
-                    path = self.root / script
-                    shipped = re.findall(r'^\s*"?\$\{?CARGO\}?"? (build .*)$', path.read_text(), re.M) if path.is_file() else []
-                    builds.append(f"cargo {shipped[-1]}" if shipped else f"{script}: no cargo build")
-        return " ".join(builds)
-
     def optimised_profiles(self) -> set[str]:
         """Cargo's optimised profiles: release, bench, and those of Cargo.toml inheriting one."""
         import tomllib
@@ -370,7 +355,7 @@ def check_stage_per_service(d: Deployment, report: Report) -> None:
         if wanted not in entrypoint:
             problems.append(f"service {name}: the last stage of {d.rel(d.dockerfiles[name])} ('{stage_name}') runs "
                             f"{entrypoint or 'no ENTRYPOINT'}, not {wanted}; a remote build would ship that")
-        builds = d.cargo_builds(name)
+        builds = " ".join(line for st in d.stages[name].values() for line in st["lines"] if "cargo build" in line)
         crates = set(re.findall(r"-p[ \t]+(aiproxy-[\w-]+)", builds))
         if crates != {wanted}:
             problems.append(f"service {name}: {d.rel(d.dockerfiles[name])} builds {sorted(crates) or 'nothing'}, expected only {wanted}")
@@ -587,7 +572,7 @@ def check_dockerfile(d: Deployment, report: Report) -> None:
         lines = " ".join(line for st in chain for line in st["lines"])
         if "ca-certificates" not in lines:
             problems.append(f"{where}: the runtime does not install ca-certificates")
-        builds = d.cargo_builds(service)
+        builds = " ".join(line for st in d.stages[service].values() for line in st["lines"])
         # An optimised build: --release, or --profile with a profile that inherits it (the edge's
         # `dist`): `--profile dev` is no release build.
         build = re.search(r"cargo build (--release|--profile (\S+)) --locked -p aiproxy-", builds)

@@ -1,5 +1,5 @@
 //! `aiproxy-pgo-workload`: the training run of the edge's profile-guided build
-//! (`scripts/build-edge-pgo.sh`). Starts the mock upstream in-process, the control plane (the
+//! (`scripts/build-edge-pgo.sh`; not the shipped build, see docs/benchmarks.md). Starts the mock upstream in-process, the control plane (the
 //! binary beside this one, or in `$AIPROXY_BIN_DIR`) and the given edge binary, built with
 //! `-Cprofile-generate`, with `LLVM_PROFILE_FILE` pointing into `--profile-dir`. Then it sends what
 //! an event's attendees send, most of it on the paths that carry most of a gateway's calls, on an
@@ -14,8 +14,8 @@
 //! - refusals, a few percent: an unknown key, a `max_tokens` above the cap, an unknown deployment,
 //!   a `..` path.
 //!
-//! Every answer is checked (a profile taken from calls that went wrong would optimise the wrong
-//! code). Then the edge is stopped with SIGTERM, so that it writes its profile on the way out, and
+//! Every answer is checked, the refusals only for being refused (a profile taken from calls that
+//! went wrong would optimise the wrong code). Then the edge is stopped with SIGTERM, so that it writes its profile on the way out, and
 //! the profile is checked to be there. Loopback only, bounded in calls.
 
 use std::path::PathBuf;
