@@ -2,7 +2,7 @@
 # The edge built with profile-guided optimisation (PGO): the `dist` profile (release +
 # whole-program LTO) optimised with a profile of the edge at work. Not the shipped build
 # (Dockerfile.edge builds `dist` alone): in the side-by-side benchmark this build used 8 % less CPU
-# per call but missed the fixed-rate p99 line in two runs of four (docs/benchmarks.md). Compare it
+# per call but missed the fixed-rate p99 line in two runs of five (docs/benchmarks.md). Compare it
 # there with `loadtest/bench/side_by_side.sh --edge-bin "$(scripts/build-edge-pgo.sh | tail -n 1)"`.
 #
 #   scripts/build-edge-pgo.sh            # prints the path of the built edge on its last line
