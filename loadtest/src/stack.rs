@@ -633,19 +633,30 @@ impl Admin {
         v["api_key"].as_str().expect("api_key").to_string()
     }
 
+    /// An event open from yesterday to tomorrow exposing `resource_ids`, with the fields of
+    /// `settings` (an object: caps, say) on top; its id.
+    pub async fn create_open_event(&self, resource_ids: &[String], settings: Value) -> String {
+        let mut body = json!({
+            "name": "Test hackathon",
+            "starts_at": rfc3339_from_now(-86_400),
+            "ends_at": rfc3339_from_now(86_400),
+            "time_zone": "Europe/Paris",
+            "organizer_name": "Ada",
+            "organizer_email": "ada@example.com",
+            "resource_ids": resource_ids,
+        });
+        let Value::Object(settings) = settings else {
+            panic!("event settings must be a JSON object, got {settings}");
+        };
+        body.as_object_mut()
+            .expect("an event body is an object")
+            .extend(settings);
+        self.create_event(body).await
+    }
+
     /// An event open from yesterday to tomorrow exposing `resource_ids`, and one attendee's key.
     pub async fn open_event(&self, resource_ids: &[String]) -> (String, String) {
-        let event_id = self
-            .create_event(json!({
-                "name": "Test hackathon",
-                "starts_at": rfc3339_from_now(-86_400),
-                "ends_at": rfc3339_from_now(86_400),
-                "time_zone": "Europe/Paris",
-                "organizer_name": "Ada",
-                "organizer_email": "ada@example.com",
-                "resource_ids": resource_ids,
-            }))
-            .await;
+        let event_id = self.create_open_event(resource_ids, json!({})).await;
         let key = self.add_attendee(&event_id, "attendee-1").await;
         (event_id, key)
     }

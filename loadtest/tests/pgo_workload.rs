@@ -39,3 +39,13 @@ fn an_edge_that_writes_no_profile_fails_the_training_run() {
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("the edge wrote no profile"), "{text}");
 }
+
+#[test]
+fn a_profile_folder_holding_an_earlier_profile_is_refused() {
+    // An earlier run's file would otherwise pass for the profile this run's edge never wrote.
+    let dir = ScratchDir::new("pgo-profile");
+    std::fs::write(dir.path().join("edge-1.profraw"), b"stale").unwrap();
+    let (output, text) = workload(&["--profile-dir", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("already holds profiles"), "{text}");
+}

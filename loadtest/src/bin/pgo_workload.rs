@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use aiproxy_loadtest::load::{self, LoadSpec};
 use aiproxy_loadtest::mock::MockConfig;
 use aiproxy_loadtest::stack::{
-    API_VERSION, ControlPlane, Edge, UPSTREAM_KEY, keyed_mock, model_resource, rfc3339_from_now,
+    API_VERSION, ControlPlane, Edge, UPSTREAM_KEY, keyed_mock, model_resource,
 };
 use anyhow::{Context, ensure};
 use bytes::Bytes;
@@ -66,7 +66,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let profile_dir = match &args.profile_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            Some(std::fs::canonicalize(dir)?)
+            let dir = std::fs::canonicalize(dir)?;
+            // Otherwise an earlier run's profile would pass for this one's.
+            ensure!(
+                profiles_in(&dir)? == 0,
+                "{} already holds profiles: give an empty folder",
+                dir.display()
+            );
+            Some(dir)
         }
         None => None,
     };
@@ -90,19 +97,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "key": UPSTREAM_KEY}),
         )
         .await;
-    let event = admin
-        .create_event(json!({
-            "name": "Profile-guided build",
-            "starts_at": rfc3339_from_now(-86_400),
-            "ends_at": rfc3339_from_now(86_400),
-            "time_zone": "UTC",
-            "organizer_name": "Ada",
-            "organizer_email": "ada@example.com",
-            "resource_ids": [model, agents],
-            "max_token_cap": 4096,
-            "daily_request_cap": 1_000_000_000,
-        }))
-        .await;
+    let settings = json!({"max_token_cap": 4096, "daily_request_cap": 1_000_000_000});
+    let event = admin.create_open_event(&[model, agents], settings).await;
     let keys = [
         admin.add_attendee(&event, "attendee-1").await,
         admin.add_attendee(&event, "attendee-2").await,
@@ -172,10 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("workload done in {:.1} s", started.elapsed().as_secs_f64());
         return Ok(());
     };
-    let written = std::fs::read_dir(&profile_dir)?
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "profraw"))
-        .count();
+    let written = profiles_in(&profile_dir)?;
     ensure!(
         written > 0,
         "the edge wrote no profile into {} (was it built with -Cprofile-generate?)",
@@ -187,6 +180,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         profile_dir.display()
     );
     Ok(())
+}
+
+/// The raw profiles (`*.profraw`) in `dir`.
+fn profiles_in(dir: &std::path::Path) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "profraw"))
+        .count())
 }
 
 /// `total` POSTs of `body` at `concurrency` connections; every one must answer 2xx (`ok`), or
